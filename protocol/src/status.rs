@@ -1,0 +1,67 @@
+//! Device status and who holds a device, as the agent reports them and the server mirrors them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::LaunchpadId;
+
+/// The checkout status of a device. The server's view is the status carried by the
+/// newest outbox record it has applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    /// Not yet enrolled with a Lanyard server.
+    Unenrolled,
+    /// Locked, no user; normally docked in a cart.
+    CheckedIn,
+    /// Granted to a user who has not yet unplugged it.
+    CheckoutPending,
+    /// Unplugged and assigned to one user.
+    CheckedOut,
+    /// Docked after a checkout: apps logging out, screen locked, passcode being cleared.
+    Returning,
+    /// Held back by local compliance: no checkout, or locked until re-authentication.
+    Blocked,
+}
+
+/// How a user came to hold a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnlockMethod {
+    /// Badge tapped on the phone and authorized by the server.
+    PhoneBadge,
+    /// Badge tapped at the cart's reader; the server picked this device.
+    CartBadge,
+    /// Username and password at the locker screen, verified by the server.
+    Password,
+    /// Badge matched the signed offline credential list while the server was unreachable.
+    OfflineBadge,
+    /// The emergency PIN set by IT, with no network needed.
+    EmergencyPin,
+}
+
+impl UnlockMethod {
+    /// True for the methods that worked without the server and must be reported on reconnect.
+    pub fn is_offline(self) -> bool {
+        matches!(self, UnlockMethod::OfflineBadge | UnlockMethod::EmergencyPin)
+    }
+}
+
+/// The person a device is assigned to (the "Device User").
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UserRef {
+    /// The directory username, e.g. `alice`.
+    pub username: String,
+    /// The name shown on the phone, e.g. `Alice Moreau, RN`.
+    pub display_name: String,
+}
+
+/// Where a device is docked, when the dock reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DockLocation {
+    /// The cart, when known (launchpad-reported docks always know it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launchpad: Option<LaunchpadId>,
+    /// The port number within the cart, counted from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
+}
