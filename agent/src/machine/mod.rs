@@ -1,16 +1,20 @@
 //! The transition function: `handle(state, event, now) -> (state, effects)`.
 //!
 //! One call runs in four steps: let time pass (expiries, deadlines, retries and the
-//! compliance tiers they reach), apply the event, re-evaluate compliance, then finish:
-//! at most one outbox record (exactly one when the status changed), the screen if it
-//! changed, and the next wake-up if it moved.
+//! compliance tiers they reach), apply the event, re-evaluate compliance, then finish.
+//!
+//! Every phase change writes exactly one outbox record at the moment it happens, so a
+//! call that sees two changes (a grant that lapsed, then a new grant) writes two, and the
+//! server can replay the chain `from -> to` without gaps. Reports that are not followed by
+//! a change go into one trailing record. The screen and the next wake-up are emitted
+//! once, at the end, and only when they changed.
 
 mod checkin;
 mod checkout;
 mod inbound;
 
 use lanyard_protocol::events::Report;
-use lanyard_protocol::{Cause, DeviceStatus, EventRecord, Timestamp, Transition, UserRef};
+use lanyard_protocol::{Cause, EventRecord, Timestamp, Transition};
 
 use crate::compliance;
 use crate::effect::Effect;
@@ -34,13 +38,12 @@ pub(crate) struct Ctx {
     pub now: Timestamp,
     pub effects: Vec<Effect>,
     pub reports: Vec<Report>,
-    pub cause: Option<Cause>,
     pub urgent: bool,
 }
 
 impl Ctx {
     fn new(now: Timestamp) -> Self {
-        Ctx { now, effects: Vec::new(), reports: Vec::new(), cause: None, urgent: false }
+        Ctx { now, effects: Vec::new(), reports: Vec::new(), urgent: false }
     }
 
     pub fn report(&mut self, r: Report) {
@@ -55,8 +58,6 @@ impl Ctx {
 impl Locker {
     /// In-place form of [`handle`].
     pub fn apply(&mut self, event: Event, now: Timestamp) -> Vec<Effect> {
-        let before_status = self.status();
-        let before_user = self.user().cloned();
         let restarted = matches!(event, Event::HostStarted);
         let mut cx = Ctx::new(now);
 
@@ -67,7 +68,7 @@ impl Locker {
         if restarted {
             self.reissue_after_restart(&mut cx);
         }
-        self.finish(cx, before_status, before_user, restarted)
+        self.finish(cx, restarted)
     }
 
     fn dispatch(&mut self, event: Event, cx: &mut Ctx) {
@@ -167,15 +168,32 @@ impl Locker {
         }
     }
 
-    /// Moves to `phase`, remembering why for the outbox record.
+    /// Moves to `phase` and writes the outbox record of that change, carrying the
+    /// reports gathered so far.
     pub(crate) fn enter(&mut self, phase: Phase, cause: Cause, cx: &mut Ctx) {
         let was_in = matches!(self.phase, Phase::CheckedIn | Phase::Blocked(Block { held: None, .. }));
         let now_in = matches!(phase, Phase::CheckedIn | Phase::Blocked(Block { held: None, .. }));
         if now_in && !was_in {
             self.checked_in_since = cx.now;
         }
+        let from = self.status();
         self.phase = phase;
-        cx.cause = Some(cause);
+        let transition = Transition { from, to: self.status(), cause };
+        self.record(Some(transition), cx);
+    }
+
+    /// Appends one outbox record with the next sequence number.
+    fn record(&mut self, transition: Option<Transition>, cx: &mut Ctx) {
+        let record = EventRecord {
+            seq: self.next_seq,
+            at: cx.now,
+            status: self.status(),
+            user: self.user().cloned(),
+            transition,
+            reports: std::mem::take(&mut cx.reports),
+        };
+        self.next_seq += 1;
+        cx.effects.push(Effect::Record(record));
     }
 
     pub(crate) fn set_notice(&mut self, text: impl Into<String>, now: Timestamp) {
@@ -231,35 +249,12 @@ impl Locker {
         }
     }
 
-    fn finish(
-        &mut self,
-        mut cx: Ctx,
-        before_status: DeviceStatus,
-        before_user: Option<UserRef>,
-        restarted: bool,
-    ) -> Vec<Effect> {
+    fn finish(&mut self, mut cx: Ctx, restarted: bool) -> Vec<Effect> {
         let now = cx.now;
-        let status = self.status();
-        let user = self.user();
-        let changed = status != before_status || user != before_user.as_ref();
-        let mut effects = Vec::with_capacity(cx.effects.len() + 3);
-        if changed || !cx.reports.is_empty() {
-            let transition = (status != before_status).then(|| Transition {
-                from: before_status,
-                to: status,
-                cause: cx.cause.take().unwrap_or(Cause::ComplianceCleared),
-            });
-            effects.push(Effect::Record(EventRecord {
-                seq: self.next_seq,
-                at: now,
-                status,
-                user: user.cloned(),
-                transition,
-                reports: std::mem::take(&mut cx.reports),
-            }));
-            self.next_seq += 1;
+        if !cx.reports.is_empty() {
+            self.record(None, &mut cx);
         }
-        effects.append(&mut cx.effects);
+        let mut effects = std::mem::take(&mut cx.effects);
         let screen = self.screen(now);
         if restarted || self.shown.as_ref() != Some(&screen) {
             effects.push(Effect::ShowScreen(screen.clone()));

@@ -191,15 +191,25 @@ impl Harness {
         self.last.iter().any(pred)
     }
 
-    pub fn last_record(&self) -> Option<&EventRecord> {
-        self.last.iter().find_map(|e| match e {
-            Effect::Record(r) => Some(r),
-            _ => None,
-        })
+    /// Records the latest call wrote, in order.
+    pub fn last_records(&self) -> Vec<&EventRecord> {
+        self.last
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Record(r) => Some(r),
+                _ => None,
+            })
+            .collect()
     }
 
-    /// Reports in the latest call's record.
+    /// The latest call's record that carries a transition, else its last record.
+    pub fn last_record(&self) -> Option<&EventRecord> {
+        let records = self.last_records();
+        records.iter().rev().find(|r| r.transition.is_some()).or(records.last()).copied()
+    }
+
+    /// Reports in all of the latest call's records.
     pub fn last_reports(&self) -> Vec<lanyard_protocol::Report> {
-        self.last_record().map(|r| r.reports.clone()).unwrap_or_default()
+        self.last_records().iter().flat_map(|r| r.reports.clone()).collect()
     }
 }
