@@ -48,7 +48,10 @@ pub(crate) fn current_checkout(phase: &Phase) -> Option<&Checkout> {
 }
 
 fn is_checked_in(phase: &Phase) -> bool {
-    matches!(phase, Phase::CheckedIn | Phase::Blocked(Block { held: None, .. }))
+    matches!(
+        phase,
+        Phase::CheckedIn | Phase::Blocked(Block { held: None, .. })
+    )
 }
 
 /// When `cond` started holding, or `None` if it does not hold at `now`.
@@ -75,34 +78,47 @@ fn starts_at(cond: &Condition, l: &Locker) -> Option<Timestamp> {
     let enrolled = l.enrollment.as_ref()?;
     match cond {
         Condition::CheckoutOverdue => current_checkout(&l.phase).map(|c| c.due_at),
-        Condition::OutOfContact { max_secs } => {
-            Some(l.link.last_contact.unwrap_or(enrolled.enrolled_at).plus_secs(*max_secs))
-        }
-        Condition::OsBelowMinimum { minimum } => {
-            l.facts.os_version.filter(|v| v < minimum).map(|_| Timestamp::EPOCH)
-        }
-        Condition::PasscodePresentWhileCheckedIn { grace_secs } => {
-            (is_checked_in(&l.phase) && l.facts.passcode_present == Some(true))
-                .then(|| l.checked_in_since.plus_secs(*grace_secs))
-        }
+        Condition::OutOfContact { max_secs } => Some(
+            l.link
+                .last_contact
+                .unwrap_or(enrolled.enrolled_at)
+                .plus_secs(*max_secs),
+        ),
+        Condition::OsBelowMinimum { minimum } => l
+            .facts
+            .os_version
+            .filter(|v| v < minimum)
+            .map(|_| Timestamp::EPOCH),
+        Condition::PasscodePresentWhileCheckedIn { grace_secs } => (is_checked_in(&l.phase)
+            && l.facts.passcode_present == Some(true))
+        .then(|| l.checked_in_since.plus_secs(*grace_secs)),
         Condition::Compromised => {
             (!l.facts.compromise_signals.is_empty()).then_some(Timestamp::EPOCH)
         }
-        Condition::BatteryBelowCheckoutMinimum { min_percent } => {
-            l.facts.battery_percent.filter(|b| b < min_percent).map(|_| Timestamp::EPOCH)
-        }
+        Condition::BatteryBelowCheckoutMinimum { min_percent } => l
+            .facts
+            .battery_percent
+            .filter(|b| b < min_percent)
+            .map(|_| Timestamp::EPOCH),
         Condition::PolicyExpired => l.policy.valid_until,
     }
 }
 
 /// Instant tier `index` is reached for a violation that started at `since`.
 fn tier_at(rule: &ComplianceRule, since: Timestamp, index: usize) -> Timestamp {
-    let total: u64 = rule.tiers.iter().take(index + 1).map(|t| t.delay_secs).sum();
+    let total: u64 = rule
+        .tiers
+        .iter()
+        .take(index + 1)
+        .map(|t| t.delay_secs)
+        .sum();
     since.plus_secs(total)
 }
 
 fn tiers_reached(rule: &ComplianceRule, since: Timestamp, now: Timestamp) -> u8 {
-    let n = (0..rule.tiers.len()).take_while(|&i| tier_at(rule, since, i) <= now).count();
+    let n = (0..rule.tiers.len())
+        .take_while(|&i| tier_at(rule, since, i) <= now)
+        .count();
     u8::try_from(n).unwrap_or(u8::MAX)
 }
 
@@ -128,13 +144,23 @@ pub(crate) fn evaluate(l: &mut Locker, now: Timestamp) -> Outcome {
                     ComplianceAction::BlockCheckout | ComplianceAction::Lock => {}
                 }
             }
-            out.reports.push(Report::ComplianceTier { condition: kind, tier, actions });
+            out.reports.push(Report::ComplianceTier {
+                condition: kind,
+                tier,
+                actions,
+            });
         }
-        next.push(Violation { kind, since, tiers_fired: reached.max(fired) });
+        next.push(Violation {
+            kind,
+            since,
+            tiers_fired: reached.max(fired),
+        });
     }
     for old in &l.compliance.active {
         if !next.iter().any(|v| v.kind == old.kind) {
-            out.reports.push(Report::ComplianceResolved { condition: old.kind });
+            out.reports.push(Report::ComplianceResolved {
+                condition: old.kind,
+            });
         }
     }
     if next != l.compliance.active {
@@ -144,7 +170,10 @@ pub(crate) fn evaluate(l: &mut Locker, now: Timestamp) -> Outcome {
 }
 
 fn rule_for(l: &Locker, kind: ConditionKind) -> Option<&ComplianceRule> {
-    l.policy.compliance.iter().find(|r| r.condition.kind() == kind)
+    l.policy
+        .compliance
+        .iter()
+        .find(|r| r.condition.kind() == kind)
 }
 
 fn first_tier_with(rule: &ComplianceRule, action: &ComplianceAction) -> Option<usize> {
@@ -183,7 +212,9 @@ pub(crate) fn locking(l: &Locker, reauth: Option<Timestamp>, now: Timestamp) -> 
         .active
         .iter()
         .filter(|v| {
-            rule_for(l, v.kind).and_then(|r| lock_at(r, v, reauth)).is_some_and(|at| at <= now)
+            rule_for(l, v.kind)
+                .and_then(|r| lock_at(r, v, reauth))
+                .is_some_and(|at| at <= now)
         })
         .map(|v| v.kind)
         .collect()

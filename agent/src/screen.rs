@@ -54,7 +54,10 @@ pub enum Screen {
 impl Screen {
     /// True when the phone is usable (not behind the locker screen).
     pub fn is_unlocked(&self) -> bool {
-        matches!(self, Screen::CheckoutPending { .. } | Screen::CheckedOut { .. })
+        matches!(
+            self,
+            Screen::CheckoutPending { .. } | Screen::CheckedOut { .. }
+        )
     }
 
     /// The name shown, if the screen shows one.
@@ -71,7 +74,9 @@ impl Screen {
 /// A sentence per compliance condition, for the blocked screen.
 pub fn condition_text(kind: ConditionKind) -> &'static str {
     match kind {
-        ConditionKind::CheckoutOverdue => "This device is overdue. Tap your badge to keep using it.",
+        ConditionKind::CheckoutOverdue => {
+            "This device is overdue. Tap your badge to keep using it."
+        }
         ConditionKind::OutOfContact => "This device has not reached the server for too long.",
         ConditionKind::OsBelowMinimum => "iOS on this device is below the required version.",
         ConditionKind::PasscodePresentWhileCheckedIn => "The passcode has not been cleared.",
@@ -83,17 +88,25 @@ pub fn condition_text(kind: ConditionKind) -> &'static str {
 
 /// Fills `[Display Name]` and `[Device User]` in a screen template.
 pub fn fill_template(template: &str, display_name: &str, username: &str) -> String {
-    template.replace("[Display Name]", display_name).replace("[Device User]", username)
+    template
+        .replace("[Display Name]", display_name)
+        .replace("[Device User]", username)
 }
 
 pub(crate) fn render(locker: &Locker, now: Timestamp) -> Screen {
-    let notice = locker.notice.as_ref().filter(|n| n.until > now).map(|n| n.text.clone());
+    let notice = locker
+        .notice
+        .as_ref()
+        .filter(|n| n.until > now)
+        .map(|n| n.text.clone());
     let text = locker.policy.lock_screen_text.clone();
     match &locker.phase {
         Phase::Unenrolled => Screen::Enrollment,
-        Phase::CheckedIn => {
-            Screen::Locked { text, notice, busy: locker.pending_auth.is_some() }
-        }
+        Phase::CheckedIn => Screen::Locked {
+            text,
+            notice,
+            busy: locker.pending_auth.is_some(),
+        },
         Phase::Returning(_) => Screen::Locked {
             text,
             notice: Some(notice.unwrap_or_else(|| "Checking in…".to_owned())),
@@ -111,8 +124,13 @@ pub(crate) fn render(locker: &Locker, now: Timestamp) -> Screen {
             overdue: now >= c.due_at,
         },
         Phase::Blocked(Block { conditions, held }) => Screen::Blocked {
-            reasons: conditions.iter().map(|k| condition_text(*k).to_owned()).collect(),
-            display_name: held.as_ref().map(|c| c.assignment.user.display_name.clone()),
+            reasons: conditions
+                .iter()
+                .map(|k| condition_text(*k).to_owned())
+                .collect(),
+            display_name: held
+                .as_ref()
+                .map(|c| c.assignment.user.display_name.clone()),
         },
     }
 }

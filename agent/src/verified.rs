@@ -18,7 +18,9 @@ pub struct Verified<T> {
 impl<T: DeserializeOwned> Verified<T> {
     /// Verifies `signed` with `key` and parses its payload.
     pub fn open(signed: &Signed, key: &VerifyingKey) -> Result<Self, SignatureError> {
-        Ok(Verified { inner: signed.open(key)? })
+        Ok(Verified {
+            inner: signed.open(key)?,
+        })
     }
 }
 

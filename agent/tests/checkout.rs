@@ -1,4 +1,5 @@
 //! The checkout / check-in journey of seeds 000 and 001, one rule per test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::field_reassign_with_default)] // test code: a panic is the failure report
 
 mod common;
 
@@ -33,21 +34,39 @@ fn badge_tap_asks_the_server_then_grant_shows_the_name_and_unplug_completes() {
     assert_eq!(h.status(), DeviceStatus::CheckoutPending);
     assert!(h.locker.pending_auth.is_none());
     match h.screen() {
-        Screen::CheckoutPending { display_name, text, .. } => {
+        Screen::CheckoutPending {
+            display_name, text, ..
+        } => {
             assert_eq!(display_name, "alice (display)");
             assert_eq!(text, "Checked out to alice (display)");
         }
         s => panic!("unexpected screen {s:?}"),
     }
     let rec = h.last_record().expect("record");
-    assert_eq!(rec.user.as_ref().map(|u| u.username.as_str()), Some("alice"));
-    assert!(matches!(rec.transition.as_ref().map(|t| &t.cause), Some(Cause::Granted { .. })));
+    assert_eq!(
+        rec.user.as_ref().map(|u| u.username.as_str()),
+        Some("alice")
+    );
+    assert!(matches!(
+        rec.transition.as_ref().map(|t| &t.cause),
+        Some(Cause::Granted { .. })
+    ));
 
     h.advance_secs(20);
     h.undock();
     assert_eq!(h.status(), DeviceStatus::CheckedOut);
-    let t = h.last_record().and_then(|r| r.transition.clone()).expect("transition");
-    assert_eq!((t.from, t.to, t.cause), (DeviceStatus::CheckoutPending, DeviceStatus::CheckedOut, Cause::Undocked));
+    let t = h
+        .last_record()
+        .and_then(|r| r.transition.clone())
+        .expect("transition");
+    assert_eq!(
+        (t.from, t.to, t.cause),
+        (
+            DeviceStatus::CheckoutPending,
+            DeviceStatus::CheckedOut,
+            Cause::Undocked
+        )
+    );
     assert!(h.screen().is_unlocked());
 }
 
@@ -61,7 +80,10 @@ fn a_grant_not_followed_by_an_unplug_expires_after_the_window_and_checks_in() {
     h.advance_secs(1);
     assert_eq!(h.status(), DeviceStatus::CheckedIn);
     assert_eq!(h.username(), None);
-    let t = h.last_record().and_then(|r| r.transition.clone()).expect("transition");
+    let t = h
+        .last_record()
+        .and_then(|r| r.transition.clone())
+        .expect("transition");
     assert_eq!(t.cause, Cause::GrantExpired);
     assert!(h.has(|e| matches!(e, Effect::ShowScreen(Screen::Locked { .. }))));
     // An unplug after the window does not check the phone out.
@@ -113,15 +135,23 @@ fn docking_a_checked_out_phone_locks_logs_out_and_clears_the_passcode_with_no_se
     assert_eq!(h.status(), DeviceStatus::Returning);
     assert!(!h.screen().is_unlocked());
     assert!(h.has(|e| matches!(e, Effect::ShowScreen(Screen::Locked { .. }))));
-    assert!(h.has(|e| matches!(e, Effect::LogOutApps { apps } if apps[0].app.as_str() == "com.epic.rover")));
+    assert!(h.has(
+        |e| matches!(e, Effect::LogOutApps { apps } if apps[0].app.as_str() == "com.epic.rover")
+    ));
     assert!(h.has(|e| matches!(e, Effect::RequestPasscodeClear { attempt: 1 })));
 
-    h.send(Event::AppLogoutFinished { app: AppId::new("com.epic.rover"), outcome: LogoutOutcome::Done });
+    h.send(Event::AppLogoutFinished {
+        app: AppId::new("com.epic.rover"),
+        outcome: LogoutOutcome::Done,
+    });
     assert_eq!(h.status(), DeviceStatus::CheckedIn);
     assert_eq!(h.username(), None, "check-in clears the Device User");
     let rec = h.last_record().expect("record");
     assert_eq!(rec.user, None);
-    assert_eq!(rec.transition.as_ref().map(|t| t.cause.clone()), Some(Cause::ReturnCompleted));
+    assert_eq!(
+        rec.transition.as_ref().map(|t| t.cause.clone()),
+        Some(Cause::ReturnCompleted)
+    );
 }
 
 #[test]
@@ -145,7 +175,10 @@ fn with_no_apps_to_log_out_a_dock_checks_in_immediately() {
     checked_out(&mut h, "alice");
     h.dock();
     assert_eq!(h.status(), DeviceStatus::CheckedIn);
-    let t = h.last_record().and_then(|r| r.transition.clone()).expect("transition");
+    let t = h
+        .last_record()
+        .and_then(|r| r.transition.clone())
+        .expect("transition");
     assert_eq!((t.from, t.cause), (DeviceStatus::CheckedOut, Cause::Docked));
 }
 
@@ -158,12 +191,21 @@ fn passcode_clear_is_retried_with_growing_delays_until_confirmed() {
     h.advance_secs(30);
     assert!(h.has(|e| matches!(e, Effect::RequestPasscodeClear { attempt: 2 })));
     h.advance_secs(30);
-    assert!(!h.has(|e| matches!(e, Effect::RequestPasscodeClear { .. })), "second delay is 60 s");
+    assert!(
+        !h.has(|e| matches!(e, Effect::RequestPasscodeClear { .. })),
+        "second delay is 60 s"
+    );
     h.advance_secs(30);
     assert!(h.has(|e| matches!(e, Effect::RequestPasscodeClear { attempt: 3 })));
-    h.command(ServerCommand::PasscodeClearResult { cleared: false, detail: Some("NotNow".into()) });
+    h.command(ServerCommand::PasscodeClearResult {
+        cleared: false,
+        detail: Some("NotNow".into()),
+    });
     assert!(h.locker.passcode_clear.is_some());
-    h.command(ServerCommand::PasscodeClearResult { cleared: true, detail: None });
+    h.command(ServerCommand::PasscodeClearResult {
+        cleared: true,
+        detail: None,
+    });
     assert!(h.last_reports().contains(&Report::PasscodeCleared));
     assert!(h.locker.passcode_clear.is_none());
     h.advance_secs(10_000);
@@ -175,7 +217,10 @@ fn the_platform_reporting_no_passcode_also_confirms_the_clear() {
     let mut h = Harness::with_policy(Policy::default());
     checked_out(&mut h, "alice");
     h.dock();
-    h.facts(FactsUpdate { passcode_present: Some(false), ..Default::default() });
+    h.facts(FactsUpdate {
+        passcode_present: Some(false),
+        ..Default::default()
+    });
     assert!(h.locker.passcode_clear.is_none());
     assert!(h.last_reports().contains(&Report::PasscodeCleared));
 }
@@ -188,7 +233,10 @@ fn one_user_per_device() {
     assert_eq!(h.username().as_deref(), Some("alice"));
     assert!(h.last_reports().iter().any(|r| matches!(
         r,
-        Report::GrantRejected { reason: GrantRejection::AssignedToAnotherUser, .. }
+        Report::GrantRejected {
+            reason: GrantRejection::AssignedToAnotherUser,
+            ..
+        }
     )));
     h.undock();
     h.grant("bob", UnlockMethod::PhoneBadge);
@@ -217,7 +265,10 @@ fn grants_are_refused_while_returning() {
     assert_eq!(h.status(), DeviceStatus::Returning);
     assert!(h.last_reports().iter().any(|r| matches!(
         r,
-        Report::GrantRejected { reason: GrantRejection::Returning, .. }
+        Report::GrantRejected {
+            reason: GrantRejection::Returning,
+            ..
+        }
     )));
 }
 
@@ -227,7 +278,10 @@ fn offline_badge_in_the_signed_list_unlocks_and_is_reported() {
     h.offline_list(&[("0012345", "alice")], 86_400);
     h.send(Event::SyncFailed);
     h.tap("0012345");
-    assert!(authorize_request(&h).is_none(), "known offline: no server round trip");
+    assert!(
+        authorize_request(&h).is_none(),
+        "known offline: no server round trip"
+    );
     assert_eq!(h.status(), DeviceStatus::CheckoutPending);
     assert_eq!(h.username().as_deref(), Some("alice"));
     assert!(h.last_reports().contains(&Report::OfflineUnlock {
@@ -246,10 +300,20 @@ fn unlisted_or_expired_offline_badges_stay_locked() {
     h.tap("9999999");
     assert_eq!(h.status(), DeviceStatus::CheckedIn);
     assert!(h.last_reports().contains(&Report::OfflineBadgeRejected));
-    assert!(matches!(h.screen(), Screen::Locked { notice: Some(_), .. }));
+    assert!(matches!(
+        h.screen(),
+        Screen::Locked {
+            notice: Some(_),
+            ..
+        }
+    ));
     h.advance_secs(3600);
     h.tap("0012345");
-    assert_eq!(h.status(), DeviceStatus::CheckedIn, "list past its validity");
+    assert_eq!(
+        h.status(),
+        DeviceStatus::CheckedIn,
+        "list past its validity"
+    );
 }
 
 #[test]
@@ -258,11 +322,17 @@ fn an_unanswered_tap_falls_back_to_the_offline_list() {
     h.offline_list(&[("0012345", "alice")], 86_400);
     h.tap("0012345");
     let req = authorize_request(&h).expect("asked the server first");
-    h.send(Event::AuthorizationFailed { request_id: req.request_id.clone() });
+    h.send(Event::AuthorizationFailed {
+        request_id: req.request_id.clone(),
+    });
     assert_eq!(h.status(), DeviceStatus::CheckoutPending);
     assert!(!h.locker.link.reachable);
     let reports = h.last_reports();
-    assert!(reports.iter().any(|r| matches!(r, Report::OfflineUnlock { .. })));
+    assert!(
+        reports
+            .iter()
+            .any(|r| matches!(r, Report::OfflineUnlock { .. }))
+    );
 
     // Same story when the server is silent until the deadline.
     let mut h = Harness::new();
@@ -295,7 +365,10 @@ fn emergency_pin_unlocks_with_no_network_and_is_reported() {
     assert_eq!(h.username().as_deref(), Some("emergency"));
     assert!(h.last_reports().iter().any(|r| matches!(
         r,
-        Report::OfflineUnlock { method: UnlockMethod::EmergencyPin, .. }
+        Report::OfflineUnlock {
+            method: UnlockMethod::EmergencyPin,
+            ..
+        }
     )));
     h.undock();
     assert_eq!(h.screen().display_name(), Some("Emergency access"));
@@ -306,10 +379,20 @@ fn wrong_pins_are_rate_limited_with_growing_delays() {
     let mut h = Harness::with_policy(pin_policy("482916"));
     for _ in 0..2 {
         h.pin("000000");
-        assert!(h.last_reports().iter().any(|r| matches!(r, Report::PinRejected { locked_until: None, .. })));
+        assert!(h.last_reports().iter().any(|r| matches!(
+            r,
+            Report::PinRejected {
+                locked_until: None,
+                ..
+            }
+        )));
     }
     h.pin("000000");
-    let until = h.locker.pin_guard.locked_until.expect("locked after 3 failures");
+    let until = h
+        .locker
+        .pin_guard
+        .locked_until
+        .expect("locked after 3 failures");
     assert_eq!(until, h.now.plus_secs(30));
     // Even the right PIN is not checked during the delay.
     h.pin("482916");
@@ -329,7 +412,13 @@ fn malformed_pins_are_refused_without_counting() {
     for bad in ["123", "123456789", "12ab"] {
         h.pin(bad);
         assert_eq!(h.locker.pin_guard.failures, 0);
-        assert!(matches!(h.screen(), Screen::Locked { notice: Some(_), .. }));
+        assert!(matches!(
+            h.screen(),
+            Screen::Locked {
+                notice: Some(_),
+                ..
+            }
+        ));
     }
     let mut h = Harness::new();
     h.pin("1234");
@@ -339,7 +428,10 @@ fn malformed_pins_are_refused_without_counting() {
 #[test]
 fn password_goes_to_the_server_and_a_denial_is_shown() {
     let mut h = Harness::new();
-    h.send(Event::PasswordEntered { username: " alice ".into(), password: Password::new("pw") });
+    h.send(Event::PasswordEntered {
+        username: " alice ".into(),
+        password: Password::new("pw"),
+    });
     let req = authorize_request(&h).expect("authorize");
     match &req.credential {
         Credential::Password { username, password } => {
@@ -352,7 +444,9 @@ fn password_goes_to_the_server_and_a_denial_is_shown() {
         request_id: req.request_id.clone(),
         code: DenialCode::InvalidCredentials,
     });
-    assert!(matches!(h.screen(), Screen::Locked { notice: Some(n), .. } if n.contains("incorrect")));
+    assert!(
+        matches!(h.screen(), Screen::Locked { notice: Some(n), .. } if n.contains("incorrect"))
+    );
     // The notice goes away by itself.
     h.advance_secs(10);
     assert!(h.has(|e| matches!(e, Effect::ShowScreen(Screen::Locked { notice: None, .. }))));
@@ -361,24 +455,37 @@ fn password_goes_to_the_server_and_a_denial_is_shown() {
 #[test]
 fn password_with_the_server_away_explains_the_alternatives() {
     let mut h = Harness::new();
-    h.send(Event::PasswordEntered { username: "alice".into(), password: Password::new("pw") });
+    h.send(Event::PasswordEntered {
+        username: "alice".into(),
+        password: Password::new("pw"),
+    });
     let req = authorize_request(&h).expect("authorize");
-    h.send(Event::AuthorizationFailed { request_id: req.request_id });
+    h.send(Event::AuthorizationFailed {
+        request_id: req.request_id,
+    });
     assert_eq!(h.status(), DeviceStatus::CheckedIn);
     assert!(matches!(h.screen(), Screen::Locked { notice: Some(n), .. } if n.contains("PIN")));
-    h.send(Event::PasswordEntered { username: "".into(), password: Password::new("") });
+    h.send(Event::PasswordEntered {
+        username: "".into(),
+        password: Password::new(""),
+    });
     assert!(authorize_request(&h).is_none());
 }
 
 #[test]
 fn replayed_expired_and_misaddressed_commands_are_refused_and_reported() {
     let mut h = Harness::new();
-    let env = h.envelope(ServerCommand::CheckIn { reason: "test".into() });
+    let env = h.envelope(ServerCommand::CheckIn {
+        reason: "test".into(),
+    });
     h.deliver(&env);
     h.deliver(&env);
     assert!(h.last_reports().iter().any(|r| matches!(
         r,
-        Report::CommandRejected { rejection: CommandRejection::Replayed, .. }
+        Report::CommandRejected {
+            rejection: CommandRejection::Replayed,
+            ..
+        }
     )));
     let mut old = h.envelope(ServerCommand::Unenroll);
     old.expires_at = Timestamp(h.now.0 - 3_600_000);
@@ -387,7 +494,10 @@ fn replayed_expired_and_misaddressed_commands_are_refused_and_reported() {
     assert_eq!(h.status(), DeviceStatus::CheckedIn);
     assert!(h.last_reports().iter().any(|r| matches!(
         r,
-        Report::CommandRejected { rejection: CommandRejection::Expired, .. }
+        Report::CommandRejected {
+            rejection: CommandRejection::Expired,
+            ..
+        }
     )));
     let mut other = h.envelope(ServerCommand::Unenroll);
     other.device_id = "dev-2".into();
@@ -395,7 +505,9 @@ fn replayed_expired_and_misaddressed_commands_are_refused_and_reported() {
     assert_eq!(h.status(), DeviceStatus::CheckedIn);
     h.send(Event::CommandRefused {
         command_id: None,
-        rejection: CommandRejection::BadSignature { detail: "bad".into() },
+        rejection: CommandRejection::BadSignature {
+            detail: "bad".into(),
+        },
     });
     assert!(h.last_record().is_some(), "edge refusals are recorded too");
 }
@@ -404,7 +516,9 @@ fn replayed_expired_and_misaddressed_commands_are_refused_and_reported() {
 fn remote_check_in_runs_the_return_without_a_dock() {
     let mut h = Harness::new();
     checked_out(&mut h, "alice");
-    h.command(ServerCommand::CheckIn { reason: "lost badge".into() });
+    h.command(ServerCommand::CheckIn {
+        reason: "lost badge".into(),
+    });
     assert_eq!(h.status(), DeviceStatus::Returning);
     assert!(!h.screen().is_unlocked());
     h.advance_secs(30);
@@ -443,7 +557,10 @@ fn raw_badge_ids_never_reach_records_or_persisted_state() {
     h.offline_list(&[("31337-BADGE", "alice")], 86_400);
     h.tap("31337-BADGE");
     let state = serde_json::to_string(&h.locker).expect("serialize");
-    assert!(!state.contains("31337"), "pending tap must not persist the badge");
+    assert!(
+        !state.contains("31337"),
+        "pending tap must not persist the badge"
+    );
     h.send(Event::SyncFailed);
     h.advance_secs(10);
     h.tap("31337-BADGE");
@@ -466,10 +583,30 @@ fn every_record_carries_the_next_sequence_number() {
 #[test]
 fn facts_are_reported_when_they_change_meaningfully() {
     let mut h = Harness::new();
-    h.facts(FactsUpdate { battery_percent: Some(81), ..Default::default() });
-    assert!(h.last_reports().iter().any(|r| matches!(r, Report::Facts(_))));
-    h.facts(FactsUpdate { battery_percent: Some(83), ..Default::default() });
-    assert!(h.last_record().is_none(), "same 10 % step: nothing to report");
-    h.facts(FactsUpdate { battery_percent: Some(79), ..Default::default() });
-    assert!(h.last_reports().iter().any(|r| matches!(r, Report::Facts(_))));
+    h.facts(FactsUpdate {
+        battery_percent: Some(81),
+        ..Default::default()
+    });
+    assert!(
+        h.last_reports()
+            .iter()
+            .any(|r| matches!(r, Report::Facts(_)))
+    );
+    h.facts(FactsUpdate {
+        battery_percent: Some(83),
+        ..Default::default()
+    });
+    assert!(
+        h.last_record().is_none(),
+        "same 10 % step: nothing to report"
+    );
+    h.facts(FactsUpdate {
+        battery_percent: Some(79),
+        ..Default::default()
+    });
+    assert!(
+        h.last_reports()
+            .iter()
+            .any(|r| matches!(r, Report::Facts(_)))
+    );
 }

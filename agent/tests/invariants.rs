@@ -6,6 +6,7 @@
 //! - every status change yields exactly one outbox record, and sequence numbers
 //!   increase by exactly one;
 //! - the core never reads time: replaying the same inputs gives the same outputs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::field_reassign_with_default)] // test code: a panic is the failure report
 
 mod common;
 
@@ -29,7 +30,11 @@ enum Op {
     Password(u8),
     Pin(u8),
     AuthFailed,
-    Grant { user: u8, answer_pending: bool, method: u8 },
+    Grant {
+        user: u8,
+        answer_pending: bool,
+        method: u8,
+    },
     Deny,
     RemoteCheckIn,
     PasscodeResult(bool),
@@ -40,10 +45,19 @@ enum Op {
     Dock(Option<u32>),
     Undock,
     AppLogout(u8, u8),
-    Facts { battery: Option<u8>, passcode: Option<bool>, compromised: Option<bool>, os: Option<u8> },
+    Facts {
+        battery: Option<u8>,
+        passcode: Option<bool>,
+        compromised: Option<bool>,
+        os: Option<u8>,
+    },
     SyncOk,
     SyncFail,
-    NewPolicy { apps: u8, window: u16, lending: u32 },
+    NewPolicy {
+        apps: u8,
+        window: u16,
+        lending: u32,
+    },
     Crash,
     Tick,
 }
@@ -95,7 +109,10 @@ fn policy_for(apps: u8, window: u16, lending: u32, version: u64) -> Policy {
     p.app_logouts = APPS
         .iter()
         .take(usize::from(apps))
-        .map(|a| AppLogout { app: AppId::new(*a), name: (*a).to_owned() })
+        .map(|a| AppLogout {
+            app: AppId::new(*a),
+            name: (*a).to_owned(),
+        })
         .collect();
     p.emergency_pin = Some(EmergencyPin {
         hash: SlowHash::new(b"2468", b"s".to_vec(), 1000),
@@ -116,7 +133,12 @@ struct Driver {
 impl Driver {
     fn new() -> Self {
         let h = Harness::unenrolled();
-        let mut d = Driver { h, last_command: None, policy_version: 1, log: Vec::new() };
+        let mut d = Driver {
+            h,
+            last_command: None,
+            policy_version: 1,
+            log: Vec::new(),
+        };
         d.enroll();
         d.h.offline_list(&[("b0", "alice"), ("b1", "bob")], 400_000);
         d
@@ -154,7 +176,9 @@ impl Driver {
         // Ops that feed nothing must not be judged by the previous call's effects.
         self.h.last.clear();
         match op.clone() {
-            Op::Tap(b) => self.feed(Event::BadgeTapped { badge: BadgeId::new(format!("b{b}")) }),
+            Op::Tap(b) => self.feed(Event::BadgeTapped {
+                badge: BadgeId::new(format!("b{b}")),
+            }),
             Op::Password(u) => self.feed(Event::PasswordEntered {
                 username: USERS[usize::from(u)].into(),
                 password: Password::new("pw"),
@@ -168,7 +192,11 @@ impl Driver {
                     self.feed(Event::AuthorizationFailed { request_id });
                 }
             }
-            Op::Grant { user: u, answer_pending, method } => {
+            Op::Grant {
+                user: u,
+                answer_pending,
+                method,
+            } => {
                 let method = [
                     UnlockMethod::PhoneBadge,
                     UnlockMethod::CartBadge,
@@ -176,7 +204,11 @@ impl Driver {
                     UnlockMethod::PhoneBadge,
                     UnlockMethod::CartBadge,
                 ][usize::from(method)];
-                let request_id = if answer_pending { self.h.pending_request() } else { None };
+                let request_id = if answer_pending {
+                    self.h.pending_request()
+                } else {
+                    None
+                };
                 let n = self.log.len();
                 self.command(ServerCommand::GrantCheckout(CheckoutGrant {
                     grant_id: GrantId::new(format!("g{n}")),
@@ -188,13 +220,19 @@ impl Driver {
             }
             Op::Deny => {
                 if let Some(request_id) = self.h.pending_request() {
-                    self.command(ServerCommand::DenyCheckout { request_id, code: DenialCode::BadgeNotFound });
+                    self.command(ServerCommand::DenyCheckout {
+                        request_id,
+                        code: DenialCode::BadgeNotFound,
+                    });
                 }
             }
-            Op::RemoteCheckIn => self.command(ServerCommand::CheckIn { reason: "IT".into() }),
-            Op::PasscodeResult(cleared) => {
-                self.command(ServerCommand::PasscodeClearResult { cleared, detail: None })
-            }
+            Op::RemoteCheckIn => self.command(ServerCommand::CheckIn {
+                reason: "IT".into(),
+            }),
+            Op::PasscodeResult(cleared) => self.command(ServerCommand::PasscodeClearResult {
+                cleared,
+                detail: None,
+            }),
             Op::Extend(s) => {
                 let due_at = self.h.now.plus_secs(u64::from(s));
                 self.command(ServerCommand::ExtendCheckout { due_at })
@@ -207,7 +245,10 @@ impl Driver {
                 }
             }
             Op::Dock(port) => self.feed(Event::Docked {
-                location: DockLocation { launchpad: port.map(|_| "cart-1".into()), port },
+                location: DockLocation {
+                    launchpad: port.map(|_| "cart-1".into()),
+                    port,
+                },
             }),
             Op::Undock => self.feed(Event::Undocked),
             Op::AppLogout(a, o) => {
@@ -219,15 +260,25 @@ impl Driver {
                 };
                 self.feed(Event::AppLogoutFinished { app, outcome })
             }
-            Op::Facts { battery, passcode, compromised, os } => self.feed(Event::PlatformFacts(FactsUpdate {
+            Op::Facts {
+                battery,
+                passcode,
+                compromised,
+                os,
+            } => self.feed(Event::PlatformFacts(FactsUpdate {
                 os_version: os.map(|m| OsVersion::new(16 + u32::from(m), 0, 0)),
                 passcode_present: passcode,
-                compromise_signals: compromised.map(|c| if c { vec!["jailbreak".into()] } else { vec![] }),
+                compromise_signals: compromised
+                    .map(|c| if c { vec!["jailbreak".into()] } else { vec![] }),
                 battery_percent: battery,
             })),
             Op::SyncOk => self.feed(Event::SyncSucceeded),
             Op::SyncFail => self.feed(Event::SyncFailed),
-            Op::NewPolicy { apps, window, lending } => {
+            Op::NewPolicy {
+                apps,
+                window,
+                lending,
+            } => {
                 self.policy_version += 1;
                 let p = policy_for(apps, window, lending, self.policy_version);
                 let s = common::sign(&self.h.key, &p);
@@ -247,10 +298,21 @@ impl Driver {
 }
 
 /// Checks the per-step invariants on the effects of one call.
-fn check_step(before: &Locker, after: &Locker, effects: &[Effect], next_seq: &mut u64) -> Result<(), TestCaseError> {
+fn check_step(
+    before: &Locker,
+    after: &Locker,
+    effects: &[Effect],
+    next_seq: &mut u64,
+) -> Result<(), TestCaseError> {
     let records: Vec<_> = effects
         .iter()
-        .filter_map(|e| if let Effect::Record(r) = e { Some(r) } else { None })
+        .filter_map(|e| {
+            if let Effect::Record(r) = e {
+                Some(r)
+            } else {
+                None
+            }
+        })
         .collect();
     // Each status change is one record whose `from` is where the previous one left off.
     let mut status = before.status();
@@ -273,10 +335,21 @@ fn check_step(before: &Locker, after: &Locker, effects: &[Effect], next_seq: &mu
         }
         holder = r.user.clone();
     }
-    prop_assert_eq!(status, after.status(), "final status not explained by the records");
-    prop_assert_eq!(holder.as_ref(), after.user(), "final user not explained by the records");
+    prop_assert_eq!(
+        status,
+        after.status(),
+        "final status not explained by the records"
+    );
+    prop_assert_eq!(
+        holder.as_ref(),
+        after.user(),
+        "final user not explained by the records"
+    );
     let transitions = records.iter().filter(|r| r.transition.is_some()).count();
-    prop_assert!(records.len() <= transitions + 1, "at most one record without a transition");
+    prop_assert!(
+        records.len() <= transitions + 1,
+        "at most one record without a transition"
+    );
     for e in effects {
         if let Effect::ShowScreen(s) = e {
             if s.is_unlocked() {
@@ -292,8 +365,14 @@ fn fully_locked(l: &Locker, now: Timestamp) -> bool {
     let s = l.screen(now);
     !s.is_unlocked()
         && l.user().is_none()
-        && matches!(l.status(), DeviceStatus::CheckedIn | DeviceStatus::Blocked | DeviceStatus::Unenrolled)
-        && !matches!(s, Screen::CheckedOut { .. } | Screen::CheckoutPending { .. })
+        && matches!(
+            l.status(),
+            DeviceStatus::CheckedIn | DeviceStatus::Blocked | DeviceStatus::Unenrolled
+        )
+        && !matches!(
+            s,
+            Screen::CheckedOut { .. } | Screen::CheckoutPending { .. }
+        )
 }
 
 proptest! {
@@ -357,17 +436,42 @@ fn the_driver_reaches_every_state() {
     let mut d = Driver::new();
     let mut seen = std::collections::BTreeSet::new();
     let script = [
-        Op::Tap(0), Op::Grant { user: 0, answer_pending: true, method: 0 }, Op::Undock,
-        Op::Dock(Some(3)), Op::AppLogout(0, 0), Op::Facts { battery: Some(3), passcode: None, compromised: None, os: None },
-        Op::Facts { battery: Some(90), passcode: None, compromised: None, os: None }, Op::Unenroll,
+        Op::Tap(0),
+        Op::Grant {
+            user: 0,
+            answer_pending: true,
+            method: 0,
+        },
+        Op::Undock,
+        Op::Dock(Some(3)),
+        Op::AppLogout(0, 0),
+        Op::Facts {
+            battery: Some(3),
+            passcode: None,
+            compromised: None,
+            os: None,
+        },
+        Op::Facts {
+            battery: Some(90),
+            passcode: None,
+            compromised: None,
+            os: None,
+        },
+        Op::Unenroll,
     ];
     for op in &script {
         d.h.now = d.h.now.plus_secs(5);
         d.apply(op);
         seen.insert(format!("{:?}", d.h.status()));
     }
-    for s in ["CheckoutPending", "CheckedOut", "Returning", "CheckedIn", "Blocked", "Unenrolled"] {
+    for s in [
+        "CheckoutPending",
+        "CheckedOut",
+        "Returning",
+        "CheckedIn",
+        "Blocked",
+        "Unenrolled",
+    ] {
         assert!(seen.contains(s), "never reached {s}: {seen:?}");
     }
 }
-

@@ -132,7 +132,10 @@ mod tests {
 
     #[test]
     fn credential_json_is_tagged() {
-        let c = Credential::Password { username: "alice".into(), password: Password::new("pw") };
+        let c = Credential::Password {
+            username: "alice".into(),
+            password: Password::new("pw"),
+        };
         let j = serde_json::to_value(&c).unwrap();
         assert_eq!(j["type"], "password");
         assert_eq!(j["username"], "alice");

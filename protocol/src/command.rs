@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkout::{CheckoutGrant, DenialCode};
 use crate::ids::{CommandId, DeviceId, RequestId};
-use crate::signing::{Signed, SignatureError, VerifyingKey};
+use crate::signing::{SignatureError, Signed, VerifyingKey};
 use crate::time::Timestamp;
 
 /// What the server tells a device to do.
@@ -91,7 +91,9 @@ pub enum CommandRejection {
 
 impl From<SignatureError> for CommandRejection {
     fn from(e: SignatureError) -> Self {
-        CommandRejection::BadSignature { detail: e.to_string() }
+        CommandRejection::BadSignature {
+            detail: e.to_string(),
+        }
     }
 }
 
@@ -139,7 +141,9 @@ mod tests {
             command_id: "cmd-1".into(),
             issued_at: Timestamp(1_000),
             expires_at: Timestamp(expires),
-            payload: ServerCommand::CheckIn { reason: "IT".into() },
+            payload: ServerCommand::CheckIn {
+                reason: "IT".into(),
+            },
         }
     }
 
@@ -147,17 +151,29 @@ mod tests {
     fn check_enforces_device_and_window() {
         let e = env(61_000);
         assert!(e.check(&"dev-1".into(), Timestamp(2_000), 0).is_ok());
-        assert_eq!(e.check(&"dev-2".into(), Timestamp(2_000), 0), Err(CommandRejection::WrongDevice));
-        assert_eq!(e.check(&"dev-1".into(), Timestamp(70_000), 0), Err(CommandRejection::Expired));
+        assert_eq!(
+            e.check(&"dev-2".into(), Timestamp(2_000), 0),
+            Err(CommandRejection::WrongDevice)
+        );
+        assert_eq!(
+            e.check(&"dev-1".into(), Timestamp(70_000), 0),
+            Err(CommandRejection::Expired)
+        );
         assert!(e.check(&"dev-1".into(), Timestamp(70_000), 10_000).is_ok());
-        assert_eq!(e.check(&"dev-1".into(), Timestamp(0), 0), Err(CommandRejection::NotYetValid));
+        assert_eq!(
+            e.check(&"dev-1".into(), Timestamp(0), 0),
+            Err(CommandRejection::NotYetValid)
+        );
     }
 
     #[test]
     fn open_verifies_then_parses() {
         let (key, _) = SigningKey::generate().unwrap();
         let signed = key.sign(&env(61_000)).unwrap();
-        assert_eq!(CommandEnvelope::open(&signed, &key.verifying_key()).unwrap(), env(61_000));
+        assert_eq!(
+            CommandEnvelope::open(&signed, &key.verifying_key()).unwrap(),
+            env(61_000)
+        );
         let (other, _) = SigningKey::generate().unwrap();
         assert!(matches!(
             CommandEnvelope::open(&signed, &other.verifying_key()),

@@ -29,7 +29,9 @@ pub struct SlowHash {
 
 impl std::fmt::Debug for SlowHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SlowHash").field("iterations", &self.iterations).finish_non_exhaustive()
+        f.debug_struct("SlowHash")
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
     }
 }
 
@@ -40,7 +42,13 @@ fn iterations(n: u32) -> NonZeroU32 {
 /// Derives the 32-byte PBKDF2-HMAC-SHA256 key of `secret` with `salt`.
 pub fn derive(secret: &[u8], salt: &[u8], iteration_count: u32) -> [u8; 32] {
     let mut out = [0u8; 32];
-    pbkdf2::derive(pbkdf2::PBKDF2_HMAC_SHA256, iterations(iteration_count), salt, secret, &mut out);
+    pbkdf2::derive(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        iterations(iteration_count),
+        salt,
+        secret,
+        &mut out,
+    );
     out
 }
 
@@ -49,7 +57,11 @@ impl SlowHash {
     pub fn new(secret: &[u8], salt: Vec<u8>, iteration_count: u32) -> Self {
         let iteration_count = iteration_count.max(MIN_ITERATIONS);
         let hash = derive(secret, &salt, iteration_count);
-        SlowHash { salt, iterations: iteration_count, hash }
+        SlowHash {
+            salt,
+            iterations: iteration_count,
+            hash,
+        }
     }
 
     /// Checks `secret` in constant time.

@@ -26,7 +26,11 @@ pub struct OsVersionError {
 impl OsVersion {
     /// Builds a version from its parts.
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
-        OsVersion { major, minor, patch }
+        OsVersion {
+            major,
+            minor,
+            patch,
+        }
     }
 }
 
@@ -34,7 +38,9 @@ impl FromStr for OsVersion {
     type Err = OsVersionError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || OsVersionError { input: s.to_owned() };
+        let err = || OsVersionError {
+            input: s.to_owned(),
+        };
         let mut parts = [0u32; 3];
         for (count, piece) in s.trim().split('.').enumerate() {
             if count == 3 || piece.is_empty() || !piece.bytes().all(|b| b.is_ascii_digit()) {
@@ -73,7 +79,10 @@ mod tests {
     #[test]
     fn parses_short_forms_and_orders_numerically() {
         assert_eq!("17".parse::<OsVersion>().unwrap(), OsVersion::new(17, 0, 0));
-        assert_eq!("17.4".parse::<OsVersion>().unwrap(), OsVersion::new(17, 4, 0));
+        assert_eq!(
+            "17.4".parse::<OsVersion>().unwrap(),
+            OsVersion::new(17, 4, 0)
+        );
         assert!("17.10".parse::<OsVersion>().unwrap() > "17.9.9".parse().unwrap());
     }
 

@@ -238,7 +238,10 @@ impl Policy {
             ("app_logout_timeout_secs", c.app_logout_timeout_secs),
             ("authorize_timeout_secs", c.authorize_timeout_secs),
             ("passcode_clear_retry_secs", c.passcode_clear_retry_secs),
-            ("passcode_clear_retry_max_secs", c.passcode_clear_retry_max_secs),
+            (
+                "passcode_clear_retry_max_secs",
+                c.passcode_clear_retry_max_secs,
+            ),
         ] {
             if v == 0 {
                 return Err(PolicyError::ZeroTiming(name));
@@ -265,7 +268,10 @@ impl Policy {
 }
 
 fn tier(delay_secs: u64, actions: Vec<ComplianceAction>) -> Tier {
-    Tier { delay_secs, actions }
+    Tier {
+        delay_secs,
+        actions,
+    }
 }
 
 impl Default for Policy {
@@ -285,15 +291,24 @@ impl Default for Policy {
                 ComplianceRule {
                     condition: Condition::CheckoutOverdue,
                     tiers: vec![
-                        tier(0, vec![
-                            Alert { message: "This device is overdue. Please return it to its cart.".into() },
-                            Report,
-                        ]),
+                        tier(
+                            0,
+                            vec![
+                                Alert {
+                                    message:
+                                        "This device is overdue. Please return it to its cart."
+                                            .into(),
+                                },
+                                Report,
+                            ],
+                        ),
                         tier(3600, vec![Lock]),
                     ],
                 },
                 ComplianceRule {
-                    condition: Condition::OutOfContact { max_secs: 24 * 3600 },
+                    condition: Condition::OutOfContact {
+                        max_secs: 24 * 3600,
+                    },
                     tiers: vec![tier(0, vec![Report]), tier(48 * 3600, vec![BlockCheckout])],
                 },
                 ComplianceRule {
@@ -367,13 +382,25 @@ mod tests {
     #[test]
     fn validate_rejects_bad_rules() {
         let mut p = Policy::default();
-        p.compliance.push(ComplianceRule { condition: Condition::Compromised, tiers: vec![tier(0, vec![])] });
-        assert_eq!(p.validate(), Err(PolicyError::DuplicateCondition(ConditionKind::Compromised)));
+        p.compliance.push(ComplianceRule {
+            condition: Condition::Compromised,
+            tiers: vec![tier(0, vec![])],
+        });
+        assert_eq!(
+            p.validate(),
+            Err(PolicyError::DuplicateCondition(ConditionKind::Compromised))
+        );
         let mut p = Policy::default();
         p.compliance[0].tiers = vec![tier(0, vec![]); 5];
-        assert!(matches!(p.validate(), Err(PolicyError::TierCount { index: 0, .. })));
+        assert!(matches!(
+            p.validate(),
+            Err(PolicyError::TierCount { index: 0, .. })
+        ));
         let mut p = Policy::default();
         p.checkout.undock_window_secs = 0;
-        assert_eq!(p.validate(), Err(PolicyError::ZeroTiming("undock_window_secs")));
+        assert_eq!(
+            p.validate(),
+            Err(PolicyError::ZeroTiming("undock_window_secs"))
+        );
     }
 }

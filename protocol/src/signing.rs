@@ -95,7 +95,10 @@ impl SigningKey {
     pub fn sign<T: Serialize>(&self, value: &T) -> Result<Signed, serde_json::Error> {
         let payload = serde_json::to_string(value)?;
         let sig = self.pair.sign(payload.as_bytes());
-        Ok(Signed { payload, signature: b64::encode(sig.as_ref()) })
+        Ok(Signed {
+            payload,
+            signature: b64::encode(sig.as_ref()),
+        })
     }
 }
 
@@ -109,7 +112,8 @@ impl Signed {
         signature::UnparsedPublicKey::new(&signature::ED25519, &key.0)
             .verify(self.payload.as_bytes(), &sig)
             .map_err(|_| SignatureError::BadSignature)?;
-        serde_json::from_str(&self.payload).map_err(|e| SignatureError::MalformedPayload(e.to_string()))
+        serde_json::from_str(&self.payload)
+            .map_err(|e| SignatureError::MalformedPayload(e.to_string()))
     }
 }
 
@@ -135,9 +139,15 @@ mod tests {
         let (key, _) = SigningKey::generate().unwrap();
         let (other, _) = SigningKey::generate().unwrap();
         let mut signed = key.sign(&Msg { n: 7 }).unwrap();
-        assert_eq!(signed.open::<Msg>(&other.verifying_key()), Err(SignatureError::BadSignature));
+        assert_eq!(
+            signed.open::<Msg>(&other.verifying_key()),
+            Err(SignatureError::BadSignature)
+        );
         signed.payload = signed.payload.replace('7', "8");
-        assert_eq!(signed.open::<Msg>(&key.verifying_key()), Err(SignatureError::BadSignature));
+        assert_eq!(
+            signed.open::<Msg>(&key.verifying_key()),
+            Err(SignatureError::BadSignature)
+        );
         signed.signature = "!!".into();
         assert_eq!(
             signed.open::<Msg>(&key.verifying_key()),

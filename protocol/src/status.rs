@@ -42,7 +42,10 @@ pub enum UnlockMethod {
 impl UnlockMethod {
     /// True for the methods that worked without the server and must be reported on reconnect.
     pub fn is_offline(self) -> bool {
-        matches!(self, UnlockMethod::OfflineBadge | UnlockMethod::EmergencyPin)
+        matches!(
+            self,
+            UnlockMethod::OfflineBadge | UnlockMethod::EmergencyPin
+        )
     }
 }
 

@@ -37,7 +37,11 @@ impl Timestamp {
 
     /// This instant plus `ms` milliseconds, saturating instead of overflowing.
     pub const fn plus_millis(self, ms: u64) -> Self {
-        let ms = if ms > i64::MAX as u64 { i64::MAX } else { ms as i64 };
+        let ms = if ms > i64::MAX as u64 {
+            i64::MAX
+        } else {
+            ms as i64
+        };
         Timestamp(self.0.saturating_add(ms))
     }
 

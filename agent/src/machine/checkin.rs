@@ -45,16 +45,31 @@ impl Locker {
             return;
         }
         let waiting = apps.iter().map(|a| a.app.clone()).collect();
-        let deadline = cx.now.plus_secs(self.policy.checkout.app_logout_timeout_secs);
+        let deadline = cx
+            .now
+            .plus_secs(self.policy.checkout.app_logout_timeout_secs);
         cx.effect(Effect::LogOutApps { apps });
-        let ret = Return { user, started_at: cx.now, deadline, waiting, outcomes: Vec::new() };
+        let ret = Return {
+            user,
+            started_at: cx.now,
+            deadline,
+            waiting,
+            outcomes: Vec::new(),
+        };
         self.enter(Phase::Returning(ret), cause, cx);
     }
 
     pub(super) fn on_app_logout(&mut self, app: AppId, outcome: LogoutOutcome, cx: &mut Ctx) {
-        cx.report(Report::AppLogout { app: app.clone(), outcome: outcome.clone() });
-        let Phase::Returning(r) = &mut self.phase else { return };
-        let Some(pos) = r.waiting.iter().position(|a| a == &app) else { return };
+        cx.report(Report::AppLogout {
+            app: app.clone(),
+            outcome: outcome.clone(),
+        });
+        let Phase::Returning(r) = &mut self.phase else {
+            return;
+        };
+        let Some(pos) = r.waiting.iter().position(|a| a == &app) else {
+            return;
+        };
         r.waiting.remove(pos);
         r.outcomes.push((app, outcome));
         if r.waiting.is_empty() {
@@ -64,9 +79,14 @@ impl Locker {
 
     /// Ends a return: apps that never answered are reported as timed out.
     pub(super) fn finish_return(&mut self, cx: &mut Ctx) {
-        let Phase::Returning(r) = &mut self.phase else { return };
+        let Phase::Returning(r) = &mut self.phase else {
+            return;
+        };
         for app in r.waiting.drain(..) {
-            cx.report(Report::AppLogout { app, outcome: LogoutOutcome::TimedOut });
+            cx.report(Report::AppLogout {
+                app,
+                outcome: LogoutOutcome::TimedOut,
+            });
         }
         self.enter(Phase::CheckedIn, Cause::ReturnCompleted, cx);
     }
@@ -90,11 +110,17 @@ impl Locker {
     pub(super) fn retry_passcode_clear(&mut self, cx: &mut Ctx) {
         let c = &self.policy.checkout;
         let (base, max) = (c.passcode_clear_retry_secs, c.passcode_clear_retry_max_secs);
-        let Some(p) = self.passcode_clear.as_mut().filter(|p| cx.now >= p.next_retry_at) else {
+        let Some(p) = self
+            .passcode_clear
+            .as_mut()
+            .filter(|p| cx.now >= p.next_retry_at)
+        else {
             return;
         };
         p.attempts = p.attempts.saturating_add(1);
-        let factor = 1u64.checked_shl((p.attempts - 1).min(20)).unwrap_or(u64::MAX);
+        let factor = 1u64
+            .checked_shl((p.attempts - 1).min(20))
+            .unwrap_or(u64::MAX);
         p.next_retry_at = cx.now.plus_secs(base.saturating_mul(factor).min(max));
         let attempt = p.attempts;
         cx.effect(Effect::RequestPasscodeClear { attempt });

@@ -2,8 +2,8 @@
 
 use lanyard_protocol::events::{GrantRejection, Report};
 use lanyard_protocol::{
-    AuthorizeRequest, BadgeId, Cause, CheckoutGrant, Credential, GrantId, Password, Pin,
-    RequestId, UnlockMethod, UserRef,
+    AuthorizeRequest, BadgeId, Cause, CheckoutGrant, Credential, GrantId, Password, Pin, RequestId,
+    UnlockMethod, UserRef,
 };
 
 use super::Ctx;
@@ -48,7 +48,9 @@ impl Locker {
             return;
         }
         if self.link.reachable {
-            let credential = Credential::Badge { badge: badge.clone() };
+            let credential = Credential::Badge {
+                badge: badge.clone(),
+            };
             self.request_authorization(credential, UnlockMethod::PhoneBadge, Some(badge), cx);
         } else {
             self.offline_badge(&badge, None, cx);
@@ -79,11 +81,20 @@ impl Locker {
             return;
         };
         let request_id = RequestId(self.local_id("r"));
-        let deadline = cx.now.plus_secs(self.policy.checkout.authorize_timeout_secs);
-        self.pending_auth =
-            Some(PendingAuth { request_id: request_id.clone(), method, deadline, badge });
+        let deadline = cx
+            .now
+            .plus_secs(self.policy.checkout.authorize_timeout_secs);
+        self.pending_auth = Some(PendingAuth {
+            request_id: request_id.clone(),
+            method,
+            deadline,
+            badge,
+        });
         self.notice = None;
-        cx.report(Report::AuthorizationRequested { request_id: request_id.clone(), method });
+        cx.report(Report::AuthorizationRequested {
+            request_id: request_id.clone(),
+            method,
+        });
         cx.effect(Effect::Authorize(AuthorizeRequest {
             request_id,
             device_id,
@@ -93,7 +104,11 @@ impl Locker {
     }
 
     pub(super) fn on_authorization_failed(&mut self, request_id: &RequestId, cx: &mut Ctx) {
-        if self.pending_auth.as_ref().is_some_and(|p| &p.request_id == request_id) {
+        if self
+            .pending_auth
+            .as_ref()
+            .is_some_and(|p| &p.request_id == request_id)
+        {
             self.authorization_unanswered(cx);
         }
     }
@@ -101,12 +116,16 @@ impl Locker {
     /// The server did not answer: a badge falls back to the offline list, a password
     /// cannot be checked offline.
     pub(super) fn authorization_unanswered(&mut self, cx: &mut Ctx) {
-        let Some(pending) = self.pending_auth.take() else { return };
+        let Some(pending) = self.pending_auth.take() else {
+            return;
+        };
         self.link.reachable = false;
         match pending.badge {
             Some(badge) => self.offline_badge(&badge, Some(pending.request_id), cx),
             None => {
-                cx.report(Report::AuthorizationUnavailable { request_id: pending.request_id });
+                cx.report(Report::AuthorizationUnavailable {
+                    request_id: pending.request_id,
+                });
                 let hint = match pending.method {
                     UnlockMethod::Password => {
                         "Server unreachable: passwords cannot be checked. Use your badge or the emergency PIN."
@@ -122,15 +141,21 @@ impl Locker {
         if self.refuse_unlock(cx) {
             return;
         }
-        let Some(device) = self.enrollment.as_ref().map(|e| &e.device_id) else { return };
+        let Some(device) = self.enrollment.as_ref().map(|e| &e.device_id) else {
+            return;
+        };
         let found =
             offline::match_badge(self.offline_credentials.as_ref(), device, badge, cx.now).cloned();
         match found {
             Ok(user) => {
                 let grant_id = GrantId(self.local_id("o"));
-                let assignment = self.assignment(user.clone(), grant_id, UnlockMethod::OfflineBadge, None, cx);
+                let assignment =
+                    self.assignment(user.clone(), grant_id, UnlockMethod::OfflineBadge, None, cx);
                 if self.apply_grant(assignment, cx) {
-                    cx.report(Report::OfflineUnlock { method: UnlockMethod::OfflineBadge, user });
+                    cx.report(Report::OfflineUnlock {
+                        method: UnlockMethod::OfflineBadge,
+                        user,
+                    });
                 }
             }
             Err(miss) => {
@@ -156,7 +181,10 @@ impl Locker {
         if let Some(until) = self.pin_guard.locked_until.filter(|u| *u > now) {
             let secs = until.millis_since(now).div_ceil(1000);
             self.set_notice(format!("Too many wrong PINs. Try again in {secs} s."), now);
-            cx.report(Report::PinRejected { failures: self.pin_guard.failures, locked_until: Some(until) });
+            cx.report(Report::PinRejected {
+                failures: self.pin_guard.failures,
+                locked_until: Some(until),
+            });
             return;
         }
         if !offline::pin_is_well_formed(pin) {
@@ -171,18 +199,26 @@ impl Locker {
             self.pin_guard = Default::default();
             let grant_id = GrantId(self.local_id("p"));
             let user = emergency.user;
-            let assignment = self.assignment(user.clone(), grant_id, UnlockMethod::EmergencyPin, None, cx);
+            let assignment =
+                self.assignment(user.clone(), grant_id, UnlockMethod::EmergencyPin, None, cx);
             if self.apply_grant(assignment, cx) {
-                cx.report(Report::OfflineUnlock { method: UnlockMethod::EmergencyPin, user });
+                cx.report(Report::OfflineUnlock {
+                    method: UnlockMethod::EmergencyPin,
+                    user,
+                });
             }
         } else {
             let c = &self.policy.checkout;
             let failures = self.pin_guard.failures.saturating_add(1);
-            let locked_until = offline::pin_lockout_secs(failures, c.pin_free_attempts, c.pin_lockout_base_secs)
-                .map(|s| now.plus_secs(s));
+            let locked_until =
+                offline::pin_lockout_secs(failures, c.pin_free_attempts, c.pin_lockout_base_secs)
+                    .map(|s| now.plus_secs(s));
             self.pin_guard.failures = failures;
             self.pin_guard.locked_until = locked_until;
-            cx.report(Report::PinRejected { failures, locked_until });
+            cx.report(Report::PinRejected {
+                failures,
+                locked_until,
+            });
             self.set_notice("Wrong PIN.", now);
         }
     }
@@ -196,9 +232,19 @@ impl Locker {
         cx: &Ctx,
     ) -> Assignment {
         let display_text = display_text.unwrap_or_else(|| {
-            fill_template(&self.policy.checkout_text_template, &user.display_name, &user.username)
+            fill_template(
+                &self.policy.checkout_text_template,
+                &user.display_name,
+                &user.username,
+            )
         });
-        Assignment { user, grant_id, method, display_text, granted_at: cx.now }
+        Assignment {
+            user,
+            grant_id,
+            method,
+            display_text,
+            granted_at: cx.now,
+        }
     }
 
     /// A grant from the server (phone tap, password, or cart-reader tap).
@@ -208,8 +254,13 @@ impl Locker {
         {
             self.pending_auth = None;
         }
-        let assignment =
-            self.assignment(grant.user, grant.grant_id, grant.method, grant.display_text, cx);
+        let assignment = self.assignment(
+            grant.user,
+            grant.grant_id,
+            grant.method,
+            grant.display_text,
+            cx,
+        );
         self.apply_grant(assignment, cx);
     }
 
@@ -249,9 +300,15 @@ impl Locker {
         let (window, lending) = (c.undock_window_secs, c.lending_period_secs);
         match step {
             Step::Start => {
-                let cause = Cause::Granted { grant_id: a.grant_id.clone(), method: a.method };
+                let cause = Cause::Granted {
+                    grant_id: a.grant_id.clone(),
+                    method: a.method,
+                };
                 let phase = if self.dock.is_docked() {
-                    Phase::CheckoutPending(Pending { assignment: a, expires_at: now.plus_secs(window) })
+                    Phase::CheckoutPending(Pending {
+                        assignment: a,
+                        expires_at: now.plus_secs(window),
+                    })
                 } else {
                     // Already unplugged: nothing left to wait for.
                     Phase::CheckedOut(Checkout {
@@ -279,7 +336,10 @@ impl Locker {
                 _ => {}
             },
             Step::Reject(reason) => {
-                cx.report(Report::GrantRejected { grant_id: a.grant_id, reason });
+                cx.report(Report::GrantRejected {
+                    grant_id: a.grant_id,
+                    reason,
+                });
                 let hint = match reason {
                     GrantRejection::AssignedToAnotherUser => {
                         "This device is assigned to someone else."

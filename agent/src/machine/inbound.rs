@@ -24,7 +24,11 @@ impl Locker {
             self.set_notice("This device is already enrolled.", cx.now);
             return;
         }
-        self.enrollment = Some(Enrollment { device_id, server_key, enrolled_at: cx.now });
+        self.enrollment = Some(Enrollment {
+            device_id,
+            server_key,
+            enrolled_at: cx.now,
+        });
         self.link.reachable = true;
         self.link.last_contact = Some(cx.now);
         self.install_policy(policy, cx);
@@ -34,7 +38,10 @@ impl Locker {
     fn install_policy(&mut self, policy: Policy, cx: &mut Ctx) {
         let version = policy.version;
         if let Err(e) = policy.validate() {
-            cx.report(Report::PolicyRejected { version, reason: e.to_string() });
+            cx.report(Report::PolicyRejected {
+                version,
+                reason: e.to_string(),
+            });
             return;
         }
         self.policy = policy;
@@ -44,7 +51,10 @@ impl Locker {
     pub(super) fn on_policy(&mut self, policy: Policy, cx: &mut Ctx) {
         if policy.version < self.policy.version {
             let reason = format!("older than version {} in force", self.policy.version);
-            cx.report(Report::PolicyRejected { version: policy.version, reason });
+            cx.report(Report::PolicyRejected {
+                version: policy.version,
+                reason,
+            });
             return;
         }
         if policy == self.policy {
@@ -76,23 +86,38 @@ impl Locker {
         let command_id = Some(env.command_id.clone());
         let Some(device) = self.enrollment.as_ref().map(|e| &e.device_id) else {
             let rejection = CommandRejection::WrongDevice;
-            cx.report(Report::CommandRejected { command_id, rejection });
+            cx.report(Report::CommandRejected {
+                command_id,
+                rejection,
+            });
             return;
         };
         let skew_ms = self.policy.checkout.clock_skew_secs.saturating_mul(1000);
         let mut verdict = env.check(device, cx.now, skew_ms);
-        if verdict.is_ok() && self.applied_commands.iter().any(|c| c.command_id == env.command_id) {
+        if verdict.is_ok()
+            && self
+                .applied_commands
+                .iter()
+                .any(|c| c.command_id == env.command_id)
+        {
             verdict = Err(CommandRejection::Replayed);
         }
         if let Err(rejection) = verdict {
-            cx.report(Report::CommandRejected { command_id, rejection });
+            cx.report(Report::CommandRejected {
+                command_id,
+                rejection,
+            });
             return;
         }
         self.remember_command(env.command_id, env.expires_at);
         match env.payload {
             ServerCommand::GrantCheckout(grant) => self.on_grant(grant, cx),
             ServerCommand::DenyCheckout { request_id, code } => {
-                if self.pending_auth.as_ref().is_some_and(|p| p.request_id == request_id) {
+                if self
+                    .pending_auth
+                    .as_ref()
+                    .is_some_and(|p| p.request_id == request_id)
+                {
                     self.pending_auth = None;
                     self.set_notice(code.message(), cx.now);
                 }
@@ -107,7 +132,10 @@ impl Locker {
             ServerCommand::PasscodeClearResult { cleared: true, .. } => {
                 self.passcode_confirmed_cleared(cx);
             }
-            ServerCommand::PasscodeClearResult { cleared: false, detail } => {
+            ServerCommand::PasscodeClearResult {
+                cleared: false,
+                detail,
+            } => {
                 let detail = detail.unwrap_or_else(|| "no detail from the MDM".into());
                 cx.report(Report::PasscodeClearFailed { detail });
             }
@@ -167,7 +195,10 @@ impl Locker {
             Some(false) if self.passcode_clear.is_some() => self.passcode_confirmed_cleared(cx),
             // A passcode on a phone nobody holds must go: ask the MDM, as on a return.
             Some(true) if current_checkout(&self.phase).is_none() && self.user().is_none() => {
-                if matches!(self.phase, Phase::CheckedIn | Phase::Blocked(Block { held: None, .. })) {
+                if matches!(
+                    self.phase,
+                    Phase::CheckedIn | Phase::Blocked(Block { held: None, .. })
+                ) {
                     self.start_passcode_clear(cx);
                 }
             }

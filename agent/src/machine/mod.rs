@@ -43,7 +43,12 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     fn new(now: Timestamp) -> Self {
-        Ctx { now, effects: Vec::new(), reports: Vec::new(), urgent: false }
+        Ctx {
+            now,
+            effects: Vec::new(),
+            reports: Vec::new(),
+            urgent: false,
+        }
     }
 
     pub fn report(&mut self, r: Report) {
@@ -73,19 +78,27 @@ impl Locker {
 
     fn dispatch(&mut self, event: Event, cx: &mut Ctx) {
         match event {
-            Event::Enrolled { device_id, server_key, policy } => {
-                self.on_enrolled(device_id, server_key, policy.into_inner(), cx)
-            }
+            Event::Enrolled {
+                device_id,
+                server_key,
+                policy,
+            } => self.on_enrolled(device_id, server_key, policy.into_inner(), cx),
             Event::BadgeTapped { badge } => self.on_badge(badge, cx),
             Event::PasswordEntered { username, password } => {
                 self.on_password(username, password, cx)
             }
             Event::PinEntered { pin } => self.on_pin(&pin, cx),
-            Event::AuthorizationFailed { request_id } => self.on_authorization_failed(&request_id, cx),
-            Event::Command(envelope) => self.on_command(envelope.into_inner(), cx),
-            Event::CommandRefused { command_id, rejection } => {
-                cx.report(Report::CommandRejected { command_id, rejection })
+            Event::AuthorizationFailed { request_id } => {
+                self.on_authorization_failed(&request_id, cx)
             }
+            Event::Command(envelope) => self.on_command(envelope.into_inner(), cx),
+            Event::CommandRefused {
+                command_id,
+                rejection,
+            } => cx.report(Report::CommandRejected {
+                command_id,
+                rejection,
+            }),
             Event::PolicyUpdated(policy) => self.on_policy(policy.into_inner(), cx),
             Event::OfflineCredentialsUpdated(list) => self.on_credentials(list.into_inner(), cx),
             Event::Docked { location } => self.on_docked(location, cx),
@@ -113,12 +126,17 @@ impl Locker {
         if matches!(&self.phase, Phase::Returning(r) if now >= r.deadline) {
             self.finish_return(cx);
         }
-        if self.pending_auth.as_ref().is_some_and(|p| now >= p.deadline) {
+        if self
+            .pending_auth
+            .as_ref()
+            .is_some_and(|p| now >= p.deadline)
+        {
             self.authorization_unanswered(cx);
         }
         self.retry_passcode_clear(cx);
         let skew = self.policy.checkout.clock_skew_secs;
-        self.applied_commands.retain(|c| c.expires_at.plus_secs(skew) >= now);
+        self.applied_commands
+            .retain(|c| c.expires_at.plus_secs(skew) >= now);
         if self.notice.as_ref().is_some_and(|n| n.until <= now) {
             self.notice = None;
         }
@@ -136,32 +154,62 @@ impl Locker {
             Phase::CheckedIn | Phase::CheckoutPending(_) => {
                 let blocks = compliance::blocking(self);
                 if !blocks.is_empty() {
-                    let cause = Cause::ComplianceEnforced { conditions: blocks.clone() };
-                    self.enter(Phase::Blocked(Block { conditions: blocks, held: None }), cause, cx);
+                    let cause = Cause::ComplianceEnforced {
+                        conditions: blocks.clone(),
+                    };
+                    self.enter(
+                        Phase::Blocked(Block {
+                            conditions: blocks,
+                            held: None,
+                        }),
+                        cause,
+                        cx,
+                    );
                 }
             }
             Phase::CheckedOut(c) => {
                 let locks = compliance::locking(self, c.reauthenticated_at, cx.now);
                 if !locks.is_empty() {
                     let held = Some(c.clone());
-                    let cause = Cause::ComplianceEnforced { conditions: locks.clone() };
-                    self.enter(Phase::Blocked(Block { conditions: locks, held }), cause, cx);
+                    let cause = Cause::ComplianceEnforced {
+                        conditions: locks.clone(),
+                    };
+                    self.enter(
+                        Phase::Blocked(Block {
+                            conditions: locks,
+                            held,
+                        }),
+                        cause,
+                        cx,
+                    );
                 }
             }
-            Phase::Blocked(Block { held: None, conditions }) => {
+            Phase::Blocked(Block {
+                held: None,
+                conditions,
+            }) => {
                 let blocks = compliance::blocking(self);
                 if blocks.is_empty() {
                     self.enter(Phase::CheckedIn, Cause::ComplianceCleared, cx);
                 } else if &blocks != conditions {
-                    self.phase = Phase::Blocked(Block { conditions: blocks, held: None });
+                    self.phase = Phase::Blocked(Block {
+                        conditions: blocks,
+                        held: None,
+                    });
                 }
             }
-            Phase::Blocked(Block { held: Some(c), conditions }) => {
+            Phase::Blocked(Block {
+                held: Some(c),
+                conditions,
+            }) => {
                 // Stays locked until the holder re-authenticates, even if the cause cleared.
                 let locks = compliance::locking(self, c.reauthenticated_at, cx.now);
                 if !locks.is_empty() && &locks != conditions {
                     let held = Some(c.clone());
-                    self.phase = Phase::Blocked(Block { conditions: locks, held });
+                    self.phase = Phase::Blocked(Block {
+                        conditions: locks,
+                        held,
+                    });
                 }
             }
             Phase::Unenrolled | Phase::Returning(_) => {}
@@ -171,14 +219,24 @@ impl Locker {
     /// Moves to `phase` and writes the outbox record of that change, carrying the
     /// reports gathered so far.
     pub(crate) fn enter(&mut self, phase: Phase, cause: Cause, cx: &mut Ctx) {
-        let was_in = matches!(self.phase, Phase::CheckedIn | Phase::Blocked(Block { held: None, .. }));
-        let now_in = matches!(phase, Phase::CheckedIn | Phase::Blocked(Block { held: None, .. }));
+        let was_in = matches!(
+            self.phase,
+            Phase::CheckedIn | Phase::Blocked(Block { held: None, .. })
+        );
+        let now_in = matches!(
+            phase,
+            Phase::CheckedIn | Phase::Blocked(Block { held: None, .. })
+        );
         if now_in && !was_in {
             self.checked_in_since = cx.now;
         }
         let from = self.status();
         self.phase = phase;
-        let transition = Transition { from, to: self.status(), cause };
+        let transition = Transition {
+            from,
+            to: self.status(),
+            cause,
+        };
         self.record(Some(transition), cx);
     }
 
@@ -197,22 +255,35 @@ impl Locker {
     }
 
     pub(crate) fn set_notice(&mut self, text: impl Into<String>, now: Timestamp) {
-        self.notice = Some(Notice { text: text.into(), until: now.plus_millis(NOTICE_MILLIS) });
+        self.notice = Some(Notice {
+            text: text.into(),
+            until: now.plus_millis(NOTICE_MILLIS),
+        });
     }
 
     /// A fresh device-made id (`{device}-{prefix}{n}`), unique per device.
     pub(crate) fn local_id(&mut self, prefix: &str) -> String {
         let n = self.next_local_id;
         self.next_local_id += 1;
-        let device = self.enrollment.as_ref().map_or("unenrolled", |e| e.device_id.as_str());
+        let device = self
+            .enrollment
+            .as_ref()
+            .map_or("unenrolled", |e| e.device_id.as_str());
         format!("{device}-{prefix}{n}")
     }
 
-    pub(crate) fn remember_command(&mut self, id: lanyard_protocol::CommandId, expires_at: Timestamp) {
+    pub(crate) fn remember_command(
+        &mut self,
+        id: lanyard_protocol::CommandId,
+        expires_at: Timestamp,
+    ) {
         if self.applied_commands.len() >= MAX_APPLIED_COMMANDS {
             self.applied_commands.remove(0);
         }
-        self.applied_commands.push(crate::state::AppliedCommand { command_id: id, expires_at });
+        self.applied_commands.push(crate::state::AppliedCommand {
+            command_id: id,
+            expires_at,
+        });
     }
 
     /// The next instant something changes by time alone.
@@ -245,7 +316,9 @@ impl Locker {
             }
         }
         if let Some(p) = &self.passcode_clear {
-            cx.effect(Effect::RequestPasscodeClear { attempt: p.attempts });
+            cx.effect(Effect::RequestPasscodeClear {
+                attempt: p.attempts,
+            });
         }
     }
 

@@ -1,6 +1,6 @@
 //! A host for tests: a clock the test moves, a signing server key, and the records
 //! the core emitted, so each test reads like a short story.
-#![allow(dead_code, missing_docs)]
+#![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::field_reassign_with_default)]
 
 use lanyard_agent::{Effect, Event, FactsUpdate, Locker, Screen, Verified, handle};
 use lanyard_protocol::policy::{AppLogout, OfflineCredential, OfflineCredentialList};
@@ -23,7 +23,10 @@ pub struct Harness {
 }
 
 pub fn user(name: &str) -> UserRef {
-    UserRef { username: name.to_owned(), display_name: format!("{name} (display)") }
+    UserRef {
+        username: name.to_owned(),
+        display_name: format!("{name} (display)"),
+    }
 }
 
 pub fn sign<T: serde::Serialize>(key: &SigningKey, value: &T) -> Signed {
@@ -47,7 +50,12 @@ impl Harness {
     pub fn with_policy(policy: Policy) -> Self {
         let mut h = Harness::unenrolled();
         h.enroll(policy);
-        h.send(Event::Docked { location: DockLocation { launchpad: Some("cart-1".into()), port: Some(3) } });
+        h.send(Event::Docked {
+            location: DockLocation {
+                launchpad: Some("cart-1".into()),
+                port: Some(3),
+            },
+        });
         h
     }
 
@@ -55,7 +63,10 @@ impl Harness {
     pub fn new() -> Self {
         let mut p = Policy::default();
         p.version = 1;
-        p.app_logouts = vec![AppLogout { app: AppId::new("com.epic.rover"), name: "Rover".into() }];
+        p.app_logouts = vec![AppLogout {
+            app: AppId::new("com.epic.rover"),
+            name: "Rover".into(),
+        }];
         Harness::with_policy(p)
     }
 
@@ -123,11 +134,16 @@ impl Harness {
     }
 
     pub fn pending_request(&self) -> Option<lanyard_protocol::RequestId> {
-        self.locker.pending_auth.as_ref().map(|p| p.request_id.clone())
+        self.locker
+            .pending_auth
+            .as_ref()
+            .map(|p| p.request_id.clone())
     }
 
     pub fn tap(&mut self, badge: &str) -> &[Effect] {
-        self.send(Event::BadgeTapped { badge: BadgeId::new(badge) })
+        self.send(Event::BadgeTapped {
+            badge: BadgeId::new(badge),
+        })
     }
 
     pub fn pin(&mut self, pin: &str) -> &[Effect] {
@@ -135,7 +151,9 @@ impl Harness {
     }
 
     pub fn dock(&mut self) -> &[Effect] {
-        self.send(Event::Docked { location: DockLocation::default() })
+        self.send(Event::Docked {
+            location: DockLocation::default(),
+        })
     }
 
     pub fn undock(&mut self) -> &[Effect] {
@@ -205,11 +223,19 @@ impl Harness {
     /// The latest call's record that carries a transition, else its last record.
     pub fn last_record(&self) -> Option<&EventRecord> {
         let records = self.last_records();
-        records.iter().rev().find(|r| r.transition.is_some()).or(records.last()).copied()
+        records
+            .iter()
+            .rev()
+            .find(|r| r.transition.is_some())
+            .or(records.last())
+            .copied()
     }
 
     /// Reports in all of the latest call's records.
     pub fn last_reports(&self) -> Vec<lanyard_protocol::Report> {
-        self.last_records().iter().flat_map(|r| r.reports.clone()).collect()
+        self.last_records()
+            .iter()
+            .flat_map(|r| r.reports.clone())
+            .collect()
     }
 }

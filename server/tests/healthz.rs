@@ -1,0 +1,103 @@
+//! The server skeleton over real HTTP: in-process on port 0, and as a real process.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::field_reassign_with_default)] // test code: a panic is the failure report
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use lanyard_server::{ServerConfig, launch_with_listener};
+use tokio::net::TcpListener;
+
+async fn start() -> (String, tempfile::TempDir, tokio::sync::oneshot::Sender<()>) {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = ServerConfig {
+        listen: addr,
+        data_dir: dir.path().join("data"),
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(launch_with_listener(listener, config, async {
+        let _ = rx.await;
+    }));
+    (format!("http://{addr}"), dir, tx)
+}
+
+#[tokio::test]
+async fn healthz_answers_json() {
+    let (base, dir, stop) = start().await;
+    let resp = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["protocol_version"], lanyard_protocol::PROTOCOL_VERSION);
+    assert!(
+        dir.path().join("data").is_dir(),
+        "data dir created on first run"
+    );
+    let _ = stop.send(());
+}
+
+#[tokio::test]
+async fn unknown_routes_get_a_json_error_with_a_stable_code() {
+    let (base, _dir, stop) = start().await;
+    let resp = reqwest::get(format!("{base}/api/v1/nope")).await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "not_found");
+    assert!(body["message"].as_str().unwrap().contains("/api/v1/nope"));
+    let _ = stop.send(());
+}
+
+/// Kills the child even when an assertion fails.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_binary_serves_on_the_address_it_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_lanyard-server"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("d"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "unexpected line {line:?}"
+    );
+    let body: serde_json::Value = reqwest::get(format!("{url}/healthz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["status"], "ok");
+}
+
+#[test]
+fn env_vars_configure_serve() {
+    let out = Command::new(env!("CARGO_BIN_EXE_lanyard-server"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("LANYARD_LISTEN") && help.contains("LANYARD_DATA_DIR"));
+}
