@@ -1,7 +1,12 @@
 //! Criterion benchmarks of `handle`: the decisions a clinician waits on.
 //!
 //! Run: `cargo bench -p lanyard-agent --bench handle`. Figures go in docs/BENCHMARKS.md.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::field_reassign_with_default)] // test code: a panic is the failure report
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)] // test code: a panic is the failure report
 
 use std::hint::black_box;
 

@@ -1,5 +1,9 @@
 //! The checkout / check-in journey of seeds 000 and 001, one rule per test.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::field_reassign_with_default)] // test code: a panic is the failure report
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)] // test code: a panic is the failure report
 
 mod common;
 

@@ -1,5 +1,9 @@
 //! Offline local compliance: conditions, cumulative tiers, and the four actions.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::field_reassign_with_default)] // test code: a panic is the failure report
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)] // test code: a panic is the failure report
 
 mod common;
 

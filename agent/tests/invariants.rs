@@ -6,7 +6,11 @@
 //! - every status change yields exactly one outbox record, and sequence numbers
 //!   increase by exactly one;
 //! - the core never reads time: replaying the same inputs gives the same outputs.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::field_reassign_with_default)] // test code: a panic is the failure report
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)] // test code: a panic is the failure report
 
 mod common;
 

@@ -1,5 +1,9 @@
 //! The server skeleton over real HTTP: in-process on port 0, and as a real process.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::field_reassign_with_default)] // test code: a panic is the failure report
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)] // test code: a panic is the failure report
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -1,7 +1,11 @@
 //! Foundation end-to-end checks: the real server answers over HTTP, and a checkout
 //! journey survives the JSON wire format in both directions (signed commands down,
 //! outbox records up), exactly as the sync client will carry them.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::field_reassign_with_default)] // test code: a panic is the failure report
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)] // test code: a panic is the failure report
 
 use lanyard_agent::{Effect, Event, Locker, Verified, handle};
 use lanyard_e2e::TestServer;

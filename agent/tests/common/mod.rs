@@ -1,6 +1,12 @@
 //! A host for tests: a clock the test moves, a signing server key, and the records
 //! the core emitted, so each test reads like a short story.
-#![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::field_reassign_with_default)]
+#![allow(
+    dead_code,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)]
 
 use lanyard_agent::{Effect, Event, FactsUpdate, Locker, Screen, Verified, handle};
 use lanyard_protocol::policy::{AppLogout, OfflineCredential, OfflineCredentialList};
