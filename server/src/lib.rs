@@ -72,3 +72,58 @@ pub async fn launch_with_listener(
         .await
         .context("serving HTTP")
 }
+
+/// A server running on a background task, for tests and the embedded simulator.
+/// Dropping it asks the server to stop.
+pub struct EmbeddedServer {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl EmbeddedServer {
+    /// Binds `config.listen` (port 0 picks a free port) and serves on a spawned task.
+    /// Returns once the socket is bound, so requests can be sent straight away.
+    pub async fn start(mut config: ServerConfig) -> anyhow::Result<EmbeddedServer> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr().context("reading bound address")?;
+        config.listen = addr;
+        prepare_data_dir(&config)?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(launch_with_listener(listener, config, async {
+            let _ = rx.await;
+        }));
+        Ok(EmbeddedServer {
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    /// `http://ADDR`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the server and waits for it to finish, returning how it ended.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.context("server task panicked")?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for EmbeddedServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}

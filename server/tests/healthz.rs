@@ -8,28 +8,23 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use lanyard_server::{ServerConfig, launch_with_listener};
-use tokio::net::TcpListener;
+use lanyard_server::{EmbeddedServer, ServerConfig};
 
-async fn start() -> (String, tempfile::TempDir, tokio::sync::oneshot::Sender<()>) {
+async fn start() -> (EmbeddedServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let config = ServerConfig {
-        listen: addr,
+        listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().join("data"),
     };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(launch_with_listener(listener, config, async {
-        let _ = rx.await;
-    }));
-    (format!("http://{addr}"), dir, tx)
+    (EmbeddedServer::start(config).await.unwrap(), dir)
 }
 
 #[tokio::test]
 async fn healthz_answers_json() {
-    let (base, dir, stop) = start().await;
-    let resp = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    let (server, dir) = start().await;
+    let resp = reqwest::get(format!("{}/healthz", server.base_url()))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["status"], "ok");
@@ -38,18 +33,20 @@ async fn healthz_answers_json() {
         dir.path().join("data").is_dir(),
         "data dir created on first run"
     );
-    let _ = stop.send(());
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn unknown_routes_get_a_json_error_with_a_stable_code() {
-    let (base, _dir, stop) = start().await;
-    let resp = reqwest::get(format!("{base}/api/v1/nope")).await.unwrap();
+    let (server, _dir) = start().await;
+    let resp = reqwest::get(format!("{}/api/v1/nope", server.base_url()))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "not_found");
     assert!(body["message"].as_str().unwrap().contains("/api/v1/nope"));
-    let _ = stop.send(());
+    server.stop().await.unwrap();
 }
 
 /// Kills the child even when an assertion fails.

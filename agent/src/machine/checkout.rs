@@ -13,29 +13,31 @@ use crate::offline::{self, OfflineMiss};
 use crate::screen::fill_template;
 use crate::state::{Assignment, Block, Checkout, Locker, Pending, PendingAuth, Phase};
 
-/// Can someone start an unlock from this phase? Returns the hint to show when not.
-fn unlock_refusal(phase: &Phase) -> Option<String> {
+/// Whether someone may start an unlock in this phase: `Err(Some(hint))` refuses with a
+/// hint for the screen, `Err(None)` refuses silently (the phone is already in use).
+fn unlock_allowed(phase: &Phase) -> Result<(), Option<String>> {
     match phase {
-        Phase::CheckedIn | Phase::Blocked(Block { held: Some(_), .. }) => None,
-        Phase::Unenrolled => Some("This device is not enrolled yet.".into()),
-        Phase::CheckoutPending(p) => Some(format!(
+        Phase::CheckedIn | Phase::Blocked(Block { held: Some(_), .. }) => Ok(()),
+        Phase::CheckedOut(_) => Err(None),
+        Phase::Unenrolled => Err(Some("This device is not enrolled yet.".into())),
+        Phase::CheckoutPending(p) => Err(Some(format!(
             "Reserved for {}. Unplug the device to start.",
             p.assignment.user.display_name
-        )),
-        Phase::CheckedOut(_) => Some(String::new()),
-        Phase::Returning(_) => Some("Checking in. Try again in a moment.".into()),
+        ))),
+        Phase::Returning(_) => Err(Some("Checking in. Try again in a moment.".into())),
         Phase::Blocked(Block { held: None, .. }) => {
-            Some("Checkout is blocked on this device.".into())
+            Err(Some("Checkout is blocked on this device.".into()))
         }
     }
 }
 
 impl Locker {
+    /// True (and the hint shown) when no unlock may start now.
     fn refuse_unlock(&mut self, cx: &mut Ctx) -> bool {
-        match unlock_refusal(&self.phase) {
-            None => false,
-            Some(hint) => {
-                if !hint.is_empty() {
+        match unlock_allowed(&self.phase) {
+            Ok(()) => false,
+            Err(hint) => {
+                if let Some(hint) = hint {
                     self.set_notice(hint, cx.now);
                 }
                 true
@@ -147,17 +149,7 @@ impl Locker {
         let found =
             offline::match_badge(self.offline_credentials.as_ref(), device, badge, cx.now).cloned();
         match found {
-            Ok(user) => {
-                let grant_id = GrantId(self.local_id("o"));
-                let assignment =
-                    self.assignment(user.clone(), grant_id, UnlockMethod::OfflineBadge, None, cx);
-                if self.apply_grant(assignment, cx) {
-                    cx.report(Report::OfflineUnlock {
-                        method: UnlockMethod::OfflineBadge,
-                        user,
-                    });
-                }
-            }
+            Ok(user) => self.unlock_offline(user, UnlockMethod::OfflineBadge, cx),
             Err(miss) => {
                 if let Some(request_id) = request_id {
                     cx.report(Report::AuthorizationUnavailable { request_id });
@@ -170,6 +162,16 @@ impl Locker {
                     cx.now,
                 );
             }
+        }
+    }
+
+    /// Grants the device with no server (offline badge or PIN) under a device-made
+    /// grant id, and reports it for the server to see on reconnect.
+    fn unlock_offline(&mut self, user: UserRef, method: UnlockMethod, cx: &mut Ctx) {
+        let grant_id = GrantId(self.local_id("o"));
+        let assignment = self.assignment(user.clone(), grant_id, method, None, cx);
+        if self.apply_grant(assignment, cx) {
+            cx.report(Report::OfflineUnlock { method, user });
         }
     }
 
@@ -197,16 +199,7 @@ impl Locker {
         };
         if emergency.hash.verify(pin.expose().as_bytes()) {
             self.pin_guard = Default::default();
-            let grant_id = GrantId(self.local_id("p"));
-            let user = emergency.user;
-            let assignment =
-                self.assignment(user.clone(), grant_id, UnlockMethod::EmergencyPin, None, cx);
-            if self.apply_grant(assignment, cx) {
-                cx.report(Report::OfflineUnlock {
-                    method: UnlockMethod::EmergencyPin,
-                    user,
-                });
-            }
+            self.unlock_offline(emergency.user, UnlockMethod::EmergencyPin, cx);
         } else {
             let c = &self.policy.checkout;
             let failures = self.pin_guard.failures.saturating_add(1);

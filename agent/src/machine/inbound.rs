@@ -8,7 +8,6 @@ use lanyard_protocol::{
 };
 
 use super::Ctx;
-use crate::compliance::current_checkout;
 use crate::event::FactsUpdate;
 use crate::state::{Block, Enrollment, Locker, Phase};
 
@@ -191,17 +190,14 @@ impl Locker {
                 battery_percent: f.battery_percent,
             }));
         }
+        let nobody_holds_it = matches!(
+            self.phase,
+            Phase::CheckedIn | Phase::Blocked(Block { held: None, .. })
+        );
         match self.facts.passcode_present {
             Some(false) if self.passcode_clear.is_some() => self.passcode_confirmed_cleared(cx),
             // A passcode on a phone nobody holds must go: ask the MDM, as on a return.
-            Some(true) if current_checkout(&self.phase).is_none() && self.user().is_none() => {
-                if matches!(
-                    self.phase,
-                    Phase::CheckedIn | Phase::Blocked(Block { held: None, .. })
-                ) {
-                    self.start_passcode_clear(cx);
-                }
-            }
+            Some(true) if nobody_holds_it => self.start_passcode_clear(cx),
             _ => {}
         }
     }
