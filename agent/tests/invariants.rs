@@ -100,9 +100,15 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Seconds passing before each op: mostly short, sometimes hours.
-fn gap() -> impl Strategy<Value = u64> {
-    prop_oneof![6 => 0u64..20, 3 => 20u64..400, 1 => 400u64..200_000]
+/// Seconds passing before each op: mostly short, sometimes hours, and now and then
+/// backwards (a phone's wall clock can be corrected).
+fn gap() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        60 => 0i64..20,
+        30 => 20i64..400,
+        10 => 400i64..200_000,
+        3 => -7200i64..0,
+    ]
 }
 
 fn policy_for(apps: u8, window: u16, lending: u32, version: u64) -> Policy {
@@ -391,7 +397,7 @@ proptest! {
         let mut d = Driver::new();
         let mut next_seq = d.h.locker.next_seq;
         for (dt, op) in &steps {
-            d.h.now = d.h.now.plus_secs(*dt);
+            d.h.now = Timestamp(d.h.now.as_millis() + dt * 1000);
             let before = d.h.locker.clone();
             d.apply(op);
             check_step(&before, &d.h.locker, &d.h.last, &mut next_seq)?;
@@ -408,8 +414,8 @@ proptest! {
         let before = d.h.locker.clone();
         d.feed(Event::Docked { location: DockLocation::default() });
         check_step(&before, &d.h.locker, &d.h.last, &mut next_seq)?;
-        for _ in 0..4 {
-            d.h.now = d.h.now.plus_secs(600);
+        for secs in [60, 600, 3600, 86_400, 86_400] {
+            d.h.now = d.h.now.plus_secs(secs);
             let before = d.h.locker.clone();
             d.feed(Event::Tick);
             check_step(&before, &d.h.locker, &d.h.last, &mut next_seq)?;
@@ -477,5 +483,52 @@ fn the_driver_reaches_every_state() {
         "Unenrolled",
     ] {
         assert!(seen.contains(s), "never reached {s}: {seen:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
+        ..ProptestConfig::default()
+    })]
+
+    /// Tiers fire at instants fixed by the condition and the delays, so the state
+    /// reached at a given time is the same however often the host ticked on the way.
+    #[test]
+    fn compliance_does_not_depend_on_tick_granularity(
+        max_secs in 0u64..5_000,
+        delays in proptest::collection::vec(0u64..5_000, 1..=4),
+        ticks in proptest::collection::vec(1u64..3_000, 1..40),
+    ) {
+        use lanyard_protocol::policy::{ComplianceAction, ComplianceRule, Condition, Tier};
+        let last = delays.len() - 1;
+        let tiers = delays
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Tier {
+                delay_secs: *d,
+                actions: if i == last {
+                    vec![ComplianceAction::BlockCheckout]
+                } else {
+                    vec![ComplianceAction::Alert { message: format!("tier {i}") }]
+                },
+            })
+            .collect();
+        let policy = Policy {
+            compliance: vec![ComplianceRule { condition: Condition::OutOfContact { max_secs }, tiers }],
+            ..Policy::default()
+        };
+        let mut fine = Harness::with_policy(policy.clone());
+        let mut coarse = Harness::with_policy(policy);
+        let mut fine_tiers = Vec::new();
+        for t in &ticks {
+            fine.advance_secs(*t);
+            fine_tiers.extend(fine.last_reports());
+        }
+        coarse.advance_secs(ticks.iter().sum());
+        let coarse_tiers = coarse.last_reports();
+        prop_assert_eq!(&fine.locker.compliance, &coarse.locker.compliance);
+        prop_assert_eq!(fine.status(), coarse.status());
+        prop_assert_eq!(fine_tiers, coarse_tiers, "same tiers, same order");
     }
 }
