@@ -56,6 +56,14 @@ pub enum Event {
         /// Why.
         rejection: CommandRejection,
     },
+    /// A signed policy or offline list failed verification (on arrival, or when the
+    /// runtime re-checked the stored copy on load); recorded and reported.
+    SignedPayloadRefused {
+        /// Which payload.
+        kind: lanyard_protocol::events::PayloadKind,
+        /// What was wrong.
+        reason: String,
+    },
     /// A newer policy arrived.
     PolicyUpdated(Verified<Policy>),
     /// A newer offline credential list arrived.

@@ -9,10 +9,12 @@ use lanyard_protocol::{Signed, VerifyingKey};
 use serde::de::DeserializeOwned;
 use std::ops::Deref;
 
-/// A payload whose Ed25519 signature verified against a server key.
+/// A payload whose Ed25519 signature verified against a server key, with the signed
+/// bytes it came from (the store keeps those, to check them again on every start).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verified<T> {
     inner: T,
+    source: Signed,
 }
 
 impl<T: DeserializeOwned> Verified<T> {
@@ -20,11 +22,17 @@ impl<T: DeserializeOwned> Verified<T> {
     pub fn open(signed: &Signed, key: &VerifyingKey) -> Result<Self, SignatureError> {
         Ok(Verified {
             inner: signed.open(key)?,
+            source: signed.clone(),
         })
     }
 }
 
 impl<T> Verified<T> {
+    /// The signed payload exactly as received.
+    pub fn signed(&self) -> &Signed {
+        &self.source
+    }
+
     /// The verified value.
     pub fn into_inner(self) -> T {
         self.inner

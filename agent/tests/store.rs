@@ -12,9 +12,10 @@ use std::path::Path;
 use common::{DEVICE, Harness, user};
 use lanyard_agent::runtime::Agent;
 use lanyard_agent::store::migrations::{self, MIGRATIONS};
-use lanyard_agent::store::{SignedKind, Store, StoreError};
+use lanyard_agent::store::{Store, StoreError};
 use lanyard_agent::{Effect, Event, Screen, Verified};
 use lanyard_protocol::events::LogoutOutcome;
+use lanyard_protocol::events::PayloadKind;
 use lanyard_protocol::policy::AppLogout;
 use lanyard_protocol::{
     AppId, BadgeId, CheckoutGrant, CommandEnvelope, DeviceId, DeviceStatus, DockLocation, GrantId,
@@ -165,14 +166,14 @@ fn signed_payloads_are_kept_exactly_as_received() {
     let mut store = Store::open_in_memory().unwrap();
     let h = Harness::new();
     store
-        .commit_with(&h.locker, &[], Some((SignedKind::Policy, 4, &signed)))
+        .commit_with(&h.locker, &[], Some((PayloadKind::Policy, 4, &signed)))
         .unwrap();
-    let back = store.signed(SignedKind::Policy).unwrap().unwrap();
+    let back = store.signed(PayloadKind::Policy).unwrap().unwrap();
     assert_eq!(back, signed);
     assert!(Verified::<Policy>::open(&back, &key.verifying_key()).is_ok());
     assert!(
         store
-            .signed(SignedKind::OfflineCredentials)
+            .signed(PayloadKind::OfflineCredentials)
             .unwrap()
             .is_none()
     );

@@ -195,6 +195,14 @@ pub enum Report {
         /// Why.
         reason: String,
     },
+    /// A signed payload failed its signature check, on arrival or when re-checked on
+    /// load (a stored copy that no longer verifies, or differs from what is in force).
+    SignedPayloadRefused {
+        /// Which payload.
+        kind: PayloadKind,
+        /// What was wrong.
+        reason: String,
+    },
     /// A new offline credential list was applied.
     CredentialsApplied {
         /// Its version.
@@ -212,6 +220,26 @@ pub enum Report {
         /// The new due time.
         due_at: Timestamp,
     },
+}
+
+/// The kinds of signed payload the server sends besides commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadKind {
+    /// The device policy.
+    Policy,
+    /// The offline credential list.
+    OfflineCredentials,
+}
+
+impl PayloadKind {
+    /// The stable name used on the wire and in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayloadKind::Policy => "policy",
+            PayloadKind::OfflineCredentials => "offline_credentials",
+        }
+    }
 }
 
 /// Why a grant was not applied.

@@ -99,6 +99,9 @@ impl Locker {
                 command_id,
                 rejection,
             }),
+            Event::SignedPayloadRefused { kind, reason } => {
+                cx.report(Report::SignedPayloadRefused { kind, reason })
+            }
             Event::PolicyUpdated(policy) => self.on_policy(policy.into_inner(), cx),
             Event::OfflineCredentialsUpdated(list) => self.on_credentials(list.into_inner(), cx),
             Event::Docked { location } => self.on_docked(location, cx),

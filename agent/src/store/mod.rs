@@ -9,6 +9,7 @@ pub mod migrations;
 
 use std::path::Path;
 
+use lanyard_protocol::events::PayloadKind;
 use lanyard_protocol::{EventRecord, Signed};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
@@ -51,24 +52,6 @@ fn corrupt(what: &'static str) -> impl Fn(serde_json::Error) -> StoreError {
     move |e| StoreError::Corrupt {
         what,
         detail: e.to_string(),
-    }
-}
-
-/// Which signed server payload a row holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SignedKind {
-    /// The device policy.
-    Policy,
-    /// The offline credential list.
-    OfflineCredentials,
-}
-
-impl SignedKind {
-    fn key(self) -> &'static str {
-        match self {
-            SignedKind::Policy => "policy",
-            SignedKind::OfflineCredentials => "offline_credentials",
-        }
     }
 }
 
@@ -140,7 +123,7 @@ impl Store {
         &mut self,
         state: &Locker,
         effects: &[Effect],
-        signed: Option<(SignedKind, u64, &Signed)>,
+        signed: Option<(PayloadKind, u64, &Signed)>,
     ) -> Result<(), StoreError> {
         let state_json = serde_json::to_string(state).map_err(corrupt("locker state"))?;
         let device = state
@@ -203,7 +186,7 @@ impl Store {
                      ON CONFLICT (kind) DO UPDATE SET version = excluded.version,
                        payload = excluded.payload, signature = excluded.signature,
                        received_at = excluded.received_at",
-                    params![kind.key(), seq_i64(version), s.payload, s.signature, now],
+                    params![kind.as_str(), seq_i64(version), s.payload, s.signature, now],
                 )?;
             }
         }
@@ -242,12 +225,12 @@ impl Store {
     }
 
     /// The signed payload of `kind` as received, if any.
-    pub fn signed(&self, kind: SignedKind) -> Result<Option<Signed>, StoreError> {
+    pub fn signed(&self, kind: PayloadKind) -> Result<Option<Signed>, StoreError> {
         Ok(self
             .conn
             .query_row(
                 "SELECT payload, signature FROM signed_payload WHERE kind = ?1",
-                [kind.key()],
+                [kind.as_str()],
                 |r| {
                     Ok(Signed {
                         payload: r.get(0)?,
