@@ -10,6 +10,7 @@
 
 pub mod compliance;
 pub mod effect;
+pub mod enrollment;
 pub mod event;
 mod machine;
 mod offline;
