@@ -16,6 +16,7 @@ mod machine;
 mod offline;
 pub mod runtime;
 pub mod screen;
+pub mod secrets;
 pub mod state;
 pub mod store;
 pub mod verified;

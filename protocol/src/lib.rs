@@ -8,6 +8,7 @@
 pub mod b64;
 pub mod checkout;
 pub mod command;
+pub mod enroll;
 pub mod events;
 pub mod ids;
 pub mod kdf;

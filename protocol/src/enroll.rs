@@ -1,0 +1,64 @@
+//! Enrollment (`POST /device/v1/enroll`) and the device API's paths and credential.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::DeviceId;
+use crate::os_version::OsVersion;
+use crate::signing::{Signed, VerifyingKey};
+
+/// Device API paths, relative to the server's base URL.
+pub mod paths {
+    /// Redeem an enrollment token.
+    pub const ENROLL: &str = "/device/v1/enroll";
+    /// Push outbox records, receive commands and policy (long-poll).
+    pub const SYNC: &str = "/device/v1/sync";
+    /// Ask for a checkout (badge on the phone, or username and password).
+    pub const AUTHORIZE: &str = "/device/v1/authorize";
+}
+
+/// What a phone says about itself when it enrolls.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// Hardware serial number, when the app can read it (from MDM managed configuration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// MDM UDID, when known (from managed configuration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udid: Option<String>,
+    /// Model identifier, e.g. `iPhone15,2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// OS version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_version: Option<OsVersion>,
+    /// Device name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// `POST /device/v1/enroll` body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    /// Wire version.
+    pub v: u32,
+    /// The enrollment token from the link or managed configuration.
+    pub token: String,
+    /// About the phone.
+    pub device: DeviceInfo,
+}
+
+/// The server's answer to a successful enrollment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    /// Wire version.
+    pub v: u32,
+    /// The device's identity from now on.
+    pub device_id: DeviceId,
+    /// The secret the device presents on every request (`Authorization: Bearer …`).
+    /// Kept in the host's secret store (Keychain), never in the agent database.
+    pub device_credential: String,
+    /// The server's Ed25519 key, pinned from now on.
+    pub server_key: VerifyingKey,
+    /// The initial signed [`crate::Policy`].
+    pub policy: Signed,
+}
