@@ -19,6 +19,7 @@ pub mod screen;
 pub mod secrets;
 pub mod state;
 pub mod store;
+pub mod sync;
 pub mod verified;
 
 pub use effect::Effect;

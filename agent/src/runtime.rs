@@ -219,7 +219,7 @@ fn reverify_cached(
 }
 
 /// The command id a payload claims, for the refusal report; not trusted for anything else.
-fn claimed_command_id(signed: &Signed) -> Option<lanyard_protocol::CommandId> {
+pub(crate) fn claimed_command_id(signed: &Signed) -> Option<lanyard_protocol::CommandId> {
     let value: serde_json::Value = serde_json::from_str(&signed.payload).ok()?;
     Some(value.get("command_id")?.as_str()?.into())
 }
