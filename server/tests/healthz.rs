@@ -10,6 +10,13 @@ use std::process::{Command, Stdio};
 
 use lanyard_server::{EmbeddedServer, ServerConfig};
 
+/// GET `url` as JSON-capable response. Installs the ring TLS provider first: in a
+/// workspace build reqwest is compiled with rustls (for the agent) and needs one.
+async fn get(url: String) -> reqwest::Response {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new().get(url).send().await.unwrap()
+}
+
 async fn start() -> (EmbeddedServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = ServerConfig {
@@ -22,9 +29,7 @@ async fn start() -> (EmbeddedServer, tempfile::TempDir) {
 #[tokio::test]
 async fn healthz_answers_json() {
     let (server, dir) = start().await;
-    let resp = reqwest::get(format!("{}/healthz", server.base_url()))
-        .await
-        .unwrap();
+    let resp = get(format!("{}/healthz", server.base_url())).await;
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["status"], "ok");
@@ -39,9 +44,7 @@ async fn healthz_answers_json() {
 #[tokio::test]
 async fn unknown_routes_get_a_json_error_with_a_stable_code() {
     let (server, _dir) = start().await;
-    let resp = reqwest::get(format!("{}/api/v1/nope", server.base_url()))
-        .await
-        .unwrap();
+    let resp = get(format!("{}/api/v1/nope", server.base_url())).await;
     assert_eq!(resp.status(), 404);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "not_found");
@@ -84,12 +87,7 @@ async fn the_binary_serves_on_the_address_it_prints() {
         url.starts_with("http://127.0.0.1:"),
         "unexpected line {line:?}"
     );
-    let body: serde_json::Value = reqwest::get(format!("{url}/healthz"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: serde_json::Value = get(format!("{url}/healthz")).await.json().await.unwrap();
     assert_eq!(body["status"], "ok");
 }
 

@@ -11,6 +11,13 @@ pub struct TestServer {
     pub data_dir: tempfile::TempDir,
 }
 
+/// An HTTP client for tests. Installs the ring TLS provider first (reqwest needs one as
+/// soon as rustls is compiled in, which the agent's transport does).
+pub fn http_client() -> reqwest::Client {
+    lanyard_agent::sync::http::install_ring_provider();
+    reqwest::Client::new()
+}
+
 impl TestServer {
     /// Binds port 0 and starts serving; returns once the socket is listening.
     pub async fn start() -> Result<TestServer, String> {

@@ -18,7 +18,9 @@ use lanyard_protocol::{
 #[tokio::test]
 async fn server_is_healthy_over_http_and_stops_cleanly() {
     let server = TestServer::start().await.unwrap();
-    let body: serde_json::Value = reqwest::get(format!("{}/healthz", server.base_url()))
+    let body: serde_json::Value = lanyard_e2e::http_client()
+        .get(format!("{}/healthz", server.base_url()))
+        .send()
         .await
         .unwrap()
         .json()

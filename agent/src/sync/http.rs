@@ -24,8 +24,10 @@ pub struct HttpTransport {
     timeout: Duration,
 }
 
-/// Installs ring as the process-wide rustls provider (idempotent).
-fn install_ring_provider() {
+/// Installs ring as the process-wide rustls provider (idempotent). Any reqwest client
+/// in a process that links this crate needs it, HTTPS or not, because reqwest builds its
+/// TLS configuration up front.
+pub fn install_ring_provider() {
     // Err means a provider is already installed, which is all we need.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
