@@ -14,6 +14,11 @@ use crate::b64;
 /// Fewest iterations a policy may ask for; lower values are raised to this.
 pub const MIN_ITERATIONS: u32 = 1_000;
 
+/// The iteration count servers should use for offline credential lists: ~19 ms per
+/// badge check on the reference machine, under 100 ms on a phone-class CPU up to ~5×
+/// slower (see `docs/BENCHMARKS.md` for the measurement and the argument).
+pub const RECOMMENDED_OFFLINE_ITERATIONS: u32 = 100_000;
+
 /// A salted PBKDF2-HMAC-SHA256 digest of a secret, with the parameters to check it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlowHash {
