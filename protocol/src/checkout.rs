@@ -101,22 +101,12 @@ impl DenialCode {
     }
 }
 
-/// The answer to an [`AuthorizeRequest`] when the server answers inline.
+/// The answer to an [`AuthorizeRequest`]: always a signed command, a `grant_checkout` or
+/// a `deny_checkout` for the request, so the phone acts only on decisions it can verify.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum AuthorizeResponse {
-    /// Granted: the signed command carries the [`CheckoutGrant`].
-    Granted {
-        /// A signed `grant_checkout` command.
-        command: crate::signing::Signed,
-    },
-    /// Refused.
-    Denied {
-        /// The request answered.
-        request_id: RequestId,
-        /// Why.
-        code: DenialCode,
-    },
+pub struct AuthorizeResponse {
+    /// A signed [`crate::CommandEnvelope`] whose payload answers the request.
+    pub command: crate::signing::Signed,
 }
 
 #[cfg(test)]

@@ -13,14 +13,15 @@ pub mod http;
 use std::future::Future;
 use std::time::Duration;
 
-use lanyard_protocol::enroll::{EnrollRequest, EnrollResponse};
+use lanyard_protocol::enroll::{DeviceInfo, EnrollRequest, EnrollResponse};
 use lanyard_protocol::sync::{SyncRequest, SyncResponse};
 use lanyard_protocol::{
-    AuthorizeRequest, AuthorizeResponse, CommandId, PROTOCOL_VERSION, Timestamp,
+    AuthorizeRequest, AuthorizeResponse, CommandId, PROTOCOL_VERSION, Signed, Timestamp,
 };
 
+use crate::enrollment::EnrollmentInvite;
 use crate::runtime::Agent;
-use crate::secrets::DeviceCredential;
+use crate::secrets::{DeviceCredential, SecretStore, SecretStoreError};
 use crate::store::StoreError;
 use crate::{Effect, Event};
 pub use backoff::Backoff;
@@ -158,18 +159,25 @@ impl<T: Transport> SyncClient<T> {
         self.transport
     }
 
-    /// One round trip: send the oldest unacknowledged records, trim what the server
-    /// acknowledged, apply what came back. Returns the outcome and the effects the host
-    /// must carry out (already durable).
+    /// One round trip: [`SyncClient::prepare`], [`SyncClient::send`], [`SyncClient::apply`].
+    /// Hosts that share the agent between tasks call the three steps themselves, so the
+    /// agent is not held while a long-poll waits.
     pub async fn sync_once(
         &mut self,
         agent: &mut Agent,
         now: Timestamp,
     ) -> Result<(SyncOutcome, Vec<Effect>), StoreError> {
+        let req = self.prepare(agent)?;
+        let result = self.send(&req).await;
+        self.apply(agent, &req, result, now)
+    }
+
+    /// The next request: the oldest unacknowledged records (long-polling when there are
+    /// none), the commands handled since the last success, the versions held.
+    pub fn prepare(&self, agent: &Agent) -> Result<SyncRequest, StoreError> {
         let events = agent.store().outbox(self.config.batch_size)?;
-        let last_sent = events.last().map(|e| e.seq);
         let locker = agent.locker();
-        let req = SyncRequest {
+        Ok(SyncRequest {
             v: PROTOCOL_VERSION,
             device_id: self.credential.device_id.clone(),
             wait_secs: if events.is_empty() {
@@ -181,9 +189,25 @@ impl<T: Transport> SyncClient<T> {
             policy_version: locker.policy.version,
             credentials_version: locker.offline_credentials.as_ref().map_or(0, |c| c.version),
             events,
-        };
-        let sent = req.events.len();
-        let resp = match self.transport.sync(&self.credential, &req).await {
+        })
+    }
+
+    /// Sends `req`; touches no agent state.
+    pub async fn send(&self, req: &SyncRequest) -> Result<SyncResponse, TransportError> {
+        self.transport.sync(&self.credential, req).await
+    }
+
+    /// Applies the result of sending `req`: on success trims the outbox through the
+    /// acknowledged sequence and applies policy, offline list and commands; on failure
+    /// tells the core the server is away and computes the backoff.
+    pub fn apply(
+        &mut self,
+        agent: &mut Agent,
+        req: &SyncRequest,
+        result: Result<SyncResponse, TransportError>,
+        now: Timestamp,
+    ) -> Result<(SyncOutcome, Vec<Effect>), StoreError> {
+        let resp = match result {
             Ok(resp) => resp,
             Err(error) => {
                 let retry_in = self.backoff.next_delay();
@@ -192,7 +216,8 @@ impl<T: Transport> SyncClient<T> {
             }
         };
         self.backoff.reset();
-        self.handled.clear();
+        // The server has seen these; anything received below is handled anew.
+        self.handled.retain(|id| !req.handled_commands.contains(id));
         agent.store_mut().ack_through(resp.acked_seq)?;
         let mut effects = agent.handle(Event::SyncSucceeded, now)?;
         if let Some(policy) = &resp.policy {
@@ -202,20 +227,103 @@ impl<T: Transport> SyncClient<T> {
             effects.extend(agent.receive_offline_credentials(list, now)?);
         }
         for command in &resp.commands {
-            effects.extend(agent.receive_command(command, now)?);
-            if let Some(id) = crate::runtime::claimed_command_id(command) {
-                self.handled.push(id);
-            }
+            effects.extend(self.receive_command(agent, command, now)?);
         }
         // Go again at once only while records wait *and* the server took what was sent;
         // a server that acknowledges nothing gets the normal cadence, not a busy loop.
-        let progressed = last_sent.is_none_or(|seq| resp.acked_seq >= seq);
+        let progressed = req.events.last().is_none_or(|r| resp.acked_seq >= r.seq);
         let outcome = SyncOutcome::Synced {
-            sent,
+            sent: req.events.len(),
             acked_seq: resp.acked_seq,
             commands: resp.commands.len(),
             more: progressed && agent.store().outbox_len()? > 0,
         };
         Ok((outcome, effects))
     }
+
+    fn receive_command(
+        &mut self,
+        agent: &mut Agent,
+        command: &Signed,
+        now: Timestamp,
+    ) -> Result<Vec<Effect>, StoreError> {
+        let effects = agent.receive_command(command, now)?;
+        if let Some(id) = crate::runtime::claimed_command_id(command) {
+            if !self.handled.contains(&id) {
+                self.handled.push(id);
+            }
+        }
+        Ok(effects)
+    }
+
+    /// Carries out an [`Effect::Authorize`]: the server's signed answer (grant or denial)
+    /// is applied; no answer tells the core, which falls back to the offline list for a
+    /// badge. Needs no long-poll slot: a tap never waits for a sync.
+    pub async fn authorize(
+        &mut self,
+        agent: &mut Agent,
+        req: &AuthorizeRequest,
+        now: Timestamp,
+    ) -> Result<Vec<Effect>, StoreError> {
+        match self.transport.authorize(&self.credential, req).await {
+            Ok(resp) => self.receive_command(agent, &resp.command, now),
+            Err(_) => agent.handle(
+                Event::AuthorizationFailed {
+                    request_id: req.request_id.clone(),
+                },
+                now,
+            ),
+        }
+    }
+}
+
+/// Why enrollment did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    /// The server could not be reached or refused the token.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The credential could not be kept in the host's secret store.
+    #[error(transparent)]
+    Secrets(#[from] SecretStoreError),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The server's answer did not hold together (its policy does not verify under the
+    /// key it sent, or the device is already enrolled); recorded by the agent.
+    #[error("enrollment refused by the device: {0}")]
+    Refused(String),
+}
+
+/// Redeems an enrollment invite: asks the server, keeps the device credential in the
+/// host's secret store, pins the server key and applies the signed initial policy.
+pub async fn enroll<T: Transport>(
+    transport: &T,
+    invite: &EnrollmentInvite,
+    device: DeviceInfo,
+    secrets: &dyn SecretStore,
+    agent: &mut Agent,
+    now: Timestamp,
+) -> Result<(DeviceCredential, Vec<Effect>), EnrollError> {
+    if agent.locker().enrollment.is_some() {
+        return Err(EnrollError::Refused(
+            "this device is already enrolled".into(),
+        ));
+    }
+    let req = EnrollRequest {
+        v: PROTOCOL_VERSION,
+        token: invite.token.clone(),
+        device,
+    };
+    let resp = transport.enroll(&req).await?;
+    let credential = DeviceCredential::new(resp.device_id.clone(), resp.device_credential);
+    credential.save(secrets)?;
+    let effects = agent.enroll(resp.device_id, resp.server_key, &resp.policy, now)?;
+    if agent.locker().enrollment.is_none() {
+        DeviceCredential::forget(secrets)?;
+        return Err(EnrollError::Refused(
+            "the initial policy does not verify under the server key".into(),
+        ));
+    }
+    Ok((credential, effects))
 }
