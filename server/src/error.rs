@@ -7,6 +7,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::storage::StorageError;
+
 /// The body of every error response.
 #[derive(Debug, Serialize)]
 pub struct ErrorBody {
@@ -19,20 +21,70 @@ pub struct ErrorBody {
 /// An error an API handler returns.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// No such route or resource.
+    /// The request is malformed or a field is invalid (400).
+    #[error("{message}")]
+    BadRequest {
+        /// Stable code, e.g. `invalid_field`.
+        code: &'static str,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// No or unknown credentials (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid credentials without the needed role (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such route or resource (404).
     #[error("{0}")]
     NotFound(String),
-    /// Something failed on the server's side.
+    /// A unique value is taken (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is understood but cannot be honoured now (422).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// Something failed on the server's side (500).
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    /// A 400 naming the offending field.
+    pub fn invalid(field: &str, why: impl std::fmt::Display) -> Self {
+        AppError::BadRequest {
+            code: "invalid_field",
+            message: format!("{field}: {why}"),
+        }
+    }
+}
+
+impl From<StorageError> for AppError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::NotFound(what) => AppError::NotFound(format!("{what} not found")),
+            StorageError::Conflict(what) => AppError::Conflict(format!("{what} already exists")),
+            StorageError::Refused(why) => AppError::Unprocessable(why),
+            StorageError::Db(e) => AppError::Internal(anyhow::Error::new(e)),
+        }
+    }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code, message) = match &self {
+            AppError::BadRequest { code, message } => {
+                (StatusCode::BAD_REQUEST, *code, message.clone())
+            }
+            AppError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.clone()),
+            AppError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
+            AppError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
+            AppError::Unprocessable(m) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", m.clone())
+            }
             AppError::Internal(e) => {
-                tracing::error!(error = %e, "internal error");
+                tracing::error!(error = %format!("{e:#}"), "internal error");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",

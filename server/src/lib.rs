@@ -4,18 +4,35 @@
 //! JSON error contract every endpoint will share. Carts, devices, badges, sync and the
 //! admin API arrive with the Server issue; nothing here pretends to offer them.
 
+pub mod api;
+pub mod db;
 pub mod error;
+pub mod extract;
+pub mod keys;
+pub mod model;
+pub mod state;
+pub mod storage;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use axum::routing::get;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::error::AppError;
+use crate::keys::ServerKeys;
+use crate::state::{AppState, Clock, system_clock};
+use crate::storage::Storage;
+use crate::storage::sqlite::SqliteStorage;
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "lanyard.db";
+/// Largest request body accepted (a full sync batch fits with room to spare).
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// How the server runs.
 #[derive(Debug, Clone)]
@@ -42,21 +59,78 @@ async fn healthz() -> Json<Health> {
     })
 }
 
+/// `GET /readyz`: the database answers.
+async fn readyz<S: Storage>(State(st): State<AppState<S>>) -> Result<Json<Health>, AppError> {
+    st.storage.current_policy().await?;
+    Ok(healthz().await)
+}
+
 async fn not_found(uri: axum::http::Uri) -> AppError {
     AppError::NotFound(format!("no route for {}", uri.path()))
 }
 
-/// The HTTP routes.
-pub fn router() -> Router {
+async fn method_not_allowed() -> AppError {
+    AppError::BadRequest {
+        code: "method_not_allowed",
+        message: "method not allowed on this route".into(),
+    }
+}
+
+/// The HTTP routes over `state`.
+pub fn router<S: Storage>(state: AppState<S>) -> Router {
+    use api::{admin, device};
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz::<S>))
+        .route(
+            lanyard_protocol::enroll::paths::ENROLL,
+            post(device::enroll::<S>),
+        )
+        .route(
+            lanyard_protocol::enroll::paths::SYNC,
+            post(device::sync::<S>),
+        )
+        .route(
+            lanyard_protocol::enroll::paths::AUTHORIZE,
+            post(device::authorize::<S>),
+        )
+        .route(
+            "/api/v1/users",
+            get(admin::list_users::<S>).post(admin::create_user::<S>),
+        )
+        .route("/api/v1/users/{username}", get(admin::get_user::<S>))
+        .route(
+            "/api/v1/users/{username}/badges",
+            post(admin::add_badge::<S>),
+        )
+        .route(
+            "/api/v1/launchpads",
+            get(admin::list_launchpads::<S>).post(admin::create_launchpad::<S>),
+        )
+        .route(
+            "/api/v1/enrollment-tokens",
+            post(admin::create_enrollment_token::<S>),
+        )
+        .route("/api/v1/devices", get(admin::list_devices::<S>))
+        .route("/api/v1/devices/{id}", get(admin::get_device::<S>))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
 }
 
 /// Prepares the data directory (creating it if needed).
 pub fn prepare_data_dir(config: &ServerConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))
+}
+
+/// Opens the data directory: database (migrated) and keys (created on first run).
+pub fn open_state(config: &ServerConfig, clock: Clock) -> anyhow::Result<AppState<SqliteStorage>> {
+    prepare_data_dir(config)?;
+    let db = db::Db::open(&config.data_dir.join(DB_FILE)).context("opening the database")?;
+    let keys = ServerKeys::load_or_create(&config.data_dir)?;
+    Ok(AppState::new(SqliteStorage::new(db), keys, clock))
 }
 
 /// Serves on an already-bound listener until `shutdown` resolves. Tests bind port 0
@@ -66,8 +140,8 @@ pub async fn launch_with_listener(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    prepare_data_dir(&config)?;
-    axum::serve(listener, router())
+    let state = open_state(&config, system_clock())?;
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP")

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use lanyard_server::{ServerConfig, launch_with_listener};
+use lanyard_server::model::Role;
+use lanyard_server::state::system_clock;
+use lanyard_server::storage::Storage;
+use lanyard_server::{ServerConfig, launch_with_listener, open_state};
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -19,8 +22,40 @@ struct Cli {
     command: Command,
 }
 
+#[derive(clap::Args)]
+struct DataDir {
+    /// Directory for the server's state (created on first run).
+    #[arg(long, env = "LANYARD_DATA_DIR", default_value = "lanyard-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an admin API token and print it once (only its hash is stored).
+    Create {
+        /// admin, helpdesk (read + device actions) or auditor (read only).
+        #[arg(long)]
+        role: String,
+        /// What the token is for, e.g. "IT automation".
+        #[arg(long, default_value = "created from the command line")]
+        label: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Create or upgrade the database schema, then exit.
+    Migrate {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Manage admin API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Run the server.
     Serve {
         /// Address to listen on.
@@ -64,6 +99,33 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Migrate { dir } => {
+            std::fs::create_dir_all(&dir.data_dir)
+                .with_context(|| format!("creating {}", dir.data_dir.display()))?;
+            let version = lanyard_server::db::migrate(&dir.data_dir.join(lanyard_server::DB_FILE))?;
+            println!("database schema is at version {version}");
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::Create { role, label, dir },
+        } => {
+            let role = Role::parse(&role)
+                .ok_or_else(|| anyhow::anyhow!("--role must be admin, helpdesk or auditor"))?;
+            let config = ServerConfig {
+                listen: ([127, 0, 0, 1], 0).into(),
+                data_dir: dir.data_dir,
+            };
+            let state = open_state(&config, system_clock())?;
+            let token = lanyard_server::keys::random_token(32)?;
+            let hash = lanyard_server::keys::sha256(token.as_bytes());
+            state
+                .storage
+                .create_api_token(hash, role, label, state.now())
+                .await?;
+            println!("{token}");
+            eprintln!("This {} token is shown once; store it now.", role.as_str());
+            Ok(())
+        }
         Command::Serve { listen, data_dir } => {
             let listener = TcpListener::bind(listen)
                 .await

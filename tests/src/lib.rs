@@ -1,7 +1,11 @@
 //! Helpers for Lanyard's end-to-end tests: a real server on a free port with a
 //! throw-away data directory, stopped on drop.
 
-use lanyard_server::{EmbeddedServer, ServerConfig};
+use lanyard_server::keys::{random_token, sha256};
+use lanyard_server::model::Role;
+use lanyard_server::state::system_clock;
+use lanyard_server::storage::Storage;
+use lanyard_server::{EmbeddedServer, ServerConfig, open_state};
 
 /// A server running in this process on `127.0.0.1:<free port>`, with its own data dir.
 pub struct TestServer {
@@ -35,6 +39,24 @@ impl TestServer {
     /// `http://127.0.0.1:<port>`.
     pub fn base_url(&self) -> String {
         self.server.base_url()
+    }
+
+    /// Creates an admin API token with `role` ("admin", "helpdesk", "auditor") in this
+    /// server's data directory, as `lanyard-server token create` does.
+    pub async fn token(&self, role: &str) -> Result<String, String> {
+        let role = Role::parse(role).ok_or_else(|| format!("unknown role {role}"))?;
+        let config = ServerConfig {
+            listen: self.server.addr,
+            data_dir: self.data_dir.path().join("data"),
+        };
+        let state = open_state(&config, system_clock()).map_err(|e| format!("{e:#}"))?;
+        let token = random_token(32).map_err(|e| e.to_string())?;
+        state
+            .storage
+            .create_api_token(sha256(token.as_bytes()), role, "test".into(), state.now())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(token)
     }
 
     /// Stops the server and reports how it ended.

@@ -1,0 +1,352 @@
+//! The admin API (`/api/v1`): users, badges, carts, enrollment tokens, devices.
+//! Reads are open to every role; configuration changes need `admin`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header::HOST};
+use lanyard_protocol::kdf::SlowHash;
+use lanyard_protocol::{BadgeId, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use super::validate;
+use crate::error::AppError;
+use crate::extract::{ApiJson, ApiQuery, Caller};
+use crate::keys::{random_bytes, random_token, sha256};
+use crate::model::{Device, Launchpad, Page, User};
+use crate::state::AppState;
+use crate::storage::{DeviceFilter, NewEnrollmentToken, NewUser, Storage};
+
+/// PBKDF2 iterations for user passwords.
+pub const PASSWORD_ITERATIONS: u32 = 100_000;
+
+/// Paging parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// Continue after this cursor.
+    pub cursor: Option<String>,
+    /// Page size (1–500, default 50).
+    pub limit: Option<u32>,
+}
+
+/// `POST /api/v1/users` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    username: String,
+    display_name: String,
+    email: Option<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    device_limit: Option<u32>,
+    password: Option<String>,
+}
+
+/// `POST /api/v1/users`.
+pub async fn create_user<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateUser>,
+) -> Result<(StatusCode, Json<User>), AppError> {
+    caller.require_admin()?;
+    let username = validate::username("username", &body.username)?;
+    let display_name = validate::text("display_name", &body.display_name, 128)?;
+    let email = validate::email("email", body.email.as_deref())?;
+    let groups = body
+        .groups
+        .iter()
+        .map(|g| validate::text("groups", g, 128))
+        .collect::<Result<Vec<_>, _>>()?;
+    let device_limit = body.device_limit.unwrap_or(1);
+    if device_limit > 10 {
+        return Err(AppError::invalid("device_limit", "must be 0 to 10"));
+    }
+    let password = match body.password {
+        None => None,
+        Some(p) if p.chars().count() < 8 || p.len() > 256 => {
+            return Err(AppError::invalid("password", "must be 8 to 256 characters"));
+        }
+        Some(p) => {
+            let salt = random_bytes(16)?;
+            let hash = tokio::task::spawn_blocking(move || {
+                SlowHash::new(p.as_bytes(), salt, PASSWORD_ITERATIONS)
+            })
+            .await
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("hashing: {e}")))?;
+            Some(hash)
+        }
+    };
+    let user = NewUser {
+        username,
+        display_name,
+        email,
+        groups,
+        device_limit,
+        password,
+    };
+    let created = st.storage.create_user(user, st.now()).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// `GET /api/v1/users`.
+pub async fn list_users<S: Storage>(
+    State(st): State<AppState<S>>,
+    _caller: Caller,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<Page<User>>, AppError> {
+    let limit = validate::limit(q.limit)?;
+    Ok(Json(st.storage.list_users(q.cursor, limit).await?))
+}
+
+/// `GET /api/v1/users/{username}`.
+pub async fn get_user<S: Storage>(
+    State(st): State<AppState<S>>,
+    _caller: Caller,
+    Path(username): Path<String>,
+) -> Result<Json<User>, AppError> {
+    let username = validate::username("username", &username)?;
+    Ok(Json(st.storage.get_user(username).await?))
+}
+
+/// `POST /api/v1/users/{username}/badges` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddBadge {
+    badge: String,
+}
+
+/// `POST /api/v1/users/{username}/badges`: registers a badge. Only its keyed hash is
+/// stored; the raw id is never kept, logged or returned.
+pub async fn add_badge<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    Path(username): Path<String>,
+    ApiJson(body): ApiJson<AddBadge>,
+) -> Result<(StatusCode, Json<User>), AppError> {
+    caller.require_admin()?;
+    let username = validate::username("username", &username)?;
+    let badge = body.badge.trim();
+    if badge.is_empty() || badge.len() > 128 || badge.chars().any(char::is_control) {
+        return Err(AppError::invalid(
+            "badge",
+            "must be 1 to 128 printable characters",
+        ));
+    }
+    let hash = st.keys.badge_hash(&BadgeId::new(badge));
+    st.storage
+        .add_badge(username.clone(), hash, st.now())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(st.storage.get_user(username).await?),
+    ))
+}
+
+/// `POST /api/v1/launchpads` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLaunchpad {
+    id: String,
+    name: String,
+    ports: u32,
+    department: Option<String>,
+    facility: Option<String>,
+    manager: Option<String>,
+    timezone: Option<String>,
+}
+
+/// `POST /api/v1/launchpads`.
+pub async fn create_launchpad<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateLaunchpad>,
+) -> Result<(StatusCode, Json<Launchpad>), AppError> {
+    caller.require_admin()?;
+    if !(1..=64).contains(&body.ports) {
+        return Err(AppError::invalid("ports", "must be 1 to 64"));
+    }
+    let timezone = validate::optional_text("timezone", body.timezone.as_deref(), 64)?;
+    if let Some(tz) = &timezone {
+        let plausible = tz.contains('/') || tz == "UTC";
+        if !plausible
+            || !tz
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'))
+        {
+            return Err(AppError::invalid(
+                "timezone",
+                "must be an IANA zone name such as America/Chicago",
+            ));
+        }
+    }
+    let launchpad = Launchpad {
+        id: validate::ident("id", &body.id)?,
+        name: validate::text("name", &body.name, 128)?,
+        ports: body.ports,
+        department: validate::optional_text("department", body.department.as_deref(), 128)?,
+        facility: validate::optional_text("facility", body.facility.as_deref(), 128)?,
+        manager: validate::email("manager", body.manager.as_deref())?,
+        timezone,
+    };
+    let created = st.storage.create_launchpad(launchpad, st.now()).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// `GET /api/v1/launchpads`.
+pub async fn list_launchpads<S: Storage>(
+    State(st): State<AppState<S>>,
+    _caller: Caller,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<Page<Launchpad>>, AppError> {
+    let limit = validate::limit(q.limit)?;
+    Ok(Json(st.storage.list_launchpads(q.cursor, limit).await?))
+}
+
+/// `POST /api/v1/enrollment-tokens` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEnrollmentToken {
+    label: String,
+    /// How many devices may enroll with it; absent = unlimited until expiry.
+    uses: Option<u32>,
+    /// Lifetime in seconds (default 7 days, at most 90 days).
+    expires_in_secs: Option<u64>,
+    launchpad_id: Option<String>,
+    department: Option<String>,
+}
+
+/// A new enrollment token, shown once.
+#[derive(Debug, Serialize)]
+pub struct EnrollmentTokenCreated {
+    /// The token itself (only its hash is stored).
+    pub token: String,
+    /// The `lanyard://enroll?…` link for a QR code.
+    pub link: String,
+    /// Expiry.
+    pub expires_at: Timestamp,
+}
+
+/// The server URL devices should use, from the Host header (https unless loopback).
+fn public_url(headers: &HeaderMap) -> Result<String, AppError> {
+    let host = headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .ok_or_else(|| AppError::BadRequest {
+            code: "missing_host",
+            message: "Host header required".into(),
+        })?;
+    let bare = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    let loopback = bare == "localhost" || bare.starts_with("127.") || bare == "[::1]";
+    Ok(format!(
+        "{}://{host}",
+        if loopback { "http" } else { "https" }
+    ))
+}
+
+/// `POST /api/v1/enrollment-tokens`.
+pub async fn create_enrollment_token<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateEnrollmentToken>,
+) -> Result<(StatusCode, Json<EnrollmentTokenCreated>), AppError> {
+    caller.require_admin()?;
+    let label = validate::text("label", &body.label, 128)?;
+    let lifetime = body.expires_in_secs.unwrap_or(7 * 86_400);
+    if !(60..=90 * 86_400).contains(&lifetime) {
+        return Err(AppError::invalid(
+            "expires_in_secs",
+            "must be 60 seconds to 90 days",
+        ));
+    }
+    if body.uses == Some(0) {
+        return Err(AppError::invalid(
+            "uses",
+            "must be at least 1 (omit for unlimited)",
+        ));
+    }
+    let launchpad_id = match body.launchpad_id.as_deref() {
+        Some(id) => Some(validate::ident("launchpad_id", id)?),
+        None => None,
+    };
+    let department = validate::optional_text("department", body.department.as_deref(), 128)?;
+    let token = random_token(24)?;
+    let now = st.now();
+    let expires_at = now.plus_secs(lifetime);
+    let record = NewEnrollmentToken {
+        token_hash: sha256(token.as_bytes()),
+        label,
+        uses: body.uses,
+        expires_at,
+        launchpad_id,
+        department,
+    };
+    st.storage.create_enrollment_token(record, now).await?;
+    let server = public_url(&headers)?;
+    let link = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("server", &server)
+        .append_pair("token", &token)
+        .finish();
+    Ok((
+        StatusCode::CREATED,
+        Json(EnrollmentTokenCreated {
+            token,
+            link: format!("lanyard://enroll?{link}"),
+            expires_at,
+        }),
+    ))
+}
+
+/// `GET /api/v1/devices` filters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceQuery {
+    status: Option<String>,
+    launchpad: Option<String>,
+    user: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+const STATUSES: [&str; 6] = [
+    "unenrolled",
+    "checked_in",
+    "checkout_pending",
+    "checked_out",
+    "returning",
+    "blocked",
+];
+
+/// `GET /api/v1/devices`.
+pub async fn list_devices<S: Storage>(
+    State(st): State<AppState<S>>,
+    _caller: Caller,
+    ApiQuery(q): ApiQuery<DeviceQuery>,
+) -> Result<Json<Page<Device>>, AppError> {
+    let limit = validate::limit(q.limit)?;
+    if let Some(s) = &q.status {
+        if !STATUSES.contains(&s.as_str()) {
+            return Err(AppError::invalid(
+                "status",
+                format!("must be one of {}", STATUSES.join(", ")),
+            ));
+        }
+    }
+    let filter = DeviceFilter {
+        status: q.status,
+        launchpad: q.launchpad,
+        user: q.user,
+    };
+    Ok(Json(
+        st.storage.list_devices(filter, q.cursor, limit).await?,
+    ))
+}
+
+/// `GET /api/v1/devices/{id}`.
+pub async fn get_device<S: Storage>(
+    State(st): State<AppState<S>>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Device>, AppError> {
+    Ok(Json(st.storage.get_device(id).await?))
+}

@@ -1,0 +1,5 @@
+//! HTTP handlers: the admin API (`/api/v1`) and the device API (`/device/v1`).
+
+pub mod admin;
+pub mod device;
+pub mod validate;

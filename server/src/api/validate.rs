@@ -1,0 +1,102 @@
+//! Field validation shared by the handlers: every error names its field.
+
+use crate::error::AppError;
+
+/// Default page size.
+pub const DEFAULT_LIMIT: u32 = 50;
+/// Largest page size.
+pub const MAX_LIMIT: u32 = 500;
+
+/// Checks a page size.
+pub fn limit(limit: Option<u32>) -> Result<u32, AppError> {
+    match limit {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(_) => Err(AppError::invalid(
+            "limit",
+            format!("must be 1 to {MAX_LIMIT}"),
+        )),
+    }
+}
+
+/// A trimmed, non-empty text of at most `max` characters without control characters.
+pub fn text(field: &str, value: &str, max: usize) -> Result<String, AppError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(AppError::invalid(field, "must not be empty"));
+    }
+    if v.chars().count() > max {
+        return Err(AppError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(AppError::invalid(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(v.to_owned())
+}
+
+/// As [`text`], for optional fields; an empty string counts as absent.
+pub fn optional_text(
+    field: &str,
+    value: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, AppError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => text(field, v, max).map(Some),
+    }
+}
+
+/// A username: 1–64 of letters, digits, `.`, `_`, `-`, `@`.
+pub fn username(field: &str, value: &str) -> Result<String, AppError> {
+    let v = value.trim();
+    let ok = !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
+    if ok {
+        Ok(v.to_owned())
+    } else {
+        Err(AppError::invalid(
+            field,
+            "must be 1 to 64 letters, digits, '.', '_', '-' or '@'",
+        ))
+    }
+}
+
+/// An identifier: 1–64 of lowercase letters, digits and `-`.
+pub fn ident(field: &str, value: &str) -> Result<String, AppError> {
+    let v = value.trim();
+    let ok = !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(v.to_owned())
+    } else {
+        Err(AppError::invalid(
+            field,
+            "must be 1 to 64 lowercase letters, digits or '-'",
+        ))
+    }
+}
+
+/// A plausible email address (`local@domain` with a dot in the domain).
+pub fn email(field: &str, value: Option<&str>) -> Result<Option<String>, AppError> {
+    let Some(v) = optional_text(field, value, 254)? else {
+        return Ok(None);
+    };
+    match v.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') =>
+        {
+            Ok(Some(v))
+        }
+        _ => Err(AppError::invalid(field, "must be an email address")),
+    }
+}

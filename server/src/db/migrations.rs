@@ -1,0 +1,122 @@
+//! Server schema migrations, one per `PRAGMA user_version` step. Append only.
+//!
+//! SQL is kept portable where it costs nothing (`ON CONFLICT`, integer milliseconds,
+//! no SQLite-only functions in queries) so the PostgreSQL backend can mirror it.
+
+use rusqlite::{Connection, Transaction};
+
+/// `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // v1: tokens, carts, people, devices, their events and commands, policy.
+    "CREATE TABLE api_token (
+        id          INTEGER PRIMARY KEY,
+        token_hash  BLOB    NOT NULL UNIQUE,
+        role        TEXT    NOT NULL CHECK (role IN ('admin', 'helpdesk', 'auditor')),
+        label       TEXT    NOT NULL,
+        created_at  INTEGER NOT NULL,
+        revoked_at  INTEGER
+    );
+    CREATE TABLE launchpad (
+        id          TEXT    PRIMARY KEY,
+        name        TEXT    NOT NULL UNIQUE,
+        ports       INTEGER NOT NULL CHECK (ports BETWEEN 1 AND 64),
+        department  TEXT,
+        facility    TEXT,
+        manager     TEXT,
+        timezone    TEXT,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE app_user (
+        username      TEXT    PRIMARY KEY,
+        display_name  TEXT    NOT NULL,
+        email         TEXT,
+        groups_json   TEXT    NOT NULL DEFAULT '[]',
+        device_limit  INTEGER NOT NULL DEFAULT 1 CHECK (device_limit >= 0),
+        password_hash TEXT,
+        created_at    INTEGER NOT NULL
+    );
+    CREATE TABLE badge (
+        badge_hash  BLOB    PRIMARY KEY,
+        username    TEXT    NOT NULL REFERENCES app_user (username) ON DELETE CASCADE,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE INDEX badge_user ON badge (username);
+    CREATE TABLE enrollment_token (
+        token_hash   BLOB    PRIMARY KEY,
+        label        TEXT    NOT NULL,
+        uses_left    INTEGER,
+        expires_at   INTEGER NOT NULL,
+        launchpad_id TEXT    REFERENCES launchpad (id) ON DELETE CASCADE,
+        department   TEXT,
+        created_at   INTEGER NOT NULL
+    );
+    CREATE TABLE device (
+        id              TEXT    PRIMARY KEY,
+        credential_hash BLOB    NOT NULL UNIQUE,
+        serial          TEXT,
+        udid            TEXT,
+        model           TEXT,
+        os_version      TEXT,
+        name            TEXT,
+        battery         INTEGER,
+        status          TEXT    NOT NULL,
+        device_home     TEXT,
+        device_user     TEXT,
+        last_launchpad  TEXT,
+        last_port       INTEGER,
+        last_contact    INTEGER,
+        last_seq        INTEGER NOT NULL DEFAULT 0,
+        enrolled_at     INTEGER NOT NULL
+    );
+    CREATE INDEX device_user_idx ON device (device_user);
+    CREATE INDEX device_launchpad_idx ON device (last_launchpad);
+    CREATE TABLE device_event (
+        device_id   TEXT    NOT NULL REFERENCES device (id) ON DELETE CASCADE,
+        seq         INTEGER NOT NULL,
+        at          INTEGER NOT NULL,
+        record      TEXT    NOT NULL,
+        received_at INTEGER NOT NULL,
+        PRIMARY KEY (device_id, seq)
+    );
+    CREATE TABLE command (
+        id          TEXT    PRIMARY KEY,
+        device_id   TEXT    NOT NULL REFERENCES device (id) ON DELETE CASCADE,
+        kind        TEXT    NOT NULL,
+        payload     TEXT    NOT NULL,
+        signature   TEXT    NOT NULL,
+        state       TEXT    NOT NULL
+                    CHECK (state IN ('pending', 'delivered', 'acknowledged', 'failed', 'expired')),
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    CREATE INDEX command_device_state ON command (device_id, state);
+    CREATE TABLE policy (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        version     INTEGER NOT NULL,
+        body        TEXT    NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );",
+];
+
+/// The schema version this build writes.
+pub fn latest() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Reads `PRAGMA user_version`.
+pub fn current(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+}
+
+/// Applies migrations `from..to` inside `tx`.
+pub fn apply(tx: &Transaction<'_>, from: i64, to: i64) -> rusqlite::Result<()> {
+    for v in from..to {
+        let Some(sql) = usize::try_from(v).ok().and_then(|i| MIGRATIONS.get(i)) else {
+            break;
+        };
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", v + 1)?;
+    }
+    Ok(())
+}

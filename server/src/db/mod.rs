@@ -1,0 +1,208 @@
+//! SQLite access: one writer thread that commits queued writes in batches, and a pool
+//! of read connections used in parallel.
+//!
+//! A write is a closure run inside the writer's transaction, under its own savepoint,
+//! so one failing write rolls back alone and never takes the batch with it. Callers get
+//! their result only after the batch has committed: an answer always means durable.
+
+pub mod migrations;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use tokio::sync::oneshot;
+
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// What can go wrong in the database layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// SQLite reported an error.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The batch this write was part of did not commit.
+    #[error("database commit failed: {0}")]
+    Commit(String),
+    /// The writer thread is gone (the server is shutting down).
+    #[error("database writer stopped")]
+    WriterGone,
+    /// A blocking read task panicked or was cancelled.
+    #[error("database read task failed: {0}")]
+    Join(String),
+    /// The database was written by a newer server.
+    #[error(
+        "database schema v{found} is newer than this server (v{supported}); upgrade the server"
+    )]
+    TooNew {
+        /// On disk.
+        found: i64,
+        /// Known here.
+        supported: i64,
+    },
+}
+
+/// A deferred reply: called once the batch's fate is known (`Ok` = committed).
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// A write: runs inside the batch transaction and returns its deferred reply.
+type Job = Box<dyn FnOnce(&Transaction<'_>) -> Reply + Send>;
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    path: Arc<PathBuf>,
+    writer: mpsc::Sender<Job>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(())
+}
+
+/// Brings the schema at `path` to the latest version.
+pub fn migrate(path: &Path) -> Result<i64, DbError> {
+    let mut conn = Connection::open(path)?;
+    configure(&conn)?;
+    let found = migrations::current(&conn)?;
+    let latest = migrations::latest();
+    if found > latest {
+        return Err(DbError::TooNew {
+            found,
+            supported: latest,
+        });
+    }
+    if found < latest {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        migrations::apply(&tx, found, latest)?;
+        tx.commit()?;
+    }
+    Ok(latest)
+}
+
+impl Db {
+    /// Opens (creating and migrating) the database and starts the writer thread.
+    pub fn open(path: &Path) -> Result<Db, DbError> {
+        migrate(path)?;
+        let mut conn = Connection::open(path)?;
+        configure(&conn)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        thread::Builder::new()
+            .name("lanyard-db-writer".into())
+            .spawn(move || writer_loop(&mut conn, &rx))
+            .map_err(|e| DbError::Join(e.to_string()))?;
+        Ok(Db {
+            path: Arc::new(path.to_owned()),
+            writer: tx,
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// Runs `f` in the writer's next batch and returns its result once that batch has
+    /// committed. An `Err` from `f` rolls back only `f`'s own changes.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<Result<T, E>, DbError>
+    where
+        T: Send + 'static,
+        E: From<rusqlite::Error> + Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
+    {
+        let (done_tx, done_rx) = oneshot::channel::<Result<Result<T, E>, DbError>>();
+        let job: Job = Box::new(move |tx| {
+            let outcome = run_in_savepoint(tx, f);
+            Box::new(move |committed: Result<(), String>| {
+                let reply = match committed {
+                    Ok(()) => Ok(outcome),
+                    Err(e) => Err(DbError::Commit(e)),
+                };
+                let _ = done_tx.send(reply);
+            })
+        });
+        self.writer.send(job).map_err(|_| DbError::WriterGone)?;
+        done_rx.await.map_err(|_| DbError::WriterGone)?
+    }
+
+    /// Runs `f` on a pooled read connection, off the async threads.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().ok().and_then(|mut p| p.pop());
+            let conn = match pooled {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open(path.as_path())?;
+                    configure(&c)?;
+                    c
+                }
+            };
+            let out = f(&conn);
+            if let Ok(mut p) = readers.lock() {
+                p.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| DbError::Join(e.to_string()))?
+    }
+}
+
+fn run_in_savepoint<T, E, F>(tx: &Transaction<'_>, f: F) -> Result<T, E>
+where
+    E: From<rusqlite::Error>,
+    F: FnOnce(&Transaction<'_>) -> Result<T, E>,
+{
+    tx.execute_batch("SAVEPOINT job")?;
+    match f(tx) {
+        Ok(v) => {
+            tx.execute_batch("RELEASE job")?;
+            Ok(v)
+        }
+        Err(e) => {
+            tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(e)
+        }
+    }
+}
+
+/// Takes jobs as they come, runs up to [`MAX_BATCH`] in one transaction, commits, and
+/// only then replies to each job: an answer always means durable.
+fn writer_loop(conn: &mut Connection, rx: &mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(conn, batch);
+    }
+}
+
+fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            tracing::error!(error = %e, "could not begin a write transaction");
+            // Dropping the jobs drops their reply channels: callers see WriterGone.
+            return;
+        }
+    };
+    let replies: Vec<Reply> = batch.into_iter().map(|job| job(&tx)).collect();
+    let committed = tx.commit().map_err(|e| {
+        tracing::error!(error = %e, "could not commit a write batch");
+        e.to_string()
+    });
+    for reply in replies {
+        reply(committed.clone());
+    }
+}

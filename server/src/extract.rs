@@ -1,0 +1,151 @@
+//! Request extractors whose failures are JSON errors with stable codes, and the two
+//! kinds of caller: admin API tokens (with roles) and enrolled devices.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::AppError;
+use crate::keys::sha256;
+use crate::model::{Device, Role};
+use crate::state::AppState;
+use crate::storage::Storage;
+
+/// `Json<T>` whose rejection is an [`AppError`].
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::BadRequest {
+                code: "unsupported_media_type",
+                message: "send the body as application/json".into(),
+            }),
+            Err(JsonRejection::BytesRejection(e)) => Err(AppError::BadRequest {
+                code: "body_too_large",
+                message: format!("request body rejected: {}", e.body_text()),
+            }),
+            Err(e) => Err(AppError::BadRequest {
+                code: "invalid_json",
+                message: e.body_text(),
+            }),
+        }
+    }
+}
+
+/// `Query<T>` whose rejection is an [`AppError`].
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| ApiQuery(v))
+            .map_err(|e: QueryRejection| AppError::BadRequest {
+                code: "invalid_query",
+                message: e.body_text(),
+            })
+    }
+}
+
+fn bearer(parts: &Parts) -> Result<&str, AppError> {
+    let value = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| AppError::Unauthorized("missing Authorization: Bearer token".into()))?;
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| AppError::Unauthorized("Authorization must be `Bearer <token>`".into()))
+}
+
+/// An admin API caller and its role.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    /// The token's role.
+    pub role: Role,
+}
+
+impl Caller {
+    /// Only admins may change configuration.
+    pub fn require_admin(&self) -> Result<(), AppError> {
+        match self.role {
+            Role::Admin => Ok(()),
+            _ => Err(AppError::Forbidden(format!(
+                "the {} role cannot change configuration",
+                self.role.as_str()
+            ))),
+        }
+    }
+
+    /// Admins and helpdesk may act on devices.
+    pub fn require_device_actions(&self) -> Result<(), AppError> {
+        match self.role {
+            Role::Admin | Role::Helpdesk => Ok(()),
+            Role::Auditor => Err(AppError::Forbidden("the auditor role is read-only".into())),
+        }
+    }
+}
+
+impl<S: Storage> FromRequestParts<AppState<S>> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState<S>,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts)?;
+        match state
+            .storage
+            .api_token_role(sha256(token.as_bytes()))
+            .await?
+        {
+            Some(role) => Ok(Caller { role }),
+            None => Err(AppError::Unauthorized(
+                "unknown or revoked API token".into(),
+            )),
+        }
+    }
+}
+
+/// An enrolled device, identified by its credential.
+#[derive(Debug, Clone)]
+pub struct DeviceCaller(pub Device);
+
+impl<S: Storage> FromRequestParts<AppState<S>> for DeviceCaller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState<S>,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts)?;
+        match state
+            .storage
+            .device_by_credential(sha256(token.as_bytes()))
+            .await?
+        {
+            Some(device) => Ok(DeviceCaller(device)),
+            None => Err(AppError::Unauthorized("unknown device credential".into())),
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The server's secrets, created on first run in the data directory with mode 0600:
+//! the Ed25519 key that signs every command and policy, and the HMAC key that turns raw
+//! badge ids into the keyed hashes the database stores.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use lanyard_protocol::{BadgeId, SigningKey, b64};
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// File holding the Ed25519 signing key (PKCS#8).
+pub const SIGNING_KEY_FILE: &str = "signing-key.pk8";
+/// File holding the 32-byte badge HMAC key.
+pub const BADGE_KEY_FILE: &str = "badge-key.bin";
+
+/// The server's keys.
+pub struct ServerKeys {
+    /// Signs commands, policies and offline lists.
+    pub signing: SigningKey,
+    badge: hmac::Key,
+}
+
+/// `n` random bytes from the system source.
+pub fn random_bytes(n: usize) -> anyhow::Result<Vec<u8>> {
+    let mut out = vec![0u8; n];
+    SystemRandom::new()
+        .fill(&mut out)
+        .map_err(|_| anyhow::anyhow!("system randomness unavailable"))?;
+    Ok(out)
+}
+
+/// A random URL-safe token with `bytes` bytes of entropy.
+pub fn random_token(bytes: usize) -> anyhow::Result<String> {
+    Ok(b64::encode(&random_bytes(bytes)?))
+}
+
+/// SHA-256 of `data`: how high-entropy secrets (API tokens, device credentials,
+/// enrollment tokens) are stored. A slow hash adds nothing for 256-bit random values.
+pub fn sha256(data: &[u8]) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .to_vec()
+}
+
+/// Writes a new secret file readable by the owner only; refuses to overwrite.
+fn create_secret_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn load_or_create(
+    path: &Path,
+    make: impl FnOnce() -> anyhow::Result<Vec<u8>>,
+) -> anyhow::Result<Vec<u8>> {
+    if path.exists() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(path)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(file = %path.display(), mode = format!("{mode:o}"), "secret file is readable by others; chmod 600 it");
+            }
+        }
+        return fs::read(path).with_context(|| format!("reading {}", path.display()));
+    }
+    let bytes = make()?;
+    create_secret_file(path, &bytes)?;
+    tracing::info!(file = %path.display(), "created a new server secret");
+    Ok(bytes)
+}
+
+impl ServerKeys {
+    /// Loads the keys from `data_dir`, creating them on first run.
+    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<ServerKeys> {
+        let doc = load_or_create(&data_dir.join(SIGNING_KEY_FILE), || {
+            let (_, doc) = SigningKey::generate().map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(doc)
+        })?;
+        let signing = SigningKey::from_pkcs8(&doc).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let badge = load_or_create(&data_dir.join(BADGE_KEY_FILE), || random_bytes(32))?;
+        anyhow::ensure!(badge.len() == 32, "{BADGE_KEY_FILE} must hold 32 bytes");
+        Ok(ServerKeys {
+            signing,
+            badge: hmac::Key::new(hmac::HMAC_SHA256, &badge),
+        })
+    }
+
+    /// The keyed hash stored for a badge: HMAC-SHA256(server badge key, raw id).
+    pub fn badge_hash(&self, badge: &BadgeId) -> Vec<u8> {
+        hmac::sign(&self.badge, badge.expose().trim().as_bytes())
+            .as_ref()
+            .to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_created_once_private_and_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = ServerKeys::load_or_create(dir.path()).unwrap();
+        let b = ServerKeys::load_or_create(dir.path()).unwrap();
+        assert_eq!(a.signing.verifying_key(), b.signing.verifying_key());
+        let badge = BadgeId::new("0012345");
+        assert_eq!(a.badge_hash(&badge), b.badge_hash(&badge));
+        assert_ne!(a.badge_hash(&badge), a.badge_hash(&BadgeId::new("0012346")));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for f in [SIGNING_KEY_FILE, BADGE_KEY_FILE] {
+                let mode = fs::metadata(dir.path().join(f))
+                    .unwrap()
+                    .permissions()
+                    .mode()
+                    & 0o777;
+                assert_eq!(mode, 0o600, "{f}");
+            }
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The server's domain records as the admin API shows them.
+
+use serde::{Deserialize, Serialize};
+
+/// What an API token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Read everything, and act on devices (check in, lock, lost/found).
+    Helpdesk,
+    /// Read only.
+    Auditor,
+}
+
+impl Role {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Helpdesk => "helpdesk",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    /// Parses a stored or typed name.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "helpdesk" => Some(Role::Helpdesk),
+            "auditor" => Some(Role::Auditor),
+            _ => None,
+        }
+    }
+}
+
+/// A clinician or staff member who can check devices out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Directory username.
+    pub username: String,
+    /// Shown on the phone.
+    pub display_name: String,
+    /// For notifications.
+    pub email: Option<String>,
+    /// Directory groups.
+    pub groups: Vec<String>,
+    /// Devices the user may hold at once (default 1).
+    pub device_limit: u32,
+    /// Whether a password is set (the hash itself is never returned).
+    pub has_password: bool,
+    /// Badges registered (their ids are never returned: only keyed hashes are stored).
+    pub badges: u32,
+}
+
+/// A charging cart.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Launchpad {
+    /// Stable id, e.g. `cart-4west-1`.
+    pub id: String,
+    /// Display name, unique.
+    pub name: String,
+    /// Number of ports, numbered from 1.
+    pub ports: u32,
+    /// Launchpad Attribute: Department.
+    pub department: Option<String>,
+    /// Launchpad Attribute: Facility.
+    pub facility: Option<String>,
+    /// Launchpad Attribute: Launchpad Manager (an email address).
+    pub manager: Option<String>,
+    /// Launchpad Attribute: Timezone (IANA name).
+    pub timezone: Option<String>,
+}
+
+/// A phone as the server sees it (mirrored from its outbox).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// Lanyard device id.
+    pub id: String,
+    /// Serial number.
+    pub serial: Option<String>,
+    /// MDM UDID.
+    pub udid: Option<String>,
+    /// Model identifier.
+    pub model: Option<String>,
+    /// OS version.
+    pub os_version: Option<String>,
+    /// Device name.
+    pub name: Option<String>,
+    /// Battery percent.
+    pub battery: Option<u8>,
+    /// Checkout status (wire status name).
+    pub status: String,
+    /// Device Home attribute.
+    pub device_home: Option<String>,
+    /// Device User attribute.
+    pub device_user: Option<String>,
+    /// Last cart.
+    pub last_launchpad: Option<String>,
+    /// Last port.
+    pub last_port: Option<u32>,
+    /// Last contact (ms since epoch).
+    pub last_contact: Option<i64>,
+    /// Highest event sequence applied.
+    pub last_seq: u64,
+}
+
+/// One page of a list, with the cursor for the next.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}

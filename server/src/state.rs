@@ -1,0 +1,75 @@
+//! Shared state of the HTTP handlers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use lanyard_protocol::Timestamp;
+use tokio::sync::Notify;
+
+use crate::keys::ServerKeys;
+use crate::storage::Storage;
+
+/// A source of the current time (injectable for tests).
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Timestamp(ms)
+    })
+}
+
+/// What every handler can reach.
+pub struct AppState<S> {
+    /// The database.
+    pub storage: S,
+    /// Signing and badge keys.
+    pub keys: Arc<ServerKeys>,
+    /// The time.
+    pub clock: Clock,
+    /// One wake-up per device with a long-poll waiting for commands.
+    waiters: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+}
+
+impl<S: Clone> Clone for AppState<S> {
+    fn clone(&self) -> Self {
+        AppState {
+            storage: self.storage.clone(),
+            keys: self.keys.clone(),
+            clock: self.clock.clone(),
+            waiters: self.waiters.clone(),
+        }
+    }
+}
+
+impl<S: Storage> AppState<S> {
+    /// State over `storage` with `keys`.
+    pub fn new(storage: S, keys: ServerKeys, clock: Clock) -> Self {
+        AppState {
+            storage,
+            keys: Arc::new(keys),
+            clock,
+            waiters: Arc::default(),
+        }
+    }
+
+    /// Now.
+    pub fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
+
+    /// The wake-up a long-poll for `device` waits on.
+    pub fn waiter(&self, device: &str) -> Arc<Notify> {
+        let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        w.entry(device.to_owned()).or_default().clone()
+    }
+
+    /// Wakes `device`'s long-poll (or lets its next one return at once).
+    pub fn wake(&self, device: &str) {
+        self.waiter(device).notify_one();
+    }
+}

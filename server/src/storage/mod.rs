@@ -1,0 +1,242 @@
+//! The storage boundary. Handlers see only this trait; `sqlite` implements it today and
+//! a PostgreSQL backend can implement it for sites that outgrow one node.
+
+pub mod sqlite;
+
+use std::future::Future;
+
+use lanyard_protocol::enroll::DeviceInfo;
+use lanyard_protocol::kdf::SlowHash;
+use lanyard_protocol::{CommandId, EventRecord, Policy, Signed, Timestamp, UserRef};
+
+use crate::db::DbError;
+use crate::model::{Device, Launchpad, Page, Role, User};
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// No such record.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A unique value is taken.
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    /// The request cannot be honoured in the current state (e.g. an exhausted token).
+    #[error("{0}")]
+    Refused(String),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> Self {
+        StorageError::Db(DbError::Sqlite(e))
+    }
+}
+
+/// A user to create.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// Username.
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+    /// Email.
+    pub email: Option<String>,
+    /// Groups.
+    pub groups: Vec<String>,
+    /// Device limit.
+    pub device_limit: u32,
+    /// Password hash, if a password is set.
+    pub password: Option<SlowHash>,
+}
+
+/// An enrollment token to create.
+#[derive(Debug, Clone)]
+pub struct NewEnrollmentToken {
+    /// SHA-256 of the token.
+    pub token_hash: Vec<u8>,
+    /// What it is for.
+    pub label: String,
+    /// `None`: unlimited until expiry.
+    pub uses: Option<u32>,
+    /// Expiry.
+    pub expires_at: Timestamp,
+    /// Cart the enrolled devices belong to.
+    pub launchpad_id: Option<String>,
+    /// Department (becomes Device Home).
+    pub department: Option<String>,
+}
+
+/// A device to create at enrollment.
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    /// Its id.
+    pub id: String,
+    /// SHA-256 of its credential.
+    pub credential_hash: Vec<u8>,
+    /// What it said about itself.
+    pub info: DeviceInfo,
+}
+
+/// Filters for the device list.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFilter {
+    /// Wire status name.
+    pub status: Option<String>,
+    /// Last cart.
+    pub launchpad: Option<String>,
+    /// Holder.
+    pub user: Option<String>,
+}
+
+/// What applying a sync did.
+#[derive(Debug, Clone)]
+pub struct SyncApplied {
+    /// Highest contiguous sequence stored.
+    pub acked_seq: u64,
+}
+
+/// A command to queue for a device.
+#[derive(Debug, Clone)]
+pub struct NewCommand {
+    /// Its id.
+    pub id: CommandId,
+    /// Device.
+    pub device_id: String,
+    /// Payload type name.
+    pub kind: &'static str,
+    /// Signed envelope.
+    pub signed: Signed,
+    /// Expiry.
+    pub expires_at: Timestamp,
+    /// `pending` (to be delivered by sync) or `delivered` (answered inline).
+    pub delivered: bool,
+}
+
+/// Everything the server stores. Methods are async so a networked backend fits too.
+pub trait Storage: Clone + Send + Sync + 'static {
+    /// The role of the API token with this hash, if it exists and is not revoked.
+    fn api_token_role(
+        &self,
+        token_hash: Vec<u8>,
+    ) -> impl Future<Output = Result<Option<Role>, StorageError>> + Send;
+    /// Stores a new API token.
+    fn create_api_token(
+        &self,
+        token_hash: Vec<u8>,
+        role: Role,
+        label: String,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Creates a user.
+    fn create_user(
+        &self,
+        user: NewUser,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<User, StorageError>> + Send;
+    /// One user.
+    fn get_user(&self, username: String)
+    -> impl Future<Output = Result<User, StorageError>> + Send;
+    /// Users in username order, after `cursor`.
+    fn list_users(
+        &self,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Page<User>, StorageError>> + Send;
+    /// Registers a badge (by keyed hash) for a user.
+    fn add_badge(
+        &self,
+        username: String,
+        badge_hash: Vec<u8>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// The user a badge belongs to.
+    fn user_by_badge(
+        &self,
+        badge_hash: Vec<u8>,
+    ) -> impl Future<Output = Result<Option<(UserRef, u32)>, StorageError>> + Send;
+    /// A user's password hash and limit, for password checkouts.
+    fn user_password(
+        &self,
+        username: String,
+    ) -> impl Future<Output = Result<Option<(UserRef, u32, Option<SlowHash>)>, StorageError>> + Send;
+
+    /// Creates a cart.
+    fn create_launchpad(
+        &self,
+        launchpad: Launchpad,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Launchpad, StorageError>> + Send;
+    /// Carts in id order.
+    fn list_launchpads(
+        &self,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Page<Launchpad>, StorageError>> + Send;
+
+    /// Stores an enrollment token.
+    fn create_enrollment_token(
+        &self,
+        token: NewEnrollmentToken,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// Redeems a token and creates the device, atomically.
+    fn enroll_device(
+        &self,
+        token_hash: Vec<u8>,
+        device: NewDevice,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Device, StorageError>> + Send;
+
+    /// The device holding this credential.
+    fn device_by_credential(
+        &self,
+        credential_hash: Vec<u8>,
+    ) -> impl Future<Output = Result<Option<Device>, StorageError>> + Send;
+    /// One device.
+    fn get_device(&self, id: String) -> impl Future<Output = Result<Device, StorageError>> + Send;
+    /// Devices in id order, filtered.
+    fn list_devices(
+        &self,
+        filter: DeviceFilter,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Page<Device>, StorageError>> + Send;
+    /// Devices other than `except` that `username` holds.
+    fn devices_held_by(
+        &self,
+        username: String,
+        except: String,
+    ) -> impl Future<Output = Result<u32, StorageError>> + Send;
+
+    /// Stores a device's events idempotently by `(device, seq)`, mirrors its status, and
+    /// marks the commands it handled as acknowledged.
+    fn apply_sync(
+        &self,
+        device_id: String,
+        events: Vec<EventRecord>,
+        handled: Vec<CommandId>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<SyncApplied, StorageError>> + Send;
+    /// Queues (or records) a signed command; a grant also marks the device as pending
+    /// for that user until the device reports otherwise.
+    fn insert_command(
+        &self,
+        command: NewCommand,
+        grant_to: Option<String>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// Undelivered and unacknowledged commands for a device, marked delivered; expired
+    /// ones are marked expired and left out.
+    fn take_commands(
+        &self,
+        device_id: String,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Signed>, StorageError>> + Send;
+
+    /// The policy in force (created with defaults on first run).
+    fn current_policy(&self) -> impl Future<Output = Result<Policy, StorageError>> + Send;
+}

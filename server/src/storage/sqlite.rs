@@ -1,0 +1,669 @@
+//! [`Storage`] on SQLite through [`Db`]: writes go to the batching writer, reads to the
+//! read pool.
+
+use lanyard_protocol::events::Report;
+use lanyard_protocol::kdf::SlowHash;
+use lanyard_protocol::{CommandId, DeviceStatus, EventRecord, Policy, Signed, Timestamp, UserRef};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{
+    DeviceFilter, NewCommand, NewDevice, NewEnrollmentToken, NewUser, Storage, StorageError,
+    SyncApplied,
+};
+use crate::db::Db;
+use crate::model::{Device, Launchpad, Page, Role, User};
+
+/// SQLite-backed storage.
+#[derive(Clone)]
+pub struct SqliteStorage {
+    db: Db,
+}
+
+impl SqliteStorage {
+    /// Wraps an open database.
+    pub fn new(db: Db) -> Self {
+        SqliteStorage { db }
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
+    {
+        self.db
+            .read(move |c| Ok(f(c)))
+            .await
+            .map_err(StorageError::Db)?
+    }
+
+    async fn write<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StorageError> + Send + 'static,
+    {
+        self.db.write(f).await?
+    }
+}
+
+fn status_name(s: DeviceStatus) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn to_u32(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+fn seq(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+/// An enrollment token as stored.
+struct TokenRow {
+    uses_left: Option<i64>,
+    expires_at: i64,
+    launchpad: Option<String>,
+    department: Option<String>,
+}
+
+const USER_COLUMNS: &str = "u.username, u.display_name, u.email, u.groups_json, u.device_limit, \
+     u.password_hash IS NOT NULL, (SELECT COUNT(*) FROM badge b WHERE b.username = u.username)";
+
+fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
+    let groups: String = r.get(3)?;
+    Ok(User {
+        username: r.get(0)?,
+        display_name: r.get(1)?,
+        email: r.get(2)?,
+        groups: serde_json::from_str(&groups).unwrap_or_default(),
+        device_limit: to_u32(r.get(4)?),
+        has_password: r.get(5)?,
+        badges: to_u32(r.get(6)?),
+    })
+}
+
+const LAUNCHPAD_COLUMNS: &str = "id, name, ports, department, facility, manager, timezone";
+
+fn launchpad_row(r: &Row<'_>) -> rusqlite::Result<Launchpad> {
+    Ok(Launchpad {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        ports: to_u32(r.get(2)?),
+        department: r.get(3)?,
+        facility: r.get(4)?,
+        manager: r.get(5)?,
+        timezone: r.get(6)?,
+    })
+}
+
+const DEVICE_COLUMNS: &str = "id, serial, udid, model, os_version, name, battery, status, device_home, \
+     device_user, last_launchpad, last_port, last_contact, last_seq";
+
+fn device_row(r: &Row<'_>) -> rusqlite::Result<Device> {
+    Ok(Device {
+        id: r.get(0)?,
+        serial: r.get(1)?,
+        udid: r.get(2)?,
+        model: r.get(3)?,
+        os_version: r.get(4)?,
+        name: r.get(5)?,
+        battery: r
+            .get::<_, Option<i64>>(6)?
+            .and_then(|b| u8::try_from(b).ok()),
+        status: r.get(7)?,
+        device_home: r.get(8)?,
+        device_user: r.get(9)?,
+        last_launchpad: r.get(10)?,
+        last_port: r.get::<_, Option<i64>>(11)?.map(to_u32),
+        last_contact: r.get(12)?,
+        last_seq: u64::try_from(r.get::<_, i64>(13)?).unwrap_or(0),
+    })
+}
+
+fn get_device(c: &Connection, id: &str) -> Result<Device, StorageError> {
+    c.query_row(
+        &format!("SELECT {DEVICE_COLUMNS} FROM device WHERE id = ?1"),
+        [id],
+        device_row,
+    )
+    .optional()?
+    .ok_or(StorageError::NotFound("device"))
+}
+
+fn get_user(c: &Connection, username: &str) -> Result<User, StorageError> {
+    c.query_row(
+        &format!("SELECT {USER_COLUMNS} FROM app_user u WHERE u.username = ?1"),
+        [username],
+        user_row,
+    )
+    .optional()?
+    .ok_or(StorageError::NotFound("user"))
+}
+
+fn page<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Page<T> {
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(key)
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
+/// Folds newly applied records into the device row: status and user from the newest,
+/// dock location and facts from the reports, in order.
+fn mirror(
+    tx: &rusqlite::Transaction<'_>,
+    device_id: &str,
+    records: &[EventRecord],
+    last_seq: u64,
+    now: Timestamp,
+) -> Result<(), StorageError> {
+    let Some(newest) = records.last() else {
+        tx.execute(
+            "UPDATE device SET last_contact = ?2 WHERE id = ?1",
+            params![device_id, now.as_millis()],
+        )?;
+        return Ok(());
+    };
+    let mut launchpad: Option<Option<String>> = None;
+    let mut port: Option<Option<u32>> = None;
+    let mut battery: Option<u8> = None;
+    let mut os: Option<String> = None;
+    for r in records {
+        for report in &r.reports {
+            match report {
+                Report::Docked { location }
+                    if location.launchpad.is_some() || location.port.is_some() =>
+                {
+                    launchpad = Some(location.launchpad.as_ref().map(|l| l.to_string()));
+                    port = Some(location.port);
+                }
+                Report::Facts(f) => {
+                    battery = f.battery_percent.or(battery);
+                    os = f.os_version.map(|v| v.to_string()).or(os);
+                }
+                _ => {}
+            }
+        }
+    }
+    tx.execute(
+        "UPDATE device SET status = ?2, device_user = ?3, last_seq = ?4, last_contact = ?5,
+            last_launchpad = CASE WHEN ?6 THEN ?7 ELSE last_launchpad END,
+            last_port = CASE WHEN ?6 THEN ?8 ELSE last_port END,
+            battery = COALESCE(?9, battery),
+            os_version = COALESCE(?10, os_version)
+         WHERE id = ?1",
+        params![
+            device_id,
+            status_name(newest.status),
+            newest.user.as_ref().map(|u| u.username.clone()),
+            seq(last_seq),
+            now.as_millis(),
+            launchpad.is_some(),
+            launchpad.flatten(),
+            port.flatten().map(i64::from),
+            battery.map(i64::from),
+            os,
+        ],
+    )?;
+    Ok(())
+}
+
+impl Storage for SqliteStorage {
+    async fn api_token_role(&self, token_hash: Vec<u8>) -> Result<Option<Role>, StorageError> {
+        self.read(move |c| {
+            let role: Option<String> = c
+                .query_row(
+                    "SELECT role FROM api_token WHERE token_hash = ?1 AND revoked_at IS NULL",
+                    [token_hash],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(role.as_deref().and_then(Role::parse))
+        })
+        .await
+    }
+
+    async fn create_api_token(
+        &self,
+        token_hash: Vec<u8>,
+        role: Role,
+        label: String,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO api_token (token_hash, role, label, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![token_hash, role.as_str(), label, now.as_millis()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_user(&self, user: NewUser, now: Timestamp) -> Result<User, StorageError> {
+        self.write(move |tx| {
+            let password = match &user.password {
+                Some(h) => Some(serde_json::to_string(h).map_err(|e| StorageError::Refused(e.to_string()))?),
+                None => None,
+            };
+            let groups = serde_json::to_string(&user.groups).map_err(|e| StorageError::Refused(e.to_string()))?;
+            let inserted = tx.execute(
+                "INSERT INTO app_user (username, display_name, email, groups_json, device_limit, password_hash, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![user.username, user.display_name, user.email, groups, user.device_limit, password, now.as_millis()],
+            );
+            match inserted {
+                Err(e) if is_unique_violation(&e) => Err(StorageError::Conflict("user")),
+                Err(e) => Err(e.into()),
+                Ok(_) => get_user(tx, &user.username),
+            }
+        })
+        .await
+    }
+
+    async fn get_user(&self, username: String) -> Result<User, StorageError> {
+        self.read(move |c| get_user(c, &username)).await
+    }
+
+    async fn list_users(
+        &self,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<User>, StorageError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {USER_COLUMNS} FROM app_user u WHERE u.username > ?1 ORDER BY u.username LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![cursor.unwrap_or_default(), i64::from(limit) + 1], user_row)?;
+            let items = rows.collect::<Result<Vec<_>, _>>()?;
+            Ok(page(items, limit, |u| u.username.clone()))
+        })
+        .await
+    }
+
+    async fn add_badge(
+        &self,
+        username: String,
+        badge_hash: Vec<u8>,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        self.write(move |tx| {
+            get_user(tx, &username)?;
+            match tx.execute(
+                "INSERT INTO badge (badge_hash, username, created_at) VALUES (?1, ?2, ?3)",
+                params![badge_hash, username, now.as_millis()],
+            ) {
+                Err(e) if is_unique_violation(&e) => Err(StorageError::Conflict("badge")),
+                Err(e) => Err(e.into()),
+                Ok(_) => Ok(()),
+            }
+        })
+        .await
+    }
+
+    async fn user_by_badge(
+        &self,
+        badge_hash: Vec<u8>,
+    ) -> Result<Option<(UserRef, u32)>, StorageError> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT u.username, u.display_name, u.device_limit FROM badge b
+                 JOIN app_user u ON u.username = b.username WHERE b.badge_hash = ?1",
+                [badge_hash],
+                |r| {
+                    Ok((
+                        UserRef {
+                            username: r.get(0)?,
+                            display_name: r.get(1)?,
+                        },
+                        to_u32(r.get(2)?),
+                    ))
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn user_password(
+        &self,
+        username: String,
+    ) -> Result<Option<(UserRef, u32, Option<SlowHash>)>, StorageError> {
+        self.read(move |c| {
+            let row = c
+                .query_row(
+                    "SELECT username, display_name, device_limit, password_hash FROM app_user WHERE username = ?1",
+                    [username],
+                    |r| {
+                        Ok((
+                            UserRef { username: r.get(0)?, display_name: r.get(1)? },
+                            to_u32(r.get(2)?),
+                            r.get::<_, Option<String>>(3)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            Ok(row.map(|(u, limit, hash)| (u, limit, hash.and_then(|h| serde_json::from_str(&h).ok()))))
+        })
+        .await
+    }
+
+    async fn create_launchpad(
+        &self,
+        l: Launchpad,
+        now: Timestamp,
+    ) -> Result<Launchpad, StorageError> {
+        self.write(move |tx| {
+            match tx.execute(
+                "INSERT INTO launchpad (id, name, ports, department, facility, manager, timezone, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![l.id, l.name, l.ports, l.department, l.facility, l.manager, l.timezone, now.as_millis()],
+            ) {
+                Err(e) if is_unique_violation(&e) => Err(StorageError::Conflict("launchpad")),
+                Err(e) => Err(e.into()),
+                Ok(_) => Ok(l),
+            }
+        })
+        .await
+    }
+
+    async fn list_launchpads(
+        &self,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<Launchpad>, StorageError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {LAUNCHPAD_COLUMNS} FROM launchpad WHERE id > ?1 ORDER BY id LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(
+                params![cursor.unwrap_or_default(), i64::from(limit) + 1],
+                launchpad_row,
+            )?;
+            let items = rows.collect::<Result<Vec<_>, _>>()?;
+            Ok(page(items, limit, |l| l.id.clone()))
+        })
+        .await
+    }
+
+    async fn create_enrollment_token(
+        &self,
+        t: NewEnrollmentToken,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        self.write(move |tx| {
+            if let Some(id) = &t.launchpad_id {
+                let exists: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM launchpad WHERE id = ?1)", [id], |r| r.get(0))?;
+                if !exists {
+                    return Err(StorageError::NotFound("launchpad"));
+                }
+            }
+            tx.execute(
+                "INSERT INTO enrollment_token (token_hash, label, uses_left, expires_at, launchpad_id, department, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![t.token_hash, t.label, t.uses, t.expires_at.as_millis(), t.launchpad_id, t.department, now.as_millis()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn enroll_device(
+        &self,
+        token_hash: Vec<u8>,
+        d: NewDevice,
+        now: Timestamp,
+    ) -> Result<Device, StorageError> {
+        self.write(move |tx| {
+            let token = tx
+                .query_row(
+                    "SELECT uses_left, expires_at, launchpad_id, department FROM enrollment_token WHERE token_hash = ?1",
+                    [&token_hash],
+                    |r| {
+                        Ok(TokenRow {
+                            uses_left: r.get(0)?,
+                            expires_at: r.get(1)?,
+                            launchpad: r.get(2)?,
+                            department: r.get(3)?,
+                        })
+                    },
+                )
+                .optional()?;
+            let Some(TokenRow { uses_left, expires_at, launchpad, department }) = token else {
+                return Err(StorageError::NotFound("enrollment token"));
+            };
+            if expires_at <= now.as_millis() {
+                return Err(StorageError::Refused("enrollment token has expired".into()));
+            }
+            if uses_left == Some(0) {
+                return Err(StorageError::Refused("enrollment token has been used up".into()));
+            }
+            tx.execute(
+                "UPDATE enrollment_token SET uses_left = uses_left - 1 WHERE token_hash = ?1 AND uses_left IS NOT NULL",
+                [&token_hash],
+            )?;
+            tx.execute(
+                "INSERT INTO device (id, credential_hash, serial, udid, model, os_version, name, status,
+                    device_home, last_launchpad, last_contact, enrolled_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+                params![
+                    d.id,
+                    d.credential_hash,
+                    d.info.serial,
+                    d.info.udid,
+                    d.info.model,
+                    d.info.os_version.map(|v| v.to_string()),
+                    d.info.name,
+                    status_name(DeviceStatus::CheckedIn),
+                    department,
+                    launchpad,
+                    now.as_millis(),
+                ],
+            )?;
+            get_device(tx, &d.id)
+        })
+        .await
+    }
+
+    async fn device_by_credential(
+        &self,
+        credential_hash: Vec<u8>,
+    ) -> Result<Option<Device>, StorageError> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {DEVICE_COLUMNS} FROM device WHERE credential_hash = ?1"),
+                [credential_hash],
+                device_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn get_device(&self, id: String) -> Result<Device, StorageError> {
+        self.read(move |c| get_device(c, &id)).await
+    }
+
+    async fn list_devices(
+        &self,
+        f: DeviceFilter,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<Device>, StorageError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM device
+                 WHERE id > ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR last_launchpad = ?3)
+                   AND (?4 IS NULL OR device_user = ?4)
+                 ORDER BY id LIMIT ?5"
+            ))?;
+            let rows = stmt.query_map(
+                params![cursor.unwrap_or_default(), f.status, f.launchpad, f.user, i64::from(limit) + 1],
+                device_row,
+            )?;
+            let items = rows.collect::<Result<Vec<_>, _>>()?;
+            Ok(page(items, limit, |d| d.id.clone()))
+        })
+        .await
+    }
+
+    async fn devices_held_by(&self, username: String, except: String) -> Result<u32, StorageError> {
+        self.read(move |c| {
+            let n: i64 = c.query_row(
+                "SELECT COUNT(*) FROM device WHERE device_user = ?1 AND id <> ?2",
+                params![username, except],
+                |r| r.get(0),
+            )?;
+            Ok(to_u32(n))
+        })
+        .await
+    }
+
+    async fn apply_sync(
+        &self,
+        device_id: String,
+        events: Vec<EventRecord>,
+        handled: Vec<CommandId>,
+        now: Timestamp,
+    ) -> Result<SyncApplied, StorageError> {
+        self.write(move |tx| {
+            let old: i64 = tx.query_row("SELECT last_seq FROM device WHERE id = ?1", [&device_id], |r| r.get(0))?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO device_event (device_id, seq, at, record, received_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (device_id, seq) DO NOTHING",
+                )?;
+                for r in &events {
+                    let json = serde_json::to_string(r).map_err(|e| StorageError::Refused(e.to_string()))?;
+                    insert.execute(params![device_id, seq(r.seq), r.at.as_millis(), json, now.as_millis()])?;
+                }
+            }
+            // Advance through every sequence now stored without a gap.
+            let mut last = old;
+            let mut applied: Vec<EventRecord> = Vec::new();
+            {
+                let mut next = tx.prepare_cached("SELECT record FROM device_event WHERE device_id = ?1 AND seq = ?2")?;
+                loop {
+                    let json: Option<String> = next.query_row(params![device_id, last + 1], |r| r.get(0)).optional()?;
+                    let Some(json) = json else { break };
+                    let record: EventRecord = serde_json::from_str(&json).map_err(|e| StorageError::Refused(e.to_string()))?;
+                    applied.push(record);
+                    last += 1;
+                }
+            }
+            let acked = u64::try_from(last).unwrap_or(0);
+            mirror(tx, &device_id, &applied, acked, now)?;
+            if applied.is_empty() {
+                tx.execute("UPDATE device SET last_seq = ?2 WHERE id = ?1", params![device_id, last])?;
+            }
+            let mut ack = tx.prepare_cached(
+                "UPDATE command SET state = 'acknowledged', updated_at = ?3 WHERE id = ?1 AND device_id = ?2
+                   AND state IN ('pending', 'delivered')",
+            )?;
+            for id in &handled {
+                ack.execute(params![id.as_str(), device_id, now.as_millis()])?;
+            }
+            Ok(SyncApplied { acked_seq: acked })
+        })
+        .await
+    }
+
+    async fn insert_command(
+        &self,
+        cmd: NewCommand,
+        grant_to: Option<String>,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO command (id, device_id, kind, payload, signature, state, created_at, expires_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?7)",
+                params![
+                    cmd.id.as_str(),
+                    cmd.device_id,
+                    cmd.kind,
+                    cmd.signed.payload,
+                    cmd.signed.signature,
+                    if cmd.delivered { "delivered" } else { "pending" },
+                    now.as_millis(),
+                    cmd.expires_at.as_millis(),
+                ],
+            )?;
+            if let Some(username) = grant_to {
+                tx.execute(
+                    "UPDATE device SET status = ?2, device_user = ?3 WHERE id = ?1",
+                    params![cmd.device_id, status_name(DeviceStatus::CheckoutPending), username],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_commands(
+        &self,
+        device_id: String,
+        now: Timestamp,
+    ) -> Result<Vec<Signed>, StorageError> {
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE command SET state = 'expired', updated_at = ?2
+                 WHERE device_id = ?1 AND state IN ('pending', 'delivered') AND expires_at < ?2",
+                params![device_id, now.as_millis()],
+            )?;
+            let mut stmt = tx.prepare_cached(
+                "SELECT payload, signature FROM command WHERE device_id = ?1 AND state IN ('pending', 'delivered')
+                 ORDER BY created_at, id",
+            )?;
+            let out = stmt
+                .query_map([&device_id], |r| Ok(Signed { payload: r.get(0)?, signature: r.get(1)? }))?
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.execute(
+                "UPDATE command SET state = 'delivered', updated_at = ?2 WHERE device_id = ?1 AND state = 'pending'",
+                params![device_id, now.as_millis()],
+            )?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn current_policy(&self) -> Result<Policy, StorageError> {
+        let stored = self
+            .read(|c| {
+                Ok(
+                    c.query_row("SELECT body FROM policy WHERE id = 1", [], |r| {
+                        r.get::<_, String>(0)
+                    })
+                    .optional()?,
+                )
+            })
+            .await?;
+        if let Some(body) = stored {
+            return serde_json::from_str(&body)
+                .map_err(|e| StorageError::Refused(format!("stored policy is unreadable: {e}")));
+        }
+        let policy = Policy {
+            version: 1,
+            ..Policy::default()
+        };
+        let body =
+            serde_json::to_string(&policy).map_err(|e| StorageError::Refused(e.to_string()))?;
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO policy (id, version, body, updated_at) VALUES (1, 1, ?1, 0) ON CONFLICT (id) DO NOTHING",
+                [body],
+            )?;
+            Ok(())
+        })
+        .await?;
+        Ok(policy)
+    }
+}

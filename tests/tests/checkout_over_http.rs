@@ -1,0 +1,306 @@
+//! A real server over HTTP and real agents: IT sets up a cart, a user and an enrollment
+//! token through the admin API; a phone enrolls from the link, a badge checks it out,
+//! unplugging and docking again check it in, and the server mirrors every step.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::time::Duration;
+
+use lanyard_agent::enrollment::EnrollmentInvite;
+use lanyard_agent::runtime::Agent;
+use lanyard_agent::secrets::{DeviceCredential, MemorySecretStore};
+use lanyard_agent::store::Store;
+use lanyard_agent::sync::http::HttpTransport;
+use lanyard_agent::sync::{SyncClient, SyncConfig, SyncOutcome, enroll};
+use lanyard_agent::{Effect, Event, Screen};
+use lanyard_e2e::{TestServer, http_client};
+use lanyard_protocol::enroll::DeviceInfo;
+use lanyard_protocol::{
+    AuthorizeRequest, BadgeId, DeviceStatus, DockLocation, Password, Timestamp,
+};
+use serde_json::{Value, json};
+
+struct Admin {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Admin {
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    )
+}
+
+fn authorize_request(effects: &[Effect]) -> AuthorizeRequest {
+    effects
+        .iter()
+        .find_map(|e| {
+            if let Effect::Authorize(r) = e {
+                Some(r.clone())
+            } else {
+                None
+            }
+        })
+        .expect("the core asked the server")
+}
+
+/// A phone: its agent and sync client.
+struct Phone {
+    agent: Agent,
+    client: SyncClient<HttpTransport>,
+    id: String,
+}
+
+impl Phone {
+    async fn enroll(link: &str) -> Phone {
+        let invite: EnrollmentInvite = link.parse().unwrap();
+        let transport = HttpTransport::new(invite.server.clone(), Duration::from_secs(5)).unwrap();
+        let secrets = MemorySecretStore::default();
+        let (mut agent, _) = Agent::open(Store::open_in_memory().unwrap(), now()).unwrap();
+        let info = DeviceInfo {
+            serial: Some("F2LXK0XXHG7F".into()),
+            model: Some("iPhone15,2".into()),
+            ..Default::default()
+        };
+        let (cred, _) = enroll(&transport, &invite, info, &secrets, &mut agent, now())
+            .await
+            .unwrap();
+        assert_eq!(
+            DeviceCredential::load(&secrets).unwrap().as_ref(),
+            Some(&cred)
+        );
+        let id = cred.device_id.to_string();
+        let config = SyncConfig {
+            long_poll_secs: 0,
+            ..SyncConfig::default()
+        };
+        Phone {
+            agent,
+            client: SyncClient::new(transport, cred, config, 1),
+            id,
+        }
+    }
+
+    async fn sync(&mut self) {
+        let (outcome, _) = self.client.sync_once(&mut self.agent, now()).await.unwrap();
+        assert!(matches!(outcome, SyncOutcome::Synced { .. }), "{outcome:?}");
+        assert_eq!(
+            self.agent.store().outbox_len().unwrap(),
+            0,
+            "everything acknowledged"
+        );
+    }
+
+    async fn tap(&mut self, badge: &str) -> Vec<Effect> {
+        let effects = self
+            .agent
+            .handle(
+                Event::BadgeTapped {
+                    badge: BadgeId::new(badge),
+                },
+                now(),
+            )
+            .unwrap();
+        let req = authorize_request(&effects);
+        self.client
+            .authorize(&mut self.agent, &req, now())
+            .await
+            .unwrap()
+    }
+
+    fn status(&self) -> DeviceStatus {
+        self.agent.locker().status()
+    }
+
+    fn notice(&self) -> Option<String> {
+        match self.agent.locker().screen(now()) {
+            Screen::Locked { notice, .. } => notice,
+            _ => None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn enroll_tap_undock_dock_over_http_with_the_server_mirroring_each_step() {
+    let server = TestServer::start().await.unwrap();
+    let admin = Admin {
+        base: server.base_url(),
+        token: server.token("admin").await.unwrap(),
+        http: http_client(),
+    };
+
+    let (s, _) = admin
+        .post("/api/v1/launchpads", json!({"id": "cart-4west", "name": "4 West cart 1", "ports": 10,
+            "department": "4 West", "timezone": "America/Chicago", "manager": "manager@stmary.org"}))
+        .await;
+    assert_eq!(s, 201);
+    let (s, user) = admin
+        .post("/api/v1/users", json!({"username": "alice", "display_name": "Alice Moreau, RN", "password": "correct horse"}))
+        .await;
+    assert_eq!(s, 201, "{user}");
+    let (s, user) = admin
+        .post("/api/v1/users/alice/badges", json!({"badge": "0012345"}))
+        .await;
+    assert_eq!((s, user["badges"].as_u64()), (201, Some(1)));
+    assert!(
+        !user.to_string().contains("0012345"),
+        "the badge id is never echoed"
+    );
+    let (s, token) = admin
+        .post("/api/v1/enrollment-tokens", json!({"label": "4 West staging", "uses": 2, "launchpad_id": "cart-4west", "department": "4 West"}))
+        .await;
+    assert_eq!(s, 201, "{token}");
+    let link = token["link"].as_str().unwrap();
+
+    let mut phone = Phone::enroll(link).await;
+    let (_, device) = admin.get(&format!("/api/v1/devices/{}", phone.id)).await;
+    assert_eq!(device["status"], "checked_in");
+    assert_eq!(device["device_home"], "4 West");
+    assert_eq!(device["serial"], "F2LXK0XXHG7F");
+
+    phone
+        .agent
+        .handle(
+            Event::Docked {
+                location: DockLocation {
+                    launchpad: Some("cart-4west".into()),
+                    port: Some(3),
+                },
+            },
+            now(),
+        )
+        .unwrap();
+    phone.sync().await;
+    let (_, device) = admin.get(&format!("/api/v1/devices/{}", phone.id)).await;
+    assert_eq!(
+        (
+            device["last_launchpad"].as_str(),
+            device["last_port"].as_u64()
+        ),
+        (Some("cart-4west"), Some(3))
+    );
+
+    // An unknown badge is refused with its own code.
+    phone.tap("9999999").await;
+    assert_eq!(phone.status(), DeviceStatus::CheckedIn);
+    assert!(phone.notice().unwrap().contains("not recognized"));
+
+    // Alice's badge: granted, the name shows, the server knows at once.
+    let effects = phone.tap("0012345").await;
+    assert_eq!(phone.status(), DeviceStatus::CheckoutPending);
+    assert!(effects.iter().any(|e| matches!(e, Effect::ShowScreen(Screen::CheckoutPending { display_name, .. }) if display_name == "Alice Moreau, RN")));
+    let (_, device) = admin.get(&format!("/api/v1/devices/{}", phone.id)).await;
+    assert_eq!(
+        (device["status"].as_str(), device["device_user"].as_str()),
+        (Some("checkout_pending"), Some("alice"))
+    );
+
+    phone.agent.handle(Event::Undocked, now()).unwrap();
+    phone.sync().await;
+    let (_, device) = admin.get(&format!("/api/v1/devices/{}", phone.id)).await;
+    assert_eq!(
+        (device["status"].as_str(), device["device_user"].as_str()),
+        (Some("checked_out"), Some("alice"))
+    );
+
+    // A second phone: alice already holds one (beep code 4's reason), bob's password is wrong.
+    let mut second = Phone::enroll(link).await;
+    second
+        .agent
+        .handle(
+            Event::Docked {
+                location: DockLocation::default(),
+            },
+            now(),
+        )
+        .unwrap();
+    second.tap("0012345").await;
+    assert_eq!(second.status(), DeviceStatus::CheckedIn);
+    assert!(second.notice().unwrap().contains("already have a device"));
+    let effects = second
+        .agent
+        .handle(
+            Event::PasswordEntered {
+                username: "alice".into(),
+                password: Password::new("wrong password"),
+            },
+            now(),
+        )
+        .unwrap();
+    second
+        .client
+        .authorize(&mut second.agent, &authorize_request(&effects), now())
+        .await
+        .unwrap();
+    assert!(second.notice().unwrap().contains("incorrect"));
+    // The token allowed two devices; a third is refused.
+    let invite: EnrollmentInvite = link.parse().unwrap();
+    let transport = HttpTransport::new(invite.server.clone(), Duration::from_secs(5)).unwrap();
+    let (mut third, _) = Agent::open(Store::open_in_memory().unwrap(), now()).unwrap();
+    let refused = enroll(
+        &transport,
+        &invite,
+        DeviceInfo::default(),
+        &MemorySecretStore::default(),
+        &mut third,
+        now(),
+    )
+    .await;
+    assert!(refused.is_err());
+
+    // Back in the cart: locked and checked in on the phone, mirrored on the server.
+    phone
+        .agent
+        .handle(
+            Event::Docked {
+                location: DockLocation {
+                    launchpad: Some("cart-4west".into()),
+                    port: Some(5),
+                },
+            },
+            now(),
+        )
+        .unwrap();
+    assert!(!phone.agent.locker().screen(now()).is_unlocked());
+    phone.sync().await;
+    let (_, device) = admin.get(&format!("/api/v1/devices/{}", phone.id)).await;
+    assert_eq!(device["status"], "checked_in");
+    assert_eq!(device["device_user"], Value::Null);
+    assert_eq!(device["last_port"], 5);
+
+    // Alice may now take the second phone.
+    second.tap("0012345").await;
+    assert_eq!(second.status(), DeviceStatus::CheckoutPending);
+
+    let (_, list) = admin.get("/api/v1/devices?status=checkout_pending").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    server.stop().await.unwrap();
+}
