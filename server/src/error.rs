@@ -38,6 +38,9 @@ pub enum AppError {
     /// No such route or resource (404).
     #[error("{0}")]
     NotFound(String),
+    /// The route exists but not for this method (405).
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
     /// A unique value is taken (409).
     #[error("{0}")]
     Conflict(String),
@@ -79,6 +82,11 @@ impl IntoResponse for AppError {
             AppError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.clone()),
             AppError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
+            AppError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                self.to_string(),
+            ),
             AppError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
             AppError::Unprocessable(m) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", m.clone())

@@ -70,10 +70,7 @@ async fn not_found(uri: axum::http::Uri) -> AppError {
 }
 
 async fn method_not_allowed() -> AppError {
-    AppError::BadRequest {
-        code: "method_not_allowed",
-        message: "method not allowed on this route".into(),
-    }
+    AppError::MethodNotAllowed
 }
 
 /// The HTTP routes over `state`.
@@ -113,6 +110,10 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
         )
         .route("/api/v1/devices", get(admin::list_devices::<S>))
         .route("/api/v1/devices/{id}", get(admin::get_device::<S>))
+        .route(
+            "/api/v1/devices/{id}/check-in",
+            post(admin::check_in_device::<S>),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

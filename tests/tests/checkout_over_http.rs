@@ -304,3 +304,74 @@ async fn enroll_tap_undock_dock_over_http_with_the_server_mirroring_each_step() 
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_remote_check_in_reaches_a_long_polling_phone_at_once() {
+    let server = TestServer::start().await.unwrap();
+    let admin = Admin {
+        base: server.base_url(),
+        token: server.token("admin").await.unwrap(),
+        http: http_client(),
+    };
+    let helpdesk = Admin {
+        base: server.base_url(),
+        token: server.token("helpdesk").await.unwrap(),
+        http: http_client(),
+    };
+    let auditor = Admin {
+        base: server.base_url(),
+        token: server.token("auditor").await.unwrap(),
+        http: http_client(),
+    };
+    admin
+        .post(
+            "/api/v1/users",
+            json!({"username": "alice", "display_name": "Alice"}),
+        )
+        .await;
+    admin
+        .post("/api/v1/users/alice/badges", json!({"badge": "0012345"}))
+        .await;
+    let (_, token) = admin
+        .post("/api/v1/enrollment-tokens", json!({"label": "t"}))
+        .await;
+    let mut phone = Phone::enroll(token["link"].as_str().unwrap()).await;
+    phone.tap("0012345").await;
+    phone.agent.handle(Event::Undocked, now()).unwrap();
+    phone.sync().await;
+    assert_eq!(phone.status(), DeviceStatus::CheckedOut);
+
+    // The phone long-polls with nothing queued; the helpdesk checks it in meanwhile.
+    let req = phone.client.prepare(&phone.agent).unwrap();
+    assert!(req.events.is_empty());
+    let mut req = req;
+    req.wait_secs = 20;
+    let started = std::time::Instant::now();
+    let (result, action) = tokio::join!(phone.client.send(&req), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let path = format!("/api/v1/devices/{}/check-in", phone.id);
+        let (s, _) = auditor.post(&path, json!({"reason": "x"})).await;
+        assert_eq!(s, 403, "auditors are read-only");
+        helpdesk
+            .post(&path, json!({"reason": "lost badge reported"}))
+            .await
+    });
+    let waited = started.elapsed();
+    assert_eq!(action.0, 202, "{}", action.1);
+    let resp = result.unwrap();
+    assert_eq!(resp.commands.len(), 1);
+    assert!(
+        waited < Duration::from_secs(5),
+        "woken by the command, not the 20 s timeout ({waited:?})"
+    );
+    phone
+        .client
+        .apply(&mut phone.agent, &req, Ok(resp), now())
+        .unwrap();
+    assert_eq!(phone.status(), DeviceStatus::CheckedIn);
+    assert!(!phone.agent.locker().screen(now()).is_unlocked());
+    phone.sync().await;
+    let (_, device) = admin.get(&format!("/api/v1/devices/{}", phone.id)).await;
+    assert_eq!(device["status"], "checked_in");
+    server.stop().await.unwrap();
+}

@@ -350,3 +350,68 @@ pub async fn get_device<S: Storage>(
 ) -> Result<Json<Device>, AppError> {
     Ok(Json(st.storage.get_device(id).await?))
 }
+
+/// `POST /api/v1/devices/{id}/check-in` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckInAction {
+    /// Why (shown to the user, kept with the command).
+    reason: String,
+}
+
+/// A queued device action.
+#[derive(Debug, Serialize)]
+pub struct ActionQueued {
+    /// The signed command's id.
+    pub command_id: String,
+    /// When it stops being valid.
+    pub expires_at: Timestamp,
+}
+
+/// How long a queued device action stays valid.
+const ACTION_TTL_SECS: u64 = 24 * 3600;
+
+/// `POST /api/v1/devices/{id}/check-in`: IT checks a device in remotely (logs the user
+/// out and locks it). Delivered on the device's next sync, at once if it is long-polling.
+pub async fn check_in_device<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CheckInAction>,
+) -> Result<(StatusCode, Json<ActionQueued>), AppError> {
+    caller.require_device_actions()?;
+    let reason = validate::text("reason", &body.reason, 256)?;
+    let device = st.storage.get_device(id).await?;
+    let now = st.now();
+    let envelope = lanyard_protocol::CommandEnvelope {
+        v: lanyard_protocol::PROTOCOL_VERSION,
+        device_id: device.id.as_str().into(),
+        command_id: lanyard_protocol::CommandId::new(format!(
+            "c-{}",
+            crate::keys::random_token(9)?
+        )),
+        issued_at: now,
+        expires_at: now.plus_secs(ACTION_TTL_SECS),
+        payload: lanyard_protocol::ServerCommand::CheckIn { reason },
+    };
+    let signed = st
+        .keys
+        .signing
+        .sign(&envelope)
+        .map_err(anyhow::Error::new)?;
+    let command = crate::storage::NewCommand {
+        id: envelope.command_id.clone(),
+        device_id: device.id.clone(),
+        kind: "check_in",
+        signed,
+        expires_at: envelope.expires_at,
+        delivered: false,
+    };
+    st.storage.insert_command(command, None, now).await?;
+    st.wake(&device.id);
+    let queued = ActionQueued {
+        command_id: envelope.command_id.to_string(),
+        expires_at: envelope.expires_at,
+    };
+    Ok((StatusCode::ACCEPTED, Json(queued)))
+}

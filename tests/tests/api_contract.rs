@@ -1,0 +1,470 @@
+//! The HTTP contract: roles on every admin route, and bad input on every route answered
+//! with a 4xx JSON error carrying a stable code — never a 500, never a non-JSON body.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use lanyard_e2e::{TestServer, http_client};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+struct Call {
+    method: Method,
+    path: &'static str,
+    body: Option<Value>,
+}
+
+fn call(method: Method, path: &'static str, body: Option<Value>) -> Call {
+    Call { method, path, body }
+}
+
+async fn send(base: &str, token: Option<&str>, c: &Call) -> (u16, Value) {
+    let mut req = http_client().request(c.method.clone(), format!("{base}{}", c.path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = &c.body {
+        req = req.json(b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let body: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("{} {}: non-JSON body {text:?}", c.method, c.path));
+    (status, body)
+}
+
+fn assert_error(status: u16, body: &Value, want: u16, ctx: &str) {
+    assert_eq!(status, want, "{ctx}: {body}");
+    assert!(
+        body["code"].as_str().is_some_and(|c| !c.is_empty()),
+        "{ctx}: no code in {body}"
+    );
+    assert!(
+        body["message"].as_str().is_some(),
+        "{ctx}: no message in {body}"
+    );
+}
+
+#[tokio::test]
+async fn roles_are_enforced_on_every_admin_route() {
+    let server = TestServer::start().await.unwrap();
+    let base = server.base_url();
+    let admin = server.token("admin").await.unwrap();
+    let helpdesk = server.token("helpdesk").await.unwrap();
+    let auditor = server.token("auditor").await.unwrap();
+    let (s, _) = send(
+        &base,
+        Some(&admin),
+        &call(
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"username": "u1", "display_name": "U"})),
+        ),
+    )
+    .await;
+    assert_eq!(s, 201);
+
+    let reads = [
+        call(Method::GET, "/api/v1/users", None),
+        call(Method::GET, "/api/v1/users/u1", None),
+        call(Method::GET, "/api/v1/launchpads", None),
+        call(Method::GET, "/api/v1/devices", None),
+    ];
+    let config_writes = [
+        call(
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"username": "u2", "display_name": "U"})),
+        ),
+        call(
+            Method::POST,
+            "/api/v1/users/u1/badges",
+            Some(json!({"badge": "42"})),
+        ),
+        call(
+            Method::POST,
+            "/api/v1/launchpads",
+            Some(json!({"id": "c1", "name": "C1", "ports": 4})),
+        ),
+        call(
+            Method::POST,
+            "/api/v1/enrollment-tokens",
+            Some(json!({"label": "t"})),
+        ),
+    ];
+    for c in reads.iter().chain(config_writes.iter()) {
+        let (s, b) = send(&base, None, c).await;
+        assert_error(
+            s,
+            &b,
+            401,
+            &format!("{} {} without a token", c.method, c.path),
+        );
+        let (s, b) = send(&base, Some("not-a-token"), c).await;
+        assert_error(
+            s,
+            &b,
+            401,
+            &format!("{} {} with a bad token", c.method, c.path),
+        );
+    }
+    for c in &reads {
+        for t in [&admin, &helpdesk, &auditor] {
+            let (s, b) = send(&base, Some(t), c).await;
+            assert_eq!(s, 200, "{} {}: {b}", c.method, c.path);
+        }
+    }
+    for c in &config_writes {
+        for (who, t) in [("helpdesk", &helpdesk), ("auditor", &auditor)] {
+            let (s, b) = send(&base, Some(t), c).await;
+            assert_error(s, &b, 403, &format!("{who} {} {}", c.method, c.path));
+        }
+        let (s, b) = send(&base, Some(&admin), c).await;
+        assert!(s == 201, "admin {} {}: {s} {b}", c.method, c.path);
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_4xx_json_error_on_every_route() {
+    let server = TestServer::start().await.unwrap();
+    let base = server.base_url();
+    let admin = server.token("admin").await.unwrap();
+    let cases: Vec<(Call, u16)> = vec![
+        (
+            call(
+                Method::POST,
+                "/api/v1/users",
+                Some(json!({"username": "bad name!", "display_name": "X"})),
+            ),
+            400,
+        ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/users",
+                Some(json!({"username": "ok", "display_name": "  "})),
+            ),
+            400,
+        ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/users",
+                Some(json!({"username": "ok", "display_name": "X", "email": "nope"})),
+            ),
+            400,
+        ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/users",
+                Some(json!({"username": "ok", "display_name": "X", "password": "short"})),
+            ),
+            400,
+        ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/users",
+                Some(json!({"username": "ok", "display_name": "X", "device_limit": 99})),
+            ),
+            400,
+        ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/users",
+                Some(json!({"username": "ok", "display_name": "X", "surprise": 1})),
+            ),
+            400,
+        ),
+        (
+            call(Method::POST, "/api/v1/users", Some(json!({"username": 5}))),
+            400,
+        ),
+        (
+            call(Method::POST, "/api/v1/users", Some(json!("just a string"))),
+            400,
+        ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/users/ghost/badges",
+                Some(json!({"badge": "1"})),
+            ),
+            404,
+        ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/users/ghost/badges",
+                Some(json!({"badge": ""})),
+            ),
+            400,
+        ),
+        (call(Method::GET, "/api/v1/users/ghost", None), 404),
+        (call(Method::GET, "/api/v1/users?limit=0", None), 400),
+        (call(Method::GET, "/api/v1/users?limit=100000", None), 400),
+        (call(Method::GET, "/api/v1/users?limit=abc", None), 400),
+        (
+            call(Method::GET, "/api/v1/devices?status=flying", None),
+            400,
+        ),
+        (call(Method::GET, "/api/v1/devices?unknown=1", None), 400),
+        (call(Method::GET, "/api/v1/devices/dev-none", None), 404),
+        (
+            call(
+                Method::POST,
+                "/api/v1/devices/dev-none/check-in",
+                Some(json!({"reason": "x"})),
+            ),
+            404,
+        ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/devices/dev-none/check-in",
+                Some(json!({})),
+            ),
+            400,
+        ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/launchpads",
+                Some(json!({"id": "Bad Id", "name": "C", "ports": 4})),
+            ),
+            400,
+        ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/launchpads",
+                Some(json!({"id": "c2", "name": "C", "ports": 0})),
+            ),
+            400,
+        ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/launchpads",
+                Some(json!({"id": "c2", "name": "C", "ports": 4, "timezone": "Mars/Olympus Mons"})),
+            ),
+            400,
+        ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/enrollment-tokens",
+                Some(json!({"label": "t", "uses": 0})),
+            ),
+            400,
+        ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/enrollment-tokens",
+                Some(json!({"label": "t", "expires_in_secs": 5})),
+            ),
+            400,
+        ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/enrollment-tokens",
+                Some(json!({"label": "t", "launchpad_id": "no-such-cart"})),
+            ),
+            404,
+        ),
+        (call(Method::DELETE, "/api/v1/users", None), 405),
+        (call(Method::GET, "/api/v1/nothing-here", None), 404),
+        (
+            call(
+                Method::POST,
+                "/device/v1/enroll",
+                Some(json!({"v": 1, "token": "nope", "device": {}})),
+            ),
+            401,
+        ),
+        (
+            call(
+                Method::POST,
+                "/device/v1/enroll",
+                Some(json!({"v": 99, "token": "nope", "device": {}})),
+            ),
+            400,
+        ),
+        (
+            call(
+                Method::POST,
+                "/device/v1/enroll",
+                Some(json!({"v": 1, "token": "", "device": {}})),
+            ),
+            400,
+        ),
+        (
+            call(
+                Method::POST,
+                "/device/v1/enroll",
+                Some(json!({"token": "x"})),
+            ),
+            400,
+        ),
+        (
+            call(
+                Method::POST,
+                "/device/v1/sync",
+                Some(json!({"v": 1, "device_id": "d"})),
+            ),
+            401,
+        ),
+        (
+            call(Method::POST, "/device/v1/authorize", Some(json!({}))),
+            401,
+        ),
+    ];
+    // The duplicate needs an existing user first.
+    send(
+        &base,
+        Some(&admin),
+        &call(
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"username": "dup", "display_name": "D"})),
+        ),
+    )
+    .await;
+    let (s, b) = send(
+        &base,
+        Some(&admin),
+        &call(
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"username": "dup", "display_name": "D"})),
+        ),
+    )
+    .await;
+    assert_error(s, &b, 409, "duplicate user");
+    for (c, want) in &cases {
+        let (s, b) = send(&base, Some(&admin), c).await;
+        assert_error(
+            s,
+            &b,
+            *want,
+            &format!("{} {} {:?}", c.method, c.path, c.body),
+        );
+    }
+    // Malformed JSON, the wrong content type, and an oversized body.
+    let http = http_client();
+    for (body, content_type) in [("{not json", "application/json"), ("{}", "text/plain")] {
+        let resp = http
+            .post(format!("{base}/api/v1/users"))
+            .bearer_auth(&admin)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let b: Value = resp.json().await.unwrap();
+        assert_error(status, &b, 400, &format!("{content_type} {body}"));
+    }
+    let huge = format!(
+        "{{\"username\": \"x\", \"display_name\": \"{}\"}}",
+        "a".repeat(5 * 1024 * 1024)
+    );
+    let resp = http
+        .post(format!("{base}/api/v1/users"))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let b: Value = resp.json().await.unwrap();
+    assert!((400..500).contains(&status), "oversized body: {status} {b}");
+    assert!(b["code"].is_string());
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn device_routes_check_the_credential_and_the_payload() {
+    let server = TestServer::start().await.unwrap();
+    let base = server.base_url();
+    let admin = server.token("admin").await.unwrap();
+    let (_, t) = send(
+        &base,
+        Some(&admin),
+        &call(
+            Method::POST,
+            "/api/v1/enrollment-tokens",
+            Some(json!({"label": "t"})),
+        ),
+    )
+    .await;
+    let token = t["token"].as_str().unwrap().to_owned();
+    let http = http_client();
+    let enrolled: Value = http
+        .post(format!("{base}/device/v1/enroll"))
+        .json(&json!({"v": 1, "token": token, "device": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cred = enrolled["device_credential"].as_str().unwrap().to_owned();
+    let id = enrolled["device_id"].as_str().unwrap().to_owned();
+    let dev = |body: Value, path: &'static str| {
+        let http = http.clone();
+        let base = base.clone();
+        let cred = cred.clone();
+        async move {
+            let r = http
+                .post(format!("{base}{path}"))
+                .bearer_auth(cred)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, b) = dev(
+        json!({"v": 1, "device_id": "someone-else"}),
+        "/device/v1/sync",
+    )
+    .await;
+    assert_error(s, &b, 403, "sync for another device");
+    let (s, b) = dev(json!({"v": 2, "device_id": id}), "/device/v1/sync").await;
+    assert_error(s, &b, 400, "unknown version");
+    let bad_event = json!({"seq": 0, "at": 1, "status": "checked_in"});
+    let (s, b) = dev(
+        json!({"v": 1, "device_id": id, "events": [bad_event]}),
+        "/device/v1/sync",
+    )
+    .await;
+    assert_error(s, &b, 400, "sequence 0");
+    let (s, b) = dev(
+        json!({"v": 1, "device_id": id, "events": [{"seq": 1}]}),
+        "/device/v1/sync",
+    )
+    .await;
+    assert_error(s, &b, 400, "malformed event");
+    let (s, b) = dev(
+        json!({"request_id": "r", "device_id": "other", "credential": {"type": "badge", "badge": "1"}, "presented_at": 0}),
+        "/device/v1/authorize",
+    )
+    .await;
+    assert_error(s, &b, 403, "authorize for another device");
+    let (s, b) = dev(json!({"request_id": "r", "device_id": id, "credential": {"type": "retina"}, "presented_at": 0}), "/device/v1/authorize").await;
+    assert_error(s, &b, 400, "unknown credential type");
+    let (s, b) = dev(
+        json!({"v": 1, "device_id": id, "wait_secs": 0}),
+        "/device/v1/sync",
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    server.stop().await.unwrap();
+}
