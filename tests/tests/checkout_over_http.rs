@@ -375,3 +375,68 @@ async fn a_remote_check_in_reaches_a_long_polling_phone_at_once() {
     assert_eq!(device["status"], "checked_in");
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn ten_thousand_events_queued_offline_drain_into_the_real_server_exactly_once() {
+    let server = TestServer::start().await.unwrap();
+    let admin = Admin {
+        base: server.base_url(),
+        token: server.token("admin").await.unwrap(),
+        http: http_client(),
+    };
+    let (_, token) = admin
+        .post("/api/v1/enrollment-tokens", json!({"label": "t"}))
+        .await;
+    let mut phone = Phone::enroll(token["link"].as_str().unwrap()).await;
+    phone.agent.handle(Event::SyncFailed, now()).unwrap();
+    let start = now();
+    let mut i = 0u64;
+    while phone.agent.store().outbox_len().unwrap() < 10_000 {
+        i += 1;
+        let event = if i % 2 == 1 {
+            Event::Docked {
+                location: DockLocation {
+                    launchpad: Some("cart-1".into()),
+                    port: Some((i % 10) as u32 + 1),
+                },
+            }
+        } else {
+            Event::Undocked
+        };
+        phone.agent.handle(event, start.plus_millis(i)).unwrap();
+    }
+    let queued = phone.agent.locker().next_seq - 1;
+    // Drain; one request in the middle is sent twice, as after a lost response.
+    let mut rounds = 0;
+    while phone.agent.store().outbox_len().unwrap() > 0 {
+        rounds += 1;
+        assert!(rounds < 100);
+        let req = phone.client.prepare(&phone.agent).unwrap();
+        if rounds == 5 {
+            phone.client.send(&req).await.unwrap(); // the answer to this one is "lost"
+        }
+        let result = phone.client.send(&req).await;
+        phone
+            .client
+            .apply(&mut phone.agent, &req, result, now())
+            .unwrap();
+    }
+    let (_, device) = admin.get(&format!("/api/v1/devices/{}", phone.id)).await;
+    assert_eq!(
+        device["last_seq"].as_u64(),
+        Some(queued),
+        "every record stored, in order, once"
+    );
+    assert_eq!(device["status"], "checked_in");
+    let db =
+        rusqlite::Connection::open(server.data_dir.path().join("data").join("lanyard.db")).unwrap();
+    let (count, distinct): (i64, i64) = db
+        .query_row(
+            "SELECT COUNT(*), COUNT(DISTINCT seq) FROM device_event WHERE device_id = ?1",
+            [&phone.id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((count as u64, distinct as u64), (queued, queued));
+    server.stop().await.unwrap();
+}
