@@ -69,6 +69,7 @@ impl From<StorageError> for AppError {
             StorageError::Conflict(what) => AppError::Conflict(format!("{what} already exists")),
             StorageError::Refused(why) => AppError::Unprocessable(why),
             StorageError::Db(e) => AppError::Internal(anyhow::Error::new(e)),
+            StorageError::Internal(e) => AppError::Internal(anyhow::anyhow!(e)),
         }
     }
 }

@@ -149,3 +149,28 @@ impl<S: Storage> FromRequestParts<AppState<S>> for DeviceCaller {
         }
     }
 }
+
+/// A cart's badge reader, identified by the credential issued when the cart was created.
+#[derive(Debug, Clone)]
+pub struct LaunchpadCaller(pub crate::model::Launchpad);
+
+impl<S: Storage> FromRequestParts<AppState<S>> for LaunchpadCaller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState<S>,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts)?;
+        match state
+            .storage
+            .launchpad_by_credential(sha256(token.as_bytes()))
+            .await?
+        {
+            Some(cart) => Ok(LaunchpadCaller(cart)),
+            None => Err(AppError::Unauthorized(
+                "unknown launchpad credential".into(),
+            )),
+        }
+    }
+}

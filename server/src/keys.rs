@@ -37,6 +37,27 @@ pub fn random_token(bytes: usize) -> anyhow::Result<String> {
     Ok(b64::encode(&random_bytes(bytes)?))
 }
 
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Maps a key or randomness failure into a storage-layer error (for code that runs
+/// inside a write transaction).
+pub fn to_storage(e: anyhow::Error) -> crate::storage::StorageError {
+    crate::storage::StorageError::Internal(format!("{e:#}"))
+}
+
+/// Signs a command envelope.
+pub fn sign_command(
+    keys: &ServerKeys,
+    envelope: &lanyard_protocol::CommandEnvelope,
+) -> Result<lanyard_protocol::Signed, crate::storage::StorageError> {
+    keys.signing
+        .sign(envelope)
+        .map_err(|e| crate::storage::StorageError::Internal(e.to_string()))
+}
+
 /// SHA-256 of `data`: how high-entropy secrets (API tokens, device credentials,
 /// enrollment tokens) are stored. A slow hash adds nothing for 256-bit random values.
 pub fn sha256(data: &[u8]) -> Vec<u8> {

@@ -9,6 +9,7 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod lookup;
 pub mod model;
 pub mod state;
 pub mod storage;
@@ -41,6 +42,19 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Where the server keeps its state; created on first run.
     pub data_dir: PathBuf,
+    /// External badge lookup service (`GET {url}?id={badge}` → `{"user": …}`), if any.
+    pub badge_lookup_url: Option<url::Url>,
+}
+
+impl ServerConfig {
+    /// A configuration with no optional services.
+    pub fn new(listen: SocketAddr, data_dir: impl Into<PathBuf>) -> Self {
+        ServerConfig {
+            listen,
+            data_dir: data_dir.into(),
+            badge_lookup_url: None,
+        }
+    }
 }
 
 /// `GET /healthz` body.
@@ -75,7 +89,7 @@ async fn method_not_allowed() -> AppError {
 
 /// The HTTP routes over `state`.
 pub fn router<S: Storage>(state: AppState<S>) -> Router {
-    use api::{admin, device};
+    use api::{admin, device, launchpad};
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<S>))
@@ -91,6 +105,7 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
             lanyard_protocol::enroll::paths::AUTHORIZE,
             post(device::authorize::<S>),
         )
+        .route("/launchpad/v1/tap", post(launchpad::tap::<S>))
         .route(
             "/api/v1/users",
             get(admin::list_users::<S>).post(admin::create_user::<S>),
@@ -131,7 +146,11 @@ pub fn open_state(config: &ServerConfig, clock: Clock) -> anyhow::Result<AppStat
     prepare_data_dir(config)?;
     let db = db::Db::open(&config.data_dir.join(DB_FILE)).context("opening the database")?;
     let keys = ServerKeys::load_or_create(&config.data_dir)?;
-    Ok(AppState::new(SqliteStorage::new(db), keys, clock))
+    let mut state = AppState::new(SqliteStorage::new(db), keys, clock);
+    if let Some(url) = &config.badge_lookup_url {
+        state.badge_lookup = Some(std::sync::Arc::new(lookup::BadgeLookup::new(url.clone())?));
+    }
+    Ok(state)
 }
 
 /// Serves on an already-bound listener until `shutdown` resolves. Tests bind port 0

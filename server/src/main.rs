@@ -64,6 +64,9 @@ enum Command {
         /// Directory for the server's state (created on first run).
         #[arg(long, env = "LANYARD_DATA_DIR", default_value = "lanyard-data")]
         data_dir: PathBuf,
+        /// External badge lookup service: `GET {url}?id={badge}` answers `{"user": "alice"}`.
+        #[arg(long, env = "LANYARD_BADGE_LOOKUP_URL")]
+        badge_lookup_url: Option<url::Url>,
     },
 }
 
@@ -111,10 +114,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let role = Role::parse(&role)
                 .ok_or_else(|| anyhow::anyhow!("--role must be admin, helpdesk or auditor"))?;
-            let config = ServerConfig {
-                listen: ([127, 0, 0, 1], 0).into(),
-                data_dir: dir.data_dir,
-            };
+            let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.data_dir);
             let state = open_state(&config, system_clock())?;
             let token = lanyard_server::keys::random_token(32)?;
             let hash = lanyard_server::keys::sha256(token.as_bytes());
@@ -126,15 +126,17 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("This {} token is shown once; store it now.", role.as_str());
             Ok(())
         }
-        Command::Serve { listen, data_dir } => {
+        Command::Serve {
+            listen,
+            data_dir,
+            badge_lookup_url,
+        } => {
             let listener = TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
             let addr = listener.local_addr().context("reading bound address")?;
-            let config = ServerConfig {
-                listen: addr,
-                data_dir,
-            };
+            let mut config = ServerConfig::new(addr, data_dir);
+            config.badge_lookup_url = badge_lookup_url;
             // One line on stdout with the real address, for scripts and tests using port 0.
             println!("lanyard-server listening on http://{addr}");
             tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");

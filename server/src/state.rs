@@ -31,6 +31,8 @@ pub struct AppState<S> {
     pub keys: Arc<ServerKeys>,
     /// The time.
     pub clock: Clock,
+    /// The external badge lookup service, if configured.
+    pub badge_lookup: Option<Arc<crate::lookup::BadgeLookup>>,
     /// One wake-up per device with a long-poll waiting for commands.
     waiters: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
 }
@@ -41,6 +43,7 @@ impl<S: Clone> Clone for AppState<S> {
             storage: self.storage.clone(),
             keys: self.keys.clone(),
             clock: self.clock.clone(),
+            badge_lookup: self.badge_lookup.clone(),
             waiters: self.waiters.clone(),
         }
     }
@@ -53,6 +56,7 @@ impl<S: Storage> AppState<S> {
             storage,
             keys: Arc::new(keys),
             clock,
+            badge_lookup: None,
             waiters: Arc::default(),
         }
     }

@@ -19,10 +19,7 @@ async fn get(url: String) -> reqwest::Response {
 
 async fn start() -> (EmbeddedServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().join("data"),
-    };
+    let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().join("data"));
     (EmbeddedServer::start(config).await.unwrap(), dir)
 }
 

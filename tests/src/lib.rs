@@ -25,11 +25,17 @@ pub fn http_client() -> reqwest::Client {
 impl TestServer {
     /// Binds port 0 and starts serving; returns once the socket is listening.
     pub async fn start() -> Result<TestServer, String> {
+        TestServer::start_with(|_| {}).await
+    }
+
+    /// As [`TestServer::start`], letting the test adjust the configuration first.
+    pub async fn start_with(
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> Result<TestServer, String> {
         let data_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let config = ServerConfig {
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            data_dir: data_dir.path().join("data"),
-        };
+        let mut config =
+            ServerConfig::new(([127, 0, 0, 1], 0).into(), data_dir.path().join("data"));
+        configure(&mut config);
         let server = EmbeddedServer::start(config)
             .await
             .map_err(|e| format!("{e:#}"))?;
@@ -45,10 +51,7 @@ impl TestServer {
     /// server's data directory, as `lanyard-server token create` does.
     pub async fn token(&self, role: &str) -> Result<String, String> {
         let role = Role::parse(role).ok_or_else(|| format!("unknown role {role}"))?;
-        let config = ServerConfig {
-            listen: self.server.addr,
-            data_dir: self.data_dir.path().join("data"),
-        };
+        let config = ServerConfig::new(self.server.addr, self.data_dir.path().join("data"));
         let state = open_state(&config, system_clock()).map_err(|e| format!("{e:#}"))?;
         let token = random_token(32).map_err(|e| e.to_string())?;
         state

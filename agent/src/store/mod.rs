@@ -72,14 +72,17 @@ impl Store {
     }
 
     fn setup(mut conn: Connection) -> Result<Store, StoreError> {
+        // First, so the pragmas below wait for another connection instead of failing.
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // journal_mode answers with the mode it ended up in; in-memory databases say "memory".
         let _mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let found = migrations::current(&conn)?;
+        // Read the version under the write lock, so two openers never both migrate.
         let latest = migrations::latest();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found = migrations::current(&tx)?;
         if found > latest {
             return Err(StoreError::TooNew {
                 found,
@@ -87,10 +90,9 @@ impl Store {
             });
         }
         if found < latest {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             migrations::apply(&tx, found, latest)?;
-            tx.commit()?;
         }
+        tx.commit()?;
         Ok(Store { conn })
     }
 

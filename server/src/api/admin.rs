@@ -160,7 +160,7 @@ pub async fn create_launchpad<S: Storage>(
     State(st): State<AppState<S>>,
     caller: Caller,
     ApiJson(body): ApiJson<CreateLaunchpad>,
-) -> Result<(StatusCode, Json<Launchpad>), AppError> {
+) -> Result<(StatusCode, Json<LaunchpadCreated>), AppError> {
     caller.require_admin()?;
     if !(1..=64).contains(&body.ports) {
         return Err(AppError::invalid("ports", "must be 1 to 64"));
@@ -188,8 +188,28 @@ pub async fn create_launchpad<S: Storage>(
         manager: validate::email("manager", body.manager.as_deref())?,
         timezone,
     };
-    let created = st.storage.create_launchpad(launchpad, st.now()).await?;
-    Ok((StatusCode::CREATED, Json(created)))
+    let credential = random_token(32)?;
+    let created = st
+        .storage
+        .create_launchpad(launchpad, sha256(credential.as_bytes()), st.now())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(LaunchpadCreated {
+            launchpad: created,
+            credential,
+        }),
+    ))
+}
+
+/// A new cart, with its reader's credential (shown once; only its hash is stored).
+#[derive(Debug, Serialize)]
+pub struct LaunchpadCreated {
+    /// The cart.
+    #[serde(flatten)]
+    pub launchpad: Launchpad,
+    /// What the cart's badge reader presents to `/launchpad/v1` as a Bearer token.
+    pub credential: String,
 }
 
 /// `GET /api/v1/launchpads`.

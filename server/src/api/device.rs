@@ -13,7 +13,7 @@ use lanyard_protocol::{
 
 use crate::error::AppError;
 use crate::extract::{ApiJson, DeviceCaller};
-use crate::keys::{random_bytes, random_token, sha256};
+use crate::keys::{hex, random_bytes, random_token, sha256};
 use crate::state::AppState;
 use crate::storage::{NewCommand, NewDevice, Storage, StorageError};
 
@@ -35,10 +35,6 @@ fn check_version(v: u32) -> Result<(), AppError> {
             ),
         })
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `POST /device/v1/enroll`: redeem an enrollment token.
@@ -119,10 +115,17 @@ pub async fn sync<S: Storage>(
         ));
     }
     let now = st.now();
+    let had_events = !req.events.is_empty();
     let applied = st
         .storage
         .apply_sync(device.id.clone(), req.events, req.handled_commands, now)
         .await?;
+    if had_events {
+        // A cart waiting on this phone's grant may be free now (unplugged or lapsed).
+        if let Some(cart) = &device.last_launchpad {
+            st.wake(&crate::api::launchpad::cart_key(cart));
+        }
+    }
     let mut commands = st.storage.take_commands(device.id.clone(), now).await?;
     if commands.is_empty() && req.wait_secs > 0 {
         let wait = Duration::from_secs(u64::from(req.wait_secs.min(MAX_WAIT_SECS)));

@@ -2,4 +2,5 @@
 
 pub mod admin;
 pub mod device;
+pub mod launchpad;
 pub mod validate;

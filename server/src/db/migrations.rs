@@ -97,6 +97,13 @@ pub const MIGRATIONS: &[&str] = &[
         body        TEXT    NOT NULL,
         updated_at  INTEGER NOT NULL
     );",
+    // v2: cart readers (launchpad credentials, the grant a cart is waiting on) and
+    // whether a device is on a charger.
+    "ALTER TABLE launchpad ADD COLUMN credential_hash BLOB;
+    CREATE UNIQUE INDEX launchpad_credential ON launchpad (credential_hash);
+    ALTER TABLE launchpad ADD COLUMN pending_device TEXT;
+    ALTER TABLE launchpad ADD COLUMN pending_until INTEGER;
+    ALTER TABLE device ADD COLUMN docked INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes.

@@ -58,19 +58,23 @@ pub struct Db {
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    // First, so every statement below (journal_mode too) waits for a busy writer
+    // instead of failing with "database is locked".
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(())
 }
 
-/// Brings the schema at `path` to the latest version.
+/// Brings the schema at `path` to the latest version. Safe against a concurrent opener:
+/// the version is read under the write lock, so only one of them migrates.
 pub fn migrate(path: &Path) -> Result<i64, DbError> {
     let mut conn = Connection::open(path)?;
     configure(&conn)?;
-    let found = migrations::current(&conn)?;
     let latest = migrations::latest();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found = migrations::current(&tx)?;
     if found > latest {
         return Err(DbError::TooNew {
             found,
@@ -78,10 +82,9 @@ pub fn migrate(path: &Path) -> Result<i64, DbError> {
         });
     }
     if found < latest {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         migrations::apply(&tx, found, latest)?;
-        tx.commit()?;
     }
+    tx.commit()?;
     Ok(latest)
 }
 

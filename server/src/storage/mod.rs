@@ -27,6 +27,9 @@ pub enum StorageError {
     /// The database failed.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// Something else on the server's side failed (keys, randomness).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl From<rusqlite::Error> for StorageError {
@@ -115,6 +118,44 @@ pub struct NewCommand {
     pub delivered: bool,
 }
 
+/// The outcome of a badge tap at a cart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CartClaim {
+    /// This device was granted; its port should flash.
+    Granted {
+        /// The device.
+        device_id: String,
+        /// Its port, when known.
+        port: Option<u32>,
+    },
+    /// The cart still waits for an earlier grant to be unplugged or to lapse.
+    Busy {
+        /// When that grant lapses.
+        until: Timestamp,
+    },
+    /// No docked, checked-in device with enough battery.
+    NoDevice,
+    /// The user already holds as many devices as allowed.
+    UserHasDevice,
+}
+
+/// Builds the signed grant for the chosen device, inside the claiming transaction.
+pub type GrantSigner = Box<dyn FnOnce(&str) -> Result<NewCommand, StorageError> + Send>;
+
+/// A cart tap to claim a device for.
+pub struct CartTap {
+    /// The cart.
+    pub launchpad_id: String,
+    /// Who tapped.
+    pub username: String,
+    /// Their device limit.
+    pub limit: u32,
+    /// Lowest battery a granted device may have.
+    pub min_battery: u8,
+    /// How long the cart waits for the unplug.
+    pub hold_until: Timestamp,
+}
+
 /// Everything the server stores. Methods are async so a networked backend fits too.
 pub trait Storage: Clone + Send + Sync + 'static {
     /// The role of the API token with this hash, if it exists and is not revoked.
@@ -168,8 +209,21 @@ pub trait Storage: Clone + Send + Sync + 'static {
     fn create_launchpad(
         &self,
         launchpad: Launchpad,
+        credential_hash: Vec<u8>,
         now: Timestamp,
     ) -> impl Future<Output = Result<Launchpad, StorageError>> + Send;
+    /// The cart whose reader holds this credential.
+    fn launchpad_by_credential(
+        &self,
+        credential_hash: Vec<u8>,
+    ) -> impl Future<Output = Result<Option<Launchpad>, StorageError>> + Send;
+    /// Claims the best device in a cart for a tap and queues its signed grant, atomically.
+    fn claim_cart_device(
+        &self,
+        tap: CartTap,
+        sign: GrantSigner,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<CartClaim, StorageError>> + Send;
     /// Carts in id order.
     fn list_launchpads(
         &self,

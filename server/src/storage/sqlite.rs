@@ -7,8 +7,8 @@ use lanyard_protocol::{CommandId, DeviceStatus, EventRecord, Policy, Signed, Tim
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    DeviceFilter, NewCommand, NewDevice, NewEnrollmentToken, NewUser, Storage, StorageError,
-    SyncApplied,
+    CartClaim, CartTap, DeviceFilter, GrantSigner, NewCommand, NewDevice, NewEnrollmentToken,
+    NewUser, Storage, StorageError, SyncApplied,
 };
 use crate::db::Db;
 use crate::model::{Device, Launchpad, Page, Role, User};
@@ -174,17 +174,20 @@ fn mirror(
     };
     let mut launchpad: Option<Option<String>> = None;
     let mut port: Option<Option<u32>> = None;
+    let mut docked: Option<bool> = None;
     let mut battery: Option<u8> = None;
     let mut os: Option<String> = None;
     for r in records {
         for report in &r.reports {
             match report {
-                Report::Docked { location }
-                    if location.launchpad.is_some() || location.port.is_some() =>
-                {
-                    launchpad = Some(location.launchpad.as_ref().map(|l| l.to_string()));
-                    port = Some(location.port);
+                Report::Docked { location } => {
+                    docked = Some(true);
+                    if location.launchpad.is_some() || location.port.is_some() {
+                        launchpad = Some(location.launchpad.as_ref().map(|l| l.to_string()));
+                        port = Some(location.port);
+                    }
                 }
+                Report::Undocked => docked = Some(false),
                 Report::Facts(f) => {
                     battery = f.battery_percent.or(battery);
                     os = f.os_version.map(|v| v.to_string()).or(os);
@@ -198,7 +201,8 @@ fn mirror(
             last_launchpad = CASE WHEN ?6 THEN ?7 ELSE last_launchpad END,
             last_port = CASE WHEN ?6 THEN ?8 ELSE last_port END,
             battery = COALESCE(?9, battery),
-            os_version = COALESCE(?10, os_version)
+            os_version = COALESCE(?10, os_version),
+            docked = COALESCE(?11, docked)
          WHERE id = ?1",
         params![
             device_id,
@@ -211,6 +215,7 @@ fn mirror(
             port.flatten().map(i64::from),
             battery.map(i64::from),
             os,
+            docked,
         ],
     )?;
     Ok(())
@@ -359,18 +364,101 @@ impl Storage for SqliteStorage {
     async fn create_launchpad(
         &self,
         l: Launchpad,
+        credential_hash: Vec<u8>,
         now: Timestamp,
     ) -> Result<Launchpad, StorageError> {
         self.write(move |tx| {
             match tx.execute(
-                "INSERT INTO launchpad (id, name, ports, department, facility, manager, timezone, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![l.id, l.name, l.ports, l.department, l.facility, l.manager, l.timezone, now.as_millis()],
+                "INSERT INTO launchpad (id, name, ports, department, facility, manager, timezone, created_at, credential_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![l.id, l.name, l.ports, l.department, l.facility, l.manager, l.timezone, now.as_millis(), credential_hash],
             ) {
                 Err(e) if is_unique_violation(&e) => Err(StorageError::Conflict("launchpad")),
                 Err(e) => Err(e.into()),
                 Ok(_) => Ok(l),
             }
+        })
+        .await
+    }
+
+    async fn launchpad_by_credential(
+        &self,
+        credential_hash: Vec<u8>,
+    ) -> Result<Option<Launchpad>, StorageError> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {LAUNCHPAD_COLUMNS} FROM launchpad WHERE credential_hash = ?1"),
+                [credential_hash],
+                launchpad_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn claim_cart_device(
+        &self,
+        tap: CartTap,
+        sign: GrantSigner,
+        now: Timestamp,
+    ) -> Result<CartClaim, StorageError> {
+        self.write(move |tx| {
+            let pending: Option<(Option<String>, Option<i64>)> = tx
+                .query_row(
+                    "SELECT pending_device, pending_until FROM launchpad WHERE id = ?1",
+                    [&tap.launchpad_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((pending_device, pending_until)) = pending else {
+                return Err(StorageError::NotFound("launchpad"));
+            };
+            // A user who already holds a device hears so at once, even at a busy cart.
+            let held: i64 = tx.query_row("SELECT COUNT(*) FROM device WHERE device_user = ?1", [&tap.username], |r| r.get(0))?;
+            if held >= i64::from(tap.limit) {
+                return Ok(CartClaim::UserHasDevice);
+            }
+            if let (Some(device), Some(until)) = (pending_device, pending_until) {
+                let still_pending: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM device WHERE id = ?1 AND status = 'checkout_pending')",
+                    [&device],
+                    |r| r.get(0),
+                )?;
+                if until > now.as_millis() && still_pending {
+                    return Ok(CartClaim::Busy { until: Timestamp(until) });
+                }
+            }
+            // Best device: docked here, checked in, enough battery; highest battery, then
+            // lowest port, then id, so the choice is deterministic.
+            let chosen: Option<(String, Option<i64>)> = tx
+                .query_row(
+                    "SELECT id, last_port FROM device
+                     WHERE last_launchpad = ?1 AND status = 'checked_in' AND docked = 1
+                       AND COALESCE(battery, -1) >= ?2
+                     ORDER BY battery DESC, COALESCE(last_port, 1000000) ASC, id ASC
+                     LIMIT 1",
+                    params![tap.launchpad_id, i64::from(tap.min_battery)],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((device_id, port)) = chosen else {
+                return Ok(CartClaim::NoDevice);
+            };
+            let cmd = sign(&device_id)?;
+            tx.execute(
+                "INSERT INTO command (id, device_id, kind, payload, signature, state, created_at, expires_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?6)",
+                params![cmd.id.as_str(), cmd.device_id, cmd.kind, cmd.signed.payload, cmd.signed.signature, now.as_millis(), cmd.expires_at.as_millis()],
+            )?;
+            tx.execute(
+                "UPDATE device SET status = ?2, device_user = ?3 WHERE id = ?1",
+                params![device_id, status_name(DeviceStatus::CheckoutPending), tap.username],
+            )?;
+            tx.execute(
+                "UPDATE launchpad SET pending_device = ?2, pending_until = ?3 WHERE id = ?1",
+                params![tap.launchpad_id, device_id, tap.hold_until.as_millis()],
+            )?;
+            Ok(CartClaim::Granted { device_id, port: port.map(to_u32) })
         })
         .await
     }

@@ -1,0 +1,210 @@
+//! The launchpad API (`/launchpad/v1`): a badge tapped at a cart's reader.
+//!
+//! The server resolves the badge (its own table of keyed hashes, or an external lookup
+//! service so raw ids can stay on the hospital network), picks the best phone in that
+//! cart, grants it, and answers with the beep code and the port to flash. While a grant
+//! waits for its phone to be unplugged, further taps at that cart wait too.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use lanyard_protocol::policy::Condition;
+use lanyard_protocol::{
+    BadgeId, CheckoutGrant, CommandEnvelope, CommandId, GrantId, PROTOCOL_VERSION, Policy,
+    ServerCommand, UnlockMethod, UserRef,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+use crate::extract::{ApiJson, LaunchpadCaller};
+use crate::keys::{random_bytes, sign_command};
+use crate::state::AppState;
+use crate::storage::{CartClaim, CartTap, NewCommand, Storage};
+
+/// Beep: checked out, take the phone at the flashing port.
+pub const BEEP_SUCCESS: u8 = 1;
+/// Beep: badge not found.
+pub const BEEP_BADGE_NOT_FOUND: u8 = 2;
+/// Beep: no device available, or automation error.
+pub const BEEP_NO_DEVICE: u8 = 3;
+/// Beep: the user already has a device.
+pub const BEEP_USER_HAS_DEVICE: u8 = 4;
+
+/// Extra time a grant holds the cart beyond the phone's own undock window (clock skew,
+/// the phone's sync).
+const HOLD_SLACK_SECS: u64 = 5;
+/// Lowest battery for a checkout when the policy sets none.
+const DEFAULT_MIN_BATTERY: u8 = 20;
+
+/// `POST /launchpad/v1/tap` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TapRequest {
+    /// The raw badge id read at the cart. Never stored or logged.
+    badge: String,
+}
+
+/// What the cart's reader does next.
+#[derive(Debug, Serialize)]
+pub struct TapResponse {
+    /// 1 success, 2 badge not found, 3 no device available or automation error,
+    /// 4 user already has a device.
+    pub beep: u8,
+    /// The port to flash (success only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
+    /// The device granted (success only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// For the reader's display or the log.
+    pub message: String,
+}
+
+fn beep(code: u8, message: impl Into<String>) -> Json<TapResponse> {
+    Json(TapResponse {
+        beep: code,
+        port: None,
+        device_id: None,
+        message: message.into(),
+    })
+}
+
+fn min_battery(policy: &Policy) -> u8 {
+    policy
+        .compliance
+        .iter()
+        .find_map(|r| match r.condition {
+            Condition::BatteryBelowCheckoutMinimum { min_percent } => Some(min_percent),
+            _ => None,
+        })
+        .unwrap_or(DEFAULT_MIN_BATTERY)
+}
+
+/// The user behind a badge: local table first, then the external lookup service.
+async fn resolve<S: Storage>(
+    st: &AppState<S>,
+    badge: &BadgeId,
+) -> Result<Option<(UserRef, u32)>, AppError> {
+    if let Some(found) = st.storage.user_by_badge(st.keys.badge_hash(badge)).await? {
+        return Ok(Some(found));
+    }
+    let Some(lookup) = &st.badge_lookup else {
+        return Ok(None);
+    };
+    let Some(username) = lookup.lookup(badge).await? else {
+        return Ok(None);
+    };
+    Ok(st
+        .storage
+        .user_password(username)
+        .await?
+        .map(|(user, limit, _)| (user, limit)))
+}
+
+/// `POST /launchpad/v1/tap`.
+pub async fn tap<S: Storage>(
+    State(st): State<AppState<S>>,
+    LaunchpadCaller(cart): LaunchpadCaller,
+    ApiJson(body): ApiJson<TapRequest>,
+) -> Result<Json<TapResponse>, AppError> {
+    let raw = body.badge.trim();
+    if raw.is_empty() || raw.len() > 128 || raw.chars().any(char::is_control) {
+        return Err(AppError::invalid(
+            "badge",
+            "must be 1 to 128 printable characters",
+        ));
+    }
+    let badge = BadgeId::new(raw);
+    let (user, limit) = match resolve(&st, &badge).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return Ok(beep(BEEP_BADGE_NOT_FOUND, "badge not found")),
+        Err(AppError::Internal(e)) => {
+            tracing::warn!(cart = %cart.id, error = %format!("{e:#}"), "badge lookup failed");
+            return Ok(beep(BEEP_NO_DEVICE, "badge lookup service unavailable"));
+        }
+        Err(e) => return Err(e),
+    };
+    let policy = st.storage.current_policy().await?;
+    let window = policy.checkout.undock_window_secs;
+    // A tap waits behind an earlier grant at this cart, but never longer than one window.
+    let give_up = st.now().plus_secs(window + HOLD_SLACK_SECS);
+    loop {
+        let now = st.now();
+        let tap = CartTap {
+            launchpad_id: cart.id.clone(),
+            username: user.username.clone(),
+            limit,
+            min_battery: min_battery(&policy),
+            hold_until: now.plus_secs(window + HOLD_SLACK_SECS),
+        };
+        let keys = st.keys.clone();
+        let grant_user = user.clone();
+        let sign = Box::new(move |device_id: &str| {
+            let envelope = CommandEnvelope {
+                v: PROTOCOL_VERSION,
+                device_id: device_id.into(),
+                command_id: CommandId::new(format!(
+                    "c-{}",
+                    crate::keys::hex(&random_bytes(8).map_err(crate::keys::to_storage)?)
+                )),
+                issued_at: now,
+                expires_at: now.plus_secs(window + HOLD_SLACK_SECS),
+                payload: ServerCommand::GrantCheckout(CheckoutGrant {
+                    grant_id: GrantId::new(format!(
+                        "g-{}",
+                        crate::keys::hex(&random_bytes(8).map_err(crate::keys::to_storage)?)
+                    )),
+                    request_id: None,
+                    user: grant_user,
+                    method: UnlockMethod::CartBadge,
+                    display_text: None,
+                }),
+            };
+            let signed = sign_command(&keys, &envelope)?;
+            Ok(NewCommand {
+                id: envelope.command_id,
+                device_id: device_id.to_owned(),
+                kind: "grant_checkout",
+                signed,
+                expires_at: envelope.expires_at,
+                delivered: false,
+            })
+        });
+        match st.storage.claim_cart_device(tap, sign, now).await? {
+            CartClaim::Granted { device_id, port } => {
+                st.wake(&device_id);
+                tracing::info!(cart = %cart.id, device = %device_id, user = %user.username, "cart tap granted");
+                return Ok(Json(TapResponse {
+                    beep: BEEP_SUCCESS,
+                    port,
+                    device_id: Some(device_id),
+                    message: format!(
+                        "take the phone at port {}",
+                        port.map_or("?".into(), |p| p.to_string())
+                    ),
+                }));
+            }
+            CartClaim::UserHasDevice => {
+                return Ok(beep(BEEP_USER_HAS_DEVICE, "user already has a device"));
+            }
+            CartClaim::NoDevice => return Ok(beep(BEEP_NO_DEVICE, "no device available")),
+            CartClaim::Busy { until } => {
+                let deadline = until.min(give_up);
+                if now >= give_up {
+                    return Ok(beep(
+                        BEEP_NO_DEVICE,
+                        "cart is busy with an earlier checkout",
+                    ));
+                }
+                let wait = Duration::from_millis(deadline.millis_since(now).max(50));
+                let _ = tokio::time::timeout(wait, st.waiter(&cart_key(&cart.id)).notified()).await;
+            }
+        }
+    }
+}
+
+/// The wake-up key for taps waiting at a cart.
+pub fn cart_key(cart: &str) -> String {
+    format!("cart:{cart}")
+}
