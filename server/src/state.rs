@@ -35,6 +35,16 @@ pub struct AppState<S> {
     pub badge_lookup: Option<Arc<crate::lookup::BadgeLookup>>,
     /// One wake-up per device with a long-poll waiting for commands.
     waiters: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+    /// The policy in force and its signed form, read once (every sync compares versions).
+    policy: Arc<std::sync::RwLock<Option<Arc<SignedPolicy>>>>,
+}
+
+/// The policy in force, with its signature made once.
+pub struct SignedPolicy {
+    /// The policy.
+    pub policy: lanyard_protocol::Policy,
+    /// Its signed form, as devices receive it.
+    pub signed: lanyard_protocol::Signed,
 }
 
 impl<S: Clone> Clone for AppState<S> {
@@ -45,6 +55,7 @@ impl<S: Clone> Clone for AppState<S> {
             clock: self.clock.clone(),
             badge_lookup: self.badge_lookup.clone(),
             waiters: self.waiters.clone(),
+            policy: self.policy.clone(),
         }
     }
 }
@@ -58,6 +69,33 @@ impl<S: Storage> AppState<S> {
             clock,
             badge_lookup: None,
             waiters: Arc::default(),
+            policy: Arc::default(),
+        }
+    }
+
+    /// The policy in force, signed; loaded from storage on first use. (An admin change
+    /// of policy must call [`AppState::invalidate_policy`].)
+    pub async fn policy(&self) -> Result<Arc<SignedPolicy>, crate::error::AppError> {
+        if let Some(p) = self.policy.read().ok().and_then(|p| p.clone()) {
+            return Ok(p);
+        }
+        let policy = self.storage.current_policy().await?;
+        let signed = self
+            .keys
+            .signing
+            .sign(&policy)
+            .map_err(anyhow::Error::new)?;
+        let fresh = Arc::new(SignedPolicy { policy, signed });
+        if let Ok(mut slot) = self.policy.write() {
+            *slot = Some(fresh.clone());
+        }
+        Ok(fresh)
+    }
+
+    /// Forgets the cached policy after it changed.
+    pub fn invalidate_policy(&self) {
+        if let Ok(mut slot) = self.policy.write() {
+            *slot = None;
         }
     }
 

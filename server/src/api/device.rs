@@ -78,8 +78,7 @@ pub async fn enroll<S: Storage>(
         }
         Err(e) => return Err(e.into()),
     }
-    let policy = st.storage.current_policy().await?;
-    let policy = st.keys.signing.sign(&policy).map_err(anyhow::Error::new)?;
+    let policy = st.policy().await?.signed.clone();
     tracing::info!(device = %id, "device enrolled");
     Ok(Json(EnrollResponse {
         v: PROTOCOL_VERSION,
@@ -126,7 +125,7 @@ pub async fn sync<S: Storage>(
             st.wake(&crate::api::launchpad::cart_key(cart));
         }
     }
-    let mut commands = st.storage.take_commands(device.id.clone(), now).await?;
+    let mut commands = applied.commands;
     if commands.is_empty() && req.wait_secs > 0 {
         let wait = Duration::from_secs(u64::from(req.wait_secs.min(MAX_WAIT_SECS)));
         let waiter = st.waiter(&device.id);
@@ -137,12 +136,8 @@ pub async fn sync<S: Storage>(
                 .await?;
         }
     }
-    let policy = st.storage.current_policy().await?;
-    let policy = if policy.version > req.policy_version {
-        Some(st.keys.signing.sign(&policy).map_err(anyhow::Error::new)?)
-    } else {
-        None
-    };
+    let current = st.policy().await?;
+    let policy = (current.policy.version > req.policy_version).then(|| current.signed.clone());
     Ok(Json(SyncResponse {
         v: PROTOCOL_VERSION,
         acked_seq: applied.acked_seq,

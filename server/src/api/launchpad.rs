@@ -125,7 +125,7 @@ pub async fn tap<S: Storage>(
         }
         Err(e) => return Err(e),
     };
-    let policy = st.storage.current_policy().await?;
+    let policy = &st.policy().await?.policy;
     let window = policy.checkout.undock_window_secs;
     // A tap waits behind an earlier grant at this cart, but never longer than one window.
     let give_up = st.now().plus_secs(window + HOLD_SLACK_SECS);
@@ -135,7 +135,7 @@ pub async fn tap<S: Storage>(
             launchpad_id: cart.id.clone(),
             username: user.username.clone(),
             limit,
-            min_battery: min_battery(&policy),
+            min_battery: min_battery(policy),
             hold_until: now.plus_secs(window + HOLD_SLACK_SECS),
         };
         let keys = st.keys.clone();

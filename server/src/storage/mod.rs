@@ -99,6 +99,8 @@ pub struct DeviceFilter {
 pub struct SyncApplied {
     /// Highest contiguous sequence stored.
     pub acked_seq: u64,
+    /// Commands to deliver now (marked delivered in the same transaction).
+    pub commands: Vec<Signed>,
 }
 
 /// A command to queue for a device.
@@ -266,8 +268,9 @@ pub trait Storage: Clone + Send + Sync + 'static {
         except: String,
     ) -> impl Future<Output = Result<u32, StorageError>> + Send;
 
-    /// Stores a device's events idempotently by `(device, seq)`, mirrors its status, and
-    /// marks the commands it handled as acknowledged.
+    /// Stores a device's events idempotently by `(device, seq)`, mirrors its status,
+    /// marks the commands it handled as acknowledged, and takes the commands to deliver
+    /// (as [`Storage::take_commands`]), all in one transaction.
     fn apply_sync(
         &self,
         device_id: String,

@@ -156,6 +156,51 @@ fn page<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Page<T>
     Page { items, next_cursor }
 }
 
+/// Undelivered and unacknowledged commands for a device, marked delivered; expired ones
+/// marked expired and left out. The common case (nothing queued) is one indexed read.
+fn take_commands(
+    tx: &rusqlite::Transaction<'_>,
+    device_id: &str,
+    now: Timestamp,
+) -> Result<Vec<Signed>, StorageError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT id, payload, signature, expires_at, state FROM command
+         WHERE device_id = ?1 AND state IN ('pending', 'delivered') ORDER BY created_at, id",
+    )?;
+    let rows = stmt
+        .query_map([device_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Signed {
+                    payload: r.get(1)?,
+                    signature: r.get(2)?,
+                },
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut expire =
+        tx.prepare_cached("UPDATE command SET state = 'expired', updated_at = ?2 WHERE id = ?1")?;
+    let mut deliver =
+        tx.prepare_cached("UPDATE command SET state = 'delivered', updated_at = ?2 WHERE id = ?1")?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, signed, expires_at, state) in rows {
+        if expires_at < now.as_millis() {
+            expire.execute(params![id, now.as_millis()])?;
+            continue;
+        }
+        if state == "pending" {
+            deliver.execute(params![id, now.as_millis()])?;
+        }
+        out.push(signed);
+    }
+    Ok(out)
+}
+
 /// Folds newly applied records into the device row: status and user from the newest,
 /// dock location and facts from the reports, in order.
 fn mirror(
@@ -634,12 +679,22 @@ impl Storage for SqliteStorage {
                     insert.execute(params![device_id, seq(r.seq), r.at.as_millis(), json, now.as_millis()])?;
                 }
             }
-            // Advance through every sequence now stored without a gap.
+            // Advance through every sequence now stored without a gap. Records of this
+            // request are taken from memory; only ones that arrived earlier out of order
+            // are read back.
             let mut last = old;
             let mut applied: Vec<EventRecord> = Vec::new();
+            let mut in_request: std::collections::HashMap<u64, EventRecord> =
+                events.into_iter().map(|r| (r.seq, r)).collect();
             {
                 let mut next = tx.prepare_cached("SELECT record FROM device_event WHERE device_id = ?1 AND seq = ?2")?;
                 loop {
+                    let want = u64::try_from(last + 1).unwrap_or(u64::MAX);
+                    if let Some(record) = in_request.remove(&want) {
+                        applied.push(record);
+                        last += 1;
+                        continue;
+                    }
                     let json: Option<String> = next.query_row(params![device_id, last + 1], |r| r.get(0)).optional()?;
                     let Some(json) = json else { break };
                     let record: EventRecord = serde_json::from_str(&json).map_err(|e| StorageError::Refused(e.to_string()))?;
@@ -659,7 +714,8 @@ impl Storage for SqliteStorage {
             for id in &handled {
                 ack.execute(params![id.as_str(), device_id, now.as_millis()])?;
             }
-            Ok(SyncApplied { acked_seq: acked })
+            let commands = take_commands(tx, &device_id, now)?;
+            Ok(SyncApplied { acked_seq: acked, commands })
         })
         .await
     }
@@ -701,26 +757,8 @@ impl Storage for SqliteStorage {
         device_id: String,
         now: Timestamp,
     ) -> Result<Vec<Signed>, StorageError> {
-        self.write(move |tx| {
-            tx.execute(
-                "UPDATE command SET state = 'expired', updated_at = ?2
-                 WHERE device_id = ?1 AND state IN ('pending', 'delivered') AND expires_at < ?2",
-                params![device_id, now.as_millis()],
-            )?;
-            let mut stmt = tx.prepare_cached(
-                "SELECT payload, signature FROM command WHERE device_id = ?1 AND state IN ('pending', 'delivered')
-                 ORDER BY created_at, id",
-            )?;
-            let out = stmt
-                .query_map([&device_id], |r| Ok(Signed { payload: r.get(0)?, signature: r.get(1)? }))?
-                .collect::<Result<Vec<_>, _>>()?;
-            tx.execute(
-                "UPDATE command SET state = 'delivered', updated_at = ?2 WHERE device_id = ?1 AND state = 'pending'",
-                params![device_id, now.as_millis()],
-            )?;
-            Ok(out)
-        })
-        .await
+        self.write(move |tx| take_commands(tx, &device_id, now))
+            .await
     }
 
     async fn current_policy(&self) -> Result<Policy, StorageError> {
