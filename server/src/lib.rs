@@ -5,6 +5,7 @@
 //! admin API arrive with the Server issue; nothing here pretends to offer them.
 
 pub mod api;
+pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
@@ -132,6 +133,9 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // One span per request (method, path, status, latency); never the body or
+        // headers, which carry credentials.
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use lanyard_server::config::{DEFAULT_DATA_DIR, DEFAULT_LISTEN, FileConfig, LogFormat};
 use lanyard_server::model::Role;
 use lanyard_server::state::system_clock;
 use lanyard_server::storage::Storage;
@@ -58,15 +59,21 @@ enum Command {
     },
     /// Run the server.
     Serve {
-        /// Address to listen on.
-        #[arg(long, env = "LANYARD_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// Directory for the server's state (created on first run).
-        #[arg(long, env = "LANYARD_DATA_DIR", default_value = "lanyard-data")]
-        data_dir: PathBuf,
+        /// TOML configuration file (keys: listen, data_dir, badge_lookup_url, log_format).
+        #[arg(long, env = "LANYARD_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long, env = "LANYARD_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Directory for the server's state, created on first run [default: lanyard-data].
+        #[arg(long, env = "LANYARD_DATA_DIR")]
+        data_dir: Option<PathBuf>,
         /// External badge lookup service: `GET {url}?id={badge}` answers `{"user": "alice"}`.
         #[arg(long, env = "LANYARD_BADGE_LOOKUP_URL")]
         badge_lookup_url: Option<url::Url>,
+        /// Log format [default: text].
+        #[arg(long, env = "LANYARD_LOG_FORMAT", value_enum)]
+        log_format: Option<LogFormat>,
     },
 }
 
@@ -92,17 +99,24 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,tower_http=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
     match cli.command {
         Command::Migrate { dir } => {
+            init_logging(LogFormat::Text);
             std::fs::create_dir_all(&dir.data_dir)
                 .with_context(|| format!("creating {}", dir.data_dir.display()))?;
             let version = lanyard_server::db::migrate(&dir.data_dir.join(lanyard_server::DB_FILE))?;
@@ -112,6 +126,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Token {
             command: TokenCommand::Create { role, label, dir },
         } => {
+            init_logging(LogFormat::Text);
             let role = Role::parse(&role)
                 .ok_or_else(|| anyhow::anyhow!("--role must be admin, helpdesk or auditor"))?;
             let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.data_dir);
@@ -127,10 +142,25 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve {
+            config,
             listen,
             data_dir,
             badge_lookup_url,
+            log_format,
         } => {
+            let file = match &config {
+                Some(path) => FileConfig::load(path)?,
+                None => FileConfig::default(),
+            };
+            init_logging(log_format.or(file.log_format).unwrap_or(LogFormat::Text));
+            let listen = match listen.or(file.listen) {
+                Some(l) => l,
+                None => DEFAULT_LISTEN.parse().context("default listen address")?,
+            };
+            let data_dir = data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+            let badge_lookup_url = badge_lookup_url.or(file.badge_lookup_url);
             let listener = TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;

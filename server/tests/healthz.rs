@@ -97,3 +97,62 @@ fn env_vars_configure_serve() {
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("LANYARD_LISTEN") && help.contains("LANYARD_DATA_DIR"));
 }
+
+#[tokio::test]
+async fn a_toml_config_file_configures_serve_and_json_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lanyard.toml");
+    let data = dir.path().join("state");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nlog_format = \"json\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_lanyard-server"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env_remove("LANYARD_LISTEN")
+            .env_remove("LANYARD_DATA_DIR")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let stderr = child.0.stderr.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert_eq!(get(format!("{url}/healthz")).await.status(), 200);
+    assert!(data.join("lanyard.db").exists(), "data_dir from the file");
+    let log_line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stderr).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let log: serde_json::Value = serde_json::from_str(log_line.trim()).expect("a JSON log line");
+    assert!(log["level"].is_string(), "{log}");
+
+    std::fs::write(&config, "listne = \"127.0.0.1:0\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lanyard-server"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("listne"),
+        "the typo is named"
+    );
+}

@@ -1,0 +1,66 @@
+//! The optional TOML configuration file of `lanyard-server serve`.
+//!
+//! Precedence: command-line flag, then environment variable (clap reads both), then the
+//! file, then the built-in default. Unknown keys are an error, so a typo never passes
+//! silently.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The keys a config file may set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Listen address, e.g. `0.0.0.0:8443`.
+    pub listen: Option<SocketAddr>,
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// External badge lookup service URL.
+    pub badge_lookup_url: Option<url::Url>,
+    /// `text` or `json`.
+    pub log_format: Option<LogFormat>,
+}
+
+impl FileConfig {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "lanyard-data";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_key_and_rejects_typos() {
+        let c: FileConfig = toml::from_str(
+            "listen = \"0.0.0.0:9000\"\ndata_dir = \"/var/lib/lanyard\"\nbadge_lookup_url = \"http://10.0.0.5/lookup\"\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen, Some("0.0.0.0:9000".parse().unwrap()));
+        assert_eq!(c.log_format, Some(LogFormat::Json));
+        assert!(toml::from_str::<FileConfig>("listne = \"0.0.0.0:9000\"").is_err());
+        assert!(toml::from_str::<FileConfig>("listen = \"not an address\"").is_err());
+    }
+}
