@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod keys;
 pub mod lookup;
+pub mod metrics;
 pub mod model;
 pub mod state;
 pub mod storage;
@@ -130,6 +131,8 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
             "/api/v1/devices/{id}/check-in",
             post(admin::check_in_device::<S>),
         )
+        .route("/metrics", get(metrics::render::<S>))
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -165,6 +168,7 @@ pub async fn launch_with_listener(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let state = open_state(&config, system_clock())?;
+    metrics::handle();
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await

@@ -468,3 +468,66 @@ async fn device_routes_check_the_credential_and_the_payload() {
     assert_eq!(s, 200, "{b}");
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_devices_by_status() {
+    let server = TestServer::start().await.unwrap();
+    let base = server.base_url();
+    let admin = server.token("admin").await.unwrap();
+    send(
+        &base,
+        Some(&admin),
+        &call(Method::GET, "/api/v1/users", None),
+    )
+    .await;
+    let (_, t) = send(
+        &base,
+        Some(&admin),
+        &call(
+            Method::POST,
+            "/api/v1/enrollment-tokens",
+            Some(json!({"label": "t"})),
+        ),
+    )
+    .await;
+    let r = http_client()
+        .post(format!("{base}/device/v1/enroll"))
+        .json(&json!({"v": 1, "token": t["token"], "device": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let resp = http_client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("lanyard_http_requests_total{")
+                && l.contains("route=\"/api/v1/users\"")
+                && l.contains("status=\"200\"")),
+        "{text}"
+    );
+    assert!(
+        text.contains("lanyard_http_request_duration_seconds_bucket{"),
+        "{text}"
+    );
+    assert!(
+        text.contains("lanyard_devices{status=\"checked_in\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(t["token"].as_str().unwrap()),
+        "no secrets in metrics"
+    );
+    server.stop().await.unwrap();
+}

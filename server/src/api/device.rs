@@ -115,6 +115,7 @@ pub async fn sync<S: Storage>(
     }
     let now = st.now();
     let had_events = !req.events.is_empty();
+    metrics::counter!("lanyard_sync_events_received_total").increment(req.events.len() as u64);
     let applied = st
         .storage
         .apply_sync(device.id.clone(), req.events, req.handled_commands, now)

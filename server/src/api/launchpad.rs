@@ -62,6 +62,7 @@ pub struct TapResponse {
 }
 
 fn beep(code: u8, message: impl Into<String>) -> Json<TapResponse> {
+    metrics::counter!("lanyard_cart_taps_total", "beep" => code.to_string()).increment(1);
     Json(TapResponse {
         beep: code,
         port: None,
@@ -175,6 +176,8 @@ pub async fn tap<S: Storage>(
             CartClaim::Granted { device_id, port } => {
                 st.wake(&device_id);
                 tracing::info!(cart = %cart.id, device = %device_id, user = %user.username, "cart tap granted");
+                metrics::counter!("lanyard_cart_taps_total", "beep" => BEEP_SUCCESS.to_string())
+                    .increment(1);
                 return Ok(Json(TapResponse {
                     beep: BEEP_SUCCESS,
                     port,

@@ -261,6 +261,10 @@ pub trait Storage: Clone + Send + Sync + 'static {
         cursor: Option<String>,
         limit: u32,
     ) -> impl Future<Output = Result<Page<Device>, StorageError>> + Send;
+    /// How many devices are in each status.
+    fn device_status_counts(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, u64)>, StorageError>> + Send;
     /// Devices other than `except` that `username` holds.
     fn devices_held_by(
         &self,

@@ -621,6 +621,22 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn device_status_counts(&self) -> Result<Vec<(String, u64)>, StorageError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT status, COUNT(*) FROM device GROUP BY status ORDER BY status",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                ))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
     async fn get_device(&self, id: String) -> Result<Device, StorageError> {
         self.read(move |c| get_device(c, &id)).await
     }
