@@ -79,10 +79,12 @@ fn bearer(parts: &Parts) -> Result<&str, AppError> {
 }
 
 /// An admin API caller and its role.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Caller {
     /// The token's role.
     pub role: Role,
+    /// Who, for the audit log: `api-token:<id> (<label>)`.
+    pub actor: String,
 }
 
 impl Caller {
@@ -114,12 +116,11 @@ impl<S: Storage> FromRequestParts<AppState<S>> for Caller {
         state: &AppState<S>,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts)?;
-        match state
-            .storage
-            .api_token_role(sha256(token.as_bytes()))
-            .await?
-        {
-            Some(role) => Ok(Caller { role }),
+        match state.storage.api_token(sha256(token.as_bytes())).await? {
+            Some(t) => Ok(Caller {
+                role: t.role,
+                actor: format!("api-token:{} ({})", t.id, t.label),
+            }),
             None => Err(AppError::Unauthorized(
                 "unknown or revoked API token".into(),
             )),

@@ -131,6 +131,16 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
             "/api/v1/devices/{id}/check-in",
             post(admin::check_in_device::<S>),
         )
+        .route("/api/v1/audit", get(api::logs::audit::<S>))
+        .route("/api/v1/audit.csv", get(api::logs::audit_csv::<S>))
+        .route(
+            "/api/v1/devices/{id}/activity",
+            get(api::logs::activity::<S>),
+        )
+        .route(
+            "/api/v1/devices/{id}/activity.csv",
+            get(api::logs::activity_csv::<S>),
+        )
         .route("/metrics", get(metrics::render::<S>))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(not_found)

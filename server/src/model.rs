@@ -115,3 +115,24 @@ pub struct Page<T> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
+
+/// One entry of the audit log: who changed what, with the values before and after.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Entry id (increasing).
+    pub id: i64,
+    /// When (ms since epoch).
+    pub at: i64,
+    /// Who, e.g. `api-token:3 (IT automation)`.
+    pub actor: String,
+    /// What, e.g. `user.create`.
+    pub action: String,
+    /// The kind of record changed, e.g. `user`.
+    pub target_kind: String,
+    /// Its id.
+    pub target_id: String,
+    /// The record before the change (absent for a creation).
+    pub before: Option<serde_json::Value>,
+    /// The record after the change.
+    pub after: Option<serde_json::Value>,
+}

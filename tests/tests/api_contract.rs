@@ -68,6 +68,7 @@ async fn roles_are_enforced_on_every_admin_route() {
         call(Method::GET, "/api/v1/users/u1", None),
         call(Method::GET, "/api/v1/launchpads", None),
         call(Method::GET, "/api/v1/devices", None),
+        call(Method::GET, "/api/v1/audit", None),
     ];
     let config_writes = [
         call(
@@ -212,6 +213,12 @@ async fn bad_input_gets_a_4xx_json_error_on_every_route() {
         ),
         (call(Method::GET, "/api/v1/devices?unknown=1", None), 400),
         (call(Method::GET, "/api/v1/devices/dev-none", None), 404),
+        (
+            call(Method::GET, "/api/v1/devices/dev-none/activity", None),
+            404,
+        ),
+        (call(Method::GET, "/api/v1/audit?cursor=abc", None), 400),
+        (call(Method::GET, "/api/v1/audit?limit=0", None), 400),
         (
             call(
                 Method::POST,

@@ -440,3 +440,154 @@ async fn ten_thousand_events_queued_offline_drain_into_the_real_server_exactly_o
     assert_eq!((count as u64, distinct as u64), (queued, queued));
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn admin_changes_are_audited_and_a_device_journey_is_exportable() {
+    let server = TestServer::start().await.unwrap();
+    let admin = Admin {
+        base: server.base_url(),
+        token: server.token("admin").await.unwrap(),
+        http: http_client(),
+    };
+    let auditor = Admin {
+        base: server.base_url(),
+        token: server.token("auditor").await.unwrap(),
+        http: http_client(),
+    };
+    admin
+        .post(
+            "/api/v1/launchpads",
+            json!({"id": "cart-1", "name": "Cart 1", "ports": 4}),
+        )
+        .await;
+    admin
+        .post(
+            "/api/v1/users",
+            json!({"username": "alice", "display_name": "Alice", "password": "s3cret-passw0rd"}),
+        )
+        .await;
+    admin
+        .post("/api/v1/users/alice/badges", json!({"badge": "0012345"}))
+        .await;
+    let (_, token) = admin
+        .post(
+            "/api/v1/enrollment-tokens",
+            json!({"label": "ward 4", "launchpad_id": "cart-1"}),
+        )
+        .await;
+    let mut phone = Phone::enroll(token["link"].as_str().unwrap()).await;
+    phone
+        .agent
+        .handle(
+            Event::Docked {
+                location: DockLocation {
+                    launchpad: Some("cart-1".into()),
+                    port: Some(1),
+                },
+            },
+            now(),
+        )
+        .unwrap();
+    phone.tap("0012345").await;
+    phone.agent.handle(Event::Undocked, now()).unwrap();
+    phone.sync().await;
+    let (s, _) = admin
+        .post(
+            &format!("/api/v1/devices/{}/check-in", phone.id),
+            json!({"reason": "end of shift"}),
+        )
+        .await;
+    assert_eq!(s, 202);
+
+    let (s, log) = auditor.get("/api/v1/audit").await;
+    assert_eq!(s, 200, "auditors read the audit log");
+    let actions: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "device.check_in",
+            "enrollment_token.create",
+            "user.badge.add",
+            "user.create",
+            "launchpad.create"
+        ],
+        "newest first"
+    );
+    let first = &log["items"][0];
+    assert!(first["actor"].as_str().unwrap().starts_with("api-token:"));
+    assert_eq!(
+        first["before"]["status"], "checked_out",
+        "before/after values kept"
+    );
+    assert_eq!(log["items"][2]["before"]["badges"], 0);
+    assert_eq!(log["items"][2]["after"]["badges"], 1);
+    let text = log.to_string();
+    for secret in [
+        "0012345",
+        "s3cret-passw0rd",
+        token["token"].as_str().unwrap(),
+    ] {
+        assert!(
+            !text.contains(secret),
+            "the audit log must not hold {secret}"
+        );
+    }
+    let csv = admin
+        .http
+        .get(format!("{}/api/v1/audit.csv", admin.base))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        csv.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = csv.text().await.unwrap();
+    assert!(csv.starts_with("id,at,actor,action,target_kind,target_id,before,after\n"));
+    assert_eq!(csv.lines().count(), 6);
+    let at = csv.lines().nth(1).unwrap().split(',').nth(1).unwrap();
+    assert!(
+        at.len() >= 20 && at.as_bytes()[10] == b'T' && at.ends_with('Z'),
+        "RFC 3339 UTC time, got {at}"
+    );
+
+    let (_, activity) = auditor
+        .get(&format!("/api/v1/devices/{}/activity", phone.id))
+        .await;
+    let statuses: Vec<&str> = activity["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["transition"]["to"].as_str())
+        .collect();
+    assert_eq!(statuses, ["checked_in", "checkout_pending", "checked_out"]);
+    let csv = admin
+        .http
+        .get(format!(
+            "{}/api/v1/devices/{}/activity.csv",
+            admin.base, phone.id
+        ))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.lines()
+            .any(|l| l.contains("checkout_pending,checked_out,undocked")),
+        "{csv}"
+    );
+    let (s, _) = admin.get("/api/v1/devices/dev-nope/activity").await;
+    assert_eq!(s, 404);
+    server.stop().await.unwrap();
+}

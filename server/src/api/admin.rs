@@ -84,7 +84,10 @@ pub async fn create_user<S: Storage>(
         device_limit,
         password,
     };
-    let created = st.storage.create_user(user, st.now()).await?;
+    let created = st
+        .storage
+        .create_user(user, caller.actor.clone(), st.now())
+        .await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -134,7 +137,7 @@ pub async fn add_badge<S: Storage>(
     }
     let hash = st.keys.badge_hash(&BadgeId::new(badge));
     st.storage
-        .add_badge(username.clone(), hash, st.now())
+        .add_badge(username.clone(), hash, caller.actor.clone(), st.now())
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -191,7 +194,12 @@ pub async fn create_launchpad<S: Storage>(
     let credential = random_token(32)?;
     let created = st
         .storage
-        .create_launchpad(launchpad, sha256(credential.as_bytes()), st.now())
+        .create_launchpad(
+            launchpad,
+            sha256(credential.as_bytes()),
+            caller.actor.clone(),
+            st.now(),
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -301,7 +309,9 @@ pub async fn create_enrollment_token<S: Storage>(
         launchpad_id,
         department,
     };
-    st.storage.create_enrollment_token(record, now).await?;
+    st.storage
+        .create_enrollment_token(record, caller.actor.clone(), now)
+        .await?;
     let server = public_url(&headers)?;
     let link = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("server", &server)
@@ -427,7 +437,9 @@ pub async fn check_in_device<S: Storage>(
         expires_at: envelope.expires_at,
         delivered: false,
     };
-    st.storage.insert_command(command, None, now).await?;
+    st.storage
+        .insert_command(command, None, Some(caller.actor.clone()), now)
+        .await?;
     st.wake(&device.id);
     let queued = ActionQueued {
         command_id: envelope.command_id.to_string(),

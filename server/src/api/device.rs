@@ -284,6 +284,8 @@ pub async fn authorize<S: Storage>(
         expires_at: envelope.expires_at,
         delivered: true,
     };
-    st.storage.insert_command(command, grant_to, now).await?;
+    st.storage
+        .insert_command(command, grant_to, None, now)
+        .await?;
     Ok(Json(AuthorizeResponse { command: signed }))
 }

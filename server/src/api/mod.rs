@@ -3,4 +3,5 @@
 pub mod admin;
 pub mod device;
 pub mod launchpad;
+pub mod logs;
 pub mod validate;

@@ -104,6 +104,18 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE launchpad ADD COLUMN pending_device TEXT;
     ALTER TABLE launchpad ADD COLUMN pending_until INTEGER;
     ALTER TABLE device ADD COLUMN docked INTEGER NOT NULL DEFAULT 0;",
+    // v3: the audit log of admin changes.
+    "CREATE TABLE audit_log (
+        id          INTEGER PRIMARY KEY,
+        at          INTEGER NOT NULL,
+        actor       TEXT    NOT NULL,
+        action      TEXT    NOT NULL,
+        target_kind TEXT    NOT NULL,
+        target_id   TEXT    NOT NULL,
+        before_json TEXT,
+        after_json  TEXT
+    );
+    CREATE INDEX audit_log_target ON audit_log (target_kind, target_id);",
 ];
 
 /// The schema version this build writes.

@@ -10,7 +10,7 @@ use lanyard_protocol::kdf::SlowHash;
 use lanyard_protocol::{CommandId, EventRecord, Policy, Signed, Timestamp, UserRef};
 
 use crate::db::DbError;
-use crate::model::{Device, Launchpad, Page, Role, User};
+use crate::model::{AuditRecord, Device, Launchpad, Page, Role, User};
 
 /// Why a storage call failed.
 #[derive(Debug, thiserror::Error)]
@@ -158,13 +158,24 @@ pub struct CartTap {
     pub hold_until: Timestamp,
 }
 
+/// An API token's identity.
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    /// Row id.
+    pub id: i64,
+    /// Its role.
+    pub role: Role,
+    /// What it is for.
+    pub label: String,
+}
+
 /// Everything the server stores. Methods are async so a networked backend fits too.
 pub trait Storage: Clone + Send + Sync + 'static {
-    /// The role of the API token with this hash, if it exists and is not revoked.
-    fn api_token_role(
+    /// The API token with this hash, if it exists and is not revoked.
+    fn api_token(
         &self,
         token_hash: Vec<u8>,
-    ) -> impl Future<Output = Result<Option<Role>, StorageError>> + Send;
+    ) -> impl Future<Output = Result<Option<ApiToken>, StorageError>> + Send;
     /// Stores a new API token.
     fn create_api_token(
         &self,
@@ -178,6 +189,7 @@ pub trait Storage: Clone + Send + Sync + 'static {
     fn create_user(
         &self,
         user: NewUser,
+        actor: String,
         now: Timestamp,
     ) -> impl Future<Output = Result<User, StorageError>> + Send;
     /// One user.
@@ -194,6 +206,7 @@ pub trait Storage: Clone + Send + Sync + 'static {
         &self,
         username: String,
         badge_hash: Vec<u8>,
+        actor: String,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
     /// The user a badge belongs to.
@@ -212,6 +225,7 @@ pub trait Storage: Clone + Send + Sync + 'static {
         &self,
         launchpad: Launchpad,
         credential_hash: Vec<u8>,
+        actor: String,
         now: Timestamp,
     ) -> impl Future<Output = Result<Launchpad, StorageError>> + Send;
     /// The cart whose reader holds this credential.
@@ -237,6 +251,7 @@ pub trait Storage: Clone + Send + Sync + 'static {
     fn create_enrollment_token(
         &self,
         token: NewEnrollmentToken,
+        actor: String,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
     /// Redeems a token and creates the device, atomically.
@@ -283,11 +298,13 @@ pub trait Storage: Clone + Send + Sync + 'static {
         now: Timestamp,
     ) -> impl Future<Output = Result<SyncApplied, StorageError>> + Send;
     /// Queues (or records) a signed command; a grant also marks the device as pending
-    /// for that user until the device reports otherwise.
+    /// for that user until the device reports otherwise. With an `actor` (an admin
+    /// action), the audit log records it in the same transaction.
     fn insert_command(
         &self,
         command: NewCommand,
         grant_to: Option<String>,
+        actor: Option<String>,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
     /// Undelivered and unacknowledged commands for a device, marked delivered; expired
@@ -297,6 +314,20 @@ pub trait Storage: Clone + Send + Sync + 'static {
         device_id: String,
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<Signed>, StorageError>> + Send;
+
+    /// Audit log entries, newest first, before `cursor` (an entry id).
+    fn list_audit(
+        &self,
+        cursor: Option<i64>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Page<AuditRecord>, StorageError>> + Send;
+    /// A device's journey: its stored events in sequence order, after `cursor`.
+    fn device_activity(
+        &self,
+        device_id: String,
+        cursor: Option<u64>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Page<EventRecord>, StorageError>> + Send;
 
     /// The policy in force (created with defaults on first run).
     fn current_policy(&self) -> impl Future<Output = Result<Policy, StorageError>> + Send;

@@ -7,11 +7,11 @@ use lanyard_protocol::{CommandId, DeviceStatus, EventRecord, Policy, Signed, Tim
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    CartClaim, CartTap, DeviceFilter, GrantSigner, NewCommand, NewDevice, NewEnrollmentToken,
-    NewUser, Storage, StorageError, SyncApplied,
+    ApiToken, CartClaim, CartTap, DeviceFilter, GrantSigner, NewCommand, NewDevice,
+    NewEnrollmentToken, NewUser, Storage, StorageError, SyncApplied,
 };
 use crate::db::Db;
-use crate::model::{Device, Launchpad, Page, Role, User};
+use crate::model::{AuditRecord, Device, Launchpad, Page, Role, User};
 
 /// SQLite-backed storage.
 #[derive(Clone)]
@@ -201,6 +201,39 @@ fn take_commands(
     Ok(out)
 }
 
+/// A record as JSON for the audit log.
+fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+/// Appends an audit entry inside the transaction that made the change.
+#[allow(clippy::too_many_arguments)]
+fn audit(
+    tx: &rusqlite::Transaction<'_>,
+    actor: &str,
+    action: &str,
+    target_kind: &str,
+    target_id: &str,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+    now: Timestamp,
+) -> Result<(), StorageError> {
+    tx.execute(
+        "INSERT INTO audit_log (at, actor, action, target_kind, target_id, before_json, after_json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            now.as_millis(),
+            actor,
+            action,
+            target_kind,
+            target_id,
+            before.map(|v| v.to_string()),
+            after.map(|v| v.to_string()),
+        ],
+    )?;
+    Ok(())
+}
+
 /// Folds newly applied records into the device row: status and user from the newest,
 /// dock location and facts from the reports, in order.
 fn mirror(
@@ -267,16 +300,16 @@ fn mirror(
 }
 
 impl Storage for SqliteStorage {
-    async fn api_token_role(&self, token_hash: Vec<u8>) -> Result<Option<Role>, StorageError> {
+    async fn api_token(&self, token_hash: Vec<u8>) -> Result<Option<ApiToken>, StorageError> {
         self.read(move |c| {
-            let role: Option<String> = c
+            let row: Option<(i64, String, String)> = c
                 .query_row(
-                    "SELECT role FROM api_token WHERE token_hash = ?1 AND revoked_at IS NULL",
+                    "SELECT id, role, label FROM api_token WHERE token_hash = ?1 AND revoked_at IS NULL",
                     [token_hash],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()?;
-            Ok(role.as_deref().and_then(Role::parse))
+            Ok(row.and_then(|(id, role, label)| Role::parse(&role).map(|role| ApiToken { id, role, label })))
         })
         .await
     }
@@ -298,7 +331,12 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn create_user(&self, user: NewUser, now: Timestamp) -> Result<User, StorageError> {
+    async fn create_user(
+        &self,
+        user: NewUser,
+        actor: String,
+        now: Timestamp,
+    ) -> Result<User, StorageError> {
         self.write(move |tx| {
             let password = match &user.password {
                 Some(h) => Some(serde_json::to_string(h).map_err(|e| StorageError::Refused(e.to_string()))?),
@@ -313,7 +351,11 @@ impl Storage for SqliteStorage {
             match inserted {
                 Err(e) if is_unique_violation(&e) => Err(StorageError::Conflict("user")),
                 Err(e) => Err(e.into()),
-                Ok(_) => get_user(tx, &user.username),
+                Ok(_) => {
+                    let created = get_user(tx, &user.username)?;
+                    audit(tx, &actor, "user.create", "user", &created.username, None, Some(json(&created)), now)?;
+                    Ok(created)
+                }
             }
         })
         .await
@@ -343,17 +385,32 @@ impl Storage for SqliteStorage {
         &self,
         username: String,
         badge_hash: Vec<u8>,
+        actor: String,
         now: Timestamp,
     ) -> Result<(), StorageError> {
         self.write(move |tx| {
-            get_user(tx, &username)?;
+            let before = get_user(tx, &username)?;
             match tx.execute(
                 "INSERT INTO badge (badge_hash, username, created_at) VALUES (?1, ?2, ?3)",
                 params![badge_hash, username, now.as_millis()],
             ) {
                 Err(e) if is_unique_violation(&e) => Err(StorageError::Conflict("badge")),
                 Err(e) => Err(e.into()),
-                Ok(_) => Ok(()),
+                Ok(_) => {
+                    // The badge id itself never enters the log: only the user's badge count.
+                    let after = get_user(tx, &username)?;
+                    audit(
+                        tx,
+                        &actor,
+                        "user.badge.add",
+                        "user",
+                        &username,
+                        Some(json(&before)),
+                        Some(json(&after)),
+                        now,
+                    )?;
+                    Ok(())
+                }
             }
         })
         .await
@@ -410,6 +467,7 @@ impl Storage for SqliteStorage {
         &self,
         l: Launchpad,
         credential_hash: Vec<u8>,
+        actor: String,
         now: Timestamp,
     ) -> Result<Launchpad, StorageError> {
         self.write(move |tx| {
@@ -420,7 +478,10 @@ impl Storage for SqliteStorage {
             ) {
                 Err(e) if is_unique_violation(&e) => Err(StorageError::Conflict("launchpad")),
                 Err(e) => Err(e.into()),
-                Ok(_) => Ok(l),
+                Ok(_) => {
+                    audit(tx, &actor, "launchpad.create", "launchpad", &l.id, None, Some(json(&l)), now)?;
+                    Ok(l)
+                }
             }
         })
         .await
@@ -530,6 +591,7 @@ impl Storage for SqliteStorage {
     async fn create_enrollment_token(
         &self,
         t: NewEnrollmentToken,
+        actor: String,
         now: Timestamp,
     ) -> Result<(), StorageError> {
         self.write(move |tx| {
@@ -544,6 +606,11 @@ impl Storage for SqliteStorage {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![t.token_hash, t.label, t.uses, t.expires_at.as_millis(), t.launchpad_id, t.department, now.as_millis()],
             )?;
+            let after = serde_json::json!({
+                "label": t.label, "uses": t.uses, "expires_at": t.expires_at,
+                "launchpad_id": t.launchpad_id, "department": t.department,
+            });
+            audit(tx, &actor, "enrollment_token.create", "enrollment_token", &t.label, None, Some(after), now)?;
             Ok(())
         })
         .await
@@ -740,6 +807,7 @@ impl Storage for SqliteStorage {
         &self,
         cmd: NewCommand,
         grant_to: Option<String>,
+        actor: Option<String>,
         now: Timestamp,
     ) -> Result<(), StorageError> {
         self.write(move |tx| {
@@ -763,6 +831,12 @@ impl Storage for SqliteStorage {
                     params![cmd.device_id, status_name(DeviceStatus::CheckoutPending), username],
                 )?;
             }
+            if let Some(actor) = actor {
+                let before = get_device(tx, &cmd.device_id)?;
+                let after = serde_json::json!({"command_id": cmd.id.as_str(), "command": cmd.kind});
+                let action = format!("device.{}", cmd.kind);
+                audit(tx, &actor, &action, "device", &cmd.device_id, Some(json(&before)), Some(after), now)?;
+            }
             Ok(())
         })
         .await
@@ -775,6 +849,60 @@ impl Storage for SqliteStorage {
     ) -> Result<Vec<Signed>, StorageError> {
         self.write(move |tx| take_commands(tx, &device_id, now))
             .await
+    }
+
+    async fn list_audit(
+        &self,
+        cursor: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<AuditRecord>, StorageError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, at, actor, action, target_kind, target_id, before_json, after_json FROM audit_log
+                 WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let parse = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+            let rows = stmt.query_map(params![cursor.unwrap_or(i64::MAX), i64::from(limit) + 1], |r| {
+                Ok(AuditRecord {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    actor: r.get(2)?,
+                    action: r.get(3)?,
+                    target_kind: r.get(4)?,
+                    target_id: r.get(5)?,
+                    before: parse(r.get(6)?),
+                    after: parse(r.get(7)?),
+                })
+            })?;
+            let items = rows.collect::<Result<Vec<_>, _>>()?;
+            Ok(page(items, limit, |a| a.id.to_string()))
+        })
+        .await
+    }
+
+    async fn device_activity(
+        &self,
+        device_id: String,
+        cursor: Option<u64>,
+        limit: u32,
+    ) -> Result<Page<EventRecord>, StorageError> {
+        self.read(move |c| {
+            get_device(c, &device_id)?;
+            let mut stmt = c.prepare_cached(
+                "SELECT record FROM device_event WHERE device_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![device_id, seq(cursor.unwrap_or(0)), i64::from(limit) + 1], |r| {
+                r.get::<_, String>(0)
+            })?;
+            let mut items = Vec::new();
+            for json in rows {
+                let record: EventRecord =
+                    serde_json::from_str(&json?).map_err(|e| StorageError::Internal(format!("stored event unreadable: {e}")))?;
+                items.push(record);
+            }
+            Ok(page(items, limit, |r| r.seq.to_string()))
+        })
+        .await
     }
 
     async fn current_policy(&self) -> Result<Policy, StorageError> {

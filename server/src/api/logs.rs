@@ -1,0 +1,186 @@
+//! The audit log (who changed what, before and after) and each device's activity log
+//! (its journey, as its own outbox recorded it), as JSON pages and as CSV exports.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use lanyard_protocol::EventRecord;
+use serde::Deserialize;
+
+use super::validate;
+use crate::error::AppError;
+use crate::extract::{ApiQuery, Caller};
+use crate::model::{AuditRecord, Page};
+use crate::state::AppState;
+use crate::storage::Storage;
+
+/// Most rows in one CSV export.
+const MAX_EXPORT: u32 = 100_000;
+
+/// Paging of the audit log.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Entries older than this id.
+    cursor: Option<i64>,
+    /// Page size.
+    limit: Option<u32>,
+}
+
+/// Paging of a device's activity.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityQuery {
+    /// Events after this sequence number.
+    cursor: Option<u64>,
+    /// Page size.
+    limit: Option<u32>,
+}
+
+fn export_limit(limit: Option<u32>) -> Result<u32, AppError> {
+    match limit {
+        None => Ok(10_000),
+        Some(n) if (1..=MAX_EXPORT).contains(&n) => Ok(n),
+        Some(_) => Err(AppError::invalid(
+            "limit",
+            format!("must be 1 to {MAX_EXPORT}"),
+        )),
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
+}
+
+fn csv_response(name: &str, body: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn csv_error(e: impl std::fmt::Display) -> AppError {
+    AppError::Internal(anyhow::anyhow!("writing CSV: {e}"))
+}
+
+/// `GET /api/v1/audit`: newest first.
+pub async fn audit<S: Storage>(
+    State(st): State<AppState<S>>,
+    _caller: Caller,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<Json<Page<AuditRecord>>, AppError> {
+    let limit = validate::limit(q.limit)?;
+    Ok(Json(st.storage.list_audit(q.cursor, limit).await?))
+}
+
+/// `GET /api/v1/audit.csv`.
+pub async fn audit_csv<S: Storage>(
+    State(st): State<AppState<S>>,
+    _caller: Caller,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<Response, AppError> {
+    let page = st
+        .storage
+        .list_audit(q.cursor, export_limit(q.limit)?)
+        .await?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "id",
+        "at",
+        "actor",
+        "action",
+        "target_kind",
+        "target_id",
+        "before",
+        "after",
+    ])
+    .map_err(csv_error)?;
+    for a in page.items {
+        let json =
+            |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_default();
+        w.write_record([
+            a.id.to_string(),
+            rfc3339(a.at),
+            a.actor,
+            a.action,
+            a.target_kind,
+            a.target_id,
+            json(&a.before),
+            json(&a.after),
+        ])
+        .map_err(csv_error)?;
+    }
+    Ok(csv_response(
+        "lanyard-audit.csv",
+        w.into_inner().map_err(csv_error)?,
+    ))
+}
+
+/// `GET /api/v1/devices/{id}/activity`: the device's journey in sequence order.
+pub async fn activity<S: Storage>(
+    State(st): State<AppState<S>>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ActivityQuery>,
+) -> Result<Json<Page<EventRecord>>, AppError> {
+    let limit = validate::limit(q.limit)?;
+    Ok(Json(st.storage.device_activity(id, q.cursor, limit).await?))
+}
+
+/// `GET /api/v1/devices/{id}/activity.csv`.
+pub async fn activity_csv<S: Storage>(
+    State(st): State<AppState<S>>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ActivityQuery>,
+) -> Result<Response, AppError> {
+    let page = st
+        .storage
+        .device_activity(id.clone(), q.cursor, export_limit(q.limit)?)
+        .await?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "seq", "at", "status", "user", "from", "to", "cause", "reports",
+    ])
+    .map_err(csv_error)?;
+    let name = |v: serde_json::Value| {
+        v.as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string())
+    };
+    for r in page.items {
+        let (from, to, cause) = match &r.transition {
+            Some(t) => (
+                name(serde_json::to_value(t.from).unwrap_or_default()),
+                name(serde_json::to_value(t.to).unwrap_or_default()),
+                serde_json::to_value(&t.cause)
+                    .map(|c| c["type"].as_str().unwrap_or_default().to_owned())
+                    .unwrap_or_default(),
+            ),
+            None => Default::default(),
+        };
+        w.write_record([
+            r.seq.to_string(),
+            rfc3339(r.at.as_millis()),
+            name(serde_json::to_value(r.status).unwrap_or_default()),
+            r.user.map(|u| u.username).unwrap_or_default(),
+            from,
+            to,
+            cause,
+            serde_json::to_string(&r.reports).unwrap_or_default(),
+        ])
+        .map_err(csv_error)?;
+    }
+    Ok(csv_response(
+        &format!("{id}-activity.csv"),
+        w.into_inner().map_err(csv_error)?,
+    ))
+}
