@@ -7,8 +7,10 @@
 pub mod api;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod extract;
+pub mod import;
 pub mod keys;
 pub mod lookup;
 pub mod metrics;

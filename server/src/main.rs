@@ -58,23 +58,84 @@ enum Command {
         command: TokenCommand,
     },
     /// Run the server.
-    Serve {
-        /// TOML configuration file (keys: listen, data_dir, badge_lookup_url, log_format).
-        #[arg(long, env = "LANYARD_CONFIG")]
-        config: Option<PathBuf>,
-        /// Address to listen on [default: 127.0.0.1:8080].
-        #[arg(long, env = "LANYARD_LISTEN")]
-        listen: Option<SocketAddr>,
-        /// Directory for the server's state, created on first run [default: lanyard-data].
-        #[arg(long, env = "LANYARD_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-        /// External badge lookup service: `GET {url}?id={badge}` answers `{"user": "alice"}`.
-        #[arg(long, env = "LANYARD_BADGE_LOOKUP_URL")]
-        badge_lookup_url: Option<url::Url>,
-        /// Log format [default: text].
-        #[arg(long, env = "LANYARD_LOG_FORMAT", value_enum)]
-        log_format: Option<LogFormat>,
+    Serve(ServeArgs),
+    /// Run the server with demo carts, users, badges and devices (seeded once).
+    Demo(ServeArgs),
+    /// Bulk import from CSV; nothing is imported if any row is invalid.
+    Import {
+        /// `users` (username,display_name,email,groups,device_limit,badge,password) or
+        /// `launchpads` (id,name,ports,department,facility,manager,timezone).
+        kind: ImportKind,
+        /// The CSV file, with a header row.
+        file: PathBuf,
+        #[command(flatten)]
+        dir: DataDir,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ImportKind {
+    Users,
+    Launchpads,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file (keys: listen, data_dir, badge_lookup_url, log_format).
+    #[arg(long, env = "LANYARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "LANYARD_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory for the server's state, created on first run [default: lanyard-data].
+    #[arg(long, env = "LANYARD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// External badge lookup service: `GET {url}?id={badge}` answers `{"user": "alice"}`.
+    #[arg(long, env = "LANYARD_BADGE_LOOKUP_URL")]
+    badge_lookup_url: Option<url::Url>,
+    /// Log format [default: text].
+    #[arg(long, env = "LANYARD_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+/// Binds, optionally seeds the demo, prints the address, and serves until a signal.
+async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    init_logging(
+        args.log_format
+            .or(file.log_format)
+            .unwrap_or(LogFormat::Text),
+    );
+    let listen = match args.listen.or(file.listen) {
+        Some(l) => l,
+        None => DEFAULT_LISTEN.parse().context("default listen address")?,
+    };
+    let data_dir = args
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr().context("reading bound address")?;
+    let mut config = ServerConfig::new(addr, data_dir);
+    config.badge_lookup_url = args.badge_lookup_url.or(file.badge_lookup_url);
+    // One line on stdout with the real address, for scripts and tests using port 0.
+    println!("lanyard-server listening on http://{addr}");
+    if demo {
+        let state = open_state(&config, system_clock())?;
+        for line in lanyard_server::demo::seed(&state, &format!("http://{addr}"))
+            .await?
+            .lines
+        {
+            println!("{line}");
+        }
+    }
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
+    launch_with_listener(listener, config, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {
@@ -141,36 +202,33 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("This {} token is shown once; store it now.", role.as_str());
             Ok(())
         }
-        Command::Serve {
-            config,
-            listen,
-            data_dir,
-            badge_lookup_url,
-            log_format,
-        } => {
-            let file = match &config {
-                Some(path) => FileConfig::load(path)?,
-                None => FileConfig::default(),
-            };
-            init_logging(log_format.or(file.log_format).unwrap_or(LogFormat::Text));
-            let listen = match listen.or(file.listen) {
-                Some(l) => l,
-                None => DEFAULT_LISTEN.parse().context("default listen address")?,
-            };
-            let data_dir = data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
-            let badge_lookup_url = badge_lookup_url.or(file.badge_lookup_url);
-            let listener = TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("binding {listen}"))?;
-            let addr = listener.local_addr().context("reading bound address")?;
-            let mut config = ServerConfig::new(addr, data_dir);
-            config.badge_lookup_url = badge_lookup_url;
-            // One line on stdout with the real address, for scripts and tests using port 0.
-            println!("lanyard-server listening on http://{addr}");
-            tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
-            launch_with_listener(listener, config, shutdown_signal()).await
+        Command::Serve(args) => serve(args, false).await,
+        Command::Demo(args) => serve(args, true).await,
+        Command::Import { kind, file, dir } => {
+            init_logging(LogFormat::Text);
+            let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.data_dir);
+            let state = open_state(&config, system_clock())?;
+            let input = std::fs::File::open(&file)
+                .with_context(|| format!("opening {}", file.display()))?;
+            let actor = format!("import:{}", file.display());
+            match kind {
+                ImportKind::Users => {
+                    let n = lanyard_server::import::users(&state, input, &actor).await?;
+                    println!("imported {n} users");
+                }
+                ImportKind::Launchpads => {
+                    let created = lanyard_server::import::launchpads(&state, input, &actor).await?;
+                    println!("id,reader_credential");
+                    for (id, credential) in &created {
+                        println!("{id},{credential}");
+                    }
+                    eprintln!(
+                        "imported {} launchpads; the reader credentials above are shown once",
+                        created.len()
+                    );
+                }
+            }
+            Ok(())
         }
     }
 }

@@ -33,22 +33,24 @@ pub struct PageQuery {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
-    username: String,
-    display_name: String,
-    email: Option<String>,
+    /// Username.
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+    /// Email.
+    pub email: Option<String>,
+    /// Directory groups.
     #[serde(default)]
-    groups: Vec<String>,
-    device_limit: Option<u32>,
-    password: Option<String>,
+    pub groups: Vec<String>,
+    /// Devices the user may hold at once (default 1, at most 10).
+    pub device_limit: Option<u32>,
+    /// Password for checkouts at the locker screen (8–256 characters).
+    pub password: Option<String>,
 }
 
-/// `POST /api/v1/users`.
-pub async fn create_user<S: Storage>(
-    State(st): State<AppState<S>>,
-    caller: Caller,
-    ApiJson(body): ApiJson<CreateUser>,
-) -> Result<(StatusCode, Json<User>), AppError> {
-    caller.require_admin()?;
+/// Checks a user to create (HTTP or CSV import); the password, if any, is returned
+/// apart, still to be hashed.
+pub fn checked_user(body: CreateUser) -> Result<(NewUser, Option<String>), AppError> {
     let username = validate::username("username", &body.username)?;
     let display_name = validate::text("display_name", &body.display_name, 128)?;
     let email = validate::email("email", body.email.as_deref())?;
@@ -61,29 +63,68 @@ pub async fn create_user<S: Storage>(
     if device_limit > 10 {
         return Err(AppError::invalid("device_limit", "must be 0 to 10"));
     }
-    let password = match body.password {
-        None => None,
-        Some(p) if p.chars().count() < 8 || p.len() > 256 => {
+    if let Some(p) = &body.password {
+        if p.chars().count() < 8 || p.len() > 256 {
             return Err(AppError::invalid("password", "must be 8 to 256 characters"));
         }
-        Some(p) => {
-            let salt = random_bytes(16)?;
-            let hash = tokio::task::spawn_blocking(move || {
-                SlowHash::new(p.as_bytes(), salt, PASSWORD_ITERATIONS)
-            })
-            .await
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("hashing: {e}")))?;
-            Some(hash)
-        }
-    };
+    }
     let user = NewUser {
         username,
         display_name,
         email,
         groups,
         device_limit,
-        password,
+        password: None,
     };
+    Ok((user, body.password))
+}
+
+/// PBKDF2 of a password, off the async threads.
+pub async fn hash_password(password: String) -> Result<SlowHash, AppError> {
+    let salt = random_bytes(16)?;
+    tokio::task::spawn_blocking(move || {
+        SlowHash::new(password.as_bytes(), salt, PASSWORD_ITERATIONS)
+    })
+    .await
+    .map_err(|e| AppError::Internal(anyhow::anyhow!("hashing: {e}")))
+}
+
+/// Checks a cart to create (HTTP or CSV import).
+pub fn checked_launchpad(body: CreateLaunchpad) -> Result<Launchpad, AppError> {
+    if !(1..=64).contains(&body.ports) {
+        return Err(AppError::invalid("ports", "must be 1 to 64"));
+    }
+    let timezone = validate::optional_text("timezone", body.timezone.as_deref(), 64)?;
+    if let Some(tz) = &timezone {
+        if jiff::tz::TimeZone::get(tz).is_err() {
+            return Err(AppError::invalid(
+                "timezone",
+                "must be an IANA zone name such as America/Chicago",
+            ));
+        }
+    }
+    Ok(Launchpad {
+        id: validate::ident("id", &body.id)?,
+        name: validate::text("name", &body.name, 128)?,
+        ports: body.ports,
+        department: validate::optional_text("department", body.department.as_deref(), 128)?,
+        facility: validate::optional_text("facility", body.facility.as_deref(), 128)?,
+        manager: validate::email("manager", body.manager.as_deref())?,
+        timezone,
+    })
+}
+
+/// `POST /api/v1/users`.
+pub async fn create_user<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateUser>,
+) -> Result<(StatusCode, Json<User>), AppError> {
+    caller.require_admin()?;
+    let (mut user, password) = checked_user(body)?;
+    if let Some(p) = password {
+        user.password = Some(hash_password(p).await?);
+    }
     let created = st
         .storage
         .create_user(user, caller.actor.clone(), st.now())
@@ -149,13 +190,20 @@ pub async fn add_badge<S: Storage>(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLaunchpad {
-    id: String,
-    name: String,
-    ports: u32,
-    department: Option<String>,
-    facility: Option<String>,
-    manager: Option<String>,
-    timezone: Option<String>,
+    /// Stable id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Number of ports.
+    pub ports: u32,
+    /// Launchpad Attribute: Department.
+    pub department: Option<String>,
+    /// Launchpad Attribute: Facility.
+    pub facility: Option<String>,
+    /// Launchpad Attribute: Launchpad Manager (email).
+    pub manager: Option<String>,
+    /// Launchpad Attribute: Timezone (IANA).
+    pub timezone: Option<String>,
 }
 
 /// `POST /api/v1/launchpads`.
@@ -165,32 +213,7 @@ pub async fn create_launchpad<S: Storage>(
     ApiJson(body): ApiJson<CreateLaunchpad>,
 ) -> Result<(StatusCode, Json<LaunchpadCreated>), AppError> {
     caller.require_admin()?;
-    if !(1..=64).contains(&body.ports) {
-        return Err(AppError::invalid("ports", "must be 1 to 64"));
-    }
-    let timezone = validate::optional_text("timezone", body.timezone.as_deref(), 64)?;
-    if let Some(tz) = &timezone {
-        let plausible = tz.contains('/') || tz == "UTC";
-        if !plausible
-            || !tz
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'))
-        {
-            return Err(AppError::invalid(
-                "timezone",
-                "must be an IANA zone name such as America/Chicago",
-            ));
-        }
-    }
-    let launchpad = Launchpad {
-        id: validate::ident("id", &body.id)?,
-        name: validate::text("name", &body.name, 128)?,
-        ports: body.ports,
-        department: validate::optional_text("department", body.department.as_deref(), 128)?,
-        facility: validate::optional_text("facility", body.facility.as_deref(), 128)?,
-        manager: validate::email("manager", body.manager.as_deref())?,
-        timezone,
-    };
+    let launchpad = checked_launchpad(body)?;
     let credential = random_token(32)?;
     let created = st
         .storage

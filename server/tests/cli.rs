@@ -1,0 +1,194 @@
+//! The binary's other commands as an operator uses them: `demo` and `import`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lanyard-server"))
+}
+
+/// Kills the child even when an assertion fails.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+#[tokio::test]
+async fn demo_seeds_carts_users_and_docked_devices_that_answer_a_cart_tap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Child(
+        bin()
+            .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("d"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let done = line.contains("demo devices docked");
+            lines.push(line.trim().to_owned());
+            if done {
+                return lines;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let url = lines[0].rsplit(' ').next().unwrap().to_owned();
+    let token = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("admin API token (shown once): "))
+        .unwrap();
+    let cart = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("cart 4west-cart-1: reader credential "))
+        .unwrap();
+    let http = client();
+    let devices: serde_json::Value = http
+        .get(format!("{url}/api/v1/devices?status=checked_in"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(devices["items"].as_array().unwrap().len(), 12);
+    let tap: serde_json::Value = http
+        .post(format!("{url}/launchpad/v1/tap"))
+        .bearer_auth(cart)
+        .json(&serde_json::json!({"badge": "1001"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tap["beep"], 1, "{tap}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("enrollment link for real phones: lanyard://enroll?"))
+    );
+}
+
+#[test]
+fn import_is_all_or_nothing_and_names_every_bad_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "username,display_name,email,groups,device_limit,badge,password\n\
+         alice,Alice Moreau,alice@stmary.example,Nursing;ICU,1,0012345,correct-horse\n\
+         bob!,Bob,,,,,\n\
+         carol,Carol,not-an-email,,,,\n\
+         alice,Alice again,,,,,\n\
+         dan,Dan,,,eleven,,\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["import", "users"])
+        .arg(&bad)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for row in ["row 3", "row 4", "row 5", "row 6"] {
+        assert!(err.contains(row), "{row} missing from: {err}");
+    }
+    assert!(!err.contains("row 2:"), "row 2 is fine: {err}");
+
+    let good = dir.path().join("good.csv");
+    std::fs::write(
+        &good,
+        "username,display_name,email,groups,device_limit,badge,password\n\
+         alice,Alice Moreau,alice@stmary.example,Nursing;ICU,1,0012345,correct-horse\n\
+         bob,Bob Okafor,,,2,,\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["import", "users"])
+        .arg(&good)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "imported 2 users",
+        "the failed run imported nothing"
+    );
+    // Importing the same file again: every row conflicts, nothing changes.
+    let out = bin()
+        .args(["import", "users"])
+        .arg(&good)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+
+    let carts = dir.path().join("carts.csv");
+    std::fs::write(
+        &carts,
+        "id,name,ports,department,facility,manager,timezone\n\
+         cart-a,Cart A,10,4 West,St Mary,mgr@stmary.example,America/Chicago\n\
+         cart-b,Cart B,8,ED,St Mary,,Europe/Paris\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["import", "launchpads"])
+        .arg(&carts)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("id,reader_credential\ncart-a,"));
+    assert_eq!(stdout.lines().count(), 3);
+    std::fs::write(
+        &carts,
+        "id,name,ports,department,facility,manager,timezone\ncart-c,Cart C,8,,,,Mars/Olympus\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["import", "launchpads"])
+        .arg(&carts)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("timezone"));
+}
