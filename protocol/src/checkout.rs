@@ -8,6 +8,7 @@ use crate::status::{UnlockMethod, UserRef};
 use crate::time::Timestamp;
 
 /// What the person at the phone presented.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Credential {
@@ -27,6 +28,7 @@ pub enum Credential {
 }
 
 /// `POST /device/v1/authorize`: a device asks the server to check a user out on it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthorizeRequest {
     /// Correlates the answer, which may arrive as a response or a pushed command.
@@ -58,6 +60,7 @@ pub struct CheckoutGrant {
 }
 
 /// Why a checkout was refused. Cart-reader refusals map to the launchpad beep codes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DenialCode {
@@ -103,6 +106,7 @@ impl DenialCode {
 
 /// The answer to an [`AuthorizeRequest`]: always a signed command, a `grant_checkout` or
 /// a `deny_checkout` for the request, so the phone acts only on decisions it can verify.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthorizeResponse {
     /// A signed [`crate::CommandEnvelope`] whose payload answers the request.

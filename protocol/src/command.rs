@@ -60,6 +60,7 @@ pub struct CommandEnvelope {
 }
 
 /// Why a device refused a command. Each refusal is recorded and reported.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum CommandRejection {

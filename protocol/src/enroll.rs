@@ -17,6 +17,7 @@ pub mod paths {
 }
 
 /// What a phone says about itself when it enrolls.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceInfo {
     /// Hardware serial number, when the app can read it (from MDM managed configuration).
@@ -28,8 +29,9 @@ pub struct DeviceInfo {
     /// Model identifier, e.g. `iPhone15,2`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    /// OS version.
+    /// OS version, e.g. `17.4.1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub os_version: Option<OsVersion>,
     /// Device name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -37,6 +39,7 @@ pub struct DeviceInfo {
 }
 
 /// `POST /device/v1/enroll` body.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrollRequest {
     /// Wire version.
@@ -48,6 +51,7 @@ pub struct EnrollRequest {
 }
 
 /// The server's answer to a successful enrollment.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrollResponse {
     /// Wire version.
@@ -57,7 +61,8 @@ pub struct EnrollResponse {
     /// The secret the device presents on every request (`Authorization: Bearer …`).
     /// Kept in the host's secret store (Keychain), never in the agent database.
     pub device_credential: String,
-    /// The server's Ed25519 key, pinned from now on.
+    /// The server's Ed25519 key, pinned from now on (32 bytes, unpadded base64url).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub server_key: VerifyingKey,
     /// The initial signed [`crate::Policy`].
     pub policy: Signed,

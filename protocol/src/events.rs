@@ -15,6 +15,7 @@ use crate::status::{DeviceStatus, DockLocation, UnlockMethod, UserRef};
 use crate::time::Timestamp;
 
 /// One outbox record.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRecord {
     /// Per-device sequence number: starts at 1, increases by exactly 1 per record.
@@ -35,6 +36,7 @@ pub struct EventRecord {
 }
 
 /// A status change and what caused it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transition {
     /// Status before.
@@ -46,6 +48,7 @@ pub struct Transition {
 }
 
 /// Why the status changed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Cause {
@@ -85,6 +88,7 @@ pub enum Cause {
 }
 
 /// Something the server should know that is not itself a status change.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Report {
@@ -223,6 +227,7 @@ pub enum Report {
 }
 
 /// The kinds of signed payload the server sends besides commands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PayloadKind {
@@ -243,6 +248,7 @@ impl PayloadKind {
 }
 
 /// Why a grant was not applied.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantRejection {
@@ -257,6 +263,7 @@ pub enum GrantRejection {
 }
 
 /// The result of one app's logout.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LogoutOutcome {
@@ -272,10 +279,12 @@ pub enum LogoutOutcome {
 }
 
 /// A snapshot of platform facts, sent when they change meaningfully.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FactsReport {
-    /// OS version.
+    /// OS version, e.g. `17.4.1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub os_version: Option<OsVersion>,
     /// Whether a passcode is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -10,6 +10,7 @@ use std::fmt;
 macro_rules! secret_string {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $name(String);

@@ -13,6 +13,7 @@ use std::fmt;
 use crate::b64;
 
 /// A payload and the server's signature over its bytes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signed {
     /// The JSON text that was signed.

@@ -6,6 +6,7 @@ use crate::ids::LaunchpadId;
 
 /// The checkout status of a device. The server's view is the status carried by the
 /// newest outbox record it has applied.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceStatus {
@@ -24,6 +25,7 @@ pub enum DeviceStatus {
 }
 
 /// How a user came to hold a device.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UnlockMethod {
@@ -50,6 +52,7 @@ impl UnlockMethod {
 }
 
 /// The person a device is assigned to (the "Device User").
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct UserRef {
     /// The directory username, e.g. `alice`.
@@ -59,6 +62,7 @@ pub struct UserRef {
 }
 
 /// Where a device is docked, when the dock reports it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DockLocation {
     /// The cart, when known (launchpad-reported docks always know it).

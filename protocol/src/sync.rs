@@ -8,6 +8,7 @@ use crate::signing::Signed;
 use crate::time::Timestamp;
 
 /// A device's sync request.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncRequest {
     /// Wire version ([`crate::PROTOCOL_VERSION`]).
@@ -32,6 +33,7 @@ pub struct SyncRequest {
 }
 
 /// The server's sync response.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncResponse {
     /// Wire version.

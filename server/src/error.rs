@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::storage::StorageError;
 
 /// The body of every error response.
-#[derive(Debug, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Serialize)]
 pub struct ErrorBody {
     /// Stable code a client can branch on, e.g. `not_found`.
     pub code: &'static str,

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod lookup;
 pub mod metrics;
 pub mod model;
+pub mod openapi;
 pub mod state;
 pub mod storage;
 
@@ -62,13 +63,14 @@ impl ServerConfig {
 }
 
 /// `GET /healthz` body.
-#[derive(Debug, Serialize)]
-struct Health {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
     status: &'static str,
     version: &'static str,
     protocol_version: u32,
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
 async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok",
@@ -78,6 +80,7 @@ async fn healthz() -> Json<Health> {
 }
 
 /// `GET /readyz`: the database answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Health), (status = 500, body = crate::error::ErrorBody)))]
 async fn readyz<S: Storage>(State(st): State<AppState<S>>) -> Result<Json<Health>, AppError> {
     st.storage.current_policy().await?;
     Ok(healthz().await)
@@ -143,6 +146,7 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
             "/api/v1/devices/{id}/activity.csv",
             get(api::logs::activity_csv::<S>),
         )
+        .route("/api/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics::render::<S>))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(not_found)

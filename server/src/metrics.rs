@@ -57,6 +57,7 @@ pub async fn track(req: Request, next: Next) -> Response {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn render<S: Storage>(State(st): State<AppState<S>>) -> Result<Response, AppError> {
     let Some(handle) = handle() else {
         return Err(AppError::Internal(anyhow::anyhow!(

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What an API token may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Everything.
@@ -36,7 +36,7 @@ impl Role {
 }
 
 /// A clinician or staff member who can check devices out.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     /// Directory username.
     pub username: String,
@@ -55,7 +55,7 @@ pub struct User {
 }
 
 /// A charging cart.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Launchpad {
     /// Stable id, e.g. `cart-4west-1`.
     pub id: String,
@@ -74,7 +74,7 @@ pub struct Launchpad {
 }
 
 /// A phone as the server sees it (mirrored from its outbox).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Device {
     /// Lanyard device id.
     pub id: String,
@@ -107,7 +107,7 @@ pub struct Device {
 }
 
 /// One page of a list, with the cursor for the next.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize)]
 pub struct Page<T> {
     /// The items.
     pub items: Vec<T>,
@@ -117,7 +117,7 @@ pub struct Page<T> {
 }
 
 /// One entry of the audit log: who changed what, with the values before and after.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {
     /// Entry id (increasing).
     pub id: i64,
@@ -132,7 +132,9 @@ pub struct AuditRecord {
     /// Its id.
     pub target_id: String,
     /// The record before the change (absent for a creation).
+    #[schema(value_type = Option<Object>)]
     pub before: Option<serde_json::Value>,
     /// The record after the change.
+    #[schema(value_type = Option<Object>)]
     pub after: Option<serde_json::Value>,
 }

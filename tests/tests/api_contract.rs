@@ -538,3 +538,96 @@ async fn metrics_count_requests_by_route_and_devices_by_status() {
     );
     server.stop().await.unwrap();
 }
+
+/// Every `$ref` in the document, to check none dangles.
+fn refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                if k == "$ref" {
+                    if let Some(s) = v.as_str() {
+                        out.push(s.to_owned());
+                    }
+                }
+                refs(v, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_with_resolvable_schemas() {
+    let server = TestServer::start().await.unwrap();
+    let doc: Value = http_client()
+        .get(format!("{}/api/v1/openapi.json", server.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    for (method, path) in [
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/metrics"),
+        ("post", "/api/v1/users"),
+        ("get", "/api/v1/users"),
+        ("get", "/api/v1/users/{username}"),
+        ("post", "/api/v1/users/{username}/badges"),
+        ("post", "/api/v1/launchpads"),
+        ("get", "/api/v1/launchpads"),
+        ("post", "/api/v1/enrollment-tokens"),
+        ("get", "/api/v1/devices"),
+        ("get", "/api/v1/devices/{id}"),
+        ("post", "/api/v1/devices/{id}/check-in"),
+        ("get", "/api/v1/devices/{id}/activity"),
+        ("get", "/api/v1/devices/{id}/activity.csv"),
+        ("get", "/api/v1/audit"),
+        ("get", "/api/v1/audit.csv"),
+        ("post", "/device/v1/enroll"),
+        ("post", "/device/v1/sync"),
+        ("post", "/device/v1/authorize"),
+        ("post", "/launchpad/v1/tap"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing"
+        );
+    }
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "User",
+        "Device",
+        "ErrorBody",
+        "SyncRequest",
+        "EventRecord",
+        "Report",
+        "TapResponse",
+    ] {
+        assert!(schemas.contains_key(name), "schema {name} missing");
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in all {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("unexpected ref {r}"));
+        assert!(schemas.contains_key(name), "dangling $ref {r}");
+    }
+    for scheme in ["api_token", "device_credential", "launchpad_credential"] {
+        assert_eq!(
+            doc["components"]["securitySchemes"][scheme]["scheme"],
+            "bearer"
+        );
+    }
+    server.stop().await.unwrap();
+}

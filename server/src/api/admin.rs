@@ -9,7 +9,7 @@ use lanyard_protocol::{BadgeId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::validate;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::keys::{random_bytes, random_token, sha256};
 use crate::model::{Device, Launchpad, Page, User};
@@ -20,6 +20,8 @@ use crate::storage::{DeviceFilter, NewEnrollmentToken, NewUser, Storage};
 pub const PASSWORD_ITERATIONS: u32 = 100_000;
 
 /// Paging parameters.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
@@ -30,7 +32,7 @@ pub struct PageQuery {
 }
 
 /// `POST /api/v1/users` body.
-#[derive(Debug, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     /// Username.
@@ -115,6 +117,7 @@ pub fn checked_launchpad(body: CreateLaunchpad) -> Result<Launchpad, AppError> {
 }
 
 /// `POST /api/v1/users`.
+#[utoipa::path(post, path = "/api/v1/users", tag = "admin", description = "Needs the admin role.", request_body = CreateUser, responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 201, description = "created", body = User), (status = 403, body = ErrorBody), (status = 409, description = "username taken", body = ErrorBody)), security(("api_token" = [])))]
 pub async fn create_user<S: Storage>(
     State(st): State<AppState<S>>,
     caller: Caller,
@@ -133,6 +136,7 @@ pub async fn create_user<S: Storage>(
 }
 
 /// `GET /api/v1/users`.
+#[utoipa::path(get, path = "/api/v1/users", tag = "admin", description = "Any role.", params(PageQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, body = Page<User>)), security(("api_token" = [])))]
 pub async fn list_users<S: Storage>(
     State(st): State<AppState<S>>,
     _caller: Caller,
@@ -143,6 +147,7 @@ pub async fn list_users<S: Storage>(
 }
 
 /// `GET /api/v1/users/{username}`.
+#[utoipa::path(get, path = "/api/v1/users/{username}", tag = "admin", description = "Any role.", params(("username" = String, Path)), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, body = User), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
 pub async fn get_user<S: Storage>(
     State(st): State<AppState<S>>,
     _caller: Caller,
@@ -153,7 +158,7 @@ pub async fn get_user<S: Storage>(
 }
 
 /// `POST /api/v1/users/{username}/badges` body.
-#[derive(Debug, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddBadge {
     badge: String,
@@ -161,6 +166,7 @@ pub struct AddBadge {
 
 /// `POST /api/v1/users/{username}/badges`: registers a badge. Only its keyed hash is
 /// stored; the raw id is never kept, logged or returned.
+#[utoipa::path(post, path = "/api/v1/users/{username}/badges", tag = "admin", description = "Needs the admin role.", params(("username" = String, Path)), request_body = AddBadge, responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 201, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "badge already registered", body = ErrorBody)), security(("api_token" = [])))]
 pub async fn add_badge<S: Storage>(
     State(st): State<AppState<S>>,
     caller: Caller,
@@ -187,7 +193,7 @@ pub async fn add_badge<S: Storage>(
 }
 
 /// `POST /api/v1/launchpads` body.
-#[derive(Debug, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLaunchpad {
     /// Stable id.
@@ -207,6 +213,7 @@ pub struct CreateLaunchpad {
 }
 
 /// `POST /api/v1/launchpads`.
+#[utoipa::path(post, path = "/api/v1/launchpads", tag = "admin", description = "Needs the admin role.", request_body = CreateLaunchpad, responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 201, body = LaunchpadCreated), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)), security(("api_token" = [])))]
 pub async fn create_launchpad<S: Storage>(
     State(st): State<AppState<S>>,
     caller: Caller,
@@ -234,7 +241,7 @@ pub async fn create_launchpad<S: Storage>(
 }
 
 /// A new cart, with its reader's credential (shown once; only its hash is stored).
-#[derive(Debug, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Serialize)]
 pub struct LaunchpadCreated {
     /// The cart.
     #[serde(flatten)]
@@ -244,6 +251,7 @@ pub struct LaunchpadCreated {
 }
 
 /// `GET /api/v1/launchpads`.
+#[utoipa::path(get, path = "/api/v1/launchpads", tag = "admin", description = "Any role.", params(PageQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, body = Page<Launchpad>)), security(("api_token" = [])))]
 pub async fn list_launchpads<S: Storage>(
     State(st): State<AppState<S>>,
     _caller: Caller,
@@ -254,7 +262,7 @@ pub async fn list_launchpads<S: Storage>(
 }
 
 /// `POST /api/v1/enrollment-tokens` body.
-#[derive(Debug, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEnrollmentToken {
     label: String,
@@ -267,7 +275,7 @@ pub struct CreateEnrollmentToken {
 }
 
 /// A new enrollment token, shown once.
-#[derive(Debug, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Serialize)]
 pub struct EnrollmentTokenCreated {
     /// The token itself (only its hash is stored).
     pub token: String,
@@ -295,6 +303,7 @@ fn public_url(headers: &HeaderMap) -> Result<String, AppError> {
 }
 
 /// `POST /api/v1/enrollment-tokens`.
+#[utoipa::path(post, path = "/api/v1/enrollment-tokens", tag = "admin", description = "Needs the admin role.", request_body = CreateEnrollmentToken, responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 201, body = EnrollmentTokenCreated), (status = 403, body = ErrorBody), (status = 404, description = "unknown launchpad", body = ErrorBody)), security(("api_token" = [])))]
 pub async fn create_enrollment_token<S: Storage>(
     State(st): State<AppState<S>>,
     caller: Caller,
@@ -351,6 +360,8 @@ pub async fn create_enrollment_token<S: Storage>(
 }
 
 /// `GET /api/v1/devices` filters.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceQuery {
@@ -371,6 +382,7 @@ const STATUSES: [&str; 6] = [
 ];
 
 /// `GET /api/v1/devices`.
+#[utoipa::path(get, path = "/api/v1/devices", tag = "admin", description = "Any role.", params(DeviceQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, body = Page<Device>)), security(("api_token" = [])))]
 pub async fn list_devices<S: Storage>(
     State(st): State<AppState<S>>,
     _caller: Caller,
@@ -396,6 +408,7 @@ pub async fn list_devices<S: Storage>(
 }
 
 /// `GET /api/v1/devices/{id}`.
+#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "admin", description = "Any role.", params(("id" = String, Path)), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, body = Device), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
 pub async fn get_device<S: Storage>(
     State(st): State<AppState<S>>,
     _caller: Caller,
@@ -405,7 +418,7 @@ pub async fn get_device<S: Storage>(
 }
 
 /// `POST /api/v1/devices/{id}/check-in` body.
-#[derive(Debug, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckInAction {
     /// Why (shown to the user, kept with the command).
@@ -413,7 +426,7 @@ pub struct CheckInAction {
 }
 
 /// A queued device action.
-#[derive(Debug, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Serialize)]
 pub struct ActionQueued {
     /// The signed command's id.
     pub command_id: String,
@@ -426,6 +439,7 @@ const ACTION_TTL_SECS: u64 = 24 * 3600;
 
 /// `POST /api/v1/devices/{id}/check-in`: IT checks a device in remotely (logs the user
 /// out and locks it). Delivered on the device's next sync, at once if it is long-polling.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/check-in", tag = "admin", description = "Needs the admin or helpdesk role.", params(("id" = String, Path)), request_body = CheckInAction, responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 202, description = "queued; delivered at the next sync", body = ActionQueued), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
 pub async fn check_in_device<S: Storage>(
     State(st): State<AppState<S>>,
     caller: Caller,

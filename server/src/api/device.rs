@@ -38,6 +38,7 @@ fn check_version(v: u32) -> Result<(), AppError> {
 }
 
 /// `POST /device/v1/enroll`: redeem an enrollment token.
+#[utoipa::path(post, path = "/device/v1/enroll", tag = "device", request_body = lanyard_protocol::enroll::EnrollRequest, responses((status = 200, body = lanyard_protocol::enroll::EnrollResponse), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
 pub async fn enroll<S: Storage>(
     State(st): State<AppState<S>>,
     ApiJson(req): ApiJson<EnrollRequest>,
@@ -90,6 +91,7 @@ pub async fn enroll<S: Storage>(
 }
 
 /// `POST /device/v1/sync`: store the device's records, answer with commands and policy.
+#[utoipa::path(post, path = "/device/v1/sync", tag = "device", request_body = SyncRequest, responses((status = 200, body = SyncResponse), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)), security(("device_credential" = [])))]
 pub async fn sync<S: Storage>(
     State(st): State<AppState<S>>,
     DeviceCaller(device): DeviceCaller,
@@ -198,6 +200,7 @@ async fn resolve<S: Storage>(
 }
 
 /// `POST /device/v1/authorize`: a badge tapped on the phone, or a password.
+#[utoipa::path(post, path = "/device/v1/authorize", tag = "device", request_body = AuthorizeRequest, responses((status = 200, body = AuthorizeResponse), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)), security(("device_credential" = [])))]
 pub async fn authorize<S: Storage>(
     State(st): State<AppState<S>>,
     DeviceCaller(device): DeviceCaller,

@@ -38,7 +38,7 @@ const HOLD_SLACK_SECS: u64 = 5;
 const DEFAULT_MIN_BATTERY: u8 = 20;
 
 /// `POST /launchpad/v1/tap` body.
-#[derive(Debug, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TapRequest {
     /// The raw badge id read at the cart. Never stored or logged.
@@ -46,7 +46,7 @@ pub struct TapRequest {
 }
 
 /// What the cart's reader does next.
-#[derive(Debug, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Serialize)]
 pub struct TapResponse {
     /// 1 success, 2 badge not found, 3 no device available or automation error,
     /// 4 user already has a device.
@@ -104,6 +104,7 @@ async fn resolve<S: Storage>(
 }
 
 /// `POST /launchpad/v1/tap`.
+#[utoipa::path(post, path = "/launchpad/v1/tap", tag = "launchpad", description = "A badge tapped at a cart reader. Beep 1 success (port, device_id), 2 badge not found, 3 no device or lookup failure, 4 user already has a device.", request_body = TapRequest, responses((status = 200, body = TapResponse), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody)), security(("launchpad_credential" = [])))]
 pub async fn tap<S: Storage>(
     State(st): State<AppState<S>>,
     LaunchpadCaller(cart): LaunchpadCaller,

@@ -9,7 +9,7 @@ use lanyard_protocol::EventRecord;
 use serde::Deserialize;
 
 use super::validate;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 use crate::extract::{ApiQuery, Caller};
 use crate::model::{AuditRecord, Page};
 use crate::state::AppState;
@@ -19,6 +19,8 @@ use crate::storage::Storage;
 const MAX_EXPORT: u32 = 100_000;
 
 /// Paging of the audit log.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
@@ -29,6 +31,8 @@ pub struct AuditQuery {
 }
 
 /// Paging of a device's activity.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActivityQuery {
@@ -72,6 +76,7 @@ fn csv_error(e: impl std::fmt::Display) -> AppError {
 }
 
 /// `GET /api/v1/audit`: newest first.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "admin", description = "Any role.", params(AuditQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, body = Page<AuditRecord>)), security(("api_token" = [])))]
 pub async fn audit<S: Storage>(
     State(st): State<AppState<S>>,
     _caller: Caller,
@@ -82,6 +87,7 @@ pub async fn audit<S: Storage>(
 }
 
 /// `GET /api/v1/audit.csv`.
+#[utoipa::path(get, path = "/api/v1/audit.csv", tag = "admin", description = "Any role.", params(AuditQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, description = "CSV export", content_type = "text/csv", body = String)), security(("api_token" = [])))]
 pub async fn audit_csv<S: Storage>(
     State(st): State<AppState<S>>,
     _caller: Caller,
@@ -125,6 +131,7 @@ pub async fn audit_csv<S: Storage>(
 }
 
 /// `GET /api/v1/devices/{id}/activity`: the device's journey in sequence order.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/activity", tag = "admin", description = "Any role.", params(("id" = String, Path), ActivityQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, body = Page<lanyard_protocol::EventRecord>), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
 pub async fn activity<S: Storage>(
     State(st): State<AppState<S>>,
     _caller: Caller,
@@ -136,6 +143,7 @@ pub async fn activity<S: Storage>(
 }
 
 /// `GET /api/v1/devices/{id}/activity.csv`.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/activity.csv", tag = "admin", description = "Any role.", params(("id" = String, Path), ActivityQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, description = "CSV export", content_type = "text/csv", body = String), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
 pub async fn activity_csv<S: Storage>(
     State(st): State<AppState<S>>,
     _caller: Caller,

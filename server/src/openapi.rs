@@ -1,0 +1,51 @@
+//! The OpenAPI 3.1 description of the HTTP API, generated from the handlers' own
+//! annotations and the types' schemas, served at `GET /api/v1/openapi.json`.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::api::{admin, device, launchpad, logs};
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Lanyard server API", description = "Admin API (/api/v1), device API (/device/v1), launchpad API (/launchpad/v1). Every error is JSON {code, message}."),
+    paths(
+        crate::healthz, crate::readyz, crate::metrics::render,
+        admin::create_user, admin::list_users, admin::get_user, admin::add_badge,
+        admin::create_launchpad, admin::list_launchpads, admin::create_enrollment_token,
+        admin::list_devices, admin::get_device, admin::check_in_device,
+        logs::audit, logs::audit_csv, logs::activity, logs::activity_csv,
+        device::enroll, device::sync, device::authorize,
+        launchpad::tap,
+    ),
+    modifiers(&BearerSchemes),
+    tags(
+        (name = "admin", description = "IT administration: users, badges, carts, enrollment, devices, audit"),
+        (name = "device", description = "The locker agent on each phone"),
+        (name = "launchpad", description = "Badge readers on the carts"),
+        (name = "operations", description = "Health, readiness, metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The three bearer credentials: admin API tokens, device credentials, cart readers.
+struct BearerSchemes;
+
+impl Modify for BearerSchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for name in ["api_token", "device_credential", "launchpad_credential"] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+/// `GET /api/v1/openapi.json`.
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
