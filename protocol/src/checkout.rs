@@ -76,6 +76,8 @@ pub enum DenialCode {
     NotPermitted,
     /// This device is not in a state to be checked out (e.g. blocked, retired).
     DeviceUnavailable,
+    /// Too many wrong passwords for this user; wait, or use a badge.
+    TooManyAttempts,
 }
 
 impl DenialCode {
@@ -87,7 +89,8 @@ impl DenialCode {
             DenialCode::NoDeviceAvailable
             | DenialCode::InvalidCredentials
             | DenialCode::NotPermitted
-            | DenialCode::DeviceUnavailable => 3,
+            | DenialCode::DeviceUnavailable
+            | DenialCode::TooManyAttempts => 3,
         }
     }
 
@@ -100,6 +103,9 @@ impl DenialCode {
             DenialCode::InvalidCredentials => "Username or password is incorrect.",
             DenialCode::NotPermitted => "You are not permitted to check out devices.",
             DenialCode::DeviceUnavailable => "This device cannot be checked out right now.",
+            DenialCode::TooManyAttempts => {
+                "Too many wrong passwords. Try again later, or tap your badge."
+            }
         }
     }
 }

@@ -9,6 +9,9 @@ use tokio::sync::Notify;
 use crate::keys::ServerKeys;
 use crate::storage::Storage;
 
+/// Wrong passwords allowed per username before checks are delayed.
+pub const PASSWORD_FREE_ATTEMPTS: u32 = 5;
+
 /// A source of the current time (injectable for tests).
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
@@ -35,6 +38,8 @@ pub struct AppState<S> {
     pub badge_lookup: Option<Arc<crate::lookup::BadgeLookup>>,
     /// One wake-up per device with a long-poll waiting for commands.
     waiters: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+    /// Consecutive wrong passwords per username, and until when checks are refused.
+    password_failures: Arc<Mutex<HashMap<String, (u32, Timestamp)>>>,
     /// The policy in force and its signed form, read once (every sync compares versions).
     policy: Arc<std::sync::RwLock<Option<Arc<SignedPolicy>>>>,
 }
@@ -55,6 +60,7 @@ impl<S: Clone> Clone for AppState<S> {
             clock: self.clock.clone(),
             badge_lookup: self.badge_lookup.clone(),
             waiters: self.waiters.clone(),
+            password_failures: self.password_failures.clone(),
             policy: self.policy.clone(),
         }
     }
@@ -69,6 +75,7 @@ impl<S: Storage> AppState<S> {
             clock,
             badge_lookup: None,
             waiters: Arc::default(),
+            password_failures: Arc::default(),
             policy: Arc::default(),
         }
     }
@@ -96,6 +103,39 @@ impl<S: Storage> AppState<S> {
     pub fn invalidate_policy(&self) {
         if let Ok(mut slot) = self.policy.write() {
             *slot = None;
+        }
+    }
+
+    /// Whether password checks for `username` are refused at `now` (too many failures).
+    pub fn password_locked(&self, username: &str, now: Timestamp) -> bool {
+        let failures = self
+            .password_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        failures
+            .get(username)
+            .is_some_and(|(_, until)| *until > now)
+    }
+
+    /// Records a password check: success clears the count; after the free attempts each
+    /// failure locks the username for 1 minute, doubling up to an hour. Kept in memory:
+    /// a restart forgets it (documented in docs/security.md).
+    pub fn record_password(&self, username: &str, ok: bool, now: Timestamp) {
+        let mut failures = self
+            .password_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if ok {
+            failures.remove(username);
+            return;
+        }
+        let entry = failures
+            .entry(username.to_owned())
+            .or_insert((0, Timestamp::EPOCH));
+        entry.0 = entry.0.saturating_add(1);
+        if entry.0 >= PASSWORD_FREE_ATTEMPTS {
+            let over = (entry.0 - PASSWORD_FREE_ATTEMPTS).min(6);
+            entry.1 = now.plus_secs((60u64 << over).min(3600));
         }
     }
 

@@ -591,3 +591,61 @@ async fn admin_changes_are_audited_and_a_device_journey_is_exportable() {
     assert_eq!(s, 404);
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn repeated_wrong_passwords_lock_the_username_for_a_while() {
+    let server = TestServer::start().await.unwrap();
+    let admin = Admin {
+        base: server.base_url(),
+        token: server.token("admin").await.unwrap(),
+        http: http_client(),
+    };
+    admin
+        .post(
+            "/api/v1/users",
+            json!({"username": "alice", "display_name": "Alice", "password": "correct horse"}),
+        )
+        .await;
+    let (_, token) = admin
+        .post("/api/v1/enrollment-tokens", json!({"label": "t"}))
+        .await;
+    let mut phone = Phone::enroll(token["link"].as_str().unwrap()).await;
+    let mut try_password = async |pw: &str| {
+        let effects = phone
+            .agent
+            .handle(
+                Event::PasswordEntered {
+                    username: "alice".into(),
+                    password: Password::new(pw),
+                },
+                now(),
+            )
+            .unwrap();
+        phone
+            .client
+            .authorize(&mut phone.agent, &authorize_request(&effects), now())
+            .await
+            .unwrap();
+        phone.notice().unwrap_or_default()
+    };
+    for attempt in 1..=4 {
+        assert!(
+            try_password("wrong").await.contains("incorrect"),
+            "attempt {attempt}"
+        );
+    }
+    // The fifth failure starts the lockout; from then on even the right password waits.
+    assert!(try_password("wrong").await.contains("incorrect"));
+    assert!(
+        try_password("wrong")
+            .await
+            .contains("Too many wrong passwords")
+    );
+    assert!(
+        try_password("correct horse")
+            .await
+            .contains("Too many wrong passwords")
+    );
+    assert_eq!(phone.status(), DeviceStatus::CheckedIn);
+    server.stop().await.unwrap();
+}

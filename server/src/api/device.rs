@@ -178,14 +178,22 @@ async fn resolve<S: Storage>(
             })
         }
         Credential::Password { username, password } => {
-            let found = st.storage.user_password(username.trim().to_owned()).await?;
+            let username = username.trim().to_owned();
+            let now = st.now();
+            if st.password_locked(&username, now) {
+                return Ok(Resolved::Denied(DenialCode::TooManyAttempts));
+            }
+            let found = st.storage.user_password(username.clone()).await?;
             let Some((user, limit, Some(hash))) = found else {
+                // Unknown users count too, so probing usernames is throttled the same way.
+                st.record_password(&username, false, now);
                 return Ok(Resolved::Denied(DenialCode::InvalidCredentials));
             };
             // PBKDF2 is slow on purpose: keep it off the async threads.
             let ok = tokio::task::spawn_blocking(move || hash.verify(password.expose().as_bytes()))
                 .await
                 .map_err(|e| AppError::Internal(anyhow::anyhow!("password check: {e}")))?;
+            st.record_password(&username, ok, now);
             Ok(if ok {
                 Resolved::User {
                     user,
