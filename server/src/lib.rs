@@ -136,6 +136,9 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
             "/api/v1/devices/{id}/check-in",
             post(admin::check_in_device::<S>),
         )
+        .route("/api/v1/devices/{id}/lost", post(admin::mark_lost::<S>))
+        .route("/api/v1/devices/{id}/found", post(admin::mark_found::<S>))
+        .route("/api/v1/devices/{id}/retire", post(admin::retire::<S>))
         .route("/api/v1/audit", get(api::logs::audit::<S>))
         .route("/api/v1/audit.csv", get(api::logs::audit_csv::<S>))
         .route(

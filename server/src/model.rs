@@ -104,6 +104,10 @@ pub struct Device {
     pub last_contact: Option<i64>,
     /// Highest event sequence applied.
     pub last_seq: u64,
+    /// Checked out past its lending period (from the device's compliance reports).
+    pub overdue: bool,
+    /// Set by IT: `lost` or `retired`; such devices are never granted.
+    pub admin_state: Option<String>,
 }
 
 /// One page of a list, with the cursor for the next.

@@ -649,3 +649,160 @@ async fn repeated_wrong_passwords_lock_the_username_for_a_while() {
     assert_eq!(phone.status(), DeviceStatus::CheckedIn);
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn filters_find_wandering_and_overdue_phones_and_lost_or_retired_ones_are_never_granted() {
+    let server = TestServer::start().await.unwrap();
+    let admin = Admin {
+        base: server.base_url(),
+        token: server.token("admin").await.unwrap(),
+        http: http_client(),
+    };
+    let helpdesk = Admin {
+        base: server.base_url(),
+        token: server.token("helpdesk").await.unwrap(),
+        http: http_client(),
+    };
+    admin
+        .post(
+            "/api/v1/launchpads",
+            json!({"id": "cart-4w", "name": "4 West", "ports": 4, "department": "4 West"}),
+        )
+        .await;
+    admin
+        .post(
+            "/api/v1/launchpads",
+            json!({"id": "cart-ed", "name": "ED", "ports": 4, "department": "ED"}),
+        )
+        .await;
+    admin
+        .post(
+            "/api/v1/users",
+            json!({"username": "alice", "display_name": "Alice"}),
+        )
+        .await;
+    admin
+        .post("/api/v1/users/alice/badges", json!({"badge": "0012345"}))
+        .await;
+    let (_, token) = admin
+        .post(
+            "/api/v1/enrollment-tokens",
+            json!({"label": "4w", "department": "4 West"}),
+        )
+        .await;
+    let link = token["link"].as_str().unwrap();
+    let mut home = Phone::enroll(link).await;
+    let mut wanderer = Phone::enroll(link).await;
+    home.agent
+        .handle(
+            Event::Docked {
+                location: DockLocation {
+                    launchpad: Some("cart-4w".into()),
+                    port: Some(1),
+                },
+            },
+            now(),
+        )
+        .unwrap();
+    wanderer
+        .agent
+        .handle(
+            Event::Docked {
+                location: DockLocation {
+                    launchpad: Some("cart-ed".into()),
+                    port: Some(2),
+                },
+            },
+            now(),
+        )
+        .unwrap();
+    home.sync().await;
+    wanderer.sync().await;
+
+    let ids = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, v) = admin.get("/api/v1/devices?wandering=true").await;
+    assert_eq!(
+        ids(&v),
+        [wanderer.id.clone()],
+        "returned to the ED cart, home is 4 West"
+    );
+    let (_, v) = admin.get("/api/v1/devices?department=4%20West").await;
+    assert_eq!(ids(&v), [home.id.clone()]);
+
+    // Overdue: alice keeps the phone past the 13 h lending period; the phone reports it.
+    home.tap("0012345").await;
+    home.agent.handle(Event::Undocked, now()).unwrap();
+    let later = Timestamp(now().as_millis() + 14 * 3_600_000);
+    home.agent.handle(Event::Tick, later).unwrap();
+    home.client.sync_once(&mut home.agent, later).await.unwrap();
+    let (_, v) = admin.get("/api/v1/devices?overdue=true").await;
+    assert_eq!(ids(&v), [home.id.clone()]);
+    home.agent
+        .handle(
+            Event::Docked {
+                location: DockLocation::default(),
+            },
+            later,
+        )
+        .unwrap();
+    home.client.sync_once(&mut home.agent, later).await.unwrap();
+    let (_, v) = admin.get("/api/v1/devices?overdue=true").await;
+    assert!(ids(&v).is_empty(), "back in the cart: no longer overdue");
+
+    // Lost: never granted, not even to a tap on the phone itself; found again: fine.
+    let (s, d) = helpdesk
+        .post(
+            &format!("/api/v1/devices/{}/lost", home.id),
+            json!({"reason": "missing after shift"}),
+        )
+        .await;
+    assert_eq!((s, d["admin_state"].as_str()), (200, Some("lost")));
+    home.tap("0012345").await;
+    assert_eq!(home.status(), DeviceStatus::CheckedIn);
+    assert!(home.notice().unwrap().contains("cannot be checked out"));
+    let (s, _) = helpdesk
+        .post(
+            &format!("/api/v1/devices/{}/found", home.id),
+            json!({"reason": "in the break room"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = helpdesk
+        .post(
+            &format!("/api/v1/devices/{}/retire", home.id),
+            json!({"reason": "cracked screen"}),
+        )
+        .await;
+    assert_eq!(s, 403, "retiring needs the admin role");
+    let (s, _) = admin
+        .post(
+            &format!("/api/v1/devices/{}/retire", home.id),
+            json!({"reason": "cracked screen"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    // Applying the unenroll writes one more record, sent at the next sync.
+    home.client.sync_once(&mut home.agent, now()).await.unwrap();
+    assert_eq!(
+        home.status(),
+        DeviceStatus::Unenrolled,
+        "the retired phone unenrolled itself"
+    );
+    let (_, v) = admin.get("/api/v1/devices?admin_state=retired").await;
+    assert_eq!(ids(&v), [home.id.clone()]);
+    let (s, _) = admin
+        .post(
+            &format!("/api/v1/devices/{}/found", home.id),
+            json!({"reason": "x"}),
+        )
+        .await;
+    assert_eq!(s, 422);
+    server.stop().await.unwrap();
+}

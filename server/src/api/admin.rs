@@ -365,10 +365,23 @@ pub async fn create_enrollment_token<S: Storage>(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceQuery {
+    /// Checkout status (wire name).
     status: Option<String>,
+    /// Last cart.
     launchpad: Option<String>,
+    /// Holder (Device User).
     user: Option<String>,
+    /// Department of the last cart.
+    department: Option<String>,
+    /// Only overdue (`true`) or only not overdue (`false`) devices.
+    overdue: Option<bool>,
+    /// Only devices docked in a cart of another department than their Device Home.
+    wandering: Option<bool>,
+    /// `lost` or `retired`.
+    admin_state: Option<String>,
+    /// Continue after this device id.
     cursor: Option<String>,
+    /// Page size.
     limit: Option<u32>,
 }
 
@@ -397,10 +410,19 @@ pub async fn list_devices<S: Storage>(
             ));
         }
     }
+    if let Some(s) = &q.admin_state {
+        if s != "lost" && s != "retired" {
+            return Err(AppError::invalid("admin_state", "must be lost or retired"));
+        }
+    }
     let filter = DeviceFilter {
         status: q.status,
         launchpad: q.launchpad,
         user: q.user,
+        department: q.department,
+        overdue: q.overdue,
+        wandering: q.wandering,
+        admin_state: q.admin_state,
     };
     Ok(Json(
         st.storage.list_devices(filter, q.cursor, limit).await?,
@@ -483,4 +505,101 @@ pub async fn check_in_device<S: Storage>(
         expires_at: envelope.expires_at,
     };
     Ok((StatusCode::ACCEPTED, Json(queued)))
+}
+
+/// `POST /api/v1/devices/{id}/lost` and `/found` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceNote {
+    /// Why (kept in the audit log).
+    pub reason: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/devices/{id}/lost", tag = "admin", description = "Marks a device lost: it is never granted until found. Needs the admin or helpdesk role.", params(("id" = String, Path)), request_body = DeviceNote, responses((status = 200, body = Device), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
+/// `POST /api/v1/devices/{id}/lost`.
+pub async fn mark_lost<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<DeviceNote>,
+) -> Result<Json<Device>, AppError> {
+    caller.require_device_actions()?;
+    validate::text("reason", &body.reason, 256)?;
+    Ok(Json(
+        st.storage
+            .set_admin_state(id, Some("lost"), caller.actor.clone(), st.now())
+            .await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/devices/{id}/found", tag = "admin", description = "Clears the lost mark. Needs the admin or helpdesk role.", params(("id" = String, Path)), request_body = DeviceNote, responses((status = 200, body = Device), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, description = "the device is retired", body = ErrorBody)), security(("api_token" = [])))]
+/// `POST /api/v1/devices/{id}/found`.
+pub async fn mark_found<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<DeviceNote>,
+) -> Result<Json<Device>, AppError> {
+    caller.require_device_actions()?;
+    validate::text("reason", &body.reason, 256)?;
+    if st
+        .storage
+        .get_device(id.clone())
+        .await?
+        .admin_state
+        .as_deref()
+        == Some("retired")
+    {
+        return Err(AppError::Unprocessable(
+            "a retired device cannot be marked found".into(),
+        ));
+    }
+    Ok(Json(
+        st.storage
+            .set_admin_state(id, None, caller.actor.clone(), st.now())
+            .await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/devices/{id}/retire", tag = "admin", description = "Retires a device: never granted again, and told to unenroll at its next sync. Needs the admin role.", params(("id" = String, Path)), request_body = DeviceNote, responses((status = 200, body = Device), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
+/// `POST /api/v1/devices/{id}/retire`.
+pub async fn retire<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<DeviceNote>,
+) -> Result<Json<Device>, AppError> {
+    caller.require_admin()?;
+    validate::text("reason", &body.reason, 256)?;
+    let device = st
+        .storage
+        .set_admin_state(id, Some("retired"), caller.actor.clone(), st.now())
+        .await?;
+    let now = st.now();
+    let envelope = lanyard_protocol::CommandEnvelope {
+        v: lanyard_protocol::PROTOCOL_VERSION,
+        device_id: device.id.as_str().into(),
+        command_id: lanyard_protocol::CommandId::new(format!("c-{}", random_token(9)?)),
+        issued_at: now,
+        expires_at: now.plus_secs(ACTION_TTL_SECS * 30),
+        payload: lanyard_protocol::ServerCommand::Unenroll,
+    };
+    let signed = st
+        .keys
+        .signing
+        .sign(&envelope)
+        .map_err(anyhow::Error::new)?;
+    let command = crate::storage::NewCommand {
+        id: envelope.command_id.clone(),
+        device_id: device.id.clone(),
+        kind: "unenroll",
+        signed,
+        expires_at: envelope.expires_at,
+        delivered: false,
+    };
+    st.storage
+        .insert_command(command, None, Some(caller.actor.clone()), now)
+        .await?;
+    st.wake(&device.id);
+    Ok(Json(device))
 }

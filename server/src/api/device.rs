@@ -236,7 +236,10 @@ pub async fn authorize<S: Storage>(
             method,
         } => {
             let holder = device.device_user.as_deref();
-            let code = if holder.is_some_and(|h| h != user.username) {
+            let code = if device.admin_state.is_some() {
+                // Lost or retired phones are never handed out.
+                Some(DenialCode::DeviceUnavailable)
+            } else if holder.is_some_and(|h| h != user.username) {
                 Some(DenialCode::DeviceUnavailable)
             } else if holder != Some(user.username.as_str())
                 && st

@@ -116,6 +116,10 @@ pub const MIGRATIONS: &[&str] = &[
         after_json  TEXT
     );
     CREATE INDEX audit_log_target ON audit_log (target_kind, target_id);",
+    // v4: overdue mirrored from the device's compliance reports; lost / retired set by IT.
+    "ALTER TABLE device ADD COLUMN overdue INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE device ADD COLUMN admin_state TEXT
+        CHECK (admin_state IS NULL OR admin_state IN ('lost', 'retired'));",
 ];
 
 /// The schema version this build writes.

@@ -92,6 +92,15 @@ pub struct DeviceFilter {
     pub launchpad: Option<String>,
     /// Holder.
     pub user: Option<String>,
+    /// Department of the cart it was last docked in.
+    pub department: Option<String>,
+    /// Only overdue (or only not overdue) devices.
+    pub overdue: Option<bool>,
+    /// Only wandering devices: last docked in a cart whose Department differs from the
+    /// device's Device Home (or only those that are not).
+    pub wandering: Option<bool>,
+    /// `lost` or `retired`.
+    pub admin_state: Option<String>,
 }
 
 /// What applying a sync did.
@@ -276,6 +285,14 @@ pub trait Storage: Clone + Send + Sync + 'static {
         cursor: Option<String>,
         limit: u32,
     ) -> impl Future<Output = Result<Page<Device>, StorageError>> + Send;
+    /// Sets (or clears, with `None`) IT's lost / retired mark, audited.
+    fn set_admin_state(
+        &self,
+        device_id: String,
+        state: Option<&'static str>,
+        actor: String,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Device, StorageError>> + Send;
     /// How many devices are in each status.
     fn device_status_counts(
         &self,

@@ -3,6 +3,7 @@
 
 use lanyard_protocol::events::Report;
 use lanyard_protocol::kdf::SlowHash;
+use lanyard_protocol::policy::ConditionKind;
 use lanyard_protocol::{CommandId, DeviceStatus, EventRecord, Policy, Signed, Timestamp, UserRef};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -103,7 +104,7 @@ fn launchpad_row(r: &Row<'_>) -> rusqlite::Result<Launchpad> {
 }
 
 const DEVICE_COLUMNS: &str = "id, serial, udid, model, os_version, name, battery, status, device_home, \
-     device_user, last_launchpad, last_port, last_contact, last_seq";
+     device_user, last_launchpad, last_port, last_contact, last_seq, overdue, admin_state";
 
 fn device_row(r: &Row<'_>) -> rusqlite::Result<Device> {
     Ok(Device {
@@ -123,6 +124,8 @@ fn device_row(r: &Row<'_>) -> rusqlite::Result<Device> {
         last_port: r.get::<_, Option<i64>>(11)?.map(to_u32),
         last_contact: r.get(12)?,
         last_seq: u64::try_from(r.get::<_, i64>(13)?).unwrap_or(0),
+        overdue: r.get(14)?,
+        admin_state: r.get(15)?,
     })
 }
 
@@ -252,6 +255,7 @@ fn mirror(
     };
     let mut launchpad: Option<Option<String>> = None;
     let mut port: Option<Option<u32>> = None;
+    let mut overdue: Option<bool> = None;
     let mut docked: Option<bool> = None;
     let mut battery: Option<u8> = None;
     let mut os: Option<String> = None;
@@ -266,6 +270,13 @@ fn mirror(
                     }
                 }
                 Report::Undocked => docked = Some(false),
+                Report::ComplianceTier {
+                    condition: ConditionKind::CheckoutOverdue,
+                    ..
+                } => overdue = Some(true),
+                Report::ComplianceResolved {
+                    condition: ConditionKind::CheckoutOverdue,
+                } => overdue = Some(false),
                 Report::Facts(f) => {
                     battery = f.battery_percent.or(battery);
                     os = f.os_version.map(|v| v.to_string()).or(os);
@@ -280,7 +291,8 @@ fn mirror(
             last_port = CASE WHEN ?6 THEN ?8 ELSE last_port END,
             battery = COALESCE(?9, battery),
             os_version = COALESCE(?10, os_version),
-            docked = COALESCE(?11, docked)
+            docked = COALESCE(?11, docked),
+            overdue = COALESCE(?12, overdue)
          WHERE id = ?1",
         params![
             device_id,
@@ -294,6 +306,12 @@ fn mirror(
             battery.map(i64::from),
             os,
             docked,
+            // A checkout that ended is no longer overdue, whatever the last report said.
+            if newest.user.is_none() {
+                Some(false)
+            } else {
+                overdue
+            },
         ],
     )?;
     Ok(())
@@ -540,6 +558,7 @@ impl Storage for SqliteStorage {
                 .query_row(
                     "SELECT id, last_port FROM device
                      WHERE last_launchpad = ?1 AND status = 'checked_in' AND docked = 1
+                       AND admin_state IS NULL
                        AND COALESCE(battery, -1) >= ?2
                      ORDER BY battery DESC, COALESCE(last_port, 1000000) ASC, id ASC
                      LIMIT 1",
@@ -688,6 +707,40 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn set_admin_state(
+        &self,
+        device_id: String,
+        state: Option<&'static str>,
+        actor: String,
+        now: Timestamp,
+    ) -> Result<Device, StorageError> {
+        self.write(move |tx| {
+            let before = get_device(tx, &device_id)?;
+            tx.execute(
+                "UPDATE device SET admin_state = ?2 WHERE id = ?1",
+                params![device_id, state],
+            )?;
+            let after = get_device(tx, &device_id)?;
+            let action = match state {
+                Some("lost") => "device.lost",
+                Some("retired") => "device.retire",
+                _ => "device.found",
+            };
+            audit(
+                tx,
+                &actor,
+                action,
+                "device",
+                &device_id,
+                Some(json(&before)),
+                Some(json(&after)),
+                now,
+            )?;
+            Ok(after)
+        })
+        .await
+    }
+
     async fn device_status_counts(&self) -> Result<Vec<(String, u64)>, StorageError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
@@ -716,13 +769,30 @@ impl Storage for SqliteStorage {
     ) -> Result<Page<Device>, StorageError> {
         self.read(move |c| {
             let mut stmt = c.prepare(&format!(
-                "SELECT {DEVICE_COLUMNS} FROM device
+                "SELECT {DEVICE_COLUMNS} FROM device d
                  WHERE id > ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR last_launchpad = ?3)
                    AND (?4 IS NULL OR device_user = ?4)
+                   AND (?6 IS NULL OR overdue = ?6)
+                   AND (?7 IS NULL OR admin_state = ?7)
+                   AND (?8 IS NULL OR EXISTS (SELECT 1 FROM launchpad l
+                        WHERE l.id = d.last_launchpad AND l.department = ?8))
+                   AND (?9 IS NULL OR ?9 = EXISTS (SELECT 1 FROM launchpad l
+                        WHERE l.id = d.last_launchpad AND d.device_home IS NOT NULL
+                          AND l.department IS NOT NULL AND l.department <> d.device_home))
                  ORDER BY id LIMIT ?5"
             ))?;
             let rows = stmt.query_map(
-                params![cursor.unwrap_or_default(), f.status, f.launchpad, f.user, i64::from(limit) + 1],
+                params![
+                    cursor.unwrap_or_default(),
+                    f.status,
+                    f.launchpad,
+                    f.user,
+                    i64::from(limit) + 1,
+                    f.overdue,
+                    f.admin_state,
+                    f.department,
+                    f.wandering,
+                ],
                 device_row,
             )?;
             let items = rows.collect::<Result<Vec<_>, _>>()?;
