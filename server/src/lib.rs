@@ -16,6 +16,7 @@ pub mod lookup;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
+pub mod qr;
 pub mod state;
 pub mod storage;
 

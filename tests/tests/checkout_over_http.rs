@@ -179,6 +179,13 @@ async fn enroll_tap_undock_dock_over_http_with_the_server_mirroring_each_step() 
         .await;
     assert_eq!(s, 201, "{token}");
     let link = token["link"].as_str().unwrap();
+    assert!(
+        token["qr_png"]
+            .as_str()
+            .unwrap()
+            .starts_with("data:image/png;base64,iVBORw0KGgo"),
+        "a PNG of the link"
+    );
 
     let mut phone = Phone::enroll(link).await;
     let (_, device) = admin.get(&format!("/api/v1/devices/{}", phone.id)).await;

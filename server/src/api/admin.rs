@@ -281,6 +281,9 @@ pub struct EnrollmentTokenCreated {
     pub token: String,
     /// The `lanyard://enroll?…` link for a QR code.
     pub link: String,
+    /// The link as a QR code PNG (`data:image/png;base64,…`), to show on a staging screen
+    /// or print; like the token, available only now.
+    pub qr_png: String,
     /// Expiry.
     pub expires_at: Timestamp,
 }
@@ -349,11 +352,14 @@ pub async fn create_enrollment_token<S: Storage>(
         .append_pair("server", &server)
         .append_pair("token", &token)
         .finish();
+    let link = format!("lanyard://enroll?{link}");
+    let qr_png = crate::qr::png_data_url(&link)?;
     Ok((
         StatusCode::CREATED,
         Json(EnrollmentTokenCreated {
             token,
-            link: format!("lanyard://enroll?{link}"),
+            link,
+            qr_png,
             expires_at,
         }),
     ))
