@@ -114,6 +114,7 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
             post(device::authorize::<S>),
         )
         .route("/launchpad/v1/tap", post(launchpad::tap::<S>))
+        .route("/launchpad/v1/ports", post(launchpad::port_event::<S>))
         .route(
             "/api/v1/users",
             get(admin::list_users::<S>).post(admin::create_user::<S>),

@@ -19,7 +19,7 @@ use crate::api::{admin, device, launchpad, logs};
         admin::mark_lost, admin::mark_found, admin::retire,
         logs::audit, logs::audit_csv, logs::activity, logs::activity_csv,
         device::enroll, device::sync, device::authorize,
-        launchpad::tap,
+        launchpad::tap, launchpad::port_event,
     ),
     modifiers(&BearerSchemes),
     tags(

@@ -599,6 +599,7 @@ async fn the_openapi_document_describes_every_route_with_resolvable_schemas() {
         ("post", "/device/v1/sync"),
         ("post", "/device/v1/authorize"),
         ("post", "/launchpad/v1/tap"),
+        ("post", "/launchpad/v1/ports"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),

@@ -252,3 +252,94 @@ async fn cart_taps_choose_grant_wait_and_beep() {
     assert_eq!(resp.json::<Value>().await.unwrap()["code"], "unauthorized");
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_hub_reported_unplug_frees_the_cart_before_the_phone_syncs() {
+    let server = TestServer::start().await.unwrap();
+    let base = server.base_url();
+    let admin_token = server.token("admin").await.unwrap();
+    let http = http_client();
+    let admin = |path: &'static str, body: Value| {
+        let req = http
+            .post(format!("{base}{path}"))
+            .bearer_auth(&admin_token)
+            .json(&body);
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let cart = admin(
+        "/api/v1/launchpads",
+        json!({"id": "cart-1", "name": "Cart 1", "ports": 10}),
+    )
+    .await;
+    let cart = Cart {
+        base: base.clone(),
+        credential: cart["credential"].as_str().unwrap().to_owned(),
+        http: http.clone(),
+    };
+    for (u, b) in [("alice", "a-1"), ("bob", "b-1")] {
+        admin("/api/v1/users", json!({"username": u, "display_name": u})).await;
+        let path = if u == "alice" {
+            "/api/v1/users/alice/badges"
+        } else {
+            "/api/v1/users/bob/badges"
+        };
+        admin(path, json!({"badge": b})).await;
+    }
+    let token = admin(
+        "/api/v1/enrollment-tokens",
+        json!({"label": "t", "launchpad_id": "cart-1"}),
+    )
+    .await;
+    let link = token["link"].as_str().unwrap();
+    let p1 = Phone::in_cart(link, 1, 90).await;
+    let _p2 = Phone::in_cart(link, 2, 80).await;
+
+    assert_eq!(cart.tap("a-1").await["port"], 1);
+    // The hub sees port 1 emptied; the phone has not synced yet. Bob's tap proceeds.
+    let started = std::time::Instant::now();
+    let (bob, hub) = tokio::join!(cart.tap("b-1"), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let r = http
+            .post(format!("{base}/launchpad/v1/ports"))
+            .bearer_auth(&cart.credential)
+            .json(&json!({"port": 1, "docked": false}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    });
+    assert_eq!(hub.0, 200);
+    assert_eq!(
+        hub.1["device_id"],
+        p1.id.as_str(),
+        "matched by the port's last occupant"
+    );
+    assert_eq!(
+        (bob["beep"].as_u64(), bob["port"].as_u64()),
+        (Some(1), Some(2)),
+        "{bob}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // Ports outside the cart are refused; an unknown serial is accepted and matched to nothing.
+    let r = http
+        .post(format!("{base}/launchpad/v1/ports"))
+        .bearer_auth(&cart.credential)
+        .json(&json!({"port": 11, "docked": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r: Value = http
+        .post(format!("{base}/launchpad/v1/ports"))
+        .bearer_auth(&cart.credential)
+        .json(&json!({"port": 3, "docked": true, "serial": "UNKNOWN"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["device_id"], Value::Null);
+    server.stop().await.unwrap();
+}

@@ -212,3 +212,46 @@ pub async fn tap<S: Storage>(
 pub fn cart_key(cart: &str) -> String {
     format!("cart:{cart}")
 }
+
+/// `POST /launchpad/v1/ports` body: what the cart's hub saw at one port.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortEvent {
+    /// The port, from 1.
+    pub port: u32,
+    /// `true`: a phone was connected; `false`: it was removed.
+    pub docked: bool,
+    /// The phone's serial number, when the hub can read it.
+    pub serial: Option<String>,
+}
+
+/// The device the event was matched to, if any.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PortEventResult {
+    /// The device, when the serial (or the port's last occupant) is known.
+    pub device_id: Option<String>,
+}
+
+#[utoipa::path(post, path = "/launchpad/v1/ports", tag = "launchpad", description = "A cart hub reports a phone connected to or removed from a port. A removal frees a cart waiting on that phone's grant at once, before the phone itself syncs.", request_body = PortEvent, responses((status = 200, body = PortEventResult), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody)), security(("launchpad_credential" = [])))]
+/// `POST /launchpad/v1/ports`.
+pub async fn port_event<S: Storage>(
+    State(st): State<AppState<S>>,
+    LaunchpadCaller(cart): LaunchpadCaller,
+    ApiJson(body): ApiJson<PortEvent>,
+) -> Result<Json<PortEventResult>, AppError> {
+    if body.port == 0 || body.port > cart.ports {
+        return Err(AppError::invalid(
+            "port",
+            format!("must be 1 to {} for this cart", cart.ports),
+        ));
+    }
+    let serial = crate::api::validate::optional_text("serial", body.serial.as_deref(), 128)?;
+    let device_id = st
+        .storage
+        .launchpad_port_event(cart.id.clone(), body.port, serial, body.docked, st.now())
+        .await?;
+    if !body.docked {
+        st.wake(&cart_key(&cart.id));
+    }
+    Ok(Json(PortEventResult { device_id }))
+}

@@ -249,6 +249,16 @@ pub trait Storage: Clone + Send + Sync + 'static {
         sign: GrantSigner,
         now: Timestamp,
     ) -> impl Future<Output = Result<CartClaim, StorageError>> + Send;
+    /// A cart's hub saw a phone arrive at or leave `port` (identified by serial when the
+    /// hub can read it, else by what was last docked there). Returns the device, if known.
+    fn launchpad_port_event(
+        &self,
+        launchpad_id: String,
+        port: u32,
+        serial: Option<String>,
+        docked: bool,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Option<String>, StorageError>> + Send;
     /// Carts in id order.
     fn list_launchpads(
         &self,

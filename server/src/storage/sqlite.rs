@@ -544,7 +544,7 @@ impl Storage for SqliteStorage {
             }
             if let (Some(device), Some(until)) = (pending_device, pending_until) {
                 let still_pending: bool = tx.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM device WHERE id = ?1 AND status = 'checkout_pending')",
+                    "SELECT EXISTS (SELECT 1 FROM device WHERE id = ?1 AND status = 'checkout_pending' AND docked = 1)",
                     [&device],
                     |r| r.get(0),
                 )?;
@@ -584,6 +584,42 @@ impl Storage for SqliteStorage {
                 params![tap.launchpad_id, device_id, tap.hold_until.as_millis()],
             )?;
             Ok(CartClaim::Granted { device_id, port: port.map(to_u32) })
+        })
+        .await
+    }
+
+    async fn launchpad_port_event(
+        &self,
+        launchpad_id: String,
+        port: u32,
+        serial: Option<String>,
+        docked: bool,
+        _now: Timestamp,
+    ) -> Result<Option<String>, StorageError> {
+        self.write(move |tx| {
+            let device: Option<String> = match &serial {
+                Some(serial) => tx
+                    .query_row("SELECT id FROM device WHERE serial = ?1", [serial], |r| r.get(0))
+                    .optional()?,
+                None => tx
+                    .query_row(
+                        "SELECT id FROM device WHERE last_launchpad = ?1 AND last_port = ?2 AND docked = 1
+                         ORDER BY last_contact DESC LIMIT 1",
+                        params![launchpad_id, i64::from(port)],
+                        |r| r.get(0),
+                    )
+                    .optional()?,
+            };
+            if let Some(id) = &device {
+                tx.execute(
+                    "UPDATE device SET docked = ?2,
+                        last_launchpad = CASE WHEN ?2 THEN ?3 ELSE last_launchpad END,
+                        last_port = CASE WHEN ?2 THEN ?4 ELSE last_port END
+                     WHERE id = ?1",
+                    params![id, docked, launchpad_id, i64::from(port)],
+                )?;
+            }
+            Ok(device)
         })
         .await
     }
