@@ -25,7 +25,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -141,6 +141,26 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
         .route("/api/v1/devices/{id}/lost", post(admin::mark_lost::<S>))
         .route("/api/v1/devices/{id}/found", post(admin::mark_found::<S>))
         .route("/api/v1/devices/{id}/retire", post(admin::retire::<S>))
+        .route(
+            "/api/v1/attributes",
+            get(api::attributes::list::<S>).post(api::attributes::create::<S>),
+        )
+        .route(
+            "/api/v1/devices/{id}/attributes",
+            get(api::attributes::get_device::<S>),
+        )
+        .route(
+            "/api/v1/devices/{id}/attributes/{name}",
+            put(api::attributes::set_device::<S>),
+        )
+        .route(
+            "/api/v1/launchpads/{id}/attributes",
+            get(api::attributes::get_launchpad::<S>),
+        )
+        .route(
+            "/api/v1/launchpads/{id}/attributes/{name}",
+            put(api::attributes::set_launchpad::<S>),
+        )
         .route("/api/v1/audit", get(api::logs::audit::<S>))
         .route("/api/v1/audit.csv", get(api::logs::audit_csv::<S>))
         .route(

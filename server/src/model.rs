@@ -142,3 +142,76 @@ pub struct AuditRecord {
     #[schema(value_type = Option<Object>)]
     pub after: Option<serde_json::Value>,
 }
+
+/// What a custom attribute is attached to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AttributeTarget {
+    /// Devices.
+    Device,
+    /// Launchpads (carts).
+    Launchpad,
+}
+
+impl AttributeTarget {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttributeTarget::Device => "device",
+            AttributeTarget::Launchpad => "launchpad",
+        }
+    }
+}
+
+/// The type of a custom attribute's values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AttributeType {
+    /// Text, up to 256 characters.
+    String,
+    /// A 64-bit integer.
+    Int,
+    /// `true` or `false`.
+    Bool,
+}
+
+impl AttributeType {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttributeType::String => "string",
+            AttributeType::Int => "int",
+            AttributeType::Bool => "bool",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "string" => Some(AttributeType::String),
+            "int" => Some(AttributeType::Int),
+            "bool" => Some(AttributeType::Bool),
+            _ => None,
+        }
+    }
+
+    /// Whether `value` is of this type.
+    pub fn accepts(self, value: &serde_json::Value) -> bool {
+        match self {
+            AttributeType::String => value.as_str().is_some_and(|s| s.chars().count() <= 256),
+            AttributeType::Int => value.as_i64().is_some(),
+            AttributeType::Bool => value.is_boolean(),
+        }
+    }
+}
+
+/// A custom attribute definition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AttributeDef {
+    /// Devices or launchpads.
+    pub target: AttributeTarget,
+    /// Its name, e.g. `Floor` (used as `[Floor]` in workflow placeholders).
+    pub name: String,
+    /// The type of its values.
+    pub value_type: AttributeType,
+}

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{admin, device, launchpad, logs};
+use crate::api::{admin, attributes, device, launchpad, logs};
 
 /// The document.
 #[derive(OpenApi)]
@@ -17,6 +17,8 @@ use crate::api::{admin, device, launchpad, logs};
         admin::create_launchpad, admin::list_launchpads, admin::create_enrollment_token,
         admin::list_devices, admin::get_device, admin::check_in_device,
         admin::mark_lost, admin::mark_found, admin::retire,
+        attributes::create, attributes::list, attributes::set_device, attributes::set_launchpad,
+        attributes::get_device, attributes::get_launchpad,
         logs::audit, logs::audit_csv, logs::activity, logs::activity_csv,
         device::enroll, device::sync, device::authorize,
         launchpad::tap, launchpad::port_event,

@@ -600,6 +600,10 @@ async fn the_openapi_document_describes_every_route_with_resolvable_schemas() {
         ("post", "/device/v1/authorize"),
         ("post", "/launchpad/v1/tap"),
         ("post", "/launchpad/v1/ports"),
+        ("post", "/api/v1/attributes"),
+        ("get", "/api/v1/attributes"),
+        ("put", "/api/v1/devices/{id}/attributes/{name}"),
+        ("put", "/api/v1/launchpads/{id}/attributes/{name}"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -633,5 +637,138 @@ async fn the_openapi_document_describes_every_route_with_resolvable_schemas() {
             "bearer"
         );
     }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn custom_attributes_are_typed_role_checked_and_audited() {
+    let server = TestServer::start().await.unwrap();
+    let base = server.base_url();
+    let admin = server.token("admin").await.unwrap();
+    let auditor = server.token("auditor").await.unwrap();
+    let put = |path: &'static str, body: Value| call(Method::PUT, path, Some(body));
+    send(
+        &base,
+        Some(&admin),
+        &call(
+            Method::POST,
+            "/api/v1/launchpads",
+            Some(json!({"id": "cart-1", "name": "C", "ports": 4})),
+        ),
+    )
+    .await;
+    let def = call(
+        Method::POST,
+        "/api/v1/attributes",
+        Some(json!({"target": "launchpad", "name": "Floor", "value_type": "int"})),
+    );
+    let (s, b) = send(&base, Some(&admin), &def).await;
+    assert_eq!((s, b["name"].as_str()), (201, Some("Floor")));
+    let (s, b) = send(&base, Some(&admin), &def).await;
+    assert_error(s, &b, 409, "duplicate attribute");
+    for bad in [
+        json!({"target": "launchpad", "name": "Department", "value_type": "string"}),
+        json!({"target": "launchpad", "name": "9lives", "value_type": "string"}),
+        json!({"target": "launchpad", "name": "Wing", "value_type": "float"}),
+        json!({"target": "cart", "name": "Wing", "value_type": "string"}),
+    ] {
+        let (s, b) = send(
+            &base,
+            Some(&admin),
+            &call(Method::POST, "/api/v1/attributes", Some(bad.clone())),
+        )
+        .await;
+        assert_error(s, &b, 400, &bad.to_string());
+    }
+    let (s, b) = send(
+        &base,
+        Some(&admin),
+        &put(
+            "/api/v1/launchpads/cart-1/attributes/Floor",
+            json!({"value": 4}),
+        ),
+    )
+    .await;
+    assert_eq!((s, &b), (200, &json!({"Floor": 4})));
+    let (s, b) = send(
+        &base,
+        Some(&admin),
+        &put(
+            "/api/v1/launchpads/cart-1/attributes/Floor",
+            json!({"value": "four"}),
+        ),
+    )
+    .await;
+    assert_error(s, &b, 422, "wrong type");
+    let (s, b) = send(
+        &base,
+        Some(&admin),
+        &put(
+            "/api/v1/launchpads/cart-1/attributes/Wing",
+            json!({"value": "A"}),
+        ),
+    )
+    .await;
+    assert_error(s, &b, 404, "undefined attribute");
+    let (s, b) = send(
+        &base,
+        Some(&admin),
+        &put(
+            "/api/v1/launchpads/no-cart/attributes/Floor",
+            json!({"value": 1}),
+        ),
+    )
+    .await;
+    assert_error(s, &b, 404, "unknown launchpad");
+    let (s, b) = send(
+        &base,
+        Some(&auditor),
+        &put(
+            "/api/v1/launchpads/cart-1/attributes/Floor",
+            json!({"value": 5}),
+        ),
+    )
+    .await;
+    assert_error(s, &b, 403, "auditor");
+    let (s, b) = send(
+        &base,
+        Some(&auditor),
+        &call(Method::GET, "/api/v1/launchpads/cart-1/attributes", None),
+    )
+    .await;
+    assert_eq!((s, &b), (200, &json!({"Floor": 4})));
+    let (s, b) = send(
+        &base,
+        Some(&admin),
+        &put(
+            "/api/v1/launchpads/cart-1/attributes/Floor",
+            json!({"value": null}),
+        ),
+    )
+    .await;
+    assert_eq!((s, &b), (200, &json!({})), "null clears");
+    let (_, log) = send(
+        &base,
+        Some(&auditor),
+        &call(Method::GET, "/api/v1/audit", None),
+    )
+    .await;
+    let set = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "attribute.set")
+        .unwrap();
+    assert_eq!(
+        (&set["before"], &set["after"]),
+        (&json!({"Floor": 4}), &Value::Null)
+    );
+    let (s, b) = send(
+        &base,
+        Some(&auditor),
+        &call(Method::GET, "/api/v1/attributes", None),
+    )
+    .await;
+    assert_eq!((s, b.as_array().unwrap().len()), (200, 1));
     server.stop().await.unwrap();
 }

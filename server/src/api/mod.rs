@@ -1,6 +1,7 @@
 //! HTTP handlers: the admin API (`/api/v1`) and the device API (`/device/v1`).
 
 pub mod admin;
+pub mod attributes;
 pub mod device;
 pub mod launchpad;
 pub mod logs;

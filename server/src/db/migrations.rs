@@ -120,6 +120,23 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE device ADD COLUMN overdue INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE device ADD COLUMN admin_state TEXT
         CHECK (admin_state IS NULL OR admin_state IN ('lost', 'retired'));",
+    // v5: custom attributes, typed, on devices and launchpads.
+    "CREATE TABLE attribute_def (
+        target      TEXT    NOT NULL CHECK (target IN ('device', 'launchpad')),
+        name        TEXT    NOT NULL,
+        value_type  TEXT    NOT NULL CHECK (value_type IN ('string', 'int', 'bool')),
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (target, name)
+    );
+    CREATE TABLE attribute_value (
+        target      TEXT    NOT NULL,
+        entity_id   TEXT    NOT NULL,
+        name        TEXT    NOT NULL,
+        value_json  TEXT    NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (target, entity_id, name),
+        FOREIGN KEY (target, name) REFERENCES attribute_def (target, name) ON DELETE CASCADE
+    );",
 ];
 
 /// The schema version this build writes.

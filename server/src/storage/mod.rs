@@ -10,7 +10,9 @@ use lanyard_protocol::kdf::SlowHash;
 use lanyard_protocol::{CommandId, EventRecord, Policy, Signed, Timestamp, UserRef};
 
 use crate::db::DbError;
-use crate::model::{AuditRecord, Device, Launchpad, Page, Role, User};
+use crate::model::{
+    AttributeDef, AttributeTarget, AuditRecord, Device, Launchpad, Page, Role, User,
+};
 
 /// Why a storage call failed.
 #[derive(Debug, thiserror::Error)]
@@ -342,6 +344,36 @@ pub trait Storage: Clone + Send + Sync + 'static {
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<Signed>, StorageError>> + Send;
 
+    /// Defines a custom attribute, audited.
+    fn create_attribute(
+        &self,
+        def: AttributeDef,
+        actor: String,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<AttributeDef, StorageError>> + Send;
+    /// Every custom attribute definition.
+    fn list_attributes(
+        &self,
+    ) -> impl Future<Output = Result<Vec<AttributeDef>, StorageError>> + Send;
+    /// Sets (or, with `None`, clears) a custom attribute's value on one device or
+    /// launchpad, checking its type; audited.
+    fn set_attribute(
+        &self,
+        target: AttributeTarget,
+        entity_id: String,
+        name: String,
+        value: Option<serde_json::Value>,
+        actor: String,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// A device's or launchpad's custom attribute values.
+    fn attribute_values(
+        &self,
+        target: AttributeTarget,
+        entity_id: String,
+    ) -> impl Future<
+        Output = Result<std::collections::BTreeMap<String, serde_json::Value>, StorageError>,
+    > + Send;
     /// Audit log entries, newest first, before `cursor` (an entry id).
     fn list_audit(
         &self,

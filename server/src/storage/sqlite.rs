@@ -12,7 +12,9 @@ use super::{
     NewEnrollmentToken, NewUser, Storage, StorageError, SyncApplied,
 };
 use crate::db::Db;
-use crate::model::{AuditRecord, Device, Launchpad, Page, Role, User};
+use crate::model::{
+    AttributeDef, AttributeTarget, AttributeType, AuditRecord, Device, Launchpad, Page, Role, User,
+};
 
 /// SQLite-backed storage.
 #[derive(Clone)]
@@ -955,6 +957,144 @@ impl Storage for SqliteStorage {
     ) -> Result<Vec<Signed>, StorageError> {
         self.write(move |tx| take_commands(tx, &device_id, now))
             .await
+    }
+
+    async fn create_attribute(
+        &self,
+        def: AttributeDef,
+        actor: String,
+        now: Timestamp,
+    ) -> Result<AttributeDef, StorageError> {
+        self.write(move |tx| {
+            match tx.execute(
+                "INSERT INTO attribute_def (target, name, value_type, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![def.target.as_str(), def.name, def.value_type.as_str(), now.as_millis()],
+            ) {
+                Err(e) if is_unique_violation(&e) => Err(StorageError::Conflict("attribute")),
+                Err(e) => Err(e.into()),
+                Ok(_) => {
+                    audit(tx, &actor, "attribute.create", "attribute", &format!("{}:{}", def.target.as_str(), def.name), None, Some(json(&def)), now)?;
+                    Ok(def)
+                }
+            }
+        })
+        .await
+    }
+
+    async fn list_attributes(&self) -> Result<Vec<AttributeDef>, StorageError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT target, name, value_type FROM attribute_def ORDER BY target, name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (target, name, value_type) = row?;
+                let target = if target == "device" {
+                    AttributeTarget::Device
+                } else {
+                    AttributeTarget::Launchpad
+                };
+                let value_type = AttributeType::parse(&value_type).ok_or_else(|| {
+                    StorageError::Internal(format!("stored attribute type {value_type}"))
+                })?;
+                out.push(AttributeDef {
+                    target,
+                    name,
+                    value_type,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn set_attribute(
+        &self,
+        target: AttributeTarget,
+        entity_id: String,
+        name: String,
+        value: Option<serde_json::Value>,
+        actor: String,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        self.write(move |tx| {
+            let value_type: Option<String> = tx
+                .query_row(
+                    "SELECT value_type FROM attribute_def WHERE target = ?1 AND name = ?2",
+                    params![target.as_str(), name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let value_type = value_type
+                .as_deref()
+                .and_then(AttributeType::parse)
+                .ok_or(StorageError::NotFound("attribute"))?;
+            let table = match target {
+                AttributeTarget::Device => "device",
+                AttributeTarget::Launchpad => "launchpad",
+            };
+            let exists: bool =
+                tx.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE id = ?1)"), [&entity_id], |r| r.get(0))?;
+            if !exists {
+                return Err(StorageError::NotFound(if table == "device" { "device" } else { "launchpad" }));
+            }
+            if let Some(v) = &value {
+                if !value_type.accepts(v) {
+                    return Err(StorageError::Refused(format!("{name} takes a {} value", value_type.as_str())));
+                }
+            }
+            let before: Option<String> = tx
+                .query_row(
+                    "SELECT value_json FROM attribute_value WHERE target = ?1 AND entity_id = ?2 AND name = ?3",
+                    params![target.as_str(), entity_id, name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match &value {
+                Some(v) => tx.execute(
+                    "INSERT INTO attribute_value (target, entity_id, name, value_json, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (target, entity_id, name) DO UPDATE SET value_json = excluded.value_json, updated_at = excluded.updated_at",
+                    params![target.as_str(), entity_id, name, v.to_string(), now.as_millis()],
+                )?,
+                None => tx.execute(
+                    "DELETE FROM attribute_value WHERE target = ?1 AND entity_id = ?2 AND name = ?3",
+                    params![target.as_str(), entity_id, name],
+                )?,
+            };
+            let before = before.and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok()).map(|v| serde_json::json!({ name.clone(): v }));
+            let after = value.map(|v| serde_json::json!({ name.clone(): v }));
+            audit(tx, &actor, "attribute.set", target.as_str(), &entity_id, before, after, now)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn attribute_values(
+        &self,
+        target: AttributeTarget,
+        entity_id: String,
+    ) -> Result<std::collections::BTreeMap<String, serde_json::Value>, StorageError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT name, value_json FROM attribute_value WHERE target = ?1 AND entity_id = ?2 ORDER BY name",
+            )?;
+            let rows = stmt.query_map(params![target.as_str(), entity_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut out = std::collections::BTreeMap::new();
+            for row in rows {
+                let (name, json) = row?;
+                let value = serde_json::from_str(&json).map_err(|e| StorageError::Internal(format!("stored attribute value: {e}")))?;
+                out.insert(name, value);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn list_audit(

@@ -1,0 +1,176 @@
+//! Custom attributes: typed values (string, int, bool) IT defines for devices and
+//! launchpads, beside the built-in ones (Department, Facility, Launchpad Manager,
+//! Timezone, Device Home, Device User). Workflows use them as `[Name]` placeholders.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use crate::error::{AppError, ErrorBody};
+use crate::extract::{ApiJson, Caller};
+use crate::model::{AttributeDef, AttributeTarget, AttributeType};
+use crate::state::AppState;
+use crate::storage::Storage;
+
+/// Names with a built-in meaning; a custom attribute cannot take them.
+pub const RESERVED: &[&str] = &[
+    "Department",
+    "Facility",
+    "Launchpad Manager",
+    "Timezone",
+    "Device Home",
+    "Device User",
+    "Device Serial",
+    "Launchpad Name",
+    "Last Port Number",
+    "Display Name",
+];
+
+/// `POST /api/v1/attributes` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAttribute {
+    /// `device` or `launchpad`.
+    pub target: AttributeTarget,
+    /// 1–64 letters, digits, spaces, `_` or `-`, starting with a letter.
+    pub name: String,
+    /// `string`, `int` or `bool`.
+    pub value_type: AttributeType,
+}
+
+/// `PUT …/attributes/{name}` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetAttribute {
+    /// The value, of the attribute's type; `null` clears it.
+    #[schema(value_type = Object)]
+    pub value: serde_json::Value,
+}
+
+fn checked_name(name: &str) -> Result<String, AppError> {
+    let n = name.trim();
+    let ok = !n.is_empty()
+        && n.len() <= 64
+        && n.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '_' | '-'));
+    if !ok {
+        return Err(AppError::invalid(
+            "name",
+            "must be 1 to 64 letters, digits, spaces, '_' or '-', starting with a letter",
+        ));
+    }
+    if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(n)) {
+        return Err(AppError::invalid(
+            "name",
+            format!("{n} is a built-in attribute"),
+        ));
+    }
+    Ok(n.to_owned())
+}
+
+#[utoipa::path(post, path = "/api/v1/attributes", tag = "admin", description = "Defines a custom attribute. Needs the admin role.", request_body = CreateAttribute, responses((status = 201, body = AttributeDef), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)), security(("api_token" = [])))]
+/// `POST /api/v1/attributes`.
+pub async fn create<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateAttribute>,
+) -> Result<(StatusCode, Json<AttributeDef>), AppError> {
+    caller.require_admin()?;
+    let def = AttributeDef {
+        target: body.target,
+        name: checked_name(&body.name)?,
+        value_type: body.value_type,
+    };
+    let created = st
+        .storage
+        .create_attribute(def, caller.actor.clone(), st.now())
+        .await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+#[utoipa::path(get, path = "/api/v1/attributes", tag = "admin", description = "Every custom attribute definition. Any role.", responses((status = 200, body = Vec<AttributeDef>), (status = 401, body = ErrorBody)), security(("api_token" = [])))]
+/// `GET /api/v1/attributes`.
+pub async fn list<S: Storage>(
+    State(st): State<AppState<S>>,
+    _caller: Caller,
+) -> Result<Json<Vec<AttributeDef>>, AppError> {
+    Ok(Json(st.storage.list_attributes().await?))
+}
+
+async fn set<S: Storage>(
+    st: AppState<S>,
+    caller: Caller,
+    target: AttributeTarget,
+    id: String,
+    name: String,
+    body: SetAttribute,
+) -> Result<Json<BTreeMap<String, serde_json::Value>>, AppError> {
+    caller.require_admin()?;
+    let value = (!body.value.is_null()).then_some(body.value);
+    st.storage
+        .set_attribute(
+            target,
+            id.clone(),
+            name,
+            value,
+            caller.actor.clone(),
+            st.now(),
+        )
+        .await?;
+    Ok(Json(st.storage.attribute_values(target, id).await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/devices/{id}/attributes/{name}", tag = "admin", description = "Sets or clears (null) a device's custom attribute. Needs the admin role.", params(("id" = String, Path), ("name" = String, Path)), request_body = SetAttribute, responses((status = 200, description = "all the device's custom attributes", body = Object), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, description = "wrong type", body = ErrorBody)), security(("api_token" = [])))]
+/// `PUT /api/v1/devices/{id}/attributes/{name}`.
+pub async fn set_device<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    Path((id, name)): Path<(String, String)>,
+    ApiJson(body): ApiJson<SetAttribute>,
+) -> Result<Json<BTreeMap<String, serde_json::Value>>, AppError> {
+    set(st, caller, AttributeTarget::Device, id, name, body).await
+}
+
+#[utoipa::path(put, path = "/api/v1/launchpads/{id}/attributes/{name}", tag = "admin", description = "Sets or clears (null) a launchpad's custom attribute. Needs the admin role.", params(("id" = String, Path), ("name" = String, Path)), request_body = SetAttribute, responses((status = 200, description = "all the launchpad's custom attributes", body = Object), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, description = "wrong type", body = ErrorBody)), security(("api_token" = [])))]
+/// `PUT /api/v1/launchpads/{id}/attributes/{name}`.
+pub async fn set_launchpad<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    Path((id, name)): Path<(String, String)>,
+    ApiJson(body): ApiJson<SetAttribute>,
+) -> Result<Json<BTreeMap<String, serde_json::Value>>, AppError> {
+    set(st, caller, AttributeTarget::Launchpad, id, name, body).await
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}/attributes", tag = "admin", description = "A device's custom attributes. Any role.", params(("id" = String, Path)), responses((status = 200, body = Object), (status = 401, body = ErrorBody)), security(("api_token" = [])))]
+/// `GET /api/v1/devices/{id}/attributes`.
+pub async fn get_device<S: Storage>(
+    State(st): State<AppState<S>>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<BTreeMap<String, serde_json::Value>>, AppError> {
+    st.storage.get_device(id.clone()).await?;
+    Ok(Json(
+        st.storage
+            .attribute_values(AttributeTarget::Device, id)
+            .await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/launchpads/{id}/attributes", tag = "admin", description = "A launchpad's custom attributes. Any role.", params(("id" = String, Path)), responses((status = 200, body = Object), (status = 401, body = ErrorBody)), security(("api_token" = [])))]
+/// `GET /api/v1/launchpads/{id}/attributes`.
+pub async fn get_launchpad<S: Storage>(
+    State(st): State<AppState<S>>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<BTreeMap<String, serde_json::Value>>, AppError> {
+    Ok(Json(
+        st.storage
+            .attribute_values(AttributeTarget::Launchpad, id)
+            .await?,
+    ))
+}
