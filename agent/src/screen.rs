@@ -123,10 +123,15 @@ pub(crate) fn render(locker: &Locker, now: Timestamp) -> Screen {
             due_at: c.due_at,
             overdue: now >= c.due_at,
         },
-        Phase::Blocked(Block { conditions, held }) => Screen::Blocked {
-            reasons: conditions
+        Phase::Blocked(Block {
+            conditions,
+            held,
+            remote_lock,
+        }) => Screen::Blocked {
+            reasons: remote_lock
                 .iter()
-                .map(|k| condition_text(*k).to_owned())
+                .map(|r| format!("Locked by IT: {r}. Tap your badge to unlock."))
+                .chain(conditions.iter().map(|k| condition_text(*k).to_owned()))
                 .collect(),
             display_name: held
                 .as_ref()

@@ -157,6 +157,9 @@ pub struct Block {
     pub conditions: Vec<ConditionKind>,
     /// The checkout locked pending re-authentication, if the device was checked out.
     pub held: Option<Checkout>,
+    /// IT's reason, when IT locked the phone remotely (lifted by re-authentication).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_lock: Option<String>,
 }
 
 /// Enrollment identity.

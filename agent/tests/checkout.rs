@@ -614,3 +614,62 @@ fn facts_are_reported_when_they_change_meaningfully() {
             .any(|r| matches!(r, Report::Facts(_)))
     );
 }
+
+#[test]
+fn a_remote_lock_keeps_the_user_until_they_authenticate_again() {
+    let mut h = Harness::new();
+    checked_out(&mut h, "alice");
+    h.command(ServerCommand::Lock {
+        reason: "reported missing".into(),
+    });
+    assert_eq!(h.status(), DeviceStatus::Blocked);
+    assert!(!h.screen().is_unlocked());
+    assert_eq!(h.username().as_deref(), Some("alice"), "still assigned");
+    match h.screen() {
+        Screen::Blocked {
+            reasons,
+            display_name,
+        } => {
+            assert!(reasons[0].contains("reported missing"));
+            assert_eq!(display_name.as_deref(), Some("alice (display)"));
+        }
+        s => panic!("unexpected {s:?}"),
+    }
+    let t = h
+        .last_record()
+        .and_then(|r| r.transition.clone())
+        .expect("transition");
+    assert_eq!(
+        t.cause,
+        Cause::RemoteLock {
+            reason: "reported missing".into()
+        }
+    );
+    h.grant("bob", UnlockMethod::PhoneBadge);
+    assert_eq!(
+        h.status(),
+        DeviceStatus::Blocked,
+        "someone else cannot take it"
+    );
+    h.grant("alice", UnlockMethod::PhoneBadge);
+    assert_eq!(
+        h.status(),
+        DeviceStatus::CheckedOut,
+        "alice re-authenticates"
+    );
+    assert!(h.screen().is_unlocked());
+}
+
+#[test]
+fn a_remote_lock_of_a_phone_still_in_the_cart_checks_it_in() {
+    let mut h = Harness::new();
+    h.grant("alice", UnlockMethod::CartBadge);
+    h.command(ServerCommand::Lock {
+        reason: "wrong user".into(),
+    });
+    assert_eq!(h.username(), None);
+    assert!(!h.screen().is_unlocked());
+    let mut idle = Harness::new();
+    idle.command(ServerCommand::Lock { reason: "x".into() });
+    assert_eq!(idle.status(), DeviceStatus::CheckedIn, "nothing to lock");
+}

@@ -41,6 +41,7 @@ enum Op {
     },
     Deny,
     RemoteCheckIn,
+    RemoteLock,
     PasscodeResult(bool),
     Extend(u32),
     Unenroll,
@@ -76,6 +77,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(user, answer_pending, method)| Op::Grant { user, answer_pending, method }),
         1 => Just(Op::Deny),
         1 => Just(Op::RemoteCheckIn),
+        1 => Just(Op::RemoteLock),
         1 => any::<bool>().prop_map(Op::PasscodeResult),
         1 => (0u32..100_000).prop_map(Op::Extend),
         1 => Just(Op::Unenroll),
@@ -237,6 +239,9 @@ impl Driver {
                 }
             }
             Op::RemoteCheckIn => self.command(ServerCommand::CheckIn {
+                reason: "IT".into(),
+            }),
+            Op::RemoteLock => self.command(ServerCommand::Lock {
                 reason: "IT".into(),
             }),
             Op::PasscodeResult(cleared) => self.command(ServerCommand::PasscodeClearResult {

@@ -33,6 +33,12 @@ pub enum ServerCommand {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
+    /// Lock a checked-out phone in its user's hands until that user authenticates again
+    /// (e.g. it was reported missing). A phone still in the cart is checked in instead.
+    Lock {
+        /// Shown on the locked screen and kept in the audit trail.
+        reason: String,
+    },
     /// Move the current checkout's due time (e.g. a double shift approved by a manager).
     ExtendCheckout {
         /// The new due time.

@@ -83,6 +83,11 @@ pub enum Cause {
         /// IT's reason.
         reason: String,
     },
+    /// IT locked the phone remotely; its user must authenticate again.
+    RemoteLock {
+        /// IT's reason.
+        reason: String,
+    },
     /// The enrollment was removed.
     Unenrolled,
 }

@@ -138,6 +138,7 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
             "/api/v1/devices/{id}/check-in",
             post(admin::check_in_device::<S>),
         )
+        .route("/api/v1/devices/{id}/lock", post(admin::lock_device::<S>))
         .route("/api/v1/devices/{id}/lost", post(admin::mark_lost::<S>))
         .route("/api/v1/devices/{id}/found", post(admin::mark_found::<S>))
         .route("/api/v1/devices/{id}/retire", post(admin::retire::<S>))

@@ -16,7 +16,7 @@ use crate::api::{admin, attributes, device, launchpad, logs};
         admin::create_user, admin::list_users, admin::get_user, admin::add_badge,
         admin::create_launchpad, admin::list_launchpads, admin::create_enrollment_token,
         admin::list_devices, admin::get_device, admin::check_in_device,
-        admin::mark_lost, admin::mark_found, admin::retire,
+        admin::lock_device, admin::mark_lost, admin::mark_found, admin::retire,
         attributes::create, attributes::list, attributes::set_device, attributes::set_launchpad,
         attributes::get_device, attributes::get_launchpad,
         logs::audit, logs::audit_csv, logs::activity, logs::activity_csv,

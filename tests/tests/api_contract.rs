@@ -588,6 +588,7 @@ async fn the_openapi_document_describes_every_route_with_resolvable_schemas() {
         ("get", "/api/v1/devices"),
         ("get", "/api/v1/devices/{id}"),
         ("post", "/api/v1/devices/{id}/check-in"),
+        ("post", "/api/v1/devices/{id}/lock"),
         ("post", "/api/v1/devices/{id}/lost"),
         ("post", "/api/v1/devices/{id}/found"),
         ("post", "/api/v1/devices/{id}/retire"),

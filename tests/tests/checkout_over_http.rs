@@ -813,3 +813,63 @@ async fn filters_find_wandering_and_overdue_phones_and_lost_or_retired_ones_are_
     assert_eq!(s, 422);
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_remote_lock_reaches_the_phone_and_its_user_unlocks_it_with_a_badge() {
+    let server = TestServer::start().await.unwrap();
+    let admin = Admin {
+        base: server.base_url(),
+        token: server.token("admin").await.unwrap(),
+        http: http_client(),
+    };
+    let helpdesk = Admin {
+        base: server.base_url(),
+        token: server.token("helpdesk").await.unwrap(),
+        http: http_client(),
+    };
+    admin
+        .post(
+            "/api/v1/users",
+            json!({"username": "alice", "display_name": "Alice"}),
+        )
+        .await;
+    admin
+        .post("/api/v1/users/alice/badges", json!({"badge": "0012345"}))
+        .await;
+    let (_, token) = admin
+        .post("/api/v1/enrollment-tokens", json!({"label": "t"}))
+        .await;
+    let mut phone = Phone::enroll(token["link"].as_str().unwrap()).await;
+    phone.tap("0012345").await;
+    phone.agent.handle(Event::Undocked, now()).unwrap();
+    phone.sync().await;
+
+    let (s, _) = helpdesk
+        .post(
+            &format!("/api/v1/devices/{}/lock", phone.id),
+            json!({"reason": "reported missing"}),
+        )
+        .await;
+    assert_eq!(s, 202);
+    phone
+        .client
+        .sync_once(&mut phone.agent, now())
+        .await
+        .unwrap();
+    assert_eq!(phone.status(), DeviceStatus::Blocked);
+    assert!(!phone.agent.locker().screen(now()).is_unlocked());
+    phone.sync().await;
+    let (_, device) = admin.get(&format!("/api/v1/devices/{}", phone.id)).await;
+    assert_eq!(
+        (device["status"].as_str(), device["device_user"].as_str()),
+        (Some("blocked"), Some("alice"))
+    );
+
+    // Alice taps her badge on the locked phone: the server grants its current holder.
+    phone.tap("0012345").await;
+    assert_eq!(phone.status(), DeviceStatus::CheckedOut);
+    assert!(phone.agent.locker().screen(now()).is_unlocked());
+    let (_, log) = admin.get("/api/v1/audit").await;
+    assert_eq!(log["items"][0]["action"], "device.lock");
+    server.stop().await.unwrap();
+}

@@ -128,6 +128,30 @@ impl Locker {
                     self.begin_return(user, Cause::RemoteCheckIn { reason }, cx);
                 }
             }
+            ServerCommand::Lock { reason } => match &self.phase {
+                Phase::CheckedOut(c) | Phase::Blocked(Block { held: Some(c), .. }) => {
+                    let block = Block {
+                        conditions: match &self.phase {
+                            Phase::Blocked(b) => b.conditions.clone(),
+                            _ => Vec::new(),
+                        },
+                        held: Some(c.clone()),
+                        remote_lock: Some(reason.clone()),
+                    };
+                    if matches!(self.phase, Phase::Blocked(_)) {
+                        // Already locked: keep the lock, now with IT's reason too.
+                        self.phase = Phase::Blocked(block);
+                    } else {
+                        self.enter(Phase::Blocked(block), Cause::RemoteLock { reason }, cx);
+                    }
+                }
+                // Still in the cart: nobody has it yet, so locking means checking it in.
+                Phase::CheckoutPending(p) => {
+                    let user = p.assignment.user.clone();
+                    self.begin_return(user, Cause::RemoteLock { reason }, cx);
+                }
+                _ => {}
+            },
             ServerCommand::PasscodeClearResult { cleared: true, .. } => {
                 self.passcode_confirmed_cleared(cx);
             }

@@ -164,6 +164,7 @@ impl Locker {
                         Phase::Blocked(Block {
                             conditions: blocks,
                             held: None,
+                            remote_lock: None,
                         }),
                         cause,
                         cx,
@@ -181,6 +182,7 @@ impl Locker {
                         Phase::Blocked(Block {
                             conditions: locks,
                             held,
+                            remote_lock: None,
                         }),
                         cause,
                         cx,
@@ -190,6 +192,7 @@ impl Locker {
             Phase::Blocked(Block {
                 held: None,
                 conditions,
+                ..
             }) => {
                 let blocks = compliance::blocking(self);
                 if blocks.is_empty() {
@@ -198,12 +201,14 @@ impl Locker {
                     self.phase = Phase::Blocked(Block {
                         conditions: blocks,
                         held: None,
+                        remote_lock: None,
                     });
                 }
             }
             Phase::Blocked(Block {
                 held: Some(c),
                 conditions,
+                remote_lock,
             }) => {
                 // Stays locked until the holder re-authenticates, even if the cause cleared.
                 let locks = compliance::locking(self, c.reauthenticated_at, cx.now);
@@ -212,6 +217,7 @@ impl Locker {
                     self.phase = Phase::Blocked(Block {
                         conditions: locks,
                         held,
+                        remote_lock: remote_lock.clone(),
                     });
                 }
             }

@@ -477,17 +477,53 @@ pub async fn check_in_device<S: Storage>(
     caller.require_device_actions()?;
     let reason = validate::text("reason", &body.reason, 256)?;
     let device = st.storage.get_device(id).await?;
+    let command = lanyard_protocol::ServerCommand::CheckIn { reason };
+    let queued = queue_command(
+        &st,
+        &caller,
+        &device.id,
+        command,
+        "check_in",
+        ACTION_TTL_SECS,
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(queued)))
+}
+
+#[utoipa::path(post, path = "/api/v1/devices/{id}/lock", tag = "admin", description = "Locks a checked-out phone in its user's hands until they authenticate again (a phone still in the cart is checked in). Needs the admin or helpdesk role.", params(("id" = String, Path)), request_body = CheckInAction, responses((status = 202, description = "queued; delivered at the next sync", body = ActionQueued), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
+/// `POST /api/v1/devices/{id}/lock`.
+pub async fn lock_device<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CheckInAction>,
+) -> Result<(StatusCode, Json<ActionQueued>), AppError> {
+    caller.require_device_actions()?;
+    let reason = validate::text("reason", &body.reason, 256)?;
+    let device = st.storage.get_device(id).await?;
+    let command = lanyard_protocol::ServerCommand::Lock { reason };
+    let queued = queue_command(&st, &caller, &device.id, command, "lock", ACTION_TTL_SECS).await?;
+    Ok((StatusCode::ACCEPTED, Json(queued)))
+}
+
+/// Signs `payload` for `device_id`, queues it (audited as the caller's action) and wakes
+/// the device's long-poll.
+async fn queue_command<S: Storage>(
+    st: &AppState<S>,
+    caller: &Caller,
+    device_id: &str,
+    payload: lanyard_protocol::ServerCommand,
+    kind: &'static str,
+    ttl_secs: u64,
+) -> Result<ActionQueued, AppError> {
     let now = st.now();
     let envelope = lanyard_protocol::CommandEnvelope {
         v: lanyard_protocol::PROTOCOL_VERSION,
-        device_id: device.id.as_str().into(),
-        command_id: lanyard_protocol::CommandId::new(format!(
-            "c-{}",
-            crate::keys::random_token(9)?
-        )),
+        device_id: device_id.into(),
+        command_id: lanyard_protocol::CommandId::new(format!("c-{}", random_token(9)?)),
         issued_at: now,
-        expires_at: now.plus_secs(ACTION_TTL_SECS),
-        payload: lanyard_protocol::ServerCommand::CheckIn { reason },
+        expires_at: now.plus_secs(ttl_secs),
+        payload,
     };
     let signed = st
         .keys
@@ -496,8 +532,8 @@ pub async fn check_in_device<S: Storage>(
         .map_err(anyhow::Error::new)?;
     let command = crate::storage::NewCommand {
         id: envelope.command_id.clone(),
-        device_id: device.id.clone(),
-        kind: "check_in",
+        device_id: device_id.to_owned(),
+        kind,
         signed,
         expires_at: envelope.expires_at,
         delivered: false,
@@ -505,12 +541,11 @@ pub async fn check_in_device<S: Storage>(
     st.storage
         .insert_command(command, None, Some(caller.actor.clone()), now)
         .await?;
-    st.wake(&device.id);
-    let queued = ActionQueued {
+    st.wake(device_id);
+    Ok(ActionQueued {
         command_id: envelope.command_id.to_string(),
         expires_at: envelope.expires_at,
-    };
-    Ok((StatusCode::ACCEPTED, Json(queued)))
+    })
 }
 
 /// `POST /api/v1/devices/{id}/lost` and `/found` body.
@@ -581,31 +616,16 @@ pub async fn retire<S: Storage>(
         .storage
         .set_admin_state(id, Some("retired"), caller.actor.clone(), st.now())
         .await?;
-    let now = st.now();
-    let envelope = lanyard_protocol::CommandEnvelope {
-        v: lanyard_protocol::PROTOCOL_VERSION,
-        device_id: device.id.as_str().into(),
-        command_id: lanyard_protocol::CommandId::new(format!("c-{}", random_token(9)?)),
-        issued_at: now,
-        expires_at: now.plus_secs(ACTION_TTL_SECS * 30),
-        payload: lanyard_protocol::ServerCommand::Unenroll,
-    };
-    let signed = st
-        .keys
-        .signing
-        .sign(&envelope)
-        .map_err(anyhow::Error::new)?;
-    let command = crate::storage::NewCommand {
-        id: envelope.command_id.clone(),
-        device_id: device.id.clone(),
-        kind: "unenroll",
-        signed,
-        expires_at: envelope.expires_at,
-        delivered: false,
-    };
-    st.storage
-        .insert_command(command, None, Some(caller.actor.clone()), now)
-        .await?;
-    st.wake(&device.id);
+    // The phone may be off for weeks: the unenroll stays valid for a month.
+    let unenroll = lanyard_protocol::ServerCommand::Unenroll;
+    queue_command(
+        &st,
+        &caller,
+        &device.id,
+        unenroll,
+        "unenroll",
+        ACTION_TTL_SECS * 30,
+    )
+    .await?;
     Ok(Json(device))
 }
