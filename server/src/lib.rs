@@ -119,7 +119,20 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
             "/api/v1/users",
             get(admin::list_users::<S>).post(admin::create_user::<S>),
         )
-        .route("/api/v1/users/{username}", get(admin::get_user::<S>))
+        .route(
+            "/api/v1/users/{username}",
+            get(admin::get_user::<S>)
+                .patch(admin::update_user::<S>)
+                .delete(admin::delete_user::<S>),
+        )
+        .route(
+            "/api/v1/users/{username}/badges/revoke",
+            post(admin::revoke_badges::<S>),
+        )
+        .route(
+            "/api/v1/launchpads/{id}",
+            axum::routing::patch(admin::update_launchpad::<S>).delete(admin::delete_launchpad::<S>),
+        )
         .route(
             "/api/v1/users/{username}/badges",
             post(admin::add_badge::<S>),

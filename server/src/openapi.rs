@@ -14,6 +14,8 @@ use crate::api::{admin, attributes, device, launchpad, logs};
     paths(
         crate::healthz, crate::readyz, crate::metrics::render,
         admin::create_user, admin::list_users, admin::get_user, admin::add_badge,
+        admin::update_user, admin::delete_user, admin::revoke_badges,
+        admin::update_launchpad, admin::delete_launchpad,
         admin::create_launchpad, admin::list_launchpads, admin::create_enrollment_token,
         admin::list_devices, admin::get_device, admin::check_in_device,
         admin::lock_device, admin::mark_lost, admin::mark_found, admin::retire,

@@ -204,6 +204,67 @@ async fn bad_input_gets_a_4xx_json_error_on_every_route() {
             400,
         ),
         (call(Method::GET, "/api/v1/users/ghost", None), 404),
+        (
+            call(
+                Method::PATCH,
+                "/api/v1/users/ghost",
+                Some(json!({"display_name": "G"})),
+            ),
+            404,
+        ),
+        (
+            call(
+                Method::PATCH,
+                "/api/v1/users/dup",
+                Some(json!({"device_limit": 99})),
+            ),
+            400,
+        ),
+        (
+            call(
+                Method::PATCH,
+                "/api/v1/users/dup",
+                Some(json!({"password": "short"})),
+            ),
+            400,
+        ),
+        (
+            call(
+                Method::PATCH,
+                "/api/v1/users/dup",
+                Some(json!({"nickname": "x"})),
+            ),
+            400,
+        ),
+        (call(Method::DELETE, "/api/v1/users/ghost", None), 404),
+        (
+            call(
+                Method::POST,
+                "/api/v1/users/ghost/badges/revoke",
+                Some(json!({})),
+            ),
+            404,
+        ),
+        (
+            call(
+                Method::PATCH,
+                "/api/v1/launchpads/no-cart",
+                Some(json!({"ports": 4})),
+            ),
+            404,
+        ),
+        (
+            call(
+                Method::PATCH,
+                "/api/v1/launchpads/no-cart",
+                Some(json!({"ports": 0})),
+            ),
+            400,
+        ),
+        (
+            call(Method::DELETE, "/api/v1/launchpads/no-cart", None),
+            404,
+        ),
         (call(Method::GET, "/api/v1/users?limit=0", None), 400),
         (call(Method::GET, "/api/v1/users?limit=100000", None), 400),
         (call(Method::GET, "/api/v1/users?limit=abc", None), 400),
@@ -582,6 +643,11 @@ async fn the_openapi_document_describes_every_route_with_resolvable_schemas() {
         ("get", "/api/v1/users"),
         ("get", "/api/v1/users/{username}"),
         ("post", "/api/v1/users/{username}/badges"),
+        ("patch", "/api/v1/users/{username}"),
+        ("delete", "/api/v1/users/{username}"),
+        ("post", "/api/v1/users/{username}/badges/revoke"),
+        ("patch", "/api/v1/launchpads/{id}"),
+        ("delete", "/api/v1/launchpads/{id}"),
         ("post", "/api/v1/launchpads"),
         ("get", "/api/v1/launchpads"),
         ("post", "/api/v1/enrollment-tokens"),

@@ -343,3 +343,195 @@ async fn a_hub_reported_unplug_frees_the_cart_before_the_phone_syncs() {
     assert_eq!(r["device_id"], Value::Null);
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_revoked_badge_stops_working_at_once_and_carts_and_users_can_be_changed() {
+    let server = TestServer::start().await.unwrap();
+    let base = server.base_url();
+    let admin_token = server.token("admin").await.unwrap();
+    let helpdesk_token = server.token("helpdesk").await.unwrap();
+    let http = http_client();
+    let call = |method: reqwest::Method, path: String, token: &str, body: Option<Value>| {
+        let mut req = http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let text = r.text().await.unwrap();
+            (
+                status,
+                serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+            )
+        }
+    };
+    use reqwest::Method;
+    let (_, cart) = call(
+        Method::POST,
+        "/api/v1/launchpads".into(),
+        &admin_token,
+        Some(json!({"id": "cart-1", "name": "Cart 1", "ports": 4})),
+    )
+    .await;
+    let cart = Cart {
+        base: base.clone(),
+        credential: cart["credential"].as_str().unwrap().to_owned(),
+        http: http.clone(),
+    };
+    call(
+        Method::POST,
+        "/api/v1/users".into(),
+        &admin_token,
+        Some(json!({"username": "alice", "display_name": "Alice"})),
+    )
+    .await;
+    call(
+        Method::POST,
+        "/api/v1/users/alice/badges".into(),
+        &admin_token,
+        Some(json!({"badge": "lost-1"})),
+    )
+    .await;
+    call(
+        Method::POST,
+        "/api/v1/users/alice/badges".into(),
+        &admin_token,
+        Some(json!({"badge": "new-2"})),
+    )
+    .await;
+    let (_, token) = call(
+        Method::POST,
+        "/api/v1/enrollment-tokens".into(),
+        &admin_token,
+        Some(json!({"label": "t", "launchpad_id": "cart-1"})),
+    )
+    .await;
+    let mut phone = Phone::in_cart(token["link"].as_str().unwrap(), 1, 90).await;
+
+    // The helpdesk revokes the lost badge; a tap with it now beeps 2, the other still works.
+    let (s, user) = call(
+        Method::POST,
+        "/api/v1/users/alice/badges/revoke".into(),
+        &helpdesk_token,
+        Some(json!({"badge": "lost-1"})),
+    )
+    .await;
+    assert_eq!((s, user["badges"].as_u64()), (200, Some(1)));
+    assert_eq!(cart.tap("lost-1").await["beep"], 2);
+    let (s, _) = call(
+        Method::POST,
+        "/api/v1/users/alice/badges/revoke".into(),
+        &helpdesk_token,
+        Some(json!({"badge": "lost-1"})),
+    )
+    .await;
+    assert_eq!(s, 404, "already revoked");
+
+    // A new display name shows on the next checkout.
+    let (s, _) = call(
+        Method::PATCH,
+        "/api/v1/users/alice".into(),
+        &helpdesk_token,
+        Some(json!({"display_name": "x"})),
+    )
+    .await;
+    assert_eq!(s, 403, "changing users needs admin");
+    let (s, user) = call(
+        Method::PATCH,
+        "/api/v1/users/alice".into(),
+        &admin_token,
+        Some(json!({"display_name": "Alice Moreau, RN", "device_limit": 2})),
+    )
+    .await;
+    assert_eq!((s, user["device_limit"].as_u64()), (200, Some(2)));
+    assert_eq!(cart.tap("new-2").await["beep"], 1);
+    phone.sync().await;
+    assert_eq!(
+        phone.agent.locker().user().unwrap().display_name,
+        "Alice Moreau, RN"
+    );
+
+    // Cart attributes change and clear; an unknown zone is refused.
+    let (s, c) = call(
+        Method::PATCH,
+        "/api/v1/launchpads/cart-1".into(),
+        &admin_token,
+        Some(json!({"department": "4 West", "timezone": "America/Chicago"})),
+    )
+    .await;
+    assert_eq!((s, c["department"].as_str()), (200, Some("4 West")));
+    let (s, _) = call(
+        Method::PATCH,
+        "/api/v1/launchpads/cart-1".into(),
+        &admin_token,
+        Some(json!({"timezone": "Nowhere/Else"})),
+    )
+    .await;
+    assert_eq!(s, 400);
+    let (_, c) = call(
+        Method::PATCH,
+        "/api/v1/launchpads/cart-1".into(),
+        &admin_token,
+        Some(json!({"department": ""})),
+    )
+    .await;
+    assert_eq!(c["department"], Value::Null);
+
+    // Deleting the user and the cart: the badge and the reader credential stop working.
+    let (s, _) = call(
+        Method::DELETE,
+        "/api/v1/users/alice".into(),
+        &admin_token,
+        None,
+    )
+    .await;
+    assert_eq!(s, 204);
+    let (s, _) = call(
+        Method::GET,
+        "/api/v1/users/alice".into(),
+        &admin_token,
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, _) = call(
+        Method::DELETE,
+        "/api/v1/launchpads/cart-1".into(),
+        &admin_token,
+        None,
+    )
+    .await;
+    assert_eq!(s, 204);
+    let r = http
+        .post(format!("{base}/launchpad/v1/tap"))
+        .bearer_auth(&cart.credential)
+        .json(&json!({"badge": "new-2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let (_, log) = call(Method::GET, "/api/v1/audit".into(), &admin_token, None).await;
+    let actions: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "user.badge.revoke",
+        "user.update",
+        "launchpad.update",
+        "user.delete",
+        "launchpad.delete",
+    ] {
+        assert!(actions.contains(&a), "{a} not audited: {actions:?}");
+    }
+    assert!(
+        !log.to_string().contains("lost-1"),
+        "no badge ids in the audit log"
+    );
+    server.stop().await.unwrap();
+}

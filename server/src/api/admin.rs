@@ -629,3 +629,201 @@ pub async fn retire<S: Storage>(
     .await?;
     Ok(Json(device))
 }
+
+/// `PATCH /api/v1/users/{username}` body: only the fields given change.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    /// Display name.
+    pub display_name: Option<String>,
+    /// Email; `""` clears it.
+    pub email: Option<String>,
+    /// Directory groups (replaces the list).
+    pub groups: Option<Vec<String>>,
+    /// Device limit (0 to 10).
+    pub device_limit: Option<u32>,
+    /// New password (8–256 characters); `""` removes password checkouts for the user.
+    pub password: Option<String>,
+}
+
+#[utoipa::path(patch, path = "/api/v1/users/{username}", tag = "admin", description = "Changes a user. Needs the admin role.", params(("username" = String, Path)), request_body = UpdateUser, responses((status = 200, body = User), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
+/// `PATCH /api/v1/users/{username}`.
+pub async fn update_user<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    Path(username): Path<String>,
+    ApiJson(body): ApiJson<UpdateUser>,
+) -> Result<Json<User>, AppError> {
+    caller.require_admin()?;
+    let username = validate::username("username", &username)?;
+    let mut patch = crate::storage::UserPatch::default();
+    if let Some(v) = &body.display_name {
+        patch.display_name = Some(validate::text("display_name", v, 128)?);
+    }
+    if let Some(v) = &body.email {
+        patch.email = Some(validate::email("email", Some(v))?);
+    }
+    if let Some(groups) = &body.groups {
+        patch.groups = Some(
+            groups
+                .iter()
+                .map(|g| validate::text("groups", g, 128))
+                .collect::<Result<_, _>>()?,
+        );
+    }
+    if let Some(limit) = body.device_limit {
+        if limit > 10 {
+            return Err(AppError::invalid("device_limit", "must be 0 to 10"));
+        }
+        patch.device_limit = Some(limit);
+    }
+    match body.password {
+        None => {}
+        Some(p) if p.is_empty() => patch.password = Some(None),
+        Some(p) if p.chars().count() < 8 || p.len() > 256 => {
+            return Err(AppError::invalid(
+                "password",
+                "must be 8 to 256 characters, or empty to remove it",
+            ));
+        }
+        Some(p) => patch.password = Some(Some(hash_password(p).await?)),
+    }
+    Ok(Json(
+        st.storage
+            .update_user(username, patch, caller.actor.clone(), st.now())
+            .await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/users/{username}", tag = "admin", description = "Deletes a user and their badges. Needs the admin role.", params(("username" = String, Path)), responses((status = 204, description = "deleted"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
+/// `DELETE /api/v1/users/{username}`.
+pub async fn delete_user<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    Path(username): Path<String>,
+) -> Result<StatusCode, AppError> {
+    caller.require_admin()?;
+    let username = validate::username("username", &username)?;
+    st.storage
+        .delete_user(username, caller.actor.clone(), st.now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/users/{username}/badges/revoke` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBadge {
+    /// The badge to revoke (sent in the body, never in the URL, so it is never logged);
+    /// absent: revoke every badge of the user.
+    pub badge: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/users/{username}/badges/revoke", tag = "admin", description = "Revokes a lost badge (or all of a user's badges); it stops working at once. Needs the admin or helpdesk role.", params(("username" = String, Path)), request_body = RevokeBadge, responses((status = 200, body = User), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
+/// `POST /api/v1/users/{username}/badges/revoke`.
+pub async fn revoke_badges<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    Path(username): Path<String>,
+    ApiJson(body): ApiJson<RevokeBadge>,
+) -> Result<Json<User>, AppError> {
+    caller.require_device_actions()?;
+    let username = validate::username("username", &username)?;
+    let hash = match body.badge.as_deref().map(str::trim) {
+        None => None,
+        Some(b) if b.is_empty() || b.len() > 128 => {
+            return Err(AppError::invalid(
+                "badge",
+                "must be 1 to 128 printable characters",
+            ));
+        }
+        Some(b) => Some(st.keys.badge_hash(&BadgeId::new(b))),
+    };
+    Ok(Json(
+        st.storage
+            .revoke_badges(username, hash, caller.actor.clone(), st.now())
+            .await?,
+    ))
+}
+
+/// `PATCH /api/v1/launchpads/{id}` body: only the fields given change; `""` clears an
+/// attribute.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateLaunchpad {
+    /// Display name.
+    pub name: Option<String>,
+    /// Number of ports (1 to 64).
+    pub ports: Option<u32>,
+    /// Launchpad Attribute: Department.
+    pub department: Option<String>,
+    /// Launchpad Attribute: Facility.
+    pub facility: Option<String>,
+    /// Launchpad Attribute: Launchpad Manager (email).
+    pub manager: Option<String>,
+    /// Launchpad Attribute: Timezone (IANA).
+    pub timezone: Option<String>,
+}
+
+#[utoipa::path(patch, path = "/api/v1/launchpads/{id}", tag = "admin", description = "Changes a cart or its attributes. Needs the admin role.", params(("id" = String, Path)), request_body = UpdateLaunchpad, responses((status = 200, body = Launchpad), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("api_token" = [])))]
+/// `PATCH /api/v1/launchpads/{id}`.
+pub async fn update_launchpad<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateLaunchpad>,
+) -> Result<Json<Launchpad>, AppError> {
+    caller.require_admin()?;
+    let id = validate::ident("id", &id)?;
+    let mut patch = crate::storage::LaunchpadPatch::default();
+    if let Some(v) = &body.name {
+        patch.name = Some(validate::text("name", v, 128)?);
+    }
+    if let Some(p) = body.ports {
+        if !(1..=64).contains(&p) {
+            return Err(AppError::invalid("ports", "must be 1 to 64"));
+        }
+        patch.ports = Some(p);
+    }
+    if let Some(v) = &body.department {
+        patch.department = Some(validate::optional_text("department", Some(v), 128)?);
+    }
+    if let Some(v) = &body.facility {
+        patch.facility = Some(validate::optional_text("facility", Some(v), 128)?);
+    }
+    if let Some(v) = &body.manager {
+        patch.manager = Some(validate::email("manager", Some(v))?);
+    }
+    if let Some(v) = &body.timezone {
+        let tz = validate::optional_text("timezone", Some(v), 64)?;
+        if let Some(tz) = &tz {
+            if jiff::tz::TimeZone::get(tz).is_err() {
+                return Err(AppError::invalid(
+                    "timezone",
+                    "must be an IANA zone name such as America/Chicago",
+                ));
+            }
+        }
+        patch.timezone = Some(tz);
+    }
+    Ok(Json(
+        st.storage
+            .update_launchpad(id, patch, caller.actor.clone(), st.now())
+            .await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/launchpads/{id}", tag = "admin", description = "Deletes a cart; its reader credential and enrollment tokens stop working. Needs the admin role.", params(("id" = String, Path)), responses((status = 204, description = "deleted"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
+/// `DELETE /api/v1/launchpads/{id}`.
+pub async fn delete_launchpad<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    caller.require_admin()?;
+    let id = validate::ident("id", &id)?;
+    st.storage
+        .delete_launchpad(id, caller.actor.clone(), st.now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -57,6 +57,38 @@ pub struct NewUser {
     pub password: Option<SlowHash>,
 }
 
+/// Changes to a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    /// New display name.
+    pub display_name: Option<String>,
+    /// New email (`Some(None)` clears it).
+    pub email: Option<Option<String>>,
+    /// New groups.
+    pub groups: Option<Vec<String>>,
+    /// New device limit.
+    pub device_limit: Option<u32>,
+    /// New password hash (`Some(None)` removes the password).
+    pub password: Option<Option<SlowHash>>,
+}
+
+/// Changes to a cart; `None` leaves a field as it is, `Some(None)` clears an attribute.
+#[derive(Debug, Clone, Default)]
+pub struct LaunchpadPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New port count.
+    pub ports: Option<u32>,
+    /// Department.
+    pub department: Option<Option<String>>,
+    /// Facility.
+    pub facility: Option<Option<String>>,
+    /// Launchpad Manager.
+    pub manager: Option<Option<String>>,
+    /// Timezone.
+    pub timezone: Option<Option<String>>,
+}
+
 /// An enrollment token to create.
 #[derive(Debug, Clone)]
 pub struct NewEnrollmentToken {
@@ -220,6 +252,29 @@ pub trait Storage: Clone + Send + Sync + 'static {
         actor: String,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// Changes a user, audited with before and after.
+    fn update_user(
+        &self,
+        username: String,
+        patch: UserPatch,
+        actor: String,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<User, StorageError>> + Send;
+    /// Deletes a user and their badges, audited.
+    fn delete_user(
+        &self,
+        username: String,
+        actor: String,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// Revokes one badge (by keyed hash) of a user, or all of them with `None`, audited.
+    fn revoke_badges(
+        &self,
+        username: String,
+        badge_hash: Option<Vec<u8>>,
+        actor: String,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<User, StorageError>> + Send;
     /// The user a badge belongs to.
     fn user_by_badge(
         &self,
@@ -239,6 +294,21 @@ pub trait Storage: Clone + Send + Sync + 'static {
         actor: String,
         now: Timestamp,
     ) -> impl Future<Output = Result<Launchpad, StorageError>> + Send;
+    /// Changes a cart, audited with before and after.
+    fn update_launchpad(
+        &self,
+        id: String,
+        patch: LaunchpadPatch,
+        actor: String,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Launchpad, StorageError>> + Send;
+    /// Deletes a cart (its reader credential and enrollment tokens go with it), audited.
+    fn delete_launchpad(
+        &self,
+        id: String,
+        actor: String,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
     /// The cart whose reader holds this credential.
     fn launchpad_by_credential(
         &self,

@@ -8,8 +8,8 @@ use lanyard_protocol::{CommandId, DeviceStatus, EventRecord, Policy, Signed, Tim
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    ApiToken, CartClaim, CartTap, DeviceFilter, GrantSigner, NewCommand, NewDevice,
-    NewEnrollmentToken, NewUser, Storage, StorageError, SyncApplied,
+    ApiToken, CartClaim, CartTap, DeviceFilter, GrantSigner, LaunchpadPatch, NewCommand, NewDevice,
+    NewEnrollmentToken, NewUser, Storage, StorageError, SyncApplied, UserPatch,
 };
 use crate::db::Db;
 use crate::model::{
@@ -436,6 +436,129 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn update_user(
+        &self,
+        username: String,
+        p: UserPatch,
+        actor: String,
+        now: Timestamp,
+    ) -> Result<User, StorageError> {
+        self.write(move |tx| {
+            let before = get_user(tx, &username)?;
+            if let Some(v) = &p.display_name {
+                tx.execute(
+                    "UPDATE app_user SET display_name = ?2 WHERE username = ?1",
+                    params![username, v],
+                )?;
+            }
+            if let Some(v) = &p.email {
+                tx.execute(
+                    "UPDATE app_user SET email = ?2 WHERE username = ?1",
+                    params![username, v],
+                )?;
+            }
+            if let Some(v) = &p.groups {
+                let groups =
+                    serde_json::to_string(v).map_err(|e| StorageError::Internal(e.to_string()))?;
+                tx.execute(
+                    "UPDATE app_user SET groups_json = ?2 WHERE username = ?1",
+                    params![username, groups],
+                )?;
+            }
+            if let Some(v) = p.device_limit {
+                tx.execute(
+                    "UPDATE app_user SET device_limit = ?2 WHERE username = ?1",
+                    params![username, v],
+                )?;
+            }
+            if let Some(v) = &p.password {
+                let hash = match v {
+                    Some(h) => Some(
+                        serde_json::to_string(h)
+                            .map_err(|e| StorageError::Internal(e.to_string()))?,
+                    ),
+                    None => None,
+                };
+                tx.execute(
+                    "UPDATE app_user SET password_hash = ?2 WHERE username = ?1",
+                    params![username, hash],
+                )?;
+            }
+            let after = get_user(tx, &username)?;
+            audit(
+                tx,
+                &actor,
+                "user.update",
+                "user",
+                &username,
+                Some(json(&before)),
+                Some(json(&after)),
+                now,
+            )?;
+            Ok(after)
+        })
+        .await
+    }
+
+    async fn delete_user(
+        &self,
+        username: String,
+        actor: String,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        self.write(move |tx| {
+            let before = get_user(tx, &username)?;
+            tx.execute("DELETE FROM app_user WHERE username = ?1", [&username])?;
+            audit(
+                tx,
+                &actor,
+                "user.delete",
+                "user",
+                &username,
+                Some(json(&before)),
+                None,
+                now,
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revoke_badges(
+        &self,
+        username: String,
+        badge_hash: Option<Vec<u8>>,
+        actor: String,
+        now: Timestamp,
+    ) -> Result<User, StorageError> {
+        self.write(move |tx| {
+            let before = get_user(tx, &username)?;
+            let removed = match &badge_hash {
+                Some(h) => tx.execute(
+                    "DELETE FROM badge WHERE username = ?1 AND badge_hash = ?2",
+                    params![username, h],
+                )?,
+                None => tx.execute("DELETE FROM badge WHERE username = ?1", [&username])?,
+            };
+            if removed == 0 && badge_hash.is_some() {
+                return Err(StorageError::NotFound("badge for this user"));
+            }
+            let after = get_user(tx, &username)?;
+            audit(
+                tx,
+                &actor,
+                "user.badge.revoke",
+                "user",
+                &username,
+                Some(json(&before)),
+                Some(json(&after)),
+                now,
+            )?;
+            Ok(after)
+        })
+        .await
+    }
+
     async fn user_by_badge(
         &self,
         badge_hash: Vec<u8>,
@@ -503,6 +626,106 @@ impl Storage for SqliteStorage {
                     Ok(l)
                 }
             }
+        })
+        .await
+    }
+
+    async fn update_launchpad(
+        &self,
+        id: String,
+        p: LaunchpadPatch,
+        actor: String,
+        now: Timestamp,
+    ) -> Result<Launchpad, StorageError> {
+        self.write(move |tx| {
+            let get = |tx: &rusqlite::Transaction<'_>| -> Result<Launchpad, StorageError> {
+                tx.query_row(
+                    &format!("SELECT {LAUNCHPAD_COLUMNS} FROM launchpad WHERE id = ?1"),
+                    [&id],
+                    launchpad_row,
+                )
+                .optional()?
+                .ok_or(StorageError::NotFound("launchpad"))
+            };
+            let before = get(tx)?;
+            let set_text = |column: &str, value: &Option<String>| -> Result<(), StorageError> {
+                match tx.execute(
+                    &format!("UPDATE launchpad SET {column} = ?2 WHERE id = ?1"),
+                    params![id, value],
+                ) {
+                    Err(e) if is_unique_violation(&e) => {
+                        Err(StorageError::Conflict("launchpad name"))
+                    }
+                    Err(e) => Err(e.into()),
+                    Ok(_) => Ok(()),
+                }
+            };
+            if let Some(v) = &p.name {
+                set_text("name", &Some(v.clone()))?;
+            }
+            if let Some(v) = p.ports {
+                tx.execute(
+                    "UPDATE launchpad SET ports = ?2 WHERE id = ?1",
+                    params![id, v],
+                )?;
+            }
+            for (column, value) in [
+                ("department", &p.department),
+                ("facility", &p.facility),
+                ("manager", &p.manager),
+                ("timezone", &p.timezone),
+            ] {
+                if let Some(v) = value {
+                    set_text(column, v)?;
+                }
+            }
+            let after = get(tx)?;
+            audit(
+                tx,
+                &actor,
+                "launchpad.update",
+                "launchpad",
+                &id,
+                Some(json(&before)),
+                Some(json(&after)),
+                now,
+            )?;
+            Ok(after)
+        })
+        .await
+    }
+
+    async fn delete_launchpad(
+        &self,
+        id: String,
+        actor: String,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        self.write(move |tx| {
+            let before = tx
+                .query_row(
+                    &format!("SELECT {LAUNCHPAD_COLUMNS} FROM launchpad WHERE id = ?1"),
+                    [&id],
+                    launchpad_row,
+                )
+                .optional()?
+                .ok_or(StorageError::NotFound("launchpad"))?;
+            tx.execute("DELETE FROM launchpad WHERE id = ?1", [&id])?;
+            tx.execute(
+                "DELETE FROM attribute_value WHERE target = 'launchpad' AND entity_id = ?1",
+                [&id],
+            )?;
+            audit(
+                tx,
+                &actor,
+                "launchpad.delete",
+                "launchpad",
+                &id,
+                Some(json(&before)),
+                None,
+                now,
+            )?;
+            Ok(())
         })
         .await
     }
