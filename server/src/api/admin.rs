@@ -91,13 +91,18 @@ pub async fn hash_password(password: String) -> Result<SlowHash, AppError> {
     .map_err(|e| AppError::Internal(anyhow::anyhow!("hashing: {e}")))
 }
 
-/// Checks a cart to create (HTTP or CSV import).
-pub fn checked_launchpad(body: CreateLaunchpad) -> Result<Launchpad, AppError> {
-    if !(1..=64).contains(&body.ports) {
-        return Err(AppError::invalid("ports", "must be 1 to 64"));
+fn checked_ports(ports: u32) -> Result<u32, AppError> {
+    if (1..=64).contains(&ports) {
+        Ok(ports)
+    } else {
+        Err(AppError::invalid("ports", "must be 1 to 64"))
     }
-    let timezone = validate::optional_text("timezone", body.timezone.as_deref(), 64)?;
-    if let Some(tz) = &timezone {
+}
+
+/// An IANA time zone known to the tz database, or absent (empty text).
+fn checked_timezone(value: Option<&str>) -> Result<Option<String>, AppError> {
+    let tz = validate::optional_text("timezone", value, 64)?;
+    if let Some(tz) = &tz {
         if jiff::tz::TimeZone::get(tz).is_err() {
             return Err(AppError::invalid(
                 "timezone",
@@ -105,10 +110,17 @@ pub fn checked_launchpad(body: CreateLaunchpad) -> Result<Launchpad, AppError> {
             ));
         }
     }
+    Ok(tz)
+}
+
+/// Checks a cart to create (HTTP or CSV import).
+pub fn checked_launchpad(body: CreateLaunchpad) -> Result<Launchpad, AppError> {
+    let ports = checked_ports(body.ports)?;
+    let timezone = checked_timezone(body.timezone.as_deref())?;
     Ok(Launchpad {
         id: validate::ident("id", &body.id)?,
         name: validate::text("name", &body.name, 128)?,
-        ports: body.ports,
+        ports,
         department: validate::optional_text("department", body.department.as_deref(), 128)?,
         facility: validate::optional_text("facility", body.facility.as_deref(), 128)?,
         manager: validate::email("manager", body.manager.as_deref())?,
@@ -780,10 +792,7 @@ pub async fn update_launchpad<S: Storage>(
         patch.name = Some(validate::text("name", v, 128)?);
     }
     if let Some(p) = body.ports {
-        if !(1..=64).contains(&p) {
-            return Err(AppError::invalid("ports", "must be 1 to 64"));
-        }
-        patch.ports = Some(p);
+        patch.ports = Some(checked_ports(p)?);
     }
     if let Some(v) = &body.department {
         patch.department = Some(validate::optional_text("department", Some(v), 128)?);
@@ -795,16 +804,7 @@ pub async fn update_launchpad<S: Storage>(
         patch.manager = Some(validate::email("manager", Some(v))?);
     }
     if let Some(v) = &body.timezone {
-        let tz = validate::optional_text("timezone", Some(v), 64)?;
-        if let Some(tz) = &tz {
-            if jiff::tz::TimeZone::get(tz).is_err() {
-                return Err(AppError::invalid(
-                    "timezone",
-                    "must be an IANA zone name such as America/Chicago",
-                ));
-            }
-        }
-        patch.timezone = Some(tz);
+        patch.timezone = Some(checked_timezone(Some(v))?);
     }
     Ok(Json(
         st.storage

@@ -141,6 +141,16 @@ fn get_device(c: &Connection, id: &str) -> Result<Device, StorageError> {
     .ok_or(StorageError::NotFound("device"))
 }
 
+fn get_launchpad(c: &Connection, id: &str) -> Result<Launchpad, StorageError> {
+    c.query_row(
+        &format!("SELECT {LAUNCHPAD_COLUMNS} FROM launchpad WHERE id = ?1"),
+        [id],
+        launchpad_row,
+    )
+    .optional()?
+    .ok_or(StorageError::NotFound("launchpad"))
+}
+
 fn get_user(c: &Connection, username: &str) -> Result<User, StorageError> {
     c.query_row(
         &format!("SELECT {USER_COLUMNS} FROM app_user u WHERE u.username = ?1"),
@@ -638,16 +648,7 @@ impl Storage for SqliteStorage {
         now: Timestamp,
     ) -> Result<Launchpad, StorageError> {
         self.write(move |tx| {
-            let get = |tx: &rusqlite::Transaction<'_>| -> Result<Launchpad, StorageError> {
-                tx.query_row(
-                    &format!("SELECT {LAUNCHPAD_COLUMNS} FROM launchpad WHERE id = ?1"),
-                    [&id],
-                    launchpad_row,
-                )
-                .optional()?
-                .ok_or(StorageError::NotFound("launchpad"))
-            };
-            let before = get(tx)?;
+            let before = get_launchpad(tx, &id)?;
             let set_text = |column: &str, value: &Option<String>| -> Result<(), StorageError> {
                 match tx.execute(
                     &format!("UPDATE launchpad SET {column} = ?2 WHERE id = ?1"),
@@ -679,7 +680,7 @@ impl Storage for SqliteStorage {
                     set_text(column, v)?;
                 }
             }
-            let after = get(tx)?;
+            let after = get_launchpad(tx, &id)?;
             audit(
                 tx,
                 &actor,
@@ -702,14 +703,7 @@ impl Storage for SqliteStorage {
         now: Timestamp,
     ) -> Result<(), StorageError> {
         self.write(move |tx| {
-            let before = tx
-                .query_row(
-                    &format!("SELECT {LAUNCHPAD_COLUMNS} FROM launchpad WHERE id = ?1"),
-                    [&id],
-                    launchpad_row,
-                )
-                .optional()?
-                .ok_or(StorageError::NotFound("launchpad"))?;
+            let before = get_launchpad(tx, &id)?;
             tx.execute("DELETE FROM launchpad WHERE id = ?1", [&id])?;
             tx.execute(
                 "DELETE FROM attribute_value WHERE target = 'launchpad' AND entity_id = ?1",
