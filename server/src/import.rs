@@ -15,6 +15,7 @@ use crate::api::admin::{
 };
 use crate::error::AppError;
 use crate::keys::{random_token, sha256};
+use crate::model::{AttributeTarget, AttributeType};
 use crate::state::AppState;
 use crate::storage::{Storage, StorageError};
 
@@ -227,4 +228,138 @@ pub async fn launchpads<S: Storage>(
         out.push((id, credential));
     }
     Ok(out)
+}
+
+/// Parses a CSV cell as a value of `value_type` (empty: clear the attribute).
+fn attribute_cell(
+    value_type: AttributeType,
+    cell: &str,
+) -> Result<Option<serde_json::Value>, String> {
+    if cell.is_empty() {
+        return Ok(None);
+    }
+    let value = match value_type {
+        AttributeType::String => serde_json::Value::String(cell.to_owned()),
+        AttributeType::Int => cell
+            .parse::<i64>()
+            .map(serde_json::Value::from)
+            .map_err(|_| format!("{cell:?} is not an integer"))?,
+        AttributeType::Bool => match cell.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" => serde_json::Value::Bool(true),
+            "false" | "no" | "0" => serde_json::Value::Bool(false),
+            _ => return Err(format!("{cell:?} is not true or false")),
+        },
+    };
+    if !value_type.accepts(&value) {
+        return Err("text longer than 256 characters".into());
+    }
+    Ok(Some(value))
+}
+
+/// Imports device attributes: a `serial` column, an optional `device_home` column, and
+/// one column per custom device attribute (typed; an empty cell clears it). Devices are
+/// matched by serial number. Returns how many devices were updated.
+pub async fn devices<S: Storage>(
+    st: &AppState<S>,
+    input: impl Read,
+    actor: &str,
+) -> Result<usize, ImportError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(input);
+    let headers = reader
+        .headers()
+        .map_err(|e| ImportError::Invalid(vec![format!("header: {e}")]))?
+        .clone();
+    let defs = st.storage.list_attributes().await?;
+    let mut problems = Vec::new();
+    let mut serial_col = None;
+    let mut home_col = None;
+    let mut attr_cols = Vec::new();
+    for (i, h) in headers.iter().enumerate() {
+        match h {
+            "serial" => serial_col = Some(i),
+            "device_home" => home_col = Some(i),
+            name => match defs
+                .iter()
+                .find(|d| d.target == AttributeTarget::Device && d.name == name)
+            {
+                Some(d) => attr_cols.push((i, d.name.clone(), d.value_type)),
+                None => problems.push(format!(
+                    "header: {name:?} is neither serial, device_home nor a device attribute"
+                )),
+            },
+        }
+    }
+    let Some(serial_col) = serial_col else {
+        problems.push("header: a serial column is required".into());
+        return Err(ImportError::Invalid(problems));
+    };
+    let mut seen = HashSet::new();
+    let mut updates = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(format!("row {line}: {e}"));
+                continue;
+            }
+        };
+        let serial = record.get(serial_col).unwrap_or_default().to_owned();
+        if !seen.insert(serial.clone()) {
+            problems.push(format!(
+                "row {line}: serial {serial} appears twice in the file"
+            ));
+            continue;
+        }
+        let Some(device) = st.storage.device_by_serial(serial.clone()).await? else {
+            problems.push(format!(
+                "row {line}: no enrolled device has serial {serial:?}"
+            ));
+            continue;
+        };
+        let home = match home_col.map(|c| record.get(c).unwrap_or_default()) {
+            None => None,
+            Some(h) => match crate::api::validate::optional_text("device_home", Some(h), 128) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    problems.push(format!("row {line}: {e}"));
+                    continue;
+                }
+            },
+        };
+        let mut values = Vec::new();
+        for (col, name, value_type) in &attr_cols {
+            match attribute_cell(*value_type, record.get(*col).unwrap_or_default()) {
+                Ok(v) => values.push((name.clone(), v)),
+                Err(e) => problems.push(format!("row {line}: {name}: {e}")),
+            }
+        }
+        updates.push((device.id, home, values));
+    }
+    if !problems.is_empty() {
+        return Err(ImportError::Invalid(problems));
+    }
+    let count = updates.len();
+    for (id, home, values) in updates {
+        if let Some(home) = home {
+            st.storage
+                .set_device_home(id.clone(), home, actor.to_owned(), st.now())
+                .await?;
+        }
+        for (name, value) in values {
+            st.storage
+                .set_attribute(
+                    AttributeTarget::Device,
+                    id.clone(),
+                    name,
+                    value,
+                    actor.to_owned(),
+                    st.now(),
+                )
+                .await?;
+        }
+    }
+    Ok(count)
 }

@@ -63,8 +63,9 @@ enum Command {
     Demo(ServeArgs),
     /// Bulk import from CSV; nothing is imported if any row is invalid.
     Import {
-        /// `users` (username,display_name,email,groups,device_limit,badge,password) or
-        /// `launchpads` (id,name,ports,department,facility,manager,timezone).
+        /// `users` (username,display_name,email,groups,device_limit,badge,password),
+        /// `launchpads` (id,name,ports,department,facility,manager,timezone), or
+        /// `devices` (serial, device_home, and one column per custom device attribute).
         kind: ImportKind,
         /// The CSV file, with a header row.
         file: PathBuf,
@@ -77,6 +78,7 @@ enum Command {
 enum ImportKind {
     Users,
     Launchpads,
+    Devices,
 }
 
 #[derive(clap::Args)]
@@ -215,6 +217,10 @@ async fn main() -> anyhow::Result<()> {
                 ImportKind::Users => {
                     let n = lanyard_server::import::users(&state, input, &actor).await?;
                     println!("imported {n} users");
+                }
+                ImportKind::Devices => {
+                    let n = lanyard_server::import::devices(&state, input, &actor).await?;
+                    println!("updated {n} devices");
                 }
                 ImportKind::Launchpads => {
                     let created = lanyard_server::import::launchpads(&state, input, &actor).await?;

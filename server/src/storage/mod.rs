@@ -375,6 +375,19 @@ pub trait Storage: Clone + Send + Sync + 'static {
         actor: String,
         now: Timestamp,
     ) -> impl Future<Output = Result<Device, StorageError>> + Send;
+    /// The device with this serial number.
+    fn device_by_serial(
+        &self,
+        serial: String,
+    ) -> impl Future<Output = Result<Option<Device>, StorageError>> + Send;
+    /// Sets (or clears) a device's Device Home, audited.
+    fn set_device_home(
+        &self,
+        device_id: String,
+        home: Option<String>,
+        actor: String,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Device, StorageError>> + Send;
     /// How many devices are in each status.
     fn device_status_counts(
         &self,

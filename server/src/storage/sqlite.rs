@@ -996,6 +996,47 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn device_by_serial(&self, serial: String) -> Result<Option<Device>, StorageError> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {DEVICE_COLUMNS} FROM device WHERE serial = ?1"),
+                [serial],
+                device_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn set_device_home(
+        &self,
+        device_id: String,
+        home: Option<String>,
+        actor: String,
+        now: Timestamp,
+    ) -> Result<Device, StorageError> {
+        self.write(move |tx| {
+            let before = get_device(tx, &device_id)?;
+            tx.execute(
+                "UPDATE device SET device_home = ?2 WHERE id = ?1",
+                params![device_id, home],
+            )?;
+            let after = get_device(tx, &device_id)?;
+            audit(
+                tx,
+                &actor,
+                "device.home.set",
+                "device",
+                &device_id,
+                Some(json(&before)),
+                Some(json(&after)),
+                now,
+            )?;
+            Ok(after)
+        })
+        .await
+    }
+
     async fn device_status_counts(&self) -> Result<Vec<(String, u64)>, StorageError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
