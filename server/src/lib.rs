@@ -175,6 +175,10 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
             "/api/v1/launchpads/{id}/attributes/{name}",
             put(api::attributes::set_launchpad::<S>),
         )
+        .route(
+            "/api/v1/devices/{id}/commands",
+            get(api::logs::commands::<S>),
+        )
         .route("/api/v1/audit", get(api::logs::audit::<S>))
         .route("/api/v1/audit.csv", get(api::logs::audit_csv::<S>))
         .route(

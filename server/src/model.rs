@@ -215,3 +215,21 @@ pub struct AttributeDef {
     /// The type of its values.
     pub value_type: AttributeType,
 }
+
+/// A signed command sent to a device, and where it stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CommandRecord {
+    /// Command id.
+    pub id: String,
+    /// Payload type, e.g. `grant_checkout`, `check_in`, `lock`.
+    pub kind: String,
+    /// `pending` → `delivered` → `acknowledged`, or `failed` (refused by the device) or
+    /// `expired` (never applied in time).
+    pub state: String,
+    /// Queued (ms since epoch).
+    pub created_at: i64,
+    /// Last state change.
+    pub updated_at: i64,
+    /// Validity end.
+    pub expires_at: i64,
+}

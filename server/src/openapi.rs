@@ -21,7 +21,7 @@ use crate::api::{admin, attributes, device, launchpad, logs};
         admin::lock_device, admin::mark_lost, admin::mark_found, admin::retire,
         attributes::create, attributes::list, attributes::set_device, attributes::set_launchpad,
         attributes::get_device, attributes::get_launchpad,
-        logs::audit, logs::audit_csv, logs::activity, logs::activity_csv,
+        logs::audit, logs::audit_csv, logs::activity, logs::activity_csv, logs::commands,
         device::enroll, device::sync, device::authorize,
         launchpad::tap, launchpad::port_event,
     ),

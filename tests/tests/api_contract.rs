@@ -660,6 +660,7 @@ async fn the_openapi_document_describes_every_route_with_resolvable_schemas() {
         ("post", "/api/v1/devices/{id}/retire"),
         ("get", "/api/v1/devices/{id}/activity"),
         ("get", "/api/v1/devices/{id}/activity.csv"),
+        ("get", "/api/v1/devices/{id}/commands"),
         ("get", "/api/v1/audit"),
         ("get", "/api/v1/audit.csv"),
         ("post", "/device/v1/enroll"),

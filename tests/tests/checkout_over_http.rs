@@ -873,3 +873,90 @@ async fn a_remote_lock_reaches_the_phone_and_its_user_unlocks_it_with_a_badge() 
     assert_eq!(log["items"][0]["action"], "device.lock");
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn command_states_follow_delivery_acknowledgement_and_refusal() {
+    let server = TestServer::start().await.unwrap();
+    let admin = Admin {
+        base: server.base_url(),
+        token: server.token("admin").await.unwrap(),
+        http: http_client(),
+    };
+    let (_, token) = admin
+        .post("/api/v1/enrollment-tokens", json!({"label": "t"}))
+        .await;
+    let mut phone = Phone::enroll(token["link"].as_str().unwrap()).await;
+    let states = async |admin: &Admin, id: &str| -> Vec<(String, String)> {
+        let (_, list) = admin.get(&format!("/api/v1/devices/{id}/commands")).await;
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["kind"].as_str().unwrap().to_owned(),
+                    c["state"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+
+    admin
+        .post(
+            &format!("/api/v1/devices/{}/check-in", phone.id),
+            json!({"reason": "r"}),
+        )
+        .await;
+    assert_eq!(
+        states(&admin, &phone.id).await,
+        [("check_in".to_owned(), "pending".to_owned())]
+    );
+    phone
+        .client
+        .sync_once(&mut phone.agent, now())
+        .await
+        .unwrap();
+    assert_eq!(states(&admin, &phone.id).await[0].1, "delivered");
+    phone
+        .client
+        .sync_once(&mut phone.agent, now())
+        .await
+        .unwrap();
+    assert_eq!(
+        states(&admin, &phone.id).await[0].1,
+        "acknowledged",
+        "the phone listed it as handled"
+    );
+
+    // A phone whose clock runs two days ahead sees the 24 h lock as expired and refuses it;
+    // its report marks the command failed.
+    admin
+        .post(
+            &format!("/api/v1/devices/{}/lock", phone.id),
+            json!({"reason": "r"}),
+        )
+        .await;
+    let ahead = Timestamp(now().as_millis() + 2 * 86_400_000);
+    phone
+        .client
+        .sync_once(&mut phone.agent, ahead)
+        .await
+        .unwrap();
+    phone
+        .client
+        .sync_once(&mut phone.agent, ahead)
+        .await
+        .unwrap();
+    let list = states(&admin, &phone.id).await;
+    assert_eq!(
+        list[0],
+        ("lock".to_owned(), "failed".to_owned()),
+        "{list:?}"
+    );
+    assert_eq!(
+        list[1].1, "acknowledged",
+        "the earlier command is untouched"
+    );
+    let (s, _) = admin.get("/api/v1/devices/dev-none/commands").await;
+    assert_eq!(s, 404);
+    server.stop().await.unwrap();
+}

@@ -192,3 +192,15 @@ pub async fn activity_csv<S: Storage>(
         w.into_inner().map_err(csv_error)?,
     ))
 }
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}/commands", tag = "admin", description = "A device's most recent signed commands (newest first, up to 500) and their states. Any role.", params(("id" = String, Path)), responses((status = 200, body = Vec<crate::model::CommandRecord>), (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)), security(("api_token" = [])))]
+/// `GET /api/v1/devices/{id}/commands`.
+pub async fn commands<S: Storage>(
+    State(st): State<AppState<S>>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<crate::model::CommandRecord>>, AppError> {
+    Ok(Json(
+        st.storage.device_commands(id, validate::MAX_LIMIT).await?,
+    ))
+}

@@ -11,7 +11,7 @@ use lanyard_protocol::{CommandId, EventRecord, Policy, Signed, Timestamp, UserRe
 
 use crate::db::DbError;
 use crate::model::{
-    AttributeDef, AttributeTarget, AuditRecord, Device, Launchpad, Page, Role, User,
+    AttributeDef, AttributeTarget, AuditRecord, CommandRecord, Device, Launchpad, Page, Role, User,
 };
 
 /// Why a storage call failed.
@@ -388,6 +388,12 @@ pub trait Storage: Clone + Send + Sync + 'static {
         actor: String,
         now: Timestamp,
     ) -> impl Future<Output = Result<Device, StorageError>> + Send;
+    /// A device's most recent commands and their states, newest first.
+    fn device_commands(
+        &self,
+        device_id: String,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<CommandRecord>, StorageError>> + Send;
     /// How many devices are in each status.
     fn device_status_counts(
         &self,

@@ -13,7 +13,8 @@ use super::{
 };
 use crate::db::Db;
 use crate::model::{
-    AttributeDef, AttributeTarget, AttributeType, AuditRecord, Device, Launchpad, Page, Role, User,
+    AttributeDef, AttributeTarget, AttributeType, AuditRecord, CommandRecord, Device, Launchpad,
+    Page, Role, User,
 };
 
 /// SQLite-backed storage.
@@ -282,6 +283,18 @@ fn mirror(
                     }
                 }
                 Report::Undocked => docked = Some(false),
+                Report::CommandRejected {
+                    command_id: Some(id),
+                    ..
+                } => {
+                    // A refusal of a command still outstanding marks it failed; a replay of
+                    // one already acknowledged changes nothing.
+                    tx.execute(
+                        "UPDATE command SET state = 'failed', updated_at = ?3
+                         WHERE id = ?1 AND device_id = ?2 AND state IN ('pending', 'delivered')",
+                        params![id.as_str(), device_id, now.as_millis()],
+                    )?;
+                }
                 Report::ComplianceTier {
                     condition: ConditionKind::CheckoutOverdue,
                     ..
@@ -1033,6 +1046,32 @@ impl Storage for SqliteStorage {
                 now,
             )?;
             Ok(after)
+        })
+        .await
+    }
+
+    async fn device_commands(
+        &self,
+        device_id: String,
+        limit: u32,
+    ) -> Result<Vec<CommandRecord>, StorageError> {
+        self.read(move |c| {
+            get_device(c, &device_id)?;
+            let mut stmt = c.prepare_cached(
+                "SELECT id, kind, state, created_at, updated_at, expires_at FROM command
+                 WHERE device_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![device_id, i64::from(limit)], |r| {
+                Ok(CommandRecord {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    state: r.get(2)?,
+                    created_at: r.get(3)?,
+                    updated_at: r.get(4)?,
+                    expires_at: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
