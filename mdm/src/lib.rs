@@ -1,0 +1,197 @@
+//! Apple MDM commands as exact plists, built from typed values.
+//!
+//! Lanyard drives the hospital's MDM rather than being one: workflows say "Clear
+//! Passcode", "Erase", "Update iOS"; this crate turns each into the command dictionary
+//! Apple's MDM protocol defines (`{Command: {RequestType, …}, CommandUUID}`), ready to
+//! hand to a connector. A test checks every command this crate can build against
+//! Apple's own schemas in `shared/reference/apple-device-management` (required keys,
+//! types, allowed values, no unknown keys).
+
+use plist::{Dictionary, Value};
+
+/// An MDM command Lanyard sends.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MdmCommand {
+    /// Clear the device passcode (needs the UnlockToken from the device's TokenUpdate).
+    ClearPasscode {
+        /// The device's unlock token.
+        unlock_token: Vec<u8>,
+    },
+    /// Lock the screen now, optionally with a message and a phone number.
+    DeviceLock {
+        /// Shown on the Lock screen.
+        message: Option<String>,
+        /// Shown on the Lock screen.
+        phone_number: Option<String>,
+    },
+    /// Restart. (Apple's `NotifyUser` option is macOS-only, so it is not offered.)
+    RestartDevice,
+    /// Shut down.
+    ShutDownDevice,
+    /// Erase the device (supervised / DEP devices for Lanyard's Provisioning workflow).
+    EraseDevice {
+        /// Keep the cellular plan.
+        preserve_data_plan: Option<bool>,
+        /// Disallow Proximity Setup after the erase.
+        disallow_proximity_setup: Option<bool>,
+        /// iOS 17+: come back enrolled without anyone touching the phone.
+        return_to_service: Option<ReturnToService>,
+    },
+    /// Ask for device information (e.g. `OSVersion`, `BatteryLevel`).
+    DeviceInformation {
+        /// The query keys.
+        queries: Vec<String>,
+    },
+    /// Install a configuration profile (.mobileconfig bytes).
+    InstallProfile {
+        /// The profile, signed or not.
+        payload: Vec<u8>,
+    },
+    /// Remove a configuration profile by its PayloadIdentifier.
+    RemoveProfile {
+        /// The profile's identifier.
+        identifier: String,
+    },
+    /// Supervised iOS: enter lost mode with a message and/or phone number.
+    EnableLostMode {
+        /// Shown on the Lock screen.
+        message: Option<String>,
+        /// Shown on the Lock screen.
+        phone_number: Option<String>,
+        /// Small print on the Lock screen.
+        footnote: Option<String>,
+    },
+    /// Leave lost mode.
+    DisableLostMode,
+}
+
+/// iOS 17+ Return to Service options of an erase.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReturnToService {
+    /// Turn Return to Service on.
+    pub enabled: bool,
+    /// A Wi-Fi profile for the device to join after the erase.
+    pub wifi_profile_data: Option<Vec<u8>>,
+    /// The MDM enrollment profile to re-enroll with.
+    pub mdm_profile_data: Option<Vec<u8>>,
+}
+
+fn put_opt(d: &mut Dictionary, key: &str, value: Option<Value>) {
+    if let Some(v) = value {
+        d.insert(key.to_owned(), v);
+    }
+}
+
+impl MdmCommand {
+    /// The command's `RequestType`.
+    pub fn request_type(&self) -> &'static str {
+        match self {
+            MdmCommand::ClearPasscode { .. } => "ClearPasscode",
+            MdmCommand::DeviceLock { .. } => "DeviceLock",
+            MdmCommand::RestartDevice => "RestartDevice",
+            MdmCommand::ShutDownDevice => "ShutDownDevice",
+            MdmCommand::EraseDevice { .. } => "EraseDevice",
+            MdmCommand::DeviceInformation { .. } => "DeviceInformation",
+            MdmCommand::InstallProfile { .. } => "InstallProfile",
+            MdmCommand::RemoveProfile { .. } => "RemoveProfile",
+            MdmCommand::EnableLostMode { .. } => "EnableLostMode",
+            MdmCommand::DisableLostMode => "DisableLostMode",
+        }
+    }
+
+    /// The `Command` dictionary: `RequestType` plus the command's keys.
+    pub fn command_dictionary(&self) -> Dictionary {
+        let mut d = Dictionary::new();
+        d.insert(
+            "RequestType".into(),
+            Value::String(self.request_type().into()),
+        );
+        match self {
+            MdmCommand::ClearPasscode { unlock_token } => {
+                d.insert("UnlockToken".into(), Value::Data(unlock_token.clone()));
+            }
+            MdmCommand::DeviceLock {
+                message,
+                phone_number,
+            } => {
+                put_opt(&mut d, "Message", message.clone().map(Value::String));
+                put_opt(
+                    &mut d,
+                    "PhoneNumber",
+                    phone_number.clone().map(Value::String),
+                );
+            }
+            MdmCommand::RestartDevice
+            | MdmCommand::ShutDownDevice
+            | MdmCommand::DisableLostMode => {}
+            MdmCommand::EraseDevice {
+                preserve_data_plan,
+                disallow_proximity_setup,
+                return_to_service,
+            } => {
+                put_opt(
+                    &mut d,
+                    "PreserveDataPlan",
+                    preserve_data_plan.map(Value::Boolean),
+                );
+                put_opt(
+                    &mut d,
+                    "DisallowProximitySetup",
+                    disallow_proximity_setup.map(Value::Boolean),
+                );
+                if let Some(rts) = return_to_service {
+                    let mut r = Dictionary::new();
+                    r.insert("Enabled".into(), Value::Boolean(rts.enabled));
+                    put_opt(
+                        &mut r,
+                        "WiFiProfileData",
+                        rts.wifi_profile_data.clone().map(Value::Data),
+                    );
+                    put_opt(
+                        &mut r,
+                        "MDMProfileData",
+                        rts.mdm_profile_data.clone().map(Value::Data),
+                    );
+                    d.insert("ReturnToService".into(), Value::Dictionary(r));
+                }
+            }
+            MdmCommand::DeviceInformation { queries } => {
+                let q = queries.iter().cloned().map(Value::String).collect();
+                d.insert("Queries".into(), Value::Array(q));
+            }
+            MdmCommand::InstallProfile { payload } => {
+                d.insert("Payload".into(), Value::Data(payload.clone()));
+            }
+            MdmCommand::RemoveProfile { identifier } => {
+                d.insert("Identifier".into(), Value::String(identifier.clone()));
+            }
+            MdmCommand::EnableLostMode {
+                message,
+                phone_number,
+                footnote,
+            } => {
+                put_opt(&mut d, "Message", message.clone().map(Value::String));
+                put_opt(
+                    &mut d,
+                    "PhoneNumber",
+                    phone_number.clone().map(Value::String),
+                );
+                put_opt(&mut d, "Footnote", footnote.clone().map(Value::String));
+            }
+        }
+        d
+    }
+
+    /// The full command plist (XML), as an MDM server enqueues it.
+    pub fn to_plist(&self, command_uuid: &str) -> Result<Vec<u8>, plist::Error> {
+        let mut top = Dictionary::new();
+        top.insert(
+            "Command".into(),
+            Value::Dictionary(self.command_dictionary()),
+        );
+        top.insert("CommandUUID".into(), Value::String(command_uuid.into()));
+        let mut out = Vec::new();
+        Value::Dictionary(top).to_writer_xml(&mut out)?;
+        Ok(out)
+    }
+}

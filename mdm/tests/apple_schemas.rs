@@ -1,0 +1,291 @@
+//! Every command this crate can build, checked against Apple's own schema for it
+//! (`shared/reference/apple-device-management/mdm/commands`): the request type, every
+//! required key present, no key the schema does not define, each value of the declared
+//! type and inside its `rangelist`, nested dictionaries and arrays checked against their
+//! `subkeys`, and every emitted key supported on iOS (Lanyard drives iPhones).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::path::PathBuf;
+
+use lanyard_mdm::{MdmCommand, ReturnToService};
+use plist::Value;
+use serde_yaml_ng::Value as Yaml;
+
+fn commands_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/reference/apple-device-management/mdm/commands")
+}
+
+/// The schema whose `payload.requesttype` is `request_type`.
+fn schema_for(request_type: &str) -> Yaml {
+    for entry in std::fs::read_dir(commands_dir()).expect("Apple's schemas beside the repository") {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Cheap pre-filter: only parse the file that names this request type (one file
+        // elsewhere holds a recursive alias no command of ours needs).
+        if !text.contains(&format!("requesttype: {request_type}\n")) {
+            continue;
+        }
+        let yaml: Yaml = serde_yaml_ng::from_str(&text).unwrap();
+        if yaml["payload"]["requesttype"].as_str() == Some(request_type) {
+            return yaml;
+        }
+    }
+    panic!("no Apple schema for {request_type}");
+}
+
+fn ios_unsupported(node: &Yaml) -> bool {
+    node["supportedOS"]["iOS"]["introduced"].as_str() == Some("n/a")
+}
+
+fn check_value(value: &Value, spec: &Yaml, path: &str, errors: &mut Vec<String>) {
+    let ty = spec["type"].as_str().unwrap_or("<any>");
+    let ok = match ty {
+        "<string>" => value.as_string().is_some(),
+        "<data>" => value.as_data().is_some(),
+        "<boolean>" => value.as_boolean().is_some(),
+        "<integer>" => value.as_signed_integer().is_some() || value.as_unsigned_integer().is_some(),
+        "<real>" => value.as_real().is_some() || value.as_signed_integer().is_some(),
+        "<array>" => value.as_array().is_some(),
+        "<dictionary>" => value.as_dictionary().is_some(),
+        _ => true,
+    };
+    if !ok {
+        errors.push(format!("{path}: expected {ty}, got {value:?}"));
+        return;
+    }
+    if let Some(allowed) = spec["rangelist"].as_sequence() {
+        let matches = allowed.iter().any(|a| match (a, value) {
+            (Yaml::String(a), Value::String(v)) => a == v,
+            (Yaml::Number(a), v) => a.as_i64() == v.as_signed_integer(),
+            (Yaml::Bool(a), Value::Boolean(v)) => a == v,
+            _ => false,
+        });
+        if !matches {
+            errors.push(format!("{path}: {value:?} is not in the rangelist"));
+        }
+    }
+    match (ty, value) {
+        ("<dictionary>", Value::Dictionary(d)) => {
+            if let Some(keys) = spec["subkeys"].as_sequence() {
+                check_dictionary(d, keys, path, errors);
+            }
+        }
+        ("<array>", Value::Array(items)) => {
+            let Some(item) = spec["subkeys"].as_sequence().and_then(|s| s.first()) else {
+                return;
+            };
+            for (i, v) in items.iter().enumerate() {
+                let item_path = format!("{path}[{i}]");
+                check_value(v, item, &item_path, errors);
+                // A string item whose schema lists subkeys may only be one of their names
+                // (how DeviceInformation's query names are given).
+                if let (Value::String(s), Some(names)) = (v, item["subkeys"].as_sequence()) {
+                    match names.iter().find(|k| k["key"].as_str() == Some(s.as_str())) {
+                        None => errors.push(format!(
+                            "{item_path}: {s:?} is not a value the schema lists"
+                        )),
+                        Some(k) if ios_unsupported(k) => {
+                            errors.push(format!("{item_path}: {s:?} is not supported on iOS"))
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_dictionary(d: &plist::Dictionary, keys: &[Yaml], path: &str, errors: &mut Vec<String>) {
+    for spec in keys {
+        let key = spec["key"].as_str().unwrap_or_default();
+        if spec["presence"].as_str() == Some("required") && !d.contains_key(key) {
+            errors.push(format!("{path}.{key}: required key missing"));
+        }
+    }
+    for (key, value) in d {
+        let Some(spec) = keys
+            .iter()
+            .find(|s| s["key"].as_str() == Some(key.as_str()))
+        else {
+            errors.push(format!("{path}.{key}: not a key of the schema"));
+            continue;
+        };
+        if ios_unsupported(spec) {
+            errors.push(format!("{path}.{key}: not supported on iOS"));
+        }
+        check_value(value, spec, &format!("{path}.{key}"), errors);
+    }
+}
+
+/// Checks one command; returns the problems found.
+fn problems(cmd: &MdmCommand) -> Vec<String> {
+    let schema = schema_for(cmd.request_type());
+    let mut errors = Vec::new();
+    if ios_unsupported(&schema["payload"]) {
+        errors.push(format!("{} is not supported on iOS", cmd.request_type()));
+    }
+    let mut dict = cmd.command_dictionary();
+    assert_eq!(
+        dict.remove("RequestType")
+            .and_then(|v| v.into_string())
+            .as_deref(),
+        Some(cmd.request_type())
+    );
+    let keys = schema["payloadkeys"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default();
+    check_dictionary(&dict, &keys, cmd.request_type(), &mut errors);
+    errors
+}
+
+fn every_command() -> Vec<MdmCommand> {
+    let s = |v: &str| Some(v.to_owned());
+    vec![
+        MdmCommand::ClearPasscode {
+            unlock_token: vec![1, 2, 3],
+        },
+        MdmCommand::DeviceLock {
+            message: None,
+            phone_number: None,
+        },
+        MdmCommand::DeviceLock {
+            message: s("Return to 4 West"),
+            phone_number: s("+1 555 0100"),
+        },
+        MdmCommand::RestartDevice,
+        MdmCommand::ShutDownDevice,
+        MdmCommand::EraseDevice {
+            preserve_data_plan: None,
+            disallow_proximity_setup: None,
+            return_to_service: None,
+        },
+        MdmCommand::EraseDevice {
+            preserve_data_plan: Some(true),
+            disallow_proximity_setup: Some(true),
+            return_to_service: Some(ReturnToService {
+                enabled: true,
+                wifi_profile_data: Some(b"<wifi/>".to_vec()),
+                mdm_profile_data: Some(b"<mdm/>".to_vec()),
+            }),
+        },
+        MdmCommand::DeviceInformation {
+            queries: vec![
+                "OSVersion".into(),
+                "BatteryLevel".into(),
+                "SerialNumber".into(),
+                "UDID".into(),
+            ],
+        },
+        MdmCommand::InstallProfile {
+            payload: b"<plist/>".to_vec(),
+        },
+        MdmCommand::RemoveProfile {
+            identifier: "org.stmary.wifi".into(),
+        },
+        MdmCommand::EnableLostMode {
+            message: s("Lost"),
+            phone_number: s("+1 555 0100"),
+            footnote: s("St Mary IT"),
+        },
+        MdmCommand::DisableLostMode,
+    ]
+}
+
+#[test]
+fn every_command_lanyard_builds_matches_apples_schema() {
+    for cmd in every_command() {
+        let p = problems(&cmd);
+        assert!(p.is_empty(), "{}: {p:#?}", cmd.request_type());
+    }
+}
+
+#[test]
+fn the_validator_catches_what_apples_schema_forbids() {
+    // Guards the check above against a validator that accepts anything.
+    let mut dict = MdmCommand::ClearPasscode {
+        unlock_token: vec![1],
+    }
+    .command_dictionary();
+    dict.remove("UnlockToken");
+    dict.insert("Bogus".into(), Value::Boolean(true));
+    let schema = schema_for("ClearPasscode");
+    let mut errors = Vec::new();
+    check_dictionary(
+        &dict,
+        schema["payloadkeys"].as_sequence().unwrap(),
+        "ClearPasscode",
+        &mut errors,
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("UnlockToken: required key missing")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("Bogus: not a key of the schema")),
+        "{errors:?}"
+    );
+
+    let restart = schema_for("RestartDevice");
+    let mut d = plist::Dictionary::new();
+    d.insert("NotifyUser".into(), Value::Boolean(true));
+    let mut errors = Vec::new();
+    check_dictionary(
+        &d,
+        restart["payloadkeys"].as_sequence().unwrap(),
+        "RestartDevice",
+        &mut errors,
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("not supported on iOS")),
+        "macOS-only key: {errors:?}"
+    );
+
+    let bad = MdmCommand::DeviceInformation {
+        queries: vec!["NotAQuery".into()],
+    };
+    assert!(problems(&bad).iter().any(|e| e.contains("NotAQuery")));
+    let wrong_type = MdmCommand::RemoveProfile {
+        identifier: String::new(),
+    };
+    let mut d = wrong_type.command_dictionary();
+    d.insert("Identifier".into(), Value::Integer(5.into()));
+    d.remove("RequestType");
+    let mut errors = Vec::new();
+    check_dictionary(
+        &d,
+        schema_for("RemoveProfile")["payloadkeys"]
+            .as_sequence()
+            .unwrap(),
+        "RemoveProfile",
+        &mut errors,
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("expected <string>")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn the_plist_is_the_command_dictionary_with_its_uuid() {
+    let xml = MdmCommand::ClearPasscode {
+        unlock_token: vec![0xde, 0xad],
+    }
+    .to_plist("6F9A0C55-1D2B-4E8C-9B0A-0123456789AB")
+    .unwrap();
+    let value = Value::from_reader_xml(xml.as_slice()).unwrap();
+    let top = value.as_dictionary().unwrap();
+    assert_eq!(
+        top["CommandUUID"].as_string(),
+        Some("6F9A0C55-1D2B-4E8C-9B0A-0123456789AB")
+    );
+    let cmd = top["Command"].as_dictionary().unwrap();
+    assert_eq!(cmd["RequestType"].as_string(), Some("ClearPasscode"));
+    assert_eq!(cmd["UnlockToken"].as_data(), Some(&[0xde, 0xad][..]));
+}
