@@ -63,6 +63,111 @@ pub enum MdmCommand {
     },
     /// Leave lost mode.
     DisableLostMode,
+    /// Schedule OS updates (supervised devices).
+    ScheduleOSUpdate {
+        /// One entry per update to act on.
+        updates: Vec<OsUpdate>,
+    },
+    /// Change device settings (time zone, name, wallpaper).
+    Settings {
+        /// The settings, applied in order.
+        items: Vec<Setting>,
+    },
+}
+
+/// One update of a [`MdmCommand::ScheduleOSUpdate`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct OsUpdate {
+    /// Apple's product key of the update, when known.
+    pub product_key: Option<String>,
+    /// The OS version to install, e.g. `17.6.1`.
+    pub product_version: Option<String>,
+    /// What the device should do.
+    pub install_action: InstallAction,
+}
+
+/// What a device does with a scheduled update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InstallAction {
+    /// Download, then install as the device's defaults decide.
+    Default,
+    /// Only download.
+    DownloadOnly,
+    /// Install now.
+    InstallAsap,
+    /// Tell the user.
+    NotifyOnly,
+    /// Install later.
+    InstallLater,
+    /// Install and restart without asking.
+    InstallForceRestart,
+}
+
+impl InstallAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            InstallAction::Default => "Default",
+            InstallAction::DownloadOnly => "DownloadOnly",
+            InstallAction::InstallAsap => "InstallASAP",
+            InstallAction::NotifyOnly => "NotifyOnly",
+            InstallAction::InstallLater => "InstallLater",
+            InstallAction::InstallForceRestart => "InstallForceRestart",
+        }
+    }
+}
+
+/// One setting of a [`MdmCommand::Settings`] command.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Setting {
+    /// IANA time zone, e.g. `America/Chicago` (iOS 14+).
+    TimeZone(String),
+    /// Device name (supervised).
+    DeviceName(String),
+    /// Wallpaper image (PNG or JPEG) for the lock screen, home screen, or both (supervised).
+    Wallpaper {
+        /// The image bytes.
+        image: Vec<u8>,
+        /// Where it goes.
+        location: WallpaperLocation,
+    },
+}
+
+/// Where a wallpaper goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WallpaperLocation {
+    /// Lock screen.
+    LockScreen,
+    /// Home screen.
+    HomeScreen,
+    /// Both.
+    Both,
+}
+
+impl Setting {
+    fn dictionary(&self) -> Dictionary {
+        let mut d = Dictionary::new();
+        match self {
+            Setting::TimeZone(tz) => {
+                d.insert("Item".into(), Value::String("TimeZone".into()));
+                d.insert("TimeZone".into(), Value::String(tz.clone()));
+            }
+            Setting::DeviceName(name) => {
+                d.insert("Item".into(), Value::String("DeviceName".into()));
+                d.insert("DeviceName".into(), Value::String(name.clone()));
+            }
+            Setting::Wallpaper { image, location } => {
+                d.insert("Item".into(), Value::String("Wallpaper".into()));
+                d.insert("Image".into(), Value::Data(image.clone()));
+                let where_ = match location {
+                    WallpaperLocation::LockScreen => 1,
+                    WallpaperLocation::HomeScreen => 2,
+                    WallpaperLocation::Both => 3,
+                };
+                d.insert("Where".into(), Value::Integer(where_.into()));
+            }
+        }
+        d
+    }
 }
 
 /// iOS 17+ Return to Service options of an erase.
@@ -96,6 +201,8 @@ impl MdmCommand {
             MdmCommand::RemoveProfile { .. } => "RemoveProfile",
             MdmCommand::EnableLostMode { .. } => "EnableLostMode",
             MdmCommand::DisableLostMode => "DisableLostMode",
+            MdmCommand::ScheduleOSUpdate { .. } => "ScheduleOSUpdate",
+            MdmCommand::Settings { .. } => "Settings",
         }
     }
 
@@ -164,6 +271,37 @@ impl MdmCommand {
             }
             MdmCommand::RemoveProfile { identifier } => {
                 d.insert("Identifier".into(), Value::String(identifier.clone()));
+            }
+            MdmCommand::ScheduleOSUpdate { updates } => {
+                let items = updates
+                    .iter()
+                    .map(|u| {
+                        let mut e = Dictionary::new();
+                        put_opt(
+                            &mut e,
+                            "ProductKey",
+                            u.product_key.clone().map(Value::String),
+                        );
+                        put_opt(
+                            &mut e,
+                            "ProductVersion",
+                            u.product_version.clone().map(Value::String),
+                        );
+                        e.insert(
+                            "InstallAction".into(),
+                            Value::String(u.install_action.as_str().into()),
+                        );
+                        Value::Dictionary(e)
+                    })
+                    .collect();
+                d.insert("Updates".into(), Value::Array(items));
+            }
+            MdmCommand::Settings { items } => {
+                let items = items
+                    .iter()
+                    .map(|s| Value::Dictionary(s.dictionary()))
+                    .collect();
+                d.insert("Settings".into(), Value::Array(items));
             }
             MdmCommand::EnableLostMode {
                 message,

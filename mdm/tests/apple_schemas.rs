@@ -7,7 +7,9 @@
 
 use std::path::PathBuf;
 
-use lanyard_mdm::{MdmCommand, ReturnToService};
+use lanyard_mdm::{
+    InstallAction, MdmCommand, OsUpdate, ReturnToService, Setting, WallpaperLocation,
+};
 use plist::Value;
 use serde_yaml_ng::Value as Yaml;
 
@@ -72,11 +74,36 @@ fn check_value(value: &Value, spec: &Yaml, path: &str, errors: &mut Vec<String>)
             }
         }
         ("<array>", Value::Array(items)) => {
-            let Some(item) = spec["subkeys"].as_sequence().and_then(|s| s.first()) else {
+            let Some(variants) = spec["subkeys"].as_sequence() else {
                 return;
             };
             for (i, v) in items.iter().enumerate() {
                 let item_path = format!("{path}[{i}]");
+                // Several subkeys: the items are different dictionaries, each naming its
+                // kind in `Item` (how Settings lists its settings).
+                let item = if variants.len() > 1 {
+                    let kind = v
+                        .as_dictionary()
+                        .and_then(|d| d.get("Item"))
+                        .and_then(Value::as_string);
+                    match variants
+                        .iter()
+                        .find(|k| kind.is_some() && k["key"].as_str() == kind)
+                    {
+                        Some(k) => k,
+                        None => {
+                            errors.push(format!(
+                                "{item_path}: Item {kind:?} is not one the schema lists"
+                            ));
+                            continue;
+                        }
+                    }
+                } else {
+                    &variants[0]
+                };
+                if ios_unsupported(item) {
+                    errors.push(format!("{item_path}: not supported on iOS"));
+                }
                 check_value(v, item, &item_path, errors);
                 // A string item whose schema lists subkeys may only be one of their names
                 // (how DeviceInformation's query names are given).
@@ -191,6 +218,30 @@ fn every_command() -> Vec<MdmCommand> {
             footnote: s("St Mary IT"),
         },
         MdmCommand::DisableLostMode,
+        MdmCommand::ScheduleOSUpdate {
+            updates: vec![
+                OsUpdate {
+                    product_key: None,
+                    product_version: Some("17.6.1".into()),
+                    install_action: InstallAction::InstallAsap,
+                },
+                OsUpdate {
+                    product_key: Some("iOSUpdate21G93".into()),
+                    product_version: None,
+                    install_action: InstallAction::InstallForceRestart,
+                },
+            ],
+        },
+        MdmCommand::Settings {
+            items: vec![
+                Setting::TimeZone("America/Chicago".into()),
+                Setting::DeviceName("4 West #3".into()),
+                Setting::Wallpaper {
+                    image: vec![0x89, b'P', b'N', b'G'],
+                    location: WallpaperLocation::LockScreen,
+                },
+            ],
+        },
     ]
 }
 
@@ -246,6 +297,25 @@ fn the_validator_catches_what_apples_schema_forbids() {
         errors.iter().any(|e| e.contains("not supported on iOS")),
         "macOS-only key: {errors:?}"
     );
+
+    let mut settings = MdmCommand::Settings {
+        items: vec![Setting::TimeZone("UTC".into())],
+    }
+    .command_dictionary();
+    settings.remove("RequestType");
+    if let Some(Value::Array(items)) = settings.get_mut("Settings") {
+        let mut odd = plist::Dictionary::new();
+        odd.insert("Item".into(), Value::String("Teleport".into()));
+        items.push(Value::Dictionary(odd));
+    }
+    let mut errors = Vec::new();
+    check_dictionary(
+        &settings,
+        schema_for("Settings")["payloadkeys"].as_sequence().unwrap(),
+        "Settings",
+        &mut errors,
+    );
+    assert!(errors.iter().any(|e| e.contains("Teleport")), "{errors:?}");
 
     let bad = MdmCommand::DeviceInformation {
         queries: vec!["NotAQuery".into()],
