@@ -9,6 +9,8 @@
 
 use plist::{Dictionary, Value};
 
+pub mod profile;
+
 /// An MDM command Lanyard sends.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MdmCommand {

@@ -359,3 +359,110 @@ fn the_plist_is_the_command_dictionary_with_its_uuid() {
     assert_eq!(cmd["RequestType"].as_string(), Some("ClearPasscode"));
     assert_eq!(cmd["UnlockToken"].as_data(), Some(&[0xde, 0xad][..]));
 }
+
+fn profile_schema(file: &str) -> Yaml {
+    let path = commands_dir().join("../profiles").join(file);
+    serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Checks a profile: its top level against `TopLevel.yaml`, each payload against
+/// `CommonPayloadKeys.yaml` plus the payload type's own schema.
+fn profile_problems(
+    profile: &lanyard_mdm::profile::Profile,
+    payload_schemas: &[&str],
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    let mut top = profile.dictionary();
+    assert_eq!(
+        top.get("PayloadType").and_then(Value::as_string),
+        Some("Configuration")
+    );
+    let content = top.remove("PayloadContent").expect("PayloadContent");
+    let top_keys = profile_schema("TopLevel.yaml")["payloadkeys"]
+        .as_sequence()
+        .cloned()
+        .unwrap();
+    // PayloadContent is required: put a stand-in back for the presence check.
+    top.insert("PayloadContent".into(), Value::Array(Vec::new()));
+    check_dictionary(&top, &top_keys, "profile", &mut errors);
+    let common = profile_schema("CommonPayloadKeys.yaml")["payloadkeys"]
+        .as_sequence()
+        .cloned()
+        .unwrap();
+    for (i, item) in content.as_array().unwrap().iter().enumerate() {
+        let d = item.as_dictionary().unwrap();
+        let kind = d
+            .get("PayloadType")
+            .and_then(Value::as_string)
+            .unwrap_or_default();
+        let file = payload_schemas
+            .iter()
+            .find(|f| f.starts_with(kind))
+            .unwrap_or_else(|| panic!("no schema for {kind}"));
+        let schema = profile_schema(file);
+        assert_eq!(schema["payload"]["payloadtype"].as_str(), Some(kind));
+        if ios_unsupported(&schema["payload"]) {
+            errors.push(format!("{kind} is not supported on iOS"));
+        }
+        let mut keys = common.clone();
+        keys.extend(schema["payloadkeys"].as_sequence().cloned().unwrap());
+        check_dictionary(d, &keys, &format!("PayloadContent[{i}]"), &mut errors);
+    }
+    errors
+}
+
+#[test]
+fn the_provisioning_wifi_profile_matches_apples_schemas() {
+    use lanyard_mdm::profile::{Payload, Profile, WifiEncryption, WifiPayload};
+    let wifi = |enc, password: Option<&str>| WifiPayload {
+        uuid: "0C8F3A52-7A1B-4C55-9A5E-3B1D2C4E5F60".into(),
+        ssid: "StMary-Provisioning".into(),
+        encryption: enc,
+        password: password.map(str::to_owned),
+        auto_join: true,
+        hidden: false,
+        disable_mac_randomization: true,
+    };
+    for payload in [
+        wifi(WifiEncryption::Wpa2, Some("correct horse battery")),
+        wifi(WifiEncryption::None, None),
+    ] {
+        let profile = Profile {
+            identifier: "org.stmary.lanyard.provisioning".into(),
+            uuid: "5B7E1D2C-3A4F-4B6E-8C9D-0E1F2A3B4C5D".into(),
+            display_name: "Provisioning Wi-Fi".into(),
+            organization: Some("St Mary IT".into()),
+            remove_after_secs: Some(3600),
+            payloads: vec![Payload::Wifi(payload)],
+        };
+        let p = profile_problems(&profile, &["com.apple.wifi.managed.yaml"]);
+        assert!(p.is_empty(), "{p:#?}");
+        let xml = profile.to_mobileconfig().unwrap();
+        let parsed = Value::from_reader_xml(xml.as_slice()).unwrap();
+        assert_eq!(
+            parsed.as_dictionary().unwrap()["DurationUntilRemoval"].as_real(),
+            Some(3600.0)
+        );
+    }
+    // A payload key the Wi-Fi schema does not define is caught.
+    let mut d = Payload::Wifi(wifi(WifiEncryption::Wpa3, Some("x"))).dictionary("org.x", 1);
+    d.insert("SSID".into(), Value::String("typo".into()));
+    let mut keys = profile_schema("CommonPayloadKeys.yaml")["payloadkeys"]
+        .as_sequence()
+        .cloned()
+        .unwrap();
+    keys.extend(
+        profile_schema("com.apple.wifi.managed.yaml")["payloadkeys"]
+            .as_sequence()
+            .cloned()
+            .unwrap(),
+    );
+    let mut errors = Vec::new();
+    check_dictionary(&d, &keys, "wifi", &mut errors);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("SSID: not a key of the schema")),
+        "{errors:?}"
+    );
+}

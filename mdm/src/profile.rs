@@ -1,0 +1,154 @@
+//! Configuration profiles (`.mobileconfig`) built from typed payloads.
+
+use plist::{Dictionary, Value};
+
+/// A configuration profile: a top-level dictionary of type `Configuration` holding
+/// payloads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Profile {
+    /// Reverse-DNS identifier, e.g. `org.stmary.lanyard.wifi.provisioning`.
+    pub identifier: String,
+    /// UUID of the profile (upper- or lowercase hex, 36 characters).
+    pub uuid: String,
+    /// Name shown in Settings.
+    pub display_name: String,
+    /// Organization shown in Settings.
+    pub organization: Option<String>,
+    /// Remove the profile this long after installation (e.g. a provisioning network
+    /// "automatically forgotten after 60 minutes").
+    pub remove_after_secs: Option<u64>,
+    /// The payloads.
+    pub payloads: Vec<Payload>,
+}
+
+/// One payload of a profile.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Payload {
+    /// `com.apple.wifi.managed`.
+    Wifi(WifiPayload),
+}
+
+/// A Wi-Fi network (personal security; enterprise EAP is not built yet).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WifiPayload {
+    /// UUID of this payload.
+    pub uuid: String,
+    /// Network name.
+    pub ssid: String,
+    /// Security.
+    pub encryption: WifiEncryption,
+    /// The passphrase for WEP/WPA networks.
+    pub password: Option<String>,
+    /// Join automatically.
+    pub auto_join: bool,
+    /// The network does not broadcast its SSID.
+    pub hidden: bool,
+    /// Use the device's real MAC address on this network (some hospital networks
+    /// register devices by MAC; seed 000's "Disable randomization").
+    pub disable_mac_randomization: bool,
+}
+
+/// Wi-Fi security, as Apple names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WifiEncryption {
+    /// Open network.
+    None,
+    /// WPA personal.
+    Wpa,
+    /// WPA2 personal.
+    Wpa2,
+    /// WPA3 personal.
+    Wpa3,
+    /// Any personal security.
+    Any,
+}
+
+impl WifiEncryption {
+    fn as_str(self) -> &'static str {
+        match self {
+            WifiEncryption::None => "None",
+            WifiEncryption::Wpa => "WPA",
+            WifiEncryption::Wpa2 => "WPA2",
+            WifiEncryption::Wpa3 => "WPA3",
+            WifiEncryption::Any => "Any",
+        }
+    }
+}
+
+fn common(d: &mut Dictionary, kind: &str, identifier: String, uuid: &str, display: &str) {
+    d.insert("PayloadType".into(), Value::String(kind.into()));
+    d.insert("PayloadVersion".into(), Value::Integer(1.into()));
+    d.insert("PayloadIdentifier".into(), Value::String(identifier));
+    d.insert("PayloadUUID".into(), Value::String(uuid.into()));
+    d.insert("PayloadDisplayName".into(), Value::String(display.into()));
+}
+
+impl Payload {
+    /// The payload dictionary; `index` makes its identifier unique within the profile.
+    pub fn dictionary(&self, profile_identifier: &str, index: usize) -> Dictionary {
+        let mut d = Dictionary::new();
+        match self {
+            Payload::Wifi(w) => {
+                let id = format!("{profile_identifier}.wifi.{index}");
+                common(
+                    &mut d,
+                    "com.apple.wifi.managed",
+                    id,
+                    &w.uuid,
+                    &format!("Wi-Fi ({})", w.ssid),
+                );
+                d.insert("SSID_STR".into(), Value::String(w.ssid.clone()));
+                d.insert(
+                    "EncryptionType".into(),
+                    Value::String(w.encryption.as_str().into()),
+                );
+                if let Some(p) = &w.password {
+                    d.insert("Password".into(), Value::String(p.clone()));
+                }
+                d.insert("AutoJoin".into(), Value::Boolean(w.auto_join));
+                d.insert("HIDDEN_NETWORK".into(), Value::Boolean(w.hidden));
+                d.insert(
+                    "DisableAssociationMACRandomization".into(),
+                    Value::Boolean(w.disable_mac_randomization),
+                );
+            }
+        }
+        d
+    }
+}
+
+impl Profile {
+    /// The top-level profile dictionary.
+    pub fn dictionary(&self) -> Dictionary {
+        let mut d = Dictionary::new();
+        common(
+            &mut d,
+            "Configuration",
+            self.identifier.clone(),
+            &self.uuid,
+            &self.display_name,
+        );
+        if let Some(o) = &self.organization {
+            d.insert("PayloadOrganization".into(), Value::String(o.clone()));
+        }
+        if let Some(secs) = self.remove_after_secs {
+            // Apple's key is a real number of seconds.
+            d.insert("DurationUntilRemoval".into(), Value::Real(secs as f64));
+        }
+        let content = self
+            .payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Value::Dictionary(p.dictionary(&self.identifier, i + 1)))
+            .collect();
+        d.insert("PayloadContent".into(), Value::Array(content));
+        d
+    }
+
+    /// The `.mobileconfig` bytes (XML plist, unsigned).
+    pub fn to_mobileconfig(&self) -> Result<Vec<u8>, plist::Error> {
+        let mut out = Vec::new();
+        Value::Dictionary(self.dictionary()).to_writer_xml(&mut out)?;
+        Ok(out)
+    }
+}
