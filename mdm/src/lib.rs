@@ -9,6 +9,7 @@
 
 use plist::{Dictionary, Value};
 
+pub mod nanomdm;
 pub mod profile;
 
 /// An MDM command Lanyard sends.

@@ -1,0 +1,359 @@
+//! The first MDM connector: NanoMDM's HTTP API (enqueue, push) and its webhook events.
+//!
+//! Contract: `shared/reference/nanomdm/` (openapi.yaml, webhook-event.schema.json).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use url::Url;
+
+use crate::MdmCommand;
+
+/// Why a connector call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// No answer from the MDM.
+    #[error("MDM unreachable: {0}")]
+    Unreachable(String),
+    /// The API key was refused.
+    #[error("MDM refused the API key")]
+    Unauthorized,
+    /// Every enrollment failed (the per-enrollment errors are in the result).
+    #[error("MDM could not queue the command for any device")]
+    AllFailed(Box<ApiResult>),
+    /// An answer that does not follow the contract.
+    #[error("unexpected MDM answer: {0}")]
+    Malformed(String),
+}
+
+/// NanoMDM's API answer for enqueue and push.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ApiResult {
+    /// True when pushes were skipped (`nopush`).
+    #[serde(default)]
+    pub no_push: bool,
+    /// A push error for the whole request.
+    pub push_error: Option<String>,
+    /// A command error for the whole request.
+    pub command_error: Option<String>,
+    /// The command's UUID.
+    pub command_uuid: Option<String>,
+    /// The command's RequestType.
+    pub request_type: Option<String>,
+    /// Per enrollment id.
+    #[serde(default)]
+    pub status: BTreeMap<String, EnrollmentResult>,
+}
+
+/// One enrollment's outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct EnrollmentResult {
+    /// The APNs push id on success.
+    pub push_result: Option<String>,
+    /// Why the push failed.
+    pub push_error: Option<String>,
+    /// Why the command could not be queued.
+    pub command_error: Option<String>,
+}
+
+/// What Lanyard asks of an MDM.
+pub trait MdmConnector: Send + Sync {
+    /// Queues `command` (as `command_uuid`) for the enrollments, pushing them unless
+    /// `push` is false.
+    fn enqueue(
+        &self,
+        enrollment_ids: &[String],
+        command: &MdmCommand,
+        command_uuid: &str,
+        push: bool,
+    ) -> impl Future<Output = Result<ApiResult, ConnectorError>> + Send;
+    /// Asks the enrollments to check in.
+    fn push(
+        &self,
+        enrollment_ids: &[String],
+    ) -> impl Future<Output = Result<ApiResult, ConnectorError>> + Send;
+}
+
+/// A NanoMDM server.
+pub struct NanoMdm {
+    base: Url,
+    api_key: String,
+    client: reqwest::Client,
+}
+
+impl NanoMdm {
+    /// A connector to the NanoMDM at `base` with its API key.
+    pub fn new(base: Url, api_key: impl Into<String>) -> Result<Self, ConnectorError> {
+        // reqwest is built with rustls; ring is the provider (no aws-lc, no OpenSSL).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()
+            .map_err(|e| ConnectorError::Unreachable(e.to_string()))?;
+        Ok(NanoMdm {
+            base,
+            api_key: api_key.into(),
+            client,
+        })
+    }
+
+    fn url(&self, path: &str, ids: &[String]) -> Result<Url, ConnectorError> {
+        let ids: Vec<String> = ids
+            .iter()
+            .map(|id| url::form_urlencoded::byte_serialize(id.as_bytes()).collect())
+            .collect();
+        self.base
+            .join(&format!("{path}/{}", ids.join(",")))
+            .map_err(|e| ConnectorError::Malformed(e.to_string()))
+    }
+
+    async fn answer(resp: reqwest::Response) -> Result<ApiResult, ConnectorError> {
+        let status = resp.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(ConnectorError::Unauthorized);
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| ConnectorError::Unreachable(e.to_string()))?;
+        let result: ApiResult = serde_json::from_slice(&body)
+            .map_err(|e| ConnectorError::Malformed(format!("{status}: {e}")))?;
+        match status.as_u16() {
+            200 | 207 => Ok(result),
+            500 => Err(ConnectorError::AllFailed(Box::new(result))),
+            other => Err(ConnectorError::Malformed(format!("status {other}"))),
+        }
+    }
+}
+
+impl MdmConnector for NanoMdm {
+    async fn enqueue(
+        &self,
+        enrollment_ids: &[String],
+        command: &MdmCommand,
+        command_uuid: &str,
+        push: bool,
+    ) -> Result<ApiResult, ConnectorError> {
+        let mut url = self.url("v1/enqueue", enrollment_ids)?;
+        if !push {
+            url.query_pairs_mut().append_pair("nopush", "1");
+        }
+        let body = command
+            .to_plist(command_uuid)
+            .map_err(|e| ConnectorError::Malformed(e.to_string()))?;
+        let resp = self
+            .client
+            .put(url)
+            .basic_auth("nanomdm", Some(&self.api_key))
+            .header(reqwest::header::CONTENT_TYPE, "application/xml")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ConnectorError::Unreachable(e.without_url().to_string()))?;
+        Self::answer(resp).await
+    }
+
+    async fn push(&self, enrollment_ids: &[String]) -> Result<ApiResult, ConnectorError> {
+        let resp = self
+            .client
+            .get(self.url("v1/push", enrollment_ids)?)
+            .basic_auth("nanomdm", Some(&self.api_key))
+            .send()
+            .await
+            .map_err(|e| ConnectorError::Unreachable(e.without_url().to_string()))?;
+        Self::answer(resp).await
+    }
+}
+
+/// Why a webhook body was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WebhookError {
+    /// The `X-Hmac-Signature` is missing or does not match.
+    #[error("webhook signature missing or invalid")]
+    BadSignature,
+    /// The body is not an event of the documented shape.
+    #[error("webhook event is malformed: {0}")]
+    Malformed(String),
+}
+
+/// How a device answered a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportStatus {
+    /// Done.
+    Acknowledged,
+    /// Failed (see the error chain).
+    Error,
+    /// The command was malformed.
+    CommandFormatError,
+    /// Not now (typically locked); it will come again.
+    NotNow,
+    /// The device is idle (no result).
+    Idle,
+    /// A status this build does not know.
+    Other(String),
+}
+
+/// One entry of a device's `ErrorChain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainError {
+    /// Error code.
+    pub code: i64,
+    /// Error domain.
+    pub domain: String,
+    /// Localized description.
+    pub description: String,
+}
+
+/// A webhook event, reduced to what Lanyard acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookEvent {
+    /// `mdm.TokenUpdate`: carries the UnlockToken needed to build ClearPasscode.
+    TokenUpdate {
+        /// Device UDID.
+        udid: String,
+        /// The UnlockToken, when the device sent one. Secret: never log it.
+        unlock_token: Option<Vec<u8>>,
+    },
+    /// `mdm.Connect`: a command report.
+    CommandReport {
+        /// Device UDID.
+        udid: String,
+        /// The command.
+        command_uuid: Option<String>,
+        /// The outcome.
+        status: ReportStatus,
+        /// On `Error`, the device's error chain.
+        error_chain: Vec<ChainError>,
+    },
+    /// Any other topic (recorded, not acted on).
+    Other {
+        /// The topic.
+        topic: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct RawEvent {
+    topic: String,
+    checkin_event: Option<RawCheckin>,
+    acknowledge_event: Option<RawAck>,
+}
+
+#[derive(Deserialize)]
+struct RawCheckin {
+    #[serde(default)]
+    udid: String,
+    raw_payload: String,
+}
+
+#[derive(Deserialize)]
+struct RawAck {
+    #[serde(default)]
+    udid: String,
+    status: String,
+    command_uuid: Option<String>,
+    raw_payload: String,
+}
+
+/// Checks `X-Hmac-Signature` (base64 HMAC-SHA256 of the raw body) in constant time.
+pub fn signature_valid(body: &[u8], key: &[u8], header: Option<&str>) -> bool {
+    let Some(sig) = header.and_then(|h| STANDARD.decode(h.trim()).ok()) else {
+        return false;
+    };
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    ring::hmac::verify(&key, body, &sig).is_ok()
+}
+
+fn plist_of(b64: &str) -> Result<plist::Dictionary, WebhookError> {
+    let bytes = STANDARD
+        .decode(b64)
+        .map_err(|e| WebhookError::Malformed(format!("raw_payload: {e}")))?;
+    plist::Value::from_reader(std::io::Cursor::new(bytes))
+        .map_err(|e| WebhookError::Malformed(format!("raw_payload plist: {e}")))?
+        .into_dictionary()
+        .ok_or_else(|| WebhookError::Malformed("raw_payload is not a dictionary".into()))
+}
+
+/// Verifies (when a key is configured) and parses one webhook body.
+pub fn parse_webhook(
+    body: &[u8],
+    hmac_key: Option<&[u8]>,
+    signature: Option<&str>,
+) -> Result<WebhookEvent, WebhookError> {
+    if let Some(key) = hmac_key {
+        if !signature_valid(body, key, signature) {
+            return Err(WebhookError::BadSignature);
+        }
+    }
+    let raw: RawEvent =
+        serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
+    match (raw.topic.as_str(), raw.checkin_event, raw.acknowledge_event) {
+        ("mdm.TokenUpdate", Some(c), _) => {
+            let payload = plist_of(&c.raw_payload)?;
+            let unlock_token = payload
+                .get("UnlockToken")
+                .and_then(|v| v.as_data())
+                .map(<[u8]>::to_vec);
+            Ok(WebhookEvent::TokenUpdate {
+                udid: c.udid,
+                unlock_token,
+            })
+        }
+        ("mdm.Connect", _, Some(a)) => {
+            let status = match a.status.as_str() {
+                "Acknowledged" => ReportStatus::Acknowledged,
+                "Error" => ReportStatus::Error,
+                "CommandFormatError" => ReportStatus::CommandFormatError,
+                "NotNow" => ReportStatus::NotNow,
+                "Idle" => ReportStatus::Idle,
+                other => ReportStatus::Other(other.to_owned()),
+            };
+            let payload = plist_of(&a.raw_payload)?;
+            let error_chain = payload
+                .get("ErrorChain")
+                .and_then(|v| v.as_array())
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|i| i.as_dictionary())
+                        .map(|d| ChainError {
+                            code: d
+                                .get("ErrorCode")
+                                .and_then(|v| v.as_signed_integer())
+                                .unwrap_or_default(),
+                            domain: d
+                                .get("ErrorDomain")
+                                .and_then(|v| v.as_string())
+                                .unwrap_or_default()
+                                .to_owned(),
+                            description: d
+                                .get("LocalizedDescription")
+                                .and_then(|v| v.as_string())
+                                .unwrap_or_default()
+                                .to_owned(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let command_uuid = a.command_uuid.or_else(|| {
+                payload
+                    .get("CommandUUID")
+                    .and_then(|v| v.as_string())
+                    .map(str::to_owned)
+            });
+            Ok(WebhookEvent::CommandReport {
+                udid: a.udid,
+                command_uuid,
+                status,
+                error_chain,
+            })
+        }
+        (topic, _, _) => Ok(WebhookEvent::Other {
+            topic: topic.to_owned(),
+        }),
+    }
+}
