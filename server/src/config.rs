@@ -32,6 +32,12 @@ pub struct FileConfig {
     pub badge_lookup_url: Option<url::Url>,
     /// `text` or `json`.
     pub log_format: Option<LogFormat>,
+    /// NanoMDM base URL.
+    pub nanomdm_url: Option<url::Url>,
+    /// NanoMDM API key.
+    pub nanomdm_api_key: Option<String>,
+    /// NanoMDM webhook HMAC key.
+    pub nanomdm_webhook_key: Option<String>,
 }
 
 impl FileConfig {

@@ -16,11 +16,15 @@ pub const SIGNING_KEY_FILE: &str = "signing-key.pk8";
 /// File holding the 32-byte badge HMAC key.
 pub const BADGE_KEY_FILE: &str = "badge-key.bin";
 
+/// File holding the 32-byte key that seals MDM UnlockTokens at rest.
+pub const TOKEN_KEY_FILE: &str = "mdm-token-key.bin";
+
 /// The server's keys.
 pub struct ServerKeys {
     /// Signs commands, policies and offline lists.
     pub signing: SigningKey,
     badge: hmac::Key,
+    tokens: ring::aead::LessSafeKey,
 }
 
 /// `n` random bytes from the system source.
@@ -114,10 +118,51 @@ impl ServerKeys {
         let signing = SigningKey::from_pkcs8(&doc).map_err(|e| anyhow::anyhow!("{e}"))?;
         let badge = load_or_create(&data_dir.join(BADGE_KEY_FILE), || random_bytes(32))?;
         anyhow::ensure!(badge.len() == 32, "{BADGE_KEY_FILE} must hold 32 bytes");
+        let token_key = load_or_create(&data_dir.join(TOKEN_KEY_FILE), || random_bytes(32))?;
+        let tokens = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &token_key)
+            .map_err(|_| anyhow::anyhow!("{TOKEN_KEY_FILE} must hold 32 bytes"))?;
         Ok(ServerKeys {
             signing,
             badge: hmac::Key::new(hmac::HMAC_SHA256, &badge),
+            tokens: ring::aead::LessSafeKey::new(tokens),
         })
+    }
+
+    /// Seals an MDM UnlockToken for storage (AES-256-GCM, random nonce, bound to the
+    /// device's UDID). Returns nonce ‖ ciphertext ‖ tag.
+    pub fn seal_token(&self, udid: &str, token: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let nonce_bytes = random_bytes(12)?;
+        let mut nonce = [0u8; 12];
+        nonce.copy_from_slice(&nonce_bytes);
+        let mut sealed = token.to_vec();
+        self.tokens
+            .seal_in_place_append_tag(
+                ring::aead::Nonce::assume_unique_for_key(nonce),
+                ring::aead::Aad::from(udid.as_bytes()),
+                &mut sealed,
+            )
+            .map_err(|_| anyhow::anyhow!("sealing failed"))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// Opens a token sealed by [`ServerKeys::seal_token`] for the same UDID.
+    pub fn open_token(&self, udid: &str, sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
+        anyhow::ensure!(sealed.len() > 12, "sealed token too short");
+        let (nonce, rest) = sealed.split_at(12);
+        let mut nonce_arr = [0u8; 12];
+        nonce_arr.copy_from_slice(nonce);
+        let mut buf = rest.to_vec();
+        let plain = self
+            .tokens
+            .open_in_place(
+                ring::aead::Nonce::assume_unique_for_key(nonce_arr),
+                ring::aead::Aad::from(udid.as_bytes()),
+                &mut buf,
+            )
+            .map_err(|_| anyhow::anyhow!("sealed token does not open (wrong key or device)"))?;
+        Ok(plain.to_vec())
     }
 
     /// The keyed hash stored for a badge: HMAC-SHA256(server badge key, raw id).
@@ -133,6 +178,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn unlock_tokens_seal_and_open_only_for_their_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ServerKeys::load_or_create(dir.path()).unwrap();
+        let sealed = keys.seal_token("UDID-1", b"secret-token").unwrap();
+        assert!(!sealed.windows(12).any(|w| w == b"secret-token"));
+        assert_eq!(keys.open_token("UDID-1", &sealed).unwrap(), b"secret-token");
+        assert!(
+            keys.open_token("UDID-2", &sealed).is_err(),
+            "bound to the UDID"
+        );
+        let reloaded = ServerKeys::load_or_create(dir.path()).unwrap();
+        assert_eq!(
+            reloaded.open_token("UDID-1", &sealed).unwrap(),
+            b"secret-token"
+        );
+    }
+
+    #[test]
     fn keys_are_created_once_private_and_stable() {
         let dir = tempfile::tempdir().unwrap();
         let a = ServerKeys::load_or_create(dir.path()).unwrap();
@@ -144,7 +207,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            for f in [SIGNING_KEY_FILE, BADGE_KEY_FILE] {
+            for f in [SIGNING_KEY_FILE, BADGE_KEY_FILE, TOKEN_KEY_FILE] {
                 let mode = fs::metadata(dir.path().join(f))
                     .unwrap()
                     .permissions()

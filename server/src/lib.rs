@@ -13,6 +13,7 @@ pub mod extract;
 pub mod import;
 pub mod keys;
 pub mod lookup;
+pub mod mdm;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
@@ -50,6 +51,12 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// External badge lookup service (`GET {url}?id={badge}` → `{"user": …}`), if any.
     pub badge_lookup_url: Option<url::Url>,
+    /// The NanoMDM server the MDM commands go to, if any.
+    pub nanomdm_url: Option<url::Url>,
+    /// NanoMDM's API key (HTTP Basic password).
+    pub nanomdm_api_key: Option<String>,
+    /// The key NanoMDM signs its webhook bodies with (`X-Hmac-Signature`), if configured.
+    pub nanomdm_webhook_key: Option<String>,
 }
 
 impl ServerConfig {
@@ -59,6 +66,9 @@ impl ServerConfig {
             listen,
             data_dir: data_dir.into(),
             badge_lookup_url: None,
+            nanomdm_url: None,
+            nanomdm_api_key: None,
+            nanomdm_webhook_key: None,
         }
     }
 }
@@ -190,6 +200,8 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
             get(api::logs::activity_csv::<S>),
         )
         .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/webhooks/nanomdm", post(mdm::webhook::<S>))
+        .route("/api/v1/devices/{id}/mdm-activity", get(mdm::activity::<S>))
         .route("/metrics", get(metrics::render::<S>))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(not_found)
@@ -213,6 +225,19 @@ pub fn open_state(config: &ServerConfig, clock: Clock) -> anyhow::Result<AppStat
     let db = db::Db::open(&config.data_dir.join(DB_FILE)).context("opening the database")?;
     let keys = ServerKeys::load_or_create(&config.data_dir)?;
     let mut state = AppState::new(SqliteStorage::new(db), keys, clock);
+    if let Some(url) = &config.nanomdm_url {
+        let key = config
+            .nanomdm_api_key
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("--nanomdm-api-key is required with --nanomdm-url"))?;
+        let connector = lanyard_mdm::nanomdm::NanoMdm::new(url.clone(), key)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        state.mdm = Some(std::sync::Arc::new(connector));
+    }
+    state.mdm_webhook_key = config
+        .nanomdm_webhook_key
+        .clone()
+        .map(|k| std::sync::Arc::new(k.into_bytes()));
     if let Some(url) = &config.badge_lookup_url {
         state.badge_lookup = Some(std::sync::Arc::new(lookup::BadgeLookup::new(url.clone())?));
     }

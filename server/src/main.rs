@@ -98,6 +98,15 @@ struct ServeArgs {
     /// Log format [default: text].
     #[arg(long, env = "LANYARD_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
+    /// NanoMDM base URL (MDM commands such as Clear Passcode go there).
+    #[arg(long, env = "LANYARD_NANOMDM_URL")]
+    nanomdm_url: Option<url::Url>,
+    /// NanoMDM API key (prefer the environment variable to keep it out of `ps`).
+    #[arg(long, env = "LANYARD_NANOMDM_API_KEY", hide_env_values = true)]
+    nanomdm_api_key: Option<String>,
+    /// Key NanoMDM signs its webhook bodies with (`X-Hmac-Signature`).
+    #[arg(long, env = "LANYARD_NANOMDM_WEBHOOK_KEY", hide_env_values = true)]
+    nanomdm_webhook_key: Option<String>,
 }
 
 /// Binds, optionally seeds the demo, prints the address, and serves until a signal.
@@ -125,6 +134,9 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading bound address")?;
     let mut config = ServerConfig::new(addr, data_dir);
     config.badge_lookup_url = args.badge_lookup_url.or(file.badge_lookup_url);
+    config.nanomdm_url = args.nanomdm_url.or(file.nanomdm_url);
+    config.nanomdm_api_key = args.nanomdm_api_key.or(file.nanomdm_api_key);
+    config.nanomdm_webhook_key = args.nanomdm_webhook_key.or(file.nanomdm_webhook_key);
     // One line on stdout with the real address, for scripts and tests using port 0.
     println!("lanyard-server listening on http://{addr}");
     if demo {

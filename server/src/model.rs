@@ -233,3 +233,26 @@ pub struct CommandRecord {
     /// Validity end.
     pub expires_at: i64,
 }
+
+/// One entry of a device's MDM activity log: a request and each thing that happened to it,
+/// kept apart (requested, sent, acknowledged, error, not now, …).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MdmActivity {
+    /// Entry id.
+    pub id: i64,
+    /// The device's MDM UDID.
+    pub udid: String,
+    /// The Lanyard device, when known.
+    pub device_id: Option<String>,
+    /// The MDM command, when the entry is about one.
+    pub command_uuid: Option<String>,
+    /// Its RequestType.
+    pub request_type: Option<String>,
+    /// `requested`, `sent`, `send_failed`, `cannot_send`, `acknowledged`, `error`,
+    /// `not_now`, `token_update`, …
+    pub kind: String,
+    /// Details (MDM error chain, reason it could not be sent).
+    pub detail: Option<String>,
+    /// When (ms since epoch).
+    pub at: i64,
+}

@@ -36,6 +36,10 @@ pub struct AppState<S> {
     pub clock: Clock,
     /// The external badge lookup service, if configured.
     pub badge_lookup: Option<Arc<crate::lookup::BadgeLookup>>,
+    /// The MDM connector, if configured.
+    pub mdm: Option<Arc<lanyard_mdm::nanomdm::NanoMdm>>,
+    /// The key NanoMDM's webhook bodies are signed with, if configured.
+    pub mdm_webhook_key: Option<Arc<Vec<u8>>>,
     /// One wake-up per device with a long-poll waiting for commands.
     waiters: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
     /// Consecutive wrong passwords per username, and until when checks are refused.
@@ -59,6 +63,8 @@ impl<S: Clone> Clone for AppState<S> {
             keys: self.keys.clone(),
             clock: self.clock.clone(),
             badge_lookup: self.badge_lookup.clone(),
+            mdm: self.mdm.clone(),
+            mdm_webhook_key: self.mdm_webhook_key.clone(),
             waiters: self.waiters.clone(),
             password_failures: self.password_failures.clone(),
             policy: self.policy.clone(),
@@ -74,6 +80,8 @@ impl<S: Storage> AppState<S> {
             keys: Arc::new(keys),
             clock,
             badge_lookup: None,
+            mdm: None,
+            mdm_webhook_key: None,
             waiters: Arc::default(),
             password_failures: Arc::default(),
             policy: Arc::default(),

@@ -85,8 +85,11 @@ impl Phone {
         let transport = HttpTransport::new(invite.server.clone(), Duration::from_secs(5)).unwrap();
         let secrets = MemorySecretStore::default();
         let (mut agent, _) = Agent::open(Store::open_in_memory().unwrap(), now()).unwrap();
+        static NEXT_UDID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = NEXT_UDID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let info = DeviceInfo {
             serial: Some("F2LXK0XXHG7F".into()),
+            udid: Some(format!("00008030-{n:016X}")),
             model: Some("iPhone15,2".into()),
             ..Default::default()
         };
@@ -958,5 +961,190 @@ async fn command_states_follow_delivery_acknowledgement_and_refusal() {
     );
     let (s, _) = admin.get("/api/v1/devices/dev-none/commands").await;
     assert_eq!(s, 404);
+    server.stop().await.unwrap();
+}
+
+/// A NanoMDM stand-in following its documented API: records what is enqueued and
+/// signals each arrival.
+struct FakeMdm {
+    queued: std::sync::Mutex<Vec<plist::Value>>,
+    arrived: tokio::sync::Notify,
+}
+
+async fn fake_nanomdm() -> (String, std::sync::Arc<FakeMdm>) {
+    use axum::extract::{Path, State};
+    use axum::http::{HeaderMap, StatusCode};
+    async fn enqueue(
+        State(fake): State<std::sync::Arc<FakeMdm>>,
+        Path(ids): Path<String>,
+        headers: HeaderMap,
+        body: axum::body::Bytes,
+    ) -> (StatusCode, String) {
+        use base64::Engine;
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("nanomdm:mdm-key")
+        );
+        if headers.get("authorization").and_then(|h| h.to_str().ok()) != Some(expected.as_str()) {
+            return (StatusCode::UNAUTHORIZED, String::new());
+        }
+        let cmd = plist::Value::from_reader_xml(body.as_ref()).unwrap();
+        let uuid = cmd.as_dictionary().unwrap()["CommandUUID"]
+            .as_string()
+            .unwrap()
+            .to_owned();
+        fake.queued.lock().unwrap().push(cmd);
+        fake.arrived.notify_one();
+        let body = json!({"command_uuid": uuid, "request_type": "ClearPasscode", "status": {ids: {"push_result": "P-1"}}});
+        (StatusCode::OK, body.to_string())
+    }
+    let fake = std::sync::Arc::new(FakeMdm {
+        queued: Default::default(),
+        arrived: tokio::sync::Notify::new(),
+    });
+    let app = axum::Router::new()
+        .route("/v1/enqueue/{ids}", axum::routing::put(enqueue))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/"), fake)
+}
+
+fn signed_webhook(event: &Value) -> (String, String) {
+    use base64::Engine;
+    let body = event.to_string();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"hook-key");
+    let sig = base64::engine::general_purpose::STANDARD
+        .encode(ring::hmac::sign(&key, body.as_bytes()).as_ref());
+    (body, sig)
+}
+
+fn plist_b64(dict: plist::Dictionary) -> String {
+    use base64::Engine;
+    let mut out = Vec::new();
+    plist::Value::Dictionary(dict)
+        .to_writer_xml(&mut out)
+        .unwrap();
+    base64::engine::general_purpose::STANDARD.encode(out)
+}
+
+#[tokio::test]
+async fn a_docked_phone_gets_its_passcode_cleared_through_nanomdm() {
+    let (mdm_url, fake) = fake_nanomdm().await;
+    let server = TestServer::start_with(|c| {
+        c.nanomdm_url = Some(mdm_url.parse().unwrap());
+        c.nanomdm_api_key = Some("mdm-key".into());
+        c.nanomdm_webhook_key = Some("hook-key".into());
+    })
+    .await
+    .unwrap();
+    let admin = Admin {
+        base: server.base_url(),
+        token: server.token("admin").await.unwrap(),
+        http: http_client(),
+    };
+    admin
+        .post(
+            "/api/v1/users",
+            json!({"username": "alice", "display_name": "Alice"}),
+        )
+        .await;
+    admin
+        .post("/api/v1/users/alice/badges", json!({"badge": "0012345"}))
+        .await;
+    let (_, token) = admin
+        .post("/api/v1/enrollment-tokens", json!({"label": "t"}))
+        .await;
+    let mut phone = Phone::enroll(token["link"].as_str().unwrap()).await;
+    let (_, device) = admin.get(&format!("/api/v1/devices/{}", phone.id)).await;
+    let udid = device["udid"].as_str().unwrap().to_owned();
+
+    // The MDM reports the phone's UnlockToken (webhook, HMAC-signed).
+    let mut update = plist::Dictionary::new();
+    update.insert("MessageType".into(), "TokenUpdate".into());
+    update.insert("UnlockToken".into(), plist::Value::Data(vec![0x5A; 16]));
+    let event = json!({"topic": "mdm.TokenUpdate", "created_at": "2026-11-21T10:00:00Z",
+        "checkin_event": {"udid": udid, "enrollment_id": udid, "raw_payload": plist_b64(update)}});
+    let (body, sig) = signed_webhook(&event);
+    let post = |body: String, sig: &str| {
+        admin
+            .http
+            .post(format!("{}/webhooks/nanomdm", admin.base))
+            .header("x-hmac-signature", sig.to_owned())
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        post(body.clone(), "AAAA").await.unwrap().status(),
+        401,
+        "a forged webhook is refused"
+    );
+    assert_eq!(post(body, &sig).await.unwrap().status(), 200);
+
+    // A shift: checked out, then docked; the phone asks for its passcode to be cleared.
+    phone.tap("0012345").await;
+    phone.agent.handle(Event::Undocked, now()).unwrap();
+    phone
+        .agent
+        .handle(
+            Event::Docked {
+                location: DockLocation::default(),
+            },
+            now(),
+        )
+        .unwrap();
+    assert!(phone.agent.locker().passcode_clear.is_some());
+    phone.sync().await;
+    tokio::time::timeout(Duration::from_secs(10), fake.arrived.notified())
+        .await
+        .expect("ClearPasscode reached the MDM");
+    let sent = fake.queued.lock().unwrap()[0].clone();
+    let top = sent.as_dictionary().unwrap();
+    let command = top["Command"].as_dictionary().unwrap();
+    assert_eq!(command["RequestType"].as_string(), Some("ClearPasscode"));
+    assert_eq!(
+        command["UnlockToken"].as_data(),
+        Some(&[0x5A; 16][..]),
+        "the token the MDM reported, unsealed"
+    );
+    let uuid = top["CommandUUID"].as_string().unwrap().to_owned();
+
+    // The device acknowledges; NanoMDM tells Lanyard; Lanyard tells the phone.
+    let mut report = plist::Dictionary::new();
+    report.insert("Status".into(), "Acknowledged".into());
+    report.insert("CommandUUID".into(), uuid.clone().into());
+    let event = json!({"topic": "mdm.Connect", "created_at": "2026-11-21T10:00:05Z",
+        "acknowledge_event": {"udid": udid, "status": "Acknowledged", "command_uuid": uuid, "raw_payload": plist_b64(report)}});
+    let (body, sig) = signed_webhook(&event);
+    assert_eq!(post(body, &sig).await.unwrap().status(), 200);
+    phone
+        .client
+        .sync_once(&mut phone.agent, now())
+        .await
+        .unwrap();
+    assert!(
+        phone.agent.locker().passcode_clear.is_none(),
+        "the phone heard the passcode is gone"
+    );
+
+    let (_, log) = admin
+        .get(&format!("/api/v1/devices/{}/mdm-activity", phone.id))
+        .await;
+    let kinds: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["token_update", "requested", "sent", "acknowledged"],
+        "{log}"
+    );
+    assert!(
+        !log.to_string().contains("WlpaWlpa"),
+        "the UnlockToken never appears in the log"
+    );
     server.stop().await.unwrap();
 }

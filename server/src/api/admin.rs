@@ -492,7 +492,7 @@ pub async fn check_in_device<S: Storage>(
     let command = lanyard_protocol::ServerCommand::CheckIn { reason };
     let queued = queue_command(
         &st,
-        &caller,
+        Some(caller.actor.clone()),
         &device.id,
         command,
         "check_in",
@@ -514,15 +514,23 @@ pub async fn lock_device<S: Storage>(
     let reason = validate::text("reason", &body.reason, 256)?;
     let device = st.storage.get_device(id).await?;
     let command = lanyard_protocol::ServerCommand::Lock { reason };
-    let queued = queue_command(&st, &caller, &device.id, command, "lock", ACTION_TTL_SECS).await?;
+    let queued = queue_command(
+        &st,
+        Some(caller.actor.clone()),
+        &device.id,
+        command,
+        "lock",
+        ACTION_TTL_SECS,
+    )
+    .await?;
     Ok((StatusCode::ACCEPTED, Json(queued)))
 }
 
-/// Signs `payload` for `device_id`, queues it (audited as the caller's action) and wakes
-/// the device's long-poll.
-async fn queue_command<S: Storage>(
+/// Signs `payload` for `device_id`, queues it (audited as `actor`'s action when given)
+/// and wakes the device's long-poll.
+pub(crate) async fn queue_command<S: Storage>(
     st: &AppState<S>,
-    caller: &Caller,
+    actor: Option<String>,
     device_id: &str,
     payload: lanyard_protocol::ServerCommand,
     kind: &'static str,
@@ -550,9 +558,7 @@ async fn queue_command<S: Storage>(
         expires_at: envelope.expires_at,
         delivered: false,
     };
-    st.storage
-        .insert_command(command, None, Some(caller.actor.clone()), now)
-        .await?;
+    st.storage.insert_command(command, None, actor, now).await?;
     st.wake(device_id);
     Ok(ActionQueued {
         command_id: envelope.command_id.to_string(),
@@ -632,7 +638,7 @@ pub async fn retire<S: Storage>(
     let unenroll = lanyard_protocol::ServerCommand::Unenroll;
     queue_command(
         &st,
-        &caller,
+        Some(caller.actor.clone()),
         &device.id,
         unenroll,
         "unenroll",

@@ -117,6 +117,14 @@ pub async fn sync<S: Storage>(
     }
     let now = st.now();
     let had_events = !req.events.is_empty();
+    let wants_passcode_clear = req.events.iter().any(|r| {
+        r.reports.iter().any(|x| {
+            matches!(
+                x,
+                lanyard_protocol::events::Report::PasscodeClearRequested { .. }
+            )
+        })
+    });
     metrics::counter!("lanyard_sync_events_received_total").increment(req.events.len() as u64);
     let applied = st
         .storage
@@ -127,6 +135,9 @@ pub async fn sync<S: Storage>(
         if let Some(cart) = &device.last_launchpad {
             st.wake(&crate::api::launchpad::cart_key(cart));
         }
+    }
+    if wants_passcode_clear {
+        crate::mdm::request_passcode_clear(&st, &device);
     }
     let mut commands = applied.commands;
     if commands.is_empty() && req.wait_secs > 0 {

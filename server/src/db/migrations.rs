@@ -137,6 +137,24 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (target, entity_id, name),
         FOREIGN KEY (target, name) REFERENCES attribute_def (target, name) ON DELETE CASCADE
     );",
+    // v6: MDM: sealed UnlockTokens by UDID, and the MDM activity log.
+    "CREATE TABLE mdm_token (
+        udid          TEXT    PRIMARY KEY,
+        sealed_token  BLOB    NOT NULL,
+        updated_at    INTEGER NOT NULL
+    );
+    CREATE TABLE mdm_activity (
+        id            INTEGER PRIMARY KEY,
+        udid          TEXT    NOT NULL,
+        device_id     TEXT,
+        command_uuid  TEXT,
+        request_type  TEXT,
+        kind          TEXT    NOT NULL,
+        detail        TEXT,
+        at            INTEGER NOT NULL
+    );
+    CREATE INDEX mdm_activity_udid ON mdm_activity (udid, id);
+    CREATE INDEX mdm_activity_command ON mdm_activity (command_uuid);",
 ];
 
 /// The schema version this build writes.

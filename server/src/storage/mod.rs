@@ -11,7 +11,8 @@ use lanyard_protocol::{CommandId, EventRecord, Policy, Signed, Timestamp, UserRe
 
 use crate::db::DbError;
 use crate::model::{
-    AttributeDef, AttributeTarget, AuditRecord, CommandRecord, Device, Launchpad, Page, Role, User,
+    AttributeDef, AttributeTarget, AuditRecord, CommandRecord, Device, Launchpad, MdmActivity,
+    Page, Role, User,
 };
 
 /// Why a storage call failed.
@@ -394,6 +395,40 @@ pub trait Storage: Clone + Send + Sync + 'static {
         device_id: String,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<CommandRecord>, StorageError>> + Send;
+    /// Stores a device's sealed MDM UnlockToken (replacing an older one).
+    fn store_unlock_token(
+        &self,
+        udid: String,
+        sealed: Vec<u8>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// A device's sealed MDM UnlockToken.
+    fn unlock_token(
+        &self,
+        udid: String,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StorageError>> + Send;
+    /// Appends to the MDM activity log (`id` and `at` of the argument are ignored).
+    fn record_mdm_activity(
+        &self,
+        entry: MdmActivity,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// The request behind an MDM command: its first activity entry (which names the
+    /// device and the RequestType).
+    fn mdm_command_origin(
+        &self,
+        command_uuid: String,
+    ) -> impl Future<Output = Result<Option<MdmActivity>, StorageError>> + Send;
+    /// A device's MDM activity, oldest first.
+    fn mdm_activity(
+        &self,
+        device_id: String,
+    ) -> impl Future<Output = Result<Vec<MdmActivity>, StorageError>> + Send;
+    /// The device with this MDM UDID.
+    fn device_by_udid(
+        &self,
+        udid: String,
+    ) -> impl Future<Output = Result<Option<Device>, StorageError>> + Send;
     /// How many devices are in each status.
     fn device_status_counts(
         &self,

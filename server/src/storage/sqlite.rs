@@ -14,7 +14,7 @@ use super::{
 use crate::db::Db;
 use crate::model::{
     AttributeDef, AttributeTarget, AttributeType, AuditRecord, CommandRecord, Device, Launchpad,
-    Page, Role, User,
+    MdmActivity, Page, Role, User,
 };
 
 /// SQLite-backed storage.
@@ -1076,6 +1076,92 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn store_unlock_token(
+        &self,
+        udid: String,
+        sealed: Vec<u8>,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO mdm_token (udid, sealed_token, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (udid) DO UPDATE SET sealed_token = excluded.sealed_token, updated_at = excluded.updated_at",
+                params![udid, sealed, now.as_millis()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn unlock_token(&self, udid: String) -> Result<Option<Vec<u8>>, StorageError> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT sealed_token FROM mdm_token WHERE udid = ?1",
+                [udid],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn record_mdm_activity(
+        &self,
+        e: MdmActivity,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO mdm_activity (udid, device_id, command_uuid, request_type, kind, detail, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![e.udid, e.device_id, e.command_uuid, e.request_type, e.kind, e.detail, now.as_millis()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn mdm_command_origin(
+        &self,
+        command_uuid: String,
+    ) -> Result<Option<MdmActivity>, StorageError> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT id, udid, device_id, command_uuid, request_type, kind, detail, at FROM mdm_activity
+                 WHERE command_uuid = ?1 ORDER BY id LIMIT 1",
+                [command_uuid],
+                mdm_activity_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn mdm_activity(&self, device_id: String) -> Result<Vec<MdmActivity>, StorageError> {
+        self.read(move |c| {
+            let udid: Option<String> = get_device(c, &device_id)?.udid;
+            let mut stmt = c.prepare_cached(
+                "SELECT id, udid, device_id, command_uuid, request_type, kind, detail, at FROM mdm_activity
+                 WHERE device_id = ?1 OR (?2 IS NOT NULL AND udid = ?2) ORDER BY id",
+            )?;
+            let rows = stmt.query_map(params![device_id, udid], mdm_activity_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn device_by_udid(&self, udid: String) -> Result<Option<Device>, StorageError> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {DEVICE_COLUMNS} FROM device WHERE udid = ?1"),
+                [udid],
+                device_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
     async fn device_status_counts(&self) -> Result<Vec<(String, u64)>, StorageError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
@@ -1479,4 +1565,18 @@ impl Storage for SqliteStorage {
         .await?;
         Ok(policy)
     }
+}
+
+/// Maps `SELECT id, udid, device_id, command_uuid, request_type, kind, detail, at`.
+fn mdm_activity_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MdmActivity> {
+    Ok(MdmActivity {
+        id: r.get(0)?,
+        udid: r.get(1)?,
+        device_id: r.get(2)?,
+        command_uuid: r.get(3)?,
+        request_type: r.get(4)?,
+        kind: r.get(5)?,
+        detail: r.get(6)?,
+        at: r.get(7)?,
+    })
 }

@@ -1,0 +1,257 @@
+//! The server's side of MDM: sending Clear Passcode through the connector when a phone
+//! reports it needs one, taking NanoMDM's webhook events (UnlockTokens, command reports),
+//! telling the phone the outcome, and the per-device MDM activity log.
+//!
+//! The loop: a docked phone's outbox reports `passcode_clear_requested` → the server
+//! builds `ClearPasscode` with the phone's UnlockToken (kept sealed with AES-GCM) and
+//! enqueues it → the device answers the MDM → NanoMDM's webhook reports Acknowledged
+//! (or Error, or NotNow) → the server queues `passcode_clear_result` to the phone. The
+//! phone keeps retrying its request with growing delays until it hears `cleared`, so a
+//! NotNow or a failed send needs no server-side timer.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use lanyard_mdm::MdmCommand;
+use lanyard_mdm::nanomdm::{MdmConnector, ReportStatus, WebhookError, WebhookEvent, parse_webhook};
+use lanyard_protocol::ServerCommand;
+
+use crate::error::{AppError, ErrorBody};
+use crate::extract::Caller;
+use crate::keys::random_bytes;
+use crate::model::{Device, MdmActivity};
+use crate::state::AppState;
+use crate::storage::Storage;
+
+/// How long the phone has to apply an MDM outcome.
+const RESULT_TTL_SECS: u64 = 24 * 3600;
+
+/// A random UUID (version 4 layout, uppercase) for an MDM command.
+pub fn command_uuid() -> anyhow::Result<String> {
+    let mut b = random_bytes(16)?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = crate::keys::hex(&b).to_uppercase();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}
+
+fn entry(
+    udid: &str,
+    device_id: Option<String>,
+    uuid: Option<&str>,
+    kind: &str,
+    detail: Option<String>,
+) -> MdmActivity {
+    MdmActivity {
+        id: 0,
+        udid: udid.to_owned(),
+        device_id,
+        command_uuid: uuid.map(str::to_owned),
+        request_type: uuid.map(|_| "ClearPasscode".to_owned()),
+        kind: kind.to_owned(),
+        detail,
+        at: 0,
+    }
+}
+
+/// A phone asked for its passcode to be cleared: send ClearPasscode in the background
+/// (the phone's sync must not wait on the MDM).
+pub fn request_passcode_clear<S: Storage>(st: &AppState<S>, device: &Device) {
+    let st = st.clone();
+    let device = device.clone();
+    tokio::spawn(async move {
+        if let Err(e) = send_passcode_clear(&st, &device).await {
+            tracing::warn!(device = %device.id, error = %e, "passcode clear not sent");
+        }
+    });
+}
+
+async fn send_passcode_clear<S: Storage>(
+    st: &AppState<S>,
+    device: &Device,
+) -> Result<(), AppError> {
+    let Some(udid) = device.udid.clone() else {
+        tracing::warn!(device = %device.id, "passcode clear requested, but the device has no MDM UDID");
+        return Ok(());
+    };
+    let now = st.now();
+    let id = Some(device.id.clone());
+    let Some(mdm) = &st.mdm else {
+        let e = entry(
+            &udid,
+            id,
+            None,
+            "cannot_send",
+            Some("no MDM connector is configured".into()),
+        );
+        return Ok(st.storage.record_mdm_activity(e, now).await?);
+    };
+    let Some(sealed) = st.storage.unlock_token(udid.clone()).await? else {
+        let e = entry(
+            &udid,
+            id,
+            None,
+            "cannot_send",
+            Some("no UnlockToken from the MDM yet".into()),
+        );
+        return Ok(st.storage.record_mdm_activity(e, now).await?);
+    };
+    let unlock_token = st.keys.open_token(&udid, &sealed)?;
+    let uuid = command_uuid()?;
+    st.storage
+        .record_mdm_activity(
+            entry(&udid, id.clone(), Some(&uuid), "requested", None),
+            now,
+        )
+        .await?;
+    let cmd = MdmCommand::ClearPasscode { unlock_token };
+    let (kind, detail) = match mdm
+        .enqueue(std::slice::from_ref(&udid), &cmd, &uuid, true)
+        .await
+    {
+        Ok(result) => match result.status.get(&udid) {
+            Some(s) if s.command_error.is_some() => ("send_failed", s.command_error.clone()),
+            Some(s) => (
+                "sent",
+                s.push_error
+                    .clone()
+                    .map(|p| format!("queued; push failed: {p}")),
+            ),
+            None => ("sent", None),
+        },
+        Err(e) => ("send_failed", Some(e.to_string())),
+    };
+    st.storage
+        .record_mdm_activity(entry(&udid, id, Some(&uuid), kind, detail), st.now())
+        .await?;
+    Ok(())
+}
+
+#[utoipa::path(post, path = "/webhooks/nanomdm", tag = "operations", description = "NanoMDM's webhook (MicroMDM-compatible JSON events). With a webhook key configured, X-Hmac-Signature must match.", responses((status = 200, description = "taken"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+/// `POST /webhooks/nanomdm`.
+pub async fn webhook<S: Storage>(
+    State(st): State<AppState<S>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let signature = headers
+        .get("x-hmac-signature")
+        .and_then(|h| h.to_str().ok());
+    let key = st.mdm_webhook_key.as_deref().map(Vec::as_slice);
+    let event = match parse_webhook(&body, key, signature) {
+        Ok(e) => e,
+        Err(WebhookError::BadSignature) => {
+            return Err(AppError::Unauthorized("webhook signature invalid".into()));
+        }
+        Err(WebhookError::Malformed(m)) => {
+            return Err(AppError::BadRequest {
+                code: "invalid_webhook",
+                message: m,
+            });
+        }
+    };
+    let now = st.now();
+    match event {
+        WebhookEvent::TokenUpdate { udid, unlock_token } => {
+            let device_id = st.storage.device_by_udid(udid.clone()).await?.map(|d| d.id);
+            let detail = match unlock_token {
+                Some(token) => {
+                    let sealed = st.keys.seal_token(&udid, &token)?;
+                    st.storage
+                        .store_unlock_token(udid.clone(), sealed, now)
+                        .await?;
+                    None
+                }
+                None => Some("no UnlockToken in this update".to_owned()),
+            };
+            st.storage
+                .record_mdm_activity(entry(&udid, device_id, None, "token_update", detail), now)
+                .await?;
+        }
+        WebhookEvent::CommandReport {
+            udid,
+            command_uuid,
+            status,
+            error_chain,
+        } => {
+            let origin = match &command_uuid {
+                Some(u) => st.storage.mdm_command_origin(u.clone()).await?,
+                None => None,
+            };
+            let kind = match &status {
+                ReportStatus::Acknowledged => "acknowledged".to_owned(),
+                ReportStatus::Error => "error".to_owned(),
+                ReportStatus::CommandFormatError => "command_format_error".to_owned(),
+                ReportStatus::NotNow => "not_now".to_owned(),
+                ReportStatus::Idle => "idle".to_owned(),
+                ReportStatus::Other(s) => s.to_lowercase(),
+            };
+            let detail = (!error_chain.is_empty()).then(|| {
+                error_chain
+                    .iter()
+                    .map(|e| format!("{} {}: {}", e.domain, e.code, e.description))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
+            let device_id = origin.as_ref().and_then(|o| o.device_id.clone());
+            let mut e = entry(
+                &udid,
+                device_id.clone(),
+                command_uuid.as_deref(),
+                &kind,
+                detail.clone(),
+            );
+            e.request_type = origin.as_ref().and_then(|o| o.request_type.clone());
+            st.storage.record_mdm_activity(e, now).await?;
+            let is_clear =
+                origin.as_ref().and_then(|o| o.request_type.as_deref()) == Some("ClearPasscode");
+            if let (true, Some(device_id)) = (is_clear, device_id) {
+                let outcome = match status {
+                    ReportStatus::Acknowledged => Some(ServerCommand::PasscodeClearResult {
+                        cleared: true,
+                        detail: None,
+                    }),
+                    ReportStatus::Error | ReportStatus::CommandFormatError => {
+                        Some(ServerCommand::PasscodeClearResult {
+                            cleared: false,
+                            detail: Some(detail.unwrap_or_else(|| kind.clone())),
+                        })
+                    }
+                    // NotNow: the MDM delivers it again; the phone keeps asking meanwhile.
+                    _ => None,
+                };
+                if let Some(cmd) = outcome {
+                    crate::api::admin::queue_command(
+                        &st,
+                        None,
+                        &device_id,
+                        cmd,
+                        "passcode_clear_result",
+                        RESULT_TTL_SECS,
+                    )
+                    .await?;
+                }
+            }
+        }
+        WebhookEvent::Other { topic } => tracing::debug!(%topic, "MDM webhook event not acted on"),
+    }
+    Ok(Json(serde_json::json!({"ok": true})))
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}/mdm-activity", tag = "admin", description = "A device's MDM activity (requests, sends and results kept apart), oldest first. Any role.", params(("id" = String, Path)), responses((status = 200, body = Vec<MdmActivity>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
+/// `GET /api/v1/devices/{id}/mdm-activity`.
+pub async fn activity<S: Storage>(
+    State(st): State<AppState<S>>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<MdmActivity>>, AppError> {
+    Ok(Json(st.storage.mdm_activity(id).await?))
+}
