@@ -62,80 +62,102 @@ fn entry(
     }
 }
 
-/// A phone asked for its passcode to be cleared: send ClearPasscode in the background
-/// (the phone's sync must not wait on the MDM).
-pub fn request_passcode_clear<S: Storage>(st: &AppState<S>, device: &Device) {
-    let st = st.clone();
-    let device = device.clone();
-    tokio::spawn(async move {
-        if let Err(e) = send_passcode_clear(&st, &device).await {
-            tracing::warn!(device = %device.id, error = %e, "passcode clear not sent");
+/// A phone asked for its passcode to be cleared. What can be decided locally (no
+/// connector, no UnlockToken yet) is recorded before the sync answers; the MDM call
+/// itself runs in the background, since the phone's sync must not wait on the MDM.
+pub async fn request_passcode_clear<S: Storage>(st: &AppState<S>, device: &Device) {
+    match prepare_passcode_clear(st, device).await {
+        Ok(Some(send)) => {
+            let st = st.clone();
+            tokio::spawn(async move {
+                if let Err(e) = send.run(&st).await {
+                    tracing::warn!(device = %send.device_id, error = %e, "passcode clear not recorded");
+                }
+            });
         }
-    });
+        Ok(None) => {}
+        Err(e) => tracing::warn!(device = %device.id, error = %e, "passcode clear not sent"),
+    }
 }
 
-async fn send_passcode_clear<S: Storage>(
+/// A ClearPasscode ready to go to the MDM, already logged as `requested`.
+struct PendingClear {
+    device_id: String,
+    udid: String,
+    uuid: String,
+    command: MdmCommand,
+}
+
+async fn prepare_passcode_clear<S: Storage>(
     st: &AppState<S>,
     device: &Device,
-) -> Result<(), AppError> {
+) -> Result<Option<PendingClear>, AppError> {
     let Some(udid) = device.udid.clone() else {
         tracing::warn!(device = %device.id, "passcode clear requested, but the device has no MDM UDID");
-        return Ok(());
+        return Ok(None);
     };
     let now = st.now();
     let id = Some(device.id.clone());
-    let Some(mdm) = &st.mdm else {
-        let e = entry(
-            &udid,
-            id,
-            None,
-            "cannot_send",
-            Some("no MDM connector is configured".into()),
-        );
-        return Ok(st.storage.record_mdm_activity(e, now).await?);
-    };
+    let cannot = |why: &str| entry(&udid, id.clone(), None, "cannot_send", Some(why.to_owned()));
+    if st.mdm.is_none() {
+        let e = cannot("no MDM connector is configured");
+        st.storage.record_mdm_activity(e, now).await?;
+        return Ok(None);
+    }
     let Some(sealed) = st.storage.unlock_token(udid.clone()).await? else {
-        let e = entry(
-            &udid,
-            id,
-            None,
-            "cannot_send",
-            Some("no UnlockToken from the MDM yet".into()),
-        );
-        return Ok(st.storage.record_mdm_activity(e, now).await?);
+        let e = cannot("no UnlockToken from the MDM yet");
+        st.storage.record_mdm_activity(e, now).await?;
+        return Ok(None);
     };
     let unlock_token = st.keys.open_token(&udid, &sealed)?;
     let uuid = command_uuid()?;
     st.storage
-        .record_mdm_activity(
-            entry(&udid, id.clone(), Some(&uuid), "requested", None),
-            now,
-        )
+        .record_mdm_activity(entry(&udid, id, Some(&uuid), "requested", None), now)
         .await?;
-    let cmd = MdmCommand::ClearPasscode { unlock_token };
-    let (kind, detail) = match mdm
-        .enqueue(std::slice::from_ref(&udid), &cmd, &uuid, true)
-        .await
-    {
-        Ok(result) => match result.status.get(&udid) {
-            Some(s) if s.command_error.is_some() => ("send_failed", s.command_error.clone()),
-            Some(s) => (
-                "sent",
-                s.push_error
-                    .clone()
-                    .map(|p| format!("queued; push failed: {p}")),
-            ),
-            None => ("sent", None),
-        },
-        Err(e) => ("send_failed", Some(e.to_string())),
-    };
-    st.storage
-        .record_mdm_activity(entry(&udid, id, Some(&uuid), kind, detail), st.now())
-        .await?;
-    Ok(())
+    Ok(Some(PendingClear {
+        device_id: device.id.clone(),
+        udid,
+        uuid,
+        command: MdmCommand::ClearPasscode { unlock_token },
+    }))
 }
 
-#[utoipa::path(post, path = "/webhooks/nanomdm", tag = "operations", description = "NanoMDM's webhook (MicroMDM-compatible JSON events). With a webhook key configured, X-Hmac-Signature must match.", responses((status = 200, description = "taken"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+impl PendingClear {
+    /// Enqueues the command with the MDM and logs `sent` or `send_failed`.
+    async fn run<S: Storage>(&self, st: &AppState<S>) -> Result<(), AppError> {
+        let Some(mdm) = &st.mdm else {
+            return Ok(());
+        };
+        let udid = &self.udid;
+        let (kind, detail) = match mdm
+            .enqueue(std::slice::from_ref(udid), &self.command, &self.uuid, true)
+            .await
+        {
+            Ok(result) => match result.status.get(udid) {
+                Some(s) if s.command_error.is_some() => ("send_failed", s.command_error.clone()),
+                Some(s) => (
+                    "sent",
+                    s.push_error
+                        .clone()
+                        .map(|p| format!("queued; push failed: {p}")),
+                ),
+                None => ("sent", None),
+            },
+            Err(e) => ("send_failed", Some(e.to_string())),
+        };
+        let e = entry(
+            udid,
+            Some(self.device_id.clone()),
+            Some(&self.uuid),
+            kind,
+            detail,
+        );
+        st.storage.record_mdm_activity(e, st.now()).await?;
+        Ok(())
+    }
+}
+
+#[utoipa::path(post, path = "/webhooks/nanomdm", tag = "operations", description = "NanoMDM's webhook (MicroMDM-compatible JSON events). X-Hmac-Signature must carry the HMAC-SHA256 of the body under the configured webhook key; without a key configured every event is refused.", responses((status = 200, description = "taken"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 /// `POST /webhooks/nanomdm`.
 pub async fn webhook<S: Storage>(
     State(st): State<AppState<S>>,
@@ -145,8 +167,16 @@ pub async fn webhook<S: Storage>(
     let signature = headers
         .get("x-hmac-signature")
         .and_then(|h| h.to_str().ok());
-    let key = st.mdm_webhook_key.as_deref().map(Vec::as_slice);
-    let event = match parse_webhook(&body, key, signature) {
+    // Unsigned events could tell a phone its passcode is gone when it is not, so
+    // without a key nothing is taken.
+    let Some(key) = st.mdm_webhook_key.as_deref() else {
+        return Err(AppError::Unauthorized(
+            "MDM webhooks are refused until a webhook key is configured (--nanomdm-webhook-key, \
+             the same key as NanoMDM's webhook HMAC key)"
+                .into(),
+        ));
+    };
+    let event = match parse_webhook(&body, Some(key.as_slice()), signature) {
         Ok(e) => e,
         Err(WebhookError::BadSignature) => {
             return Err(AppError::Unauthorized("webhook signature invalid".into()));

@@ -1148,3 +1148,66 @@ async fn a_docked_phone_gets_its_passcode_cleared_through_nanomdm() {
     );
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn without_an_mdm_the_clear_is_logged_as_not_sent_and_webhooks_are_refused() {
+    let server = TestServer::start().await.unwrap();
+    let admin = Admin {
+        base: server.base_url(),
+        token: server.token("admin").await.unwrap(),
+        http: http_client(),
+    };
+    admin
+        .post(
+            "/api/v1/users",
+            json!({"username": "bob", "display_name": "Bob"}),
+        )
+        .await;
+    admin
+        .post("/api/v1/users/bob/badges", json!({"badge": "0054321"}))
+        .await;
+    let (_, token) = admin
+        .post("/api/v1/enrollment-tokens", json!({"label": "t"}))
+        .await;
+    let mut phone = Phone::enroll(token["link"].as_str().unwrap()).await;
+
+    // No webhook key: even a well-formed, signed event is not taken.
+    let (body, sig) = signed_webhook(&json!({"topic": "mdm.Connect"}));
+    let refused = admin
+        .http
+        .post(format!("{}/webhooks/nanomdm", admin.base))
+        .header("x-hmac-signature", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let err: Value = refused.json().await.unwrap();
+    assert_eq!(err["code"], "unauthorized");
+    assert!(err["message"].as_str().unwrap().contains("webhook key"));
+
+    phone.tap("0054321").await;
+    phone.agent.handle(Event::Undocked, now()).unwrap();
+    phone
+        .agent
+        .handle(
+            Event::Docked {
+                location: DockLocation::default(),
+            },
+            now(),
+        )
+        .unwrap();
+    phone.sync().await;
+    let (_, log) = admin
+        .get(&format!("/api/v1/devices/{}/mdm-activity", phone.id))
+        .await;
+    let log = log.as_array().unwrap();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0]["kind"], "cannot_send");
+    assert_eq!(log[0]["detail"], "no MDM connector is configured");
+    assert!(
+        phone.agent.locker().passcode_clear.is_some(),
+        "nobody told the phone its passcode is gone"
+    );
+    server.stop().await.unwrap();
+}

@@ -137,7 +137,7 @@ pub async fn sync<S: Storage>(
         }
     }
     if wants_passcode_clear {
-        crate::mdm::request_passcode_clear(&st, &device);
+        crate::mdm::request_passcode_clear(&st, &device).await;
     }
     let mut commands = applied.commands;
     if commands.is_empty() && req.wait_secs > 0 {
