@@ -9,6 +9,7 @@
 
 use plist::{Dictionary, Value};
 
+pub mod dynamic;
 pub mod nanomdm;
 pub mod profile;
 

@@ -367,12 +367,8 @@ fn profile_schema(file: &str) -> Yaml {
 
 /// Checks a profile: its top level against `TopLevel.yaml`, each payload against
 /// `CommonPayloadKeys.yaml` plus the payload type's own schema.
-fn profile_problems(
-    profile: &lanyard_mdm::profile::Profile,
-    payload_schemas: &[&str],
-) -> Vec<String> {
+fn profile_problems(mut top: plist::Dictionary, payload_schemas: &[&str]) -> Vec<String> {
     let mut errors = Vec::new();
-    let mut top = profile.dictionary();
     assert_eq!(
         top.get("PayloadType").and_then(Value::as_string),
         Some("Configuration")
@@ -435,7 +431,7 @@ fn the_provisioning_wifi_profile_matches_apples_schemas() {
             remove_after_secs: Some(3600),
             payloads: vec![Payload::Wifi(payload)],
         };
-        let p = profile_problems(&profile, &["com.apple.wifi.managed.yaml"]);
+        let p = profile_problems(profile.dictionary(), &["com.apple.wifi.managed.yaml"]);
         assert!(p.is_empty(), "{p:#?}");
         let xml = profile.to_mobileconfig().unwrap();
         let parsed = Value::from_reader_xml(xml.as_slice()).unwrap();
@@ -465,4 +461,52 @@ fn the_provisioning_wifi_profile_matches_apples_schemas() {
             .any(|e| e.contains("SSID: not a key of the schema")),
         "{errors:?}"
     );
+}
+
+const EXCHANGE_TEMPLATE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0">
+<dict>
+  <key>PayloadType</key><string>com.apple.eas.account</string>
+  <key>PayloadVersion</key><integer>1</integer>
+  <key>PayloadIdentifier</key><string>org.stmary.mail.{{ username }}</string>
+  <key>PayloadUUID</key><string>7D0C5E2A-1B3C-4D5E-8F90-A1B2C3D4E5F6</string>
+  <key>PayloadDisplayName</key><string>Mail for {{display_name}}</string>
+  <key>Host</key><string>mail.stmary.org</string>
+  <key>SSL</key><true/>
+  <key>UserName</key><string>{{username}}</string>
+  <key>EmailAddress</key><string>{{email}}</string>
+</dict>
+</plist>"#;
+
+#[test]
+fn a_dynamic_config_profile_filled_for_a_clinician_matches_apples_schemas() {
+    use lanyard_mdm::dynamic::{DynamicProfile, ProfileVariables};
+    let profile = DynamicProfile::new(EXCHANGE_TEMPLATE).unwrap();
+    assert_eq!(profile.variables(), ["username", "display_name", "email"]);
+    // A name that would break naive substitution.
+    let vars = ProfileVariables::default()
+        .set("username", "obrien")
+        .set("display_name", "Siobhán O'Brien & <Sons>")
+        .set("email", "obrien@stmary.org");
+    let xml = profile
+        .render(&vars, "0A1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D")
+        .unwrap();
+    let top = Value::from_reader_xml(xml.as_slice()).unwrap();
+    let top = top.into_dictionary().unwrap();
+    let p = profile_problems(top.clone(), &["com.apple.eas.account.yaml"]);
+    assert!(p.is_empty(), "{p:#?}");
+    let payload = top["PayloadContent"].as_array().unwrap()[0]
+        .as_dictionary()
+        .unwrap();
+    assert_eq!(
+        payload["PayloadDisplayName"].as_string(),
+        Some("Mail for Siobhán O'Brien & <Sons>")
+    );
+    assert_eq!(payload["UserName"].as_string(), Some("obrien"));
+    assert_eq!(payload.len(), 9, "no key was added by a value");
+    // What the phone is sent is an InstallProfile command Apple's schema accepts.
+    let cmd = MdmCommand::InstallProfile { payload: xml };
+    let p = problems(&cmd);
+    assert!(p.is_empty(), "{p:#?}");
 }
