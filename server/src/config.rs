@@ -38,6 +38,8 @@ pub struct FileConfig {
     pub nanomdm_api_key: Option<String>,
     /// NanoMDM webhook HMAC key.
     pub nanomdm_webhook_key: Option<String>,
+    /// Minutes an MDM command may go unanswered before it is given up.
+    pub mdm_deadline_mins: Option<u64>,
 }
 
 impl FileConfig {

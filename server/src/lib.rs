@@ -57,7 +57,13 @@ pub struct ServerConfig {
     pub nanomdm_api_key: Option<String>,
     /// The key NanoMDM signs its webhook bodies with (`X-Hmac-Signature`), if configured.
     pub nanomdm_webhook_key: Option<String>,
+    /// How long an MDM command may go unanswered (NotNow from a locked phone) before
+    /// it is given up with a reason.
+    pub mdm_deadline_secs: u64,
 }
+
+/// Default for [`ServerConfig::mdm_deadline_secs`]: one hour.
+pub const DEFAULT_MDM_DEADLINE_SECS: u64 = 3600;
 
 impl ServerConfig {
     /// A configuration with no optional services.
@@ -69,6 +75,7 @@ impl ServerConfig {
             nanomdm_url: None,
             nanomdm_api_key: None,
             nanomdm_webhook_key: None,
+            mdm_deadline_secs: DEFAULT_MDM_DEADLINE_SECS,
         }
     }
 }
@@ -234,6 +241,7 @@ pub fn open_state(config: &ServerConfig, clock: Clock) -> anyhow::Result<AppStat
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         state.mdm = Some(std::sync::Arc::new(connector));
     }
+    state.mdm_deadline_secs = config.mdm_deadline_secs;
     state.mdm_webhook_key = config
         .nanomdm_webhook_key
         .clone()

@@ -107,6 +107,10 @@ struct ServeArgs {
     /// Key NanoMDM signs its webhook bodies with (`X-Hmac-Signature`).
     #[arg(long, env = "LANYARD_NANOMDM_WEBHOOK_KEY", hide_env_values = true)]
     nanomdm_webhook_key: Option<String>,
+    /// Minutes an MDM command (e.g. Clear Passcode answered NotNow by a locked phone)
+    /// may go unanswered before it is given up with a reason [default: 60].
+    #[arg(long, env = "LANYARD_MDM_DEADLINE_MINS")]
+    mdm_deadline_mins: Option<u64>,
 }
 
 /// Binds, optionally seeds the demo, prints the address, and serves until a signal.
@@ -137,6 +141,9 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     config.nanomdm_url = args.nanomdm_url.or(file.nanomdm_url);
     config.nanomdm_api_key = args.nanomdm_api_key.or(file.nanomdm_api_key);
     config.nanomdm_webhook_key = args.nanomdm_webhook_key.or(file.nanomdm_webhook_key);
+    if let Some(mins) = args.mdm_deadline_mins.or(file.mdm_deadline_mins) {
+        config.mdm_deadline_secs = mins.saturating_mul(60);
+    }
     // One line on stdout with the real address, for scripts and tests using port 0.
     println!("lanyard-server listening on http://{addr}");
     if demo {

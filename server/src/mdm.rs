@@ -63,15 +63,16 @@ fn entry(
 }
 
 /// A phone asked for its passcode to be cleared. What can be decided locally (no
-/// connector, no UnlockToken yet) is recorded before the sync answers; the MDM call
-/// itself runs in the background, since the phone's sync must not wait on the MDM.
+/// connector, no UnlockToken yet, a command still outstanding or past its deadline) is
+/// recorded before the sync answers; MDM calls run in the background, since the
+/// phone's sync must not wait on the MDM.
 pub async fn request_passcode_clear<S: Storage>(st: &AppState<S>, device: &Device) {
     match prepare_passcode_clear(st, device).await {
-        Ok(Some(send)) => {
+        Ok(Some(action)) => {
             let st = st.clone();
             tokio::spawn(async move {
-                if let Err(e) = send.run(&st).await {
-                    tracing::warn!(device = %send.device_id, error = %e, "passcode clear not recorded");
+                if let Err(e) = action.run(&st).await {
+                    tracing::warn!(device = %action.device_id, error = %e, "MDM call not recorded");
                 }
             });
         }
@@ -80,13 +81,40 @@ pub async fn request_passcode_clear<S: Storage>(st: &AppState<S>, device: &Devic
     }
 }
 
-/// A ClearPasscode ready to go to the MDM, already logged as `requested`.
+/// An MDM call to make for a device, already logged as asked for.
 struct PendingClear {
     device_id: String,
     udid: String,
     uuid: String,
-    command: MdmCommand,
+    /// A new ClearPasscode to enqueue, or `None` to push the device about the
+    /// outstanding one `uuid` names.
+    command: Option<MdmCommand>,
 }
+
+/// The device's latest ClearPasscode: its uuid, when it was requested and the
+/// latest thing heard about it.
+fn latest_clear(log: &[MdmActivity]) -> Option<(&str, i64, &str)> {
+    let requested = log
+        .iter()
+        .rev()
+        .find(|e| e.kind == "requested" && e.request_type.as_deref() == Some("ClearPasscode"))?;
+    let uuid = requested.command_uuid.as_deref()?;
+    let last = log
+        .iter()
+        .rev()
+        .find(|e| e.command_uuid.as_deref() == Some(uuid))?;
+    Some((uuid, requested.at, last.kind.as_str()))
+}
+
+/// Kinds after which a ClearPasscode is still waiting on the device.
+const OUTSTANDING: &[&str] = &[
+    "requested",
+    "sent",
+    "not_now",
+    "retry",
+    "pushed",
+    "push_failed",
+];
 
 async fn prepare_passcode_clear<S: Storage>(
     st: &AppState<S>,
@@ -104,6 +132,52 @@ async fn prepare_passcode_clear<S: Storage>(
         st.storage.record_mdm_activity(e, now).await?;
         return Ok(None);
     }
+    // The phone asks again with growing delays. While its command is still queued at
+    // the MDM (a locked phone answers NotNow), a second copy would only pile up:
+    // remind the device instead, until the deadline says to give up.
+    let log = st.storage.mdm_activity(device.id.clone()).await?;
+    if let Some((uuid, requested_at, last)) = latest_clear(&log)
+        && OUTSTANDING.contains(&last)
+    {
+        let uuid = uuid.to_owned();
+        let age_secs = u64::try_from(now.as_millis() - requested_at).unwrap_or(0) / 1000;
+        if age_secs < st.mdm_deadline_secs {
+            st.storage
+                .record_mdm_activity(entry(&udid, id, Some(&uuid), "retry", None), now)
+                .await?;
+            return Ok(Some(PendingClear {
+                device_id: device.id.clone(),
+                udid,
+                uuid,
+                command: None,
+            }));
+        }
+        let reason = format!(
+            "no result from the phone within {} min (last heard: {last}); a new Clear Passcode \
+             goes out on the phone's next request",
+            st.mdm_deadline_secs / 60
+        );
+        st.storage
+            .record_mdm_activity(
+                entry(
+                    &udid,
+                    id.clone(),
+                    Some(&uuid),
+                    "expired",
+                    Some(reason.clone()),
+                ),
+                now,
+            )
+            .await?;
+        let result = ServerCommand::PasscodeClearResult {
+            cleared: false,
+            detail: Some(reason),
+        };
+        let kind = "passcode_clear_result";
+        crate::api::admin::queue_command(st, None, &device.id, result, kind, RESULT_TTL_SECS)
+            .await?;
+        return Ok(None);
+    }
     let Some(sealed) = st.storage.unlock_token(udid.clone()).await? else {
         let e = cannot("no UnlockToken from the MDM yet");
         st.storage.record_mdm_activity(e, now).await?;
@@ -118,32 +192,38 @@ async fn prepare_passcode_clear<S: Storage>(
         device_id: device.id.clone(),
         udid,
         uuid,
-        command: MdmCommand::ClearPasscode { unlock_token },
+        command: Some(MdmCommand::ClearPasscode { unlock_token }),
     }))
 }
 
 impl PendingClear {
-    /// Enqueues the command with the MDM and logs `sent` or `send_failed`.
+    /// Enqueues the command (logging `sent` or `send_failed`) or pushes the device
+    /// (`pushed` or `push_failed`).
     async fn run<S: Storage>(&self, st: &AppState<S>) -> Result<(), AppError> {
         let Some(mdm) = &st.mdm else {
             return Ok(());
         };
         let udid = &self.udid;
-        let (kind, detail) = match mdm
-            .enqueue(std::slice::from_ref(udid), &self.command, &self.uuid, true)
-            .await
-        {
+        let ids = std::slice::from_ref(udid);
+        let (sent, failed) = match &self.command {
+            Some(_) => ("sent", "send_failed"),
+            None => ("pushed", "push_failed"),
+        };
+        let answer = match &self.command {
+            Some(cmd) => mdm.enqueue(ids, cmd, &self.uuid, true).await,
+            None => mdm.push(ids).await,
+        };
+        let (kind, detail) = match answer {
             Ok(result) => match result.status.get(udid) {
-                Some(s) if s.command_error.is_some() => ("send_failed", s.command_error.clone()),
-                Some(s) => (
-                    "sent",
-                    s.push_error
-                        .clone()
-                        .map(|p| format!("queued; push failed: {p}")),
-                ),
-                None => ("sent", None),
+                Some(s) if s.command_error.is_some() => (failed, s.command_error.clone()),
+                Some(s) => match &s.push_error {
+                    Some(p) if self.command.is_none() => (failed, Some(p.clone())),
+                    Some(p) => (sent, Some(format!("queued; push failed: {p}"))),
+                    None => (sent, None),
+                },
+                None => (sent, None),
             },
-            Err(e) => ("send_failed", Some(e.to_string())),
+            Err(e) => (failed, Some(e.to_string())),
         };
         let e = entry(
             udid,

@@ -40,6 +40,8 @@ pub struct AppState<S> {
     pub mdm: Option<Arc<lanyard_mdm::nanomdm::NanoMdm>>,
     /// The key NanoMDM's webhook bodies are signed with, if configured.
     pub mdm_webhook_key: Option<Arc<Vec<u8>>>,
+    /// How long an MDM command may go unanswered before it is given up.
+    pub mdm_deadline_secs: u64,
     /// One wake-up per device with a long-poll waiting for commands.
     waiters: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
     /// Consecutive wrong passwords per username, and until when checks are refused.
@@ -65,6 +67,7 @@ impl<S: Clone> Clone for AppState<S> {
             badge_lookup: self.badge_lookup.clone(),
             mdm: self.mdm.clone(),
             mdm_webhook_key: self.mdm_webhook_key.clone(),
+            mdm_deadline_secs: self.mdm_deadline_secs,
             waiters: self.waiters.clone(),
             password_failures: self.password_failures.clone(),
             policy: self.policy.clone(),
@@ -82,6 +85,7 @@ impl<S: Storage> AppState<S> {
             badge_lookup: None,
             mdm: None,
             mdm_webhook_key: None,
+            mdm_deadline_secs: crate::DEFAULT_MDM_DEADLINE_SECS,
             waiters: Arc::default(),
             password_failures: Arc::default(),
             policy: Arc::default(),

@@ -969,6 +969,7 @@ async fn command_states_follow_delivery_acknowledgement_and_refusal() {
 struct FakeMdm {
     queued: std::sync::Mutex<Vec<plist::Value>>,
     arrived: tokio::sync::Notify,
+    pushes: std::sync::atomic::AtomicUsize,
 }
 
 async fn fake_nanomdm() -> (String, std::sync::Arc<FakeMdm>) {
@@ -998,12 +999,19 @@ async fn fake_nanomdm() -> (String, std::sync::Arc<FakeMdm>) {
         let body = json!({"command_uuid": uuid, "request_type": "ClearPasscode", "status": {ids: {"push_result": "P-1"}}});
         (StatusCode::OK, body.to_string())
     }
+    async fn push(State(fake): State<std::sync::Arc<FakeMdm>>, Path(ids): Path<String>) -> String {
+        fake.pushes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        json!({"status": {ids: {"push_result": "P-2"}}}).to_string()
+    }
     let fake = std::sync::Arc::new(FakeMdm {
         queued: Default::default(),
         arrived: tokio::sync::Notify::new(),
+        pushes: Default::default(),
     });
     let app = axum::Router::new()
         .route("/v1/enqueue/{ids}", axum::routing::put(enqueue))
+        .route("/v1/push/{ids}", axum::routing::get(push))
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -1029,116 +1037,200 @@ fn plist_b64(dict: plist::Dictionary) -> String {
     base64::engine::general_purpose::STANDARD.encode(out)
 }
 
-#[tokio::test]
-async fn a_docked_phone_gets_its_passcode_cleared_through_nanomdm() {
-    let (mdm_url, fake) = fake_nanomdm().await;
-    let server = TestServer::start_with(|c| {
-        c.nanomdm_url = Some(mdm_url.parse().unwrap());
-        c.nanomdm_api_key = Some("mdm-key".into());
-        c.nanomdm_webhook_key = Some("hook-key".into());
-    })
-    .await
-    .unwrap();
-    let admin = Admin {
-        base: server.base_url(),
-        token: server.token("admin").await.unwrap(),
-        http: http_client(),
-    };
-    admin
-        .post(
-            "/api/v1/users",
-            json!({"username": "alice", "display_name": "Alice"}),
-        )
-        .await;
-    admin
-        .post("/api/v1/users/alice/badges", json!({"badge": "0012345"}))
-        .await;
-    let (_, token) = admin
-        .post("/api/v1/enrollment-tokens", json!({"label": "t"}))
-        .await;
-    let mut phone = Phone::enroll(token["link"].as_str().unwrap()).await;
-    let (_, device) = admin.get(&format!("/api/v1/devices/{}", phone.id)).await;
-    let udid = device["udid"].as_str().unwrap().to_owned();
+/// A server wired to a fake NanoMDM, an enrolled phone for alice, and the MDM knowing
+/// the phone's UnlockToken.
+struct MdmRig {
+    server: TestServer,
+    admin: Admin,
+    phone: Phone,
+    udid: String,
+    fake: std::sync::Arc<FakeMdm>,
+}
 
-    // The MDM reports the phone's UnlockToken (webhook, HMAC-signed).
-    let mut update = plist::Dictionary::new();
-    update.insert("MessageType".into(), "TokenUpdate".into());
-    update.insert("UnlockToken".into(), plist::Value::Data(vec![0x5A; 16]));
-    let event = json!({"topic": "mdm.TokenUpdate", "created_at": "2026-11-21T10:00:00Z",
-        "checkin_event": {"udid": udid, "enrollment_id": udid, "raw_payload": plist_b64(update)}});
-    let (body, sig) = signed_webhook(&event);
-    let post = |body: String, sig: &str| {
+impl MdmRig {
+    async fn start(deadline_secs: u64) -> MdmRig {
+        let (mdm_url, fake) = fake_nanomdm().await;
+        let server = TestServer::start_with(|c| {
+            c.nanomdm_url = Some(mdm_url.parse().unwrap());
+            c.nanomdm_api_key = Some("mdm-key".into());
+            c.nanomdm_webhook_key = Some("hook-key".into());
+            c.mdm_deadline_secs = deadline_secs;
+        })
+        .await
+        .unwrap();
+        let admin = Admin {
+            base: server.base_url(),
+            token: server.token("admin").await.unwrap(),
+            http: http_client(),
+        };
         admin
+            .post(
+                "/api/v1/users",
+                json!({"username": "alice", "display_name": "Alice"}),
+            )
+            .await;
+        admin
+            .post("/api/v1/users/alice/badges", json!({"badge": "0012345"}))
+            .await;
+        let (_, token) = admin
+            .post("/api/v1/enrollment-tokens", json!({"label": "t"}))
+            .await;
+        let phone = Phone::enroll(token["link"].as_str().unwrap()).await;
+        let (_, device) = admin.get(&format!("/api/v1/devices/{}", phone.id)).await;
+        let udid = device["udid"].as_str().unwrap().to_owned();
+        let rig = MdmRig {
+            server,
+            admin,
+            phone,
+            udid,
+            fake,
+        };
+        // The MDM reports the phone's UnlockToken (webhook, HMAC-signed).
+        let mut update = plist::Dictionary::new();
+        update.insert("MessageType".into(), "TokenUpdate".into());
+        update.insert("UnlockToken".into(), plist::Value::Data(vec![0x5A; 16]));
+        let event = json!({"topic": "mdm.TokenUpdate", "created_at": "2026-11-21T10:00:00Z",
+            "checkin_event": {"udid": rig.udid, "enrollment_id": rig.udid, "raw_payload": plist_b64(update)}});
+        let (body, _) = signed_webhook(&event);
+        assert_eq!(
+            rig.webhook_signed(body.clone(), "AAAA").await,
+            401,
+            "a forged webhook is refused"
+        );
+        assert_eq!(rig.webhook(&event).await, 200);
+        rig
+    }
+
+    async fn webhook_signed(&self, body: String, sig: &str) -> u16 {
+        let resp = self
+            .admin
             .http
-            .post(format!("{}/webhooks/nanomdm", admin.base))
+            .post(format!("{}/webhooks/nanomdm", self.admin.base))
             .header("x-hmac-signature", sig.to_owned())
             .body(body)
             .send()
-    };
-    assert_eq!(
-        post(body.clone(), "AAAA").await.unwrap().status(),
-        401,
-        "a forged webhook is refused"
-    );
-    assert_eq!(post(body, &sig).await.unwrap().status(), 200);
+            .await
+            .unwrap();
+        resp.status().as_u16()
+    }
 
-    // A shift: checked out, then docked; the phone asks for its passcode to be cleared.
-    phone.tap("0012345").await;
-    phone.agent.handle(Event::Undocked, now()).unwrap();
-    phone
-        .agent
-        .handle(
-            Event::Docked {
-                location: DockLocation::default(),
-            },
-            now(),
-        )
-        .unwrap();
-    assert!(phone.agent.locker().passcode_clear.is_some());
-    phone.sync().await;
-    tokio::time::timeout(Duration::from_secs(10), fake.arrived.notified())
-        .await
-        .expect("ClearPasscode reached the MDM");
-    let sent = fake.queued.lock().unwrap()[0].clone();
-    let top = sent.as_dictionary().unwrap();
-    let command = top["Command"].as_dictionary().unwrap();
+    async fn webhook(&self, event: &Value) -> u16 {
+        let (body, sig) = signed_webhook(event);
+        self.webhook_signed(body, &sig).await
+    }
+
+    /// The device's report on a command, as NanoMDM forwards it.
+    async fn report(&self, uuid: &str, status: &str) -> u16 {
+        let mut report = plist::Dictionary::new();
+        report.insert("Status".into(), status.into());
+        report.insert("CommandUUID".into(), uuid.into());
+        let event = json!({"topic": "mdm.Connect", "created_at": "2026-11-21T10:00:05Z",
+            "acknowledge_event": {"udid": self.udid, "status": status, "command_uuid": uuid, "raw_payload": plist_b64(report)}});
+        self.webhook(&event).await
+    }
+
+    /// A shift: alice checks the phone out, then docks it; it asks for a passcode clear.
+    async fn shift_ends(&mut self) {
+        self.phone.tap("0012345").await;
+        self.phone.agent.handle(Event::Undocked, now()).unwrap();
+        self.phone
+            .agent
+            .handle(
+                Event::Docked {
+                    location: DockLocation::default(),
+                },
+                now(),
+            )
+            .unwrap();
+        assert!(self.phone.agent.locker().passcode_clear.is_some());
+        self.phone.sync().await;
+    }
+
+    /// Waits for the next ClearPasscode at the MDM and returns its CommandUUID.
+    async fn next_command(&self, n: usize) -> String {
+        loop {
+            let arrived = self.fake.arrived.notified();
+            if let Some(cmd) = self.fake.queued.lock().unwrap().get(n) {
+                let top = cmd.as_dictionary().unwrap();
+                return top["CommandUUID"].as_string().unwrap().to_owned();
+            }
+            tokio::time::timeout(Duration::from_secs(10), arrived)
+                .await
+                .expect("ClearPasscode reached the MDM");
+        }
+    }
+
+    async fn mdm_log(&self) -> Value {
+        let path = format!("/api/v1/devices/{}/mdm-activity", self.phone.id);
+        self.admin.get(&path).await.1
+    }
+
+    /// Polls the MDM activity log until an entry of `kind` appears (the server logs
+    /// background MDM calls after they answer, and no signal reaches the test).
+    async fn wait_for(&self, kind: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.mdm_log().await;
+            if log.as_array().unwrap().iter().any(|e| e["kind"] == kind) {
+                return log;
+            }
+            assert!(std::time::Instant::now() < deadline, "no {kind} in {log}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The phone's next retry is due: it asks again and syncs.
+    async fn phone_retries(&mut self, after_secs: i64) {
+        let later = Timestamp(now().as_millis() + after_secs * 1000);
+        self.phone.agent.handle(Event::Tick, later).unwrap();
+        self.phone
+            .client
+            .sync_once(&mut self.phone.agent, later)
+            .await
+            .unwrap();
+    }
+}
+
+fn kinds(log: &Value) -> Vec<String> {
+    log.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_docked_phone_gets_its_passcode_cleared_through_nanomdm() {
+    let mut rig = MdmRig::start(3600).await;
+    rig.shift_ends().await;
+    let uuid = rig.next_command(0).await;
+    let sent = rig.fake.queued.lock().unwrap()[0].clone();
+    let command = sent.as_dictionary().unwrap()["Command"]
+        .as_dictionary()
+        .unwrap()
+        .clone();
     assert_eq!(command["RequestType"].as_string(), Some("ClearPasscode"));
     assert_eq!(
         command["UnlockToken"].as_data(),
         Some(&[0x5A; 16][..]),
         "the token the MDM reported, unsealed"
     );
-    let uuid = top["CommandUUID"].as_string().unwrap().to_owned();
+    rig.wait_for("sent").await;
 
     // The device acknowledges; NanoMDM tells Lanyard; Lanyard tells the phone.
-    let mut report = plist::Dictionary::new();
-    report.insert("Status".into(), "Acknowledged".into());
-    report.insert("CommandUUID".into(), uuid.clone().into());
-    let event = json!({"topic": "mdm.Connect", "created_at": "2026-11-21T10:00:05Z",
-        "acknowledge_event": {"udid": udid, "status": "Acknowledged", "command_uuid": uuid, "raw_payload": plist_b64(report)}});
-    let (body, sig) = signed_webhook(&event);
-    assert_eq!(post(body, &sig).await.unwrap().status(), 200);
-    phone
+    assert_eq!(rig.report(&uuid, "Acknowledged").await, 200);
+    rig.phone
         .client
-        .sync_once(&mut phone.agent, now())
+        .sync_once(&mut rig.phone.agent, now())
         .await
         .unwrap();
     assert!(
-        phone.agent.locker().passcode_clear.is_none(),
+        rig.phone.agent.locker().passcode_clear.is_none(),
         "the phone heard the passcode is gone"
     );
-
-    let (_, log) = admin
-        .get(&format!("/api/v1/devices/{}/mdm-activity", phone.id))
-        .await;
-    let kinds: Vec<&str> = log
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let log = rig.mdm_log().await;
     assert_eq!(
-        kinds,
+        kinds(&log),
         ["token_update", "requested", "sent", "acknowledged"],
         "{log}"
     );
@@ -1146,7 +1238,90 @@ async fn a_docked_phone_gets_its_passcode_cleared_through_nanomdm() {
         !log.to_string().contains("WlpaWlpa"),
         "the UnlockToken never appears in the log"
     );
-    server.stop().await.unwrap();
+    rig.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_locked_phone_answering_not_now_is_reminded_not_sent_a_second_copy() {
+    let mut rig = MdmRig::start(3600).await;
+    rig.shift_ends().await;
+    let uuid = rig.next_command(0).await;
+    rig.wait_for("sent").await;
+    assert_eq!(rig.report(&uuid, "NotNow").await, 200);
+    // The phone still waits; its next request becomes a push for the queued command.
+    rig.phone_retries(31).await;
+    let log = rig.wait_for("pushed").await;
+    assert_eq!(
+        kinds(&log),
+        [
+            "token_update",
+            "requested",
+            "sent",
+            "not_now",
+            "retry",
+            "pushed"
+        ],
+        "{log}"
+    );
+    assert!(
+        log.as_array().unwrap()[3..]
+            .iter()
+            .all(|e| e["command_uuid"] == uuid.as_str()),
+        "{log}"
+    );
+    assert_eq!(rig.fake.queued.lock().unwrap().len(), 1, "no second copy");
+    assert_eq!(rig.fake.pushes.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(rig.phone.agent.locker().passcode_clear.is_some());
+    // Unlocked at last, the device runs the queued command.
+    assert_eq!(rig.report(&uuid, "Acknowledged").await, 200);
+    rig.phone_retries(32).await;
+    assert!(rig.phone.agent.locker().passcode_clear.is_none());
+    rig.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn past_the_deadline_the_phone_is_told_why_and_the_next_request_starts_afresh() {
+    let mut rig = MdmRig::start(0).await;
+    rig.shift_ends().await;
+    let first = rig.next_command(0).await;
+    rig.wait_for("sent").await;
+    assert_eq!(rig.report(&first, "NotNow").await, 200);
+    rig.phone_retries(31).await;
+    let log = rig.mdm_log().await;
+    let expired = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "expired")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(expired["command_uuid"], first.as_str());
+    assert!(
+        expired["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no result from the phone within 0 min (last heard: not_now)"),
+        "{expired}"
+    );
+    // The phone hears the failure with the reason, and keeps asking.
+    rig.phone_retries(32).await;
+    let (_, commands) = rig
+        .admin
+        .get(&format!("/api/v1/devices/{}/commands", rig.phone.id))
+        .await;
+    let result = commands
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "passcode_clear_result")
+        .unwrap_or_else(|| panic!("{commands}"));
+    assert_ne!(result["state"], "pending", "{result}");
+    assert!(rig.phone.agent.locker().passcode_clear.is_some());
+    assert_eq!(rig.fake.queued.lock().unwrap().len(), 1);
+    // Its next request sends a fresh Clear Passcode.
+    rig.phone_retries(200).await;
+    let second = rig.next_command(1).await;
+    assert_ne!(first, second);
+    rig.server.stop().await.unwrap();
 }
 
 #[tokio::test]
