@@ -1,6 +1,7 @@
 //! Dynamic Config Profiles: profile XML an administrator pastes into a workflow, with
-//! `{{variable}}` placeholders filled in for the clinician at checkout (e.g. to sign
-//! them into an app without typing).
+//! `$USERID$`-style substitution variables (the ones MDM administrators know from
+//! Ivanti EPMM) filled in for the clinician at checkout, e.g. to sign them into an app
+//! without typing.
 //!
 //! The XML is checked when it is saved, not when a phone is waiting: every placeholder
 //! must be a known variable, and the XML — with placeholders filled — must be a
@@ -10,35 +11,31 @@
 
 use plist::{Dictionary, Value};
 
-/// The variables a Dynamic Config Profile may use, as `{{name}}`.
+/// The variables a Dynamic Config Profile may use, written `$NAME$`. The directory-only
+/// ones of EPMM (`$USER_DN$`, `$CN$`, `$SAM_ACCOUNT_NAME$` …) are not offered: Lanyard
+/// keeps no LDAP entry to fill them from, and a blank would sign nobody in.
 pub const VARIABLES: &[&str] = &[
-    "username",
-    "display_name",
-    "email",
-    "department",
-    "device_name",
-    "serial_number",
-    "cart",
+    "USERID",
+    "EMAIL",
+    "EMAIL_LOCAL",
+    "EMAIL_DOMAIN",
+    "DISPLAY_NAME",
+    "FIRST_NAME",
+    "LAST_NAME",
 ];
 
 /// Why profile XML was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DynamicProfileError {
     /// A placeholder names no known variable.
-    #[error("unknown variable {{{{{name}}}}} on line {line}; known: {known}")]
+    #[error("unknown substitution variable ${name}$ on line {line}; known: {known}")]
     UnknownVariable {
-        /// The name inside the braces.
+        /// The name between the dollar signs.
         name: String,
         /// 1-based line of the placeholder.
         line: usize,
         /// The known variables, comma separated.
         known: String,
-    },
-    /// `{{` without its closing `}}`.
-    #[error("unclosed {{{{ on line {line}")]
-    Unclosed {
-        /// 1-based line of the opening braces.
-        line: usize,
     },
     /// Not an XML property list.
     #[error("not a well-formed XML property list: {0}")]
@@ -56,6 +53,21 @@ pub struct ProfileVariables {
 }
 
 impl ProfileVariables {
+    /// The variables for a user: `USERID`, `DISPLAY_NAME`, and with an email address
+    /// `EMAIL`, `EMAIL_LOCAL` (before the `@`) and `EMAIL_DOMAIN` (after it).
+    pub fn for_user(username: &str, display_name: &str, email: Option<&str>) -> Self {
+        let mut v = ProfileVariables::default()
+            .set("USERID", username)
+            .set("DISPLAY_NAME", display_name);
+        if let Some(email) = email {
+            v = v.set("EMAIL", email);
+            if let Some((local, domain)) = email.rsplit_once('@') {
+                v = v.set("EMAIL_LOCAL", local).set("EMAIL_DOMAIN", domain);
+            }
+        }
+        v
+    }
+
     /// Sets a variable.
     pub fn set(mut self, name: &str, value: impl Into<String>) -> Self {
         self.values.push((name.to_owned(), value.into()));
@@ -83,29 +95,46 @@ enum Piece<'a> {
     Var(&'a str),
 }
 
+/// Whether `name` is shaped like a substitution variable (`USER_CUSTOM1`), as opposed
+/// to text that merely sits between two dollar signs (`5 or `).
+fn variable_shaped(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_uppercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
 fn pieces(xml: &str) -> Result<Vec<Piece<'_>>, DynamicProfileError> {
     let line_of = |at: usize| xml[..at].matches('\n').count() + 1;
     let mut out = Vec::new();
-    let mut rest = 0;
-    while let Some(open) = xml[rest..].find("{{").map(|i| rest + i) {
-        out.push(Piece::Text(&xml[rest..open]));
-        let close = xml[open + 2..].find("}}").map(|i| open + 2 + i).ok_or(
-            DynamicProfileError::Unclosed {
-                line: line_of(open),
-            },
-        )?;
-        let name = xml[open + 2..close].trim();
+    let (mut text_from, mut search_from) = (0, 0);
+    while let Some(open) = xml[search_from..].find('$').map(|i| search_from + i) {
+        let Some(close) = xml[open + 1..].find('$').map(|i| open + 1 + i) else {
+            break;
+        };
+        let name = &xml[open + 1..close];
+        if !variable_shaped(name) {
+            // A lone dollar sign is text; the next one may open a variable.
+            search_from = open + 1;
+            continue;
+        }
         if !VARIABLES.contains(&name) {
             return Err(DynamicProfileError::UnknownVariable {
                 name: name.to_owned(),
                 line: line_of(open),
-                known: VARIABLES.join(", "),
+                known: VARIABLES
+                    .iter()
+                    .map(|v| format!("${v}$"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
+        out.push(Piece::Text(&xml[text_from..open]));
         out.push(Piece::Var(name));
-        rest = close + 2;
+        text_from = close + 1;
+        search_from = close + 1;
     }
-    out.push(Piece::Text(&xml[rest..]));
+    out.push(Piece::Text(&xml[text_from..]));
     Ok(out)
 }
 
@@ -283,18 +312,19 @@ mod tests {
     #[test]
     fn refusals_name_the_problem() {
         let unknown = DynamicProfile::new(&doc(&format!(
-            "{COMMON}\n<key>User</key><string>{{{{ pager }}}}</string>"
+            "{COMMON}\n<key>User</key><string>$USER_DN$</string>"
         )));
         match unknown {
-            Err(DynamicProfileError::UnknownVariable { name, line, .. }) => {
-                assert_eq!((name.as_str(), line), ("pager", 2));
+            Err(e @ DynamicProfileError::UnknownVariable { .. }) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.starts_with("unknown substitution variable $USER_DN$ on line 2"),
+                    "{msg}"
+                );
+                assert!(msg.contains("$USERID$"), "{msg}");
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(
-            DynamicProfile::new(&doc(&format!("{COMMON}<key>U</key><string>{{{{user"))),
-            Err(DynamicProfileError::Unclosed { line: 1 })
-        );
         assert!(matches!(
             DynamicProfile::new(&doc(&format!("{COMMON}<key>U</key><string>x"))),
             Err(DynamicProfileError::Malformed(_))
@@ -326,11 +356,12 @@ mod tests {
     #[test]
     fn a_value_cannot_inject_keys_and_a_full_profile_is_kept_as_is() {
         let p = DynamicProfile::new(&doc(&format!(
-            "{COMMON}<key>User</key><string>{{{{username}}}}</string>"
+            "{COMMON}<key>User</key><string>$USERID$</string><key>Note</key><string>$5 or $10</string>"
         )))
         .unwrap();
+        assert_eq!(p.variables(), ["USERID"], "dollar amounts are text");
         let evil =
-            ProfileVariables::default().set("username", "x</string><key>Evil</key><string>y\u{1}");
+            ProfileVariables::default().set("USERID", "x</string><key>Evil</key><string>y\u{1}");
         let xml = p.render(&evil, "U").unwrap();
         let top = Value::from_reader_xml(xml.as_slice()).unwrap();
         let payload = top.as_dictionary().unwrap()["PayloadContent"]
@@ -344,6 +375,7 @@ mod tests {
             Some("x</string><key>Evil</key><string>y")
         );
         assert!(!payload.contains_key("Evil"));
+        assert_eq!(payload["Note"].as_string(), Some("$5 or $10"));
 
         let full = DynamicProfile::new(&doc(&format!(
             "{}<key>PayloadContent</key><array><dict>{COMMON}</dict></array>",
@@ -360,5 +392,38 @@ mod tests {
             top.as_dictionary().unwrap()["PayloadIdentifier"].as_string(),
             Some("org.x")
         );
+    }
+}
+
+#[cfg(test)]
+mod variable_tests {
+    use super::*;
+
+    #[test]
+    fn a_users_variables_come_from_their_record() {
+        let v = ProfileVariables::for_user("jdoe", "Jane Doe", Some("jane.doe@stmary.org"));
+        assert_eq!(v.get("USERID"), "jdoe");
+        assert_eq!(v.get("EMAIL_LOCAL"), "jane.doe");
+        assert_eq!(v.get("EMAIL_DOMAIN"), "stmary.org");
+        assert_eq!(v.get("FIRST_NAME"), "");
+        let none = ProfileVariables::for_user("x", "X", None);
+        assert_eq!(none.get("EMAIL"), "");
+    }
+
+    #[test]
+    fn adjacent_variables_and_stray_dollars() {
+        let names = |xml: &str| -> Vec<String> {
+            pieces(xml)
+                .unwrap()
+                .into_iter()
+                .filter_map(|p| match p {
+                    Piece::Var(n) => Some(n.to_owned()),
+                    Piece::Text(_) => None,
+                })
+                .collect()
+        };
+        assert_eq!(names("$USERID$$EMAIL$"), ["USERID", "EMAIL"]);
+        assert_eq!(names("cost $ and $USERID$ then $"), ["USERID"]);
+        assert_eq!(names("a$b$c"), Vec::<String>::new());
     }
 }

@@ -469,13 +469,13 @@ const EXCHANGE_TEMPLATE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <dict>
   <key>PayloadType</key><string>com.apple.eas.account</string>
   <key>PayloadVersion</key><integer>1</integer>
-  <key>PayloadIdentifier</key><string>org.stmary.mail.{{ username }}</string>
+  <key>PayloadIdentifier</key><string>org.stmary.mail.$USERID$</string>
   <key>PayloadUUID</key><string>7D0C5E2A-1B3C-4D5E-8F90-A1B2C3D4E5F6</string>
-  <key>PayloadDisplayName</key><string>Mail for {{display_name}}</string>
+  <key>PayloadDisplayName</key><string>Mail for $DISPLAY_NAME$</string>
   <key>Host</key><string>mail.stmary.org</string>
   <key>SSL</key><true/>
-  <key>UserName</key><string>{{username}}</string>
-  <key>EmailAddress</key><string>{{email}}</string>
+  <key>UserName</key><string>$USERID$</string>
+  <key>EmailAddress</key><string>$EMAIL$</string>
 </dict>
 </plist>"#;
 
@@ -483,12 +483,13 @@ const EXCHANGE_TEMPLATE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 fn a_dynamic_config_profile_filled_for_a_clinician_matches_apples_schemas() {
     use lanyard_mdm::dynamic::{DynamicProfile, ProfileVariables};
     let profile = DynamicProfile::new(EXCHANGE_TEMPLATE).unwrap();
-    assert_eq!(profile.variables(), ["username", "display_name", "email"]);
+    assert_eq!(profile.variables(), ["USERID", "DISPLAY_NAME", "EMAIL"]);
     // A name that would break naive substitution.
-    let vars = ProfileVariables::default()
-        .set("username", "obrien")
-        .set("display_name", "Siobhán O'Brien & <Sons>")
-        .set("email", "obrien@stmary.org");
+    let vars = ProfileVariables::for_user(
+        "obrien",
+        "Siobhán O'Brien & <Sons>",
+        Some("obrien@stmary.org"),
+    );
     let xml = profile
         .render(&vars, "0A1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D")
         .unwrap();
