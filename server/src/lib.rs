@@ -14,6 +14,7 @@ pub mod import;
 pub mod keys;
 pub mod lookup;
 pub mod mdm;
+pub mod mdm_actions;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
@@ -209,6 +210,10 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/webhooks/nanomdm", post(mdm::webhook::<S>))
         .route("/api/v1/devices/{id}/mdm-activity", get(mdm::activity::<S>))
+        .route(
+            "/api/v1/devices/{id}/mdm-commands",
+            post(mdm_actions::send::<S>),
+        )
         .route("/metrics", get(metrics::render::<S>))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(not_found)

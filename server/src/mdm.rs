@@ -14,7 +14,10 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use lanyard_mdm::MdmCommand;
-use lanyard_mdm::nanomdm::{MdmConnector, ReportStatus, WebhookError, WebhookEvent, parse_webhook};
+use lanyard_mdm::nanomdm::{
+    ApiResult, ConnectorError, MdmConnector, ReportStatus, WebhookError, WebhookEvent,
+    parse_webhook,
+};
 use lanyard_protocol::ServerCommand;
 
 use crate::error::{AppError, ErrorBody};
@@ -209,21 +212,15 @@ impl PendingClear {
             Some(_) => ("sent", "send_failed"),
             None => ("pushed", "push_failed"),
         };
-        let answer = match &self.command {
-            Some(cmd) => mdm.enqueue(ids, cmd, &self.uuid, true).await,
-            None => mdm.push(ids).await,
-        };
-        let (kind, detail) = match answer {
-            Ok(result) => match result.status.get(udid) {
-                Some(s) if s.command_error.is_some() => (failed, s.command_error.clone()),
-                Some(s) => match &s.push_error {
-                    Some(p) if self.command.is_none() => (failed, Some(p.clone())),
-                    Some(p) => (sent, Some(format!("queued; push failed: {p}"))),
-                    None => (sent, None),
+        let (kind, detail) = match &self.command {
+            Some(cmd) => enqueue_outcome(mdm.enqueue(ids, cmd, &self.uuid, true).await, udid),
+            None => match mdm.push(ids).await {
+                Ok(result) => match result.status.get(udid) {
+                    Some(s) if s.push_error.is_some() => (failed, s.push_error.clone()),
+                    _ => (sent, None),
                 },
-                None => (sent, None),
+                Err(e) => (failed, Some(e.to_string())),
             },
-            Err(e) => (failed, Some(e.to_string())),
         };
         let e = entry(
             udid,
@@ -234,6 +231,27 @@ impl PendingClear {
         );
         st.storage.record_mdm_activity(e, st.now()).await?;
         Ok(())
+    }
+}
+
+/// Reads the MDM's answer to an enqueue for `udid`: `sent` (with a push problem
+/// noted) or `send_failed` with the reason.
+pub(crate) fn enqueue_outcome(
+    answer: Result<ApiResult, ConnectorError>,
+    udid: &str,
+) -> (&'static str, Option<String>) {
+    match answer {
+        Ok(result) => match result.status.get(udid) {
+            Some(s) if s.command_error.is_some() => ("send_failed", s.command_error.clone()),
+            Some(s) => (
+                "sent",
+                s.push_error
+                    .clone()
+                    .map(|p| format!("queued; push failed: {p}")),
+            ),
+            None => ("sent", None),
+        },
+        Err(e) => ("send_failed", Some(e.to_string())),
     }
 }
 

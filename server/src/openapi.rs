@@ -24,7 +24,7 @@ use crate::api::{admin, attributes, device, launchpad, logs};
         logs::audit, logs::audit_csv, logs::activity, logs::activity_csv, logs::commands,
         device::enroll, device::sync, device::authorize,
         launchpad::tap, launchpad::port_event,
-        crate::mdm::webhook, crate::mdm::activity,
+        crate::mdm::webhook, crate::mdm::activity, crate::mdm_actions::send,
     ),
     modifiers(&BearerSchemes),
     tags(

@@ -662,6 +662,7 @@ async fn the_openapi_document_describes_every_route_with_resolvable_schemas() {
         ("get", "/api/v1/devices/{id}/activity.csv"),
         ("get", "/api/v1/devices/{id}/commands"),
         ("get", "/api/v1/devices/{id}/mdm-activity"),
+        ("post", "/api/v1/devices/{id}/mdm-commands"),
         ("post", "/webhooks/nanomdm"),
         ("get", "/api/v1/audit"),
         ("get", "/api/v1/audit.csv"),

@@ -1386,3 +1386,104 @@ async fn without_an_mdm_the_clear_is_logged_as_not_sent_and_webhooks_are_refused
     );
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn it_sends_mdm_commands_on_demand_audited_with_results_in_the_mdm_log() {
+    let rig = MdmRig::start(3600).await;
+    let path = format!("/api/v1/devices/{}/mdm-commands", rig.phone.id);
+    let (s, sent) = rig
+        .admin
+        .post(
+            &path,
+            json!({"command": "device_lock", "message": "Return to 4 West", "phone_number": "x4411"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{sent}");
+    assert_eq!(sent["status"], "sent");
+    assert_eq!(sent["request_type"], "DeviceLock");
+    let uuid = rig.next_command(0).await;
+    assert_eq!(sent["command_uuid"], uuid.as_str());
+    let queued = rig.fake.queued.lock().unwrap()[0].clone();
+    let command = queued.as_dictionary().unwrap()["Command"]
+        .as_dictionary()
+        .unwrap()
+        .clone();
+    assert_eq!(command["RequestType"].as_string(), Some("DeviceLock"));
+    assert_eq!(command["Message"].as_string(), Some("Return to 4 West"));
+    assert_eq!(command["PhoneNumber"].as_string(), Some("x4411"));
+
+    // The phone answers; the result lands beside the request in the MDM log.
+    assert_eq!(rig.report(&uuid, "Acknowledged").await, 200);
+    let log = rig.mdm_log().await;
+    let entries: Vec<(String, String)> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["command_uuid"] == uuid.as_str())
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_owned(),
+                e["request_type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("requested".to_owned(), "DeviceLock".to_owned()),
+            ("sent".to_owned(), "DeviceLock".to_owned()),
+            ("acknowledged".to_owned(), "DeviceLock".to_owned()),
+        ]
+    );
+    let (_, audit) = rig.admin.get("/api/v1/audit").await;
+    assert!(
+        audit.to_string().contains("mdm_command") && audit.to_string().contains(&uuid),
+        "{audit}"
+    );
+
+    // Clear Passcode on demand uses the UnlockToken the MDM reported.
+    let (s, b) = rig
+        .admin
+        .post(&path, json!({"command": "clear_passcode"}))
+        .await;
+    assert_eq!(
+        (s, b["request_type"].as_str()),
+        (202, Some("ClearPasscode"))
+    );
+    rig.next_command(1).await;
+
+    // Bad requests are refused with a reason, and nothing reaches the MDM.
+    for (body, code) in [
+        (json!({"command": "enable_lost_mode"}), "invalid_field"),
+        (
+            json!({"command": "device_information", "queries": []}),
+            "invalid_field",
+        ),
+        (
+            json!({"command": "update_os", "version": "latest"}),
+            "invalid_field",
+        ),
+        (json!({"command": "erase_everything"}), "invalid_json"),
+        (json!({"command": "restart", "force": true}), "invalid_json"),
+    ] {
+        let (s, b) = rig.admin.post(&path, body.clone()).await;
+        assert_eq!((s, b["code"].as_str()), (400, Some(code)), "{body}: {b}");
+    }
+    assert_eq!(rig.fake.queued.lock().unwrap().len(), 2);
+    let auditor = Admin {
+        base: rig.admin.base.clone(),
+        token: rig.server.token("auditor").await.unwrap(),
+        http: http_client(),
+    };
+    let (s, _) = auditor.post(&path, json!({"command": "restart"})).await;
+    assert_eq!(s, 403);
+    let (s, b) = rig
+        .admin
+        .post(
+            "/api/v1/devices/nope/mdm-commands",
+            json!({"command": "restart"}),
+        )
+        .await;
+    assert_eq!(s, 404, "{b}");
+    rig.server.stop().await.unwrap();
+}

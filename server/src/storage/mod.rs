@@ -413,6 +413,14 @@ pub trait Storage: Clone + Send + Sync + 'static {
         entry: MdmActivity,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// Logs an MDM command an administrator asked for, with its audit entry, in one
+    /// transaction.
+    fn record_mdm_request(
+        &self,
+        entry: MdmActivity,
+        actor: String,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
     /// The request behind an MDM command: its first activity entry (which names the
     /// device and the RequestType).
     fn mdm_command_origin(

@@ -1121,6 +1121,28 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn record_mdm_request(
+        &self,
+        e: MdmActivity,
+        actor: String,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO mdm_activity (udid, device_id, command_uuid, request_type, kind, detail, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![e.udid, e.device_id, e.command_uuid, e.request_type, e.kind, e.detail, now.as_millis()],
+            )?;
+            let after = serde_json::json!({
+                "request_type": e.request_type,
+                "command_uuid": e.command_uuid,
+            });
+            let target = e.device_id.as_deref().unwrap_or(&e.udid);
+            audit(tx, &actor, "mdm_command", "device", target, None, Some(after), now)
+        })
+        .await
+    }
+
     async fn mdm_command_origin(
         &self,
         command_uuid: String,

@@ -1,0 +1,231 @@
+//! MDM commands IT sends on demand (`POST /api/v1/devices/{id}/mdm-commands`): lock,
+//! restart, lost mode, device name, OS update… Each goes to the MDM at once, is audited
+//! as the caller's action, and its result arrives through the webhook into the device's
+//! MDM activity log, like the passcode clears the phones ask for.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use lanyard_mdm::nanomdm::MdmConnector;
+use lanyard_mdm::{InstallAction, MdmCommand, OsUpdate, Setting};
+use serde::{Deserialize, Serialize};
+
+use crate::api::validate;
+use crate::error::{AppError, ErrorBody};
+use crate::extract::{ApiJson, Caller};
+use crate::mdm::command_uuid;
+use crate::model::MdmActivity;
+use crate::state::AppState;
+use crate::storage::Storage;
+
+/// An MDM command IT asks for, by `command`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+// Every variant has braces: serde ignores unknown fields beside the tag for unit
+// variants, and a misspelt option must not be dropped silently.
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MdmAction {
+    /// Clear the passcode (with the UnlockToken the MDM reported).
+    ClearPasscode {},
+    /// Lock the screen, optionally showing a message and a phone number.
+    DeviceLock {
+        /// Shown on the Lock screen.
+        message: Option<String>,
+        /// Shown on the Lock screen.
+        phone_number: Option<String>,
+    },
+    /// Restart the phone.
+    Restart {},
+    /// Shut the phone down.
+    ShutDown {},
+    /// Supervised phones: lost mode, with a message or a phone number (at least one).
+    EnableLostMode {
+        /// Shown on the Lock screen.
+        message: Option<String>,
+        /// Shown on the Lock screen.
+        phone_number: Option<String>,
+        /// Small print on the Lock screen.
+        footnote: Option<String>,
+    },
+    /// Leave lost mode.
+    DisableLostMode {},
+    /// Ask the phone for information (Apple query names, e.g. `OSVersion`).
+    DeviceInformation {
+        /// The queries.
+        queries: Vec<String>,
+    },
+    /// Supervised phones: set the device name.
+    SetDeviceName {
+        /// The new name.
+        name: String,
+    },
+    /// Remove a configuration profile by its identifier.
+    RemoveProfile {
+        /// The profile's PayloadIdentifier.
+        identifier: String,
+    },
+    /// Supervised phones: install an OS update now (a version, or the latest).
+    UpdateOs {
+        /// e.g. `18.1`; without it the phone's default update.
+        version: Option<String>,
+    },
+}
+
+/// What happened to an on-demand MDM command.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MdmCommandSent {
+    /// The command's UUID (its results carry it).
+    pub command_uuid: String,
+    /// Apple's RequestType.
+    pub request_type: &'static str,
+    /// `sent` (queued at the MDM) or `send_failed`.
+    pub status: &'static str,
+    /// Why sending failed, or a push problem.
+    pub detail: Option<String>,
+}
+
+fn optional_text(field: &str, v: Option<String>, max: usize) -> Result<Option<String>, AppError> {
+    v.map(|v| validate::text(field, &v, max)).transpose()
+}
+
+/// Validates the request and builds the Apple command (ClearPasscode needs the token,
+/// given by the caller once the device is known).
+fn build(action: MdmAction, unlock_token: Option<Vec<u8>>) -> Result<MdmCommand, AppError> {
+    Ok(match action {
+        MdmAction::ClearPasscode {} => MdmCommand::ClearPasscode {
+            unlock_token: unlock_token.ok_or_else(|| {
+                AppError::Unprocessable(
+                    "the MDM has not reported this phone's UnlockToken yet".into(),
+                )
+            })?,
+        },
+        MdmAction::DeviceLock {
+            message,
+            phone_number,
+        } => MdmCommand::DeviceLock {
+            message: optional_text("message", message, 256)?,
+            phone_number: optional_text("phone_number", phone_number, 32)?,
+        },
+        MdmAction::Restart {} => MdmCommand::RestartDevice,
+        MdmAction::ShutDown {} => MdmCommand::ShutDownDevice,
+        MdmAction::EnableLostMode {
+            message,
+            phone_number,
+            footnote,
+        } => {
+            let message = optional_text("message", message, 256)?;
+            let phone_number = optional_text("phone_number", phone_number, 32)?;
+            if message.is_none() && phone_number.is_none() {
+                return Err(AppError::invalid(
+                    "message",
+                    "lost mode needs a message or a phone number",
+                ));
+            }
+            MdmCommand::EnableLostMode {
+                message,
+                phone_number,
+                footnote: optional_text("footnote", footnote, 256)?,
+            }
+        }
+        MdmAction::DisableLostMode {} => MdmCommand::DisableLostMode,
+        MdmAction::DeviceInformation { queries } => {
+            if queries.is_empty() {
+                return Err(AppError::invalid("queries", "must not be empty"));
+            }
+            for q in &queries {
+                if q.is_empty() || q.len() > 64 || !q.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    return Err(AppError::invalid(
+                        "queries",
+                        format!("{q:?} is not an Apple query name"),
+                    ));
+                }
+            }
+            MdmCommand::DeviceInformation { queries }
+        }
+        MdmAction::SetDeviceName { name } => MdmCommand::Settings {
+            items: vec![Setting::DeviceName(validate::text("name", &name, 64)?)],
+        },
+        MdmAction::RemoveProfile { identifier } => MdmCommand::RemoveProfile {
+            identifier: validate::text("identifier", &identifier, 256)?,
+        },
+        MdmAction::UpdateOs { version } => {
+            let version = optional_text("version", version, 16)?;
+            if let Some(v) = &version
+                && !v
+                    .split('.')
+                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+            {
+                return Err(AppError::invalid(
+                    "version",
+                    "must look like 18.1 or 17.6.1",
+                ));
+            }
+            MdmCommand::ScheduleOSUpdate {
+                updates: vec![OsUpdate {
+                    product_key: None,
+                    product_version: version,
+                    install_action: InstallAction::InstallAsap,
+                }],
+            }
+        }
+    })
+}
+
+#[utoipa::path(post, path = "/api/v1/devices/{id}/mdm-commands", tag = "admin", description = "Sends an MDM command to the phone now, through the configured MDM (audited). Results arrive in the device's MDM activity log. Needs the admin or helpdesk role.", params(("id" = String, Path)), request_body = MdmAction, responses((status = 202, body = MdmCommandSent), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, description = "no MDM, no MDM enrollment, or no UnlockToken yet", body = ErrorBody)), security(("api_token" = [])))]
+/// `POST /api/v1/devices/{id}/mdm-commands`.
+pub async fn send<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(action): ApiJson<MdmAction>,
+) -> Result<(StatusCode, Json<MdmCommandSent>), AppError> {
+    caller.require_device_actions()?;
+    let device = st.storage.get_device(id).await?;
+    let Some(udid) = device.udid.clone() else {
+        return Err(AppError::Unprocessable(
+            "this phone has no MDM enrollment (UDID) on record".into(),
+        ));
+    };
+    let Some(mdm) = st.mdm.clone() else {
+        return Err(AppError::Unprocessable(
+            "no MDM connector is configured".into(),
+        ));
+    };
+    let unlock_token = match &action {
+        MdmAction::ClearPasscode {} => match st.storage.unlock_token(udid.clone()).await? {
+            Some(sealed) => Some(st.keys.open_token(&udid, &sealed)?),
+            None => None,
+        },
+        _ => None,
+    };
+    let command = build(action, unlock_token)?;
+    let request_type = command.request_type();
+    let uuid = command_uuid()?;
+    let entry = |kind: &str, detail: Option<String>| MdmActivity {
+        id: 0,
+        udid: udid.clone(),
+        device_id: Some(device.id.clone()),
+        command_uuid: Some(uuid.clone()),
+        request_type: Some(request_type.to_owned()),
+        kind: kind.to_owned(),
+        detail,
+        at: 0,
+    };
+    st.storage
+        .record_mdm_request(entry("requested", None), caller.actor.clone(), st.now())
+        .await?;
+    let ids = std::slice::from_ref(&udid);
+    let (status, detail) =
+        crate::mdm::enqueue_outcome(mdm.enqueue(ids, &command, &uuid, true).await, &udid);
+    st.storage
+        .record_mdm_activity(entry(status, detail.clone()), st.now())
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(MdmCommandSent {
+            command_uuid: uuid,
+            request_type,
+            status,
+            detail,
+        }),
+    ))
+}
