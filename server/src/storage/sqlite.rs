@@ -1110,15 +1110,7 @@ impl Storage for SqliteStorage {
         e: MdmActivity,
         now: Timestamp,
     ) -> Result<(), StorageError> {
-        self.write(move |tx| {
-            tx.execute(
-                "INSERT INTO mdm_activity (udid, device_id, command_uuid, request_type, kind, detail, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![e.udid, e.device_id, e.command_uuid, e.request_type, e.kind, e.detail, now.as_millis()],
-            )?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| insert_mdm_activity(tx, &e, now)).await
     }
 
     async fn record_mdm_request(
@@ -1128,17 +1120,22 @@ impl Storage for SqliteStorage {
         now: Timestamp,
     ) -> Result<(), StorageError> {
         self.write(move |tx| {
-            tx.execute(
-                "INSERT INTO mdm_activity (udid, device_id, command_uuid, request_type, kind, detail, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![e.udid, e.device_id, e.command_uuid, e.request_type, e.kind, e.detail, now.as_millis()],
-            )?;
+            insert_mdm_activity(tx, &e, now)?;
             let after = serde_json::json!({
                 "request_type": e.request_type,
                 "command_uuid": e.command_uuid,
             });
             let target = e.device_id.as_deref().unwrap_or(&e.udid);
-            audit(tx, &actor, "mdm_command", "device", target, None, Some(after), now)
+            audit(
+                tx,
+                &actor,
+                "mdm_command",
+                "device",
+                target,
+                None,
+                Some(after),
+                now,
+            )
         })
         .await
     }
@@ -1601,4 +1598,25 @@ fn mdm_activity_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MdmActivity> {
         detail: r.get(6)?,
         at: r.get(7)?,
     })
+}
+
+fn insert_mdm_activity(
+    tx: &rusqlite::Transaction<'_>,
+    e: &MdmActivity,
+    now: Timestamp,
+) -> Result<(), StorageError> {
+    tx.execute(
+        "INSERT INTO mdm_activity (udid, device_id, command_uuid, request_type, kind, detail, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            e.udid,
+            e.device_id,
+            e.command_uuid,
+            e.request_type,
+            e.kind,
+            e.detail,
+            now.as_millis()
+        ],
+    )?;
+    Ok(())
 }
