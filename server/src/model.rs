@@ -108,6 +108,10 @@ pub struct Device {
     pub overdue: bool,
     /// Set by IT: `lost` or `retired`; such devices are never granted.
     pub admin_state: Option<String>,
+    /// The phone's passcode as it last reported: `present`, `clearing` (asked the MDM
+    /// to clear it), `clear_failed` (the MDM could not, or no answer by the deadline:
+    /// IT should look), `absent`; unknown when empty.
+    pub passcode: Option<String>,
 }
 
 /// One page of a list, with the cursor for the next.

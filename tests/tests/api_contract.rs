@@ -281,6 +281,10 @@ async fn bad_input_gets_a_4xx_json_error_on_every_route() {
         (call(Method::GET, "/api/v1/audit?cursor=abc", None), 400),
         (call(Method::GET, "/api/v1/audit?limit=0", None), 400),
         (
+            call(Method::GET, "/api/v1/devices?passcode=maybe", None),
+            400,
+        ),
+        (
             call(
                 Method::POST,
                 "/api/v1/devices/dev-none/check-in",

@@ -1160,6 +1160,22 @@ impl MdmRig {
         }
     }
 
+    /// The device's passcode state as IT's device list shows it, and whether the
+    /// `passcode` filter finds it under that state.
+    async fn passcode_state(&self) -> String {
+        let (_, d) = self
+            .admin
+            .get(&format!("/api/v1/devices/{}", self.phone.id))
+            .await;
+        let state = d["passcode"].as_str().unwrap_or("unknown").to_owned();
+        let (_, list) = self
+            .admin
+            .get(&format!("/api/v1/devices?passcode={state}"))
+            .await;
+        assert!(list.to_string().contains(&self.phone.id), "{list}");
+        state
+    }
+
     async fn mdm_log(&self) -> Value {
         let path = format!("/api/v1/devices/{}/mdm-activity", self.phone.id);
         self.admin.get(&path).await.1
@@ -1228,6 +1244,8 @@ async fn a_docked_phone_gets_its_passcode_cleared_through_nanomdm() {
         rig.phone.agent.locker().passcode_clear.is_none(),
         "the phone heard the passcode is gone"
     );
+    rig.phone.sync().await;
+    assert_eq!(rig.passcode_state().await, "absent");
     let log = rig.mdm_log().await;
     assert_eq!(
         kinds(&log),
@@ -1270,6 +1288,7 @@ async fn a_locked_phone_answering_not_now_is_reminded_not_sent_a_second_copy() {
         "{log}"
     );
     assert_eq!(rig.fake.queued.lock().unwrap().len(), 1, "no second copy");
+    assert_eq!(rig.passcode_state().await, "clearing");
     assert_eq!(rig.fake.pushes.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert!(rig.phone.agent.locker().passcode_clear.is_some());
     // Unlocked at last, the device runs the queued command.
@@ -1317,8 +1336,11 @@ async fn past_the_deadline_the_phone_is_told_why_and_the_next_request_starts_afr
     assert_ne!(result["state"], "pending", "{result}");
     assert!(rig.phone.agent.locker().passcode_clear.is_some());
     assert_eq!(rig.fake.queued.lock().unwrap().len(), 1);
-    // Its next request sends a fresh Clear Passcode.
+    rig.phone.sync().await;
+    assert_eq!(rig.passcode_state().await, "clear_failed", "IT sees it");
+    // Its next request sends a fresh Clear Passcode; IT still sees the failure.
     rig.phone_retries(200).await;
+    assert_eq!(rig.passcode_state().await, "clear_failed");
     let second = rig.next_command(1).await;
     assert_ne!(first, second);
     rig.server.stop().await.unwrap();

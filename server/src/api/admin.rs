@@ -397,6 +397,8 @@ pub struct DeviceQuery {
     wandering: Option<bool>,
     /// `lost` or `retired`.
     admin_state: Option<String>,
+    /// `present`, `clearing`, `clear_failed` (the phones IT should look at) or `absent`.
+    passcode: Option<String>,
     /// Continue after this device id.
     cursor: Option<String>,
     /// Page size.
@@ -411,6 +413,8 @@ const STATUSES: [&str; 6] = [
     "returning",
     "blocked",
 ];
+
+const PASSCODE_STATES: [&str; 4] = ["present", "clearing", "clear_failed", "absent"];
 
 /// `GET /api/v1/devices`.
 #[utoipa::path(get, path = "/api/v1/devices", tag = "admin", description = "Any role.", params(DeviceQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, body = Page<Device>)), security(("api_token" = [])))]
@@ -433,7 +437,16 @@ pub async fn list_devices<S: Storage>(
             return Err(AppError::invalid("admin_state", "must be lost or retired"));
         }
     }
+    if let Some(p) = &q.passcode
+        && !PASSCODE_STATES.contains(&p.as_str())
+    {
+        return Err(AppError::invalid(
+            "passcode",
+            format!("must be one of {}", PASSCODE_STATES.join(", ")),
+        ));
+    }
     let filter = DeviceFilter {
+        passcode: q.passcode,
         status: q.status,
         launchpad: q.launchpad,
         user: q.user,

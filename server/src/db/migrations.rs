@@ -155,6 +155,8 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX mdm_activity_udid ON mdm_activity (udid, id);
     CREATE INDEX mdm_activity_command ON mdm_activity (command_uuid);",
+    // v7: where the passcode clearing of each phone stands, for IT's device list.
+    "ALTER TABLE device ADD COLUMN passcode TEXT;",
 ];
 
 /// The schema version this build writes.

@@ -136,6 +136,8 @@ pub struct DeviceFilter {
     pub wandering: Option<bool>,
     /// `lost` or `retired`.
     pub admin_state: Option<String>,
+    /// Passcode state (`present`, `clearing`, `clear_failed`, `absent`).
+    pub passcode: Option<String>,
 }
 
 /// What applying a sync did.

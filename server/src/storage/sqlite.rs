@@ -107,7 +107,7 @@ fn launchpad_row(r: &Row<'_>) -> rusqlite::Result<Launchpad> {
 }
 
 const DEVICE_COLUMNS: &str = "id, serial, udid, model, os_version, name, battery, status, device_home, \
-     device_user, last_launchpad, last_port, last_contact, last_seq, overdue, admin_state";
+     device_user, last_launchpad, last_port, last_contact, last_seq, overdue, admin_state, passcode";
 
 fn device_row(r: &Row<'_>) -> rusqlite::Result<Device> {
     Ok(Device {
@@ -129,6 +129,7 @@ fn device_row(r: &Row<'_>) -> rusqlite::Result<Device> {
         last_seq: u64::try_from(r.get::<_, i64>(13)?).unwrap_or(0),
         overdue: r.get(14)?,
         admin_state: r.get(15)?,
+        passcode: r.get(16)?,
     })
 }
 
@@ -272,6 +273,7 @@ fn mirror(
     let mut docked: Option<bool> = None;
     let mut battery: Option<u8> = None;
     let mut os: Option<String> = None;
+    let mut passcode: Option<&str> = None;
     for r in records {
         for report in &r.reports {
             match report {
@@ -305,7 +307,30 @@ fn mirror(
                 Report::Facts(f) => {
                     battery = f.battery_percent.or(battery);
                     os = f.os_version.map(|v| v.to_string()).or(os);
+                    match f.passcode_present {
+                        Some(true)
+                            if !matches!(
+                                passcode,
+                                Some("clearing" | "clear_failed" | "retrying")
+                            ) =>
+                        {
+                            passcode = Some("present");
+                        }
+                        Some(true) => {}
+                        Some(false) => passcode = Some("absent"),
+                        None => {}
+                    }
                 }
+                // A retry keeps a failure on show until the passcode is really gone.
+                Report::PasscodeClearRequested { attempt }
+                    if *attempt > 1 && passcode != Some("clear_failed") =>
+                {
+                    passcode = Some("retrying");
+                }
+                Report::PasscodeClearRequested { attempt } if *attempt > 1 => {}
+                Report::PasscodeClearRequested { .. } => passcode = Some("clearing"),
+                Report::PasscodeClearFailed { .. } => passcode = Some("clear_failed"),
+                Report::PasscodeCleared => passcode = Some("absent"),
                 _ => {}
             }
         }
@@ -317,7 +342,14 @@ fn mirror(
             battery = COALESCE(?9, battery),
             os_version = COALESCE(?10, os_version),
             docked = COALESCE(?11, docked),
-            overdue = COALESCE(?12, overdue)
+            overdue = COALESCE(?12, overdue),
+            -- A phone still reports its passcode while the clear is under way: that
+            -- must not hide that it is being (or could not be) cleared.
+            passcode = CASE
+                WHEN ?13 IN ('present', 'retrying') AND passcode IN ('clearing', 'clear_failed')
+                    THEN passcode
+                WHEN ?13 = 'retrying' THEN 'clearing'
+                ELSE COALESCE(?13, passcode) END
          WHERE id = ?1",
         params![
             device_id,
@@ -337,6 +369,7 @@ fn mirror(
             } else {
                 overdue
             },
+            passcode,
         ],
     )?;
     Ok(())
@@ -1214,6 +1247,7 @@ impl Storage for SqliteStorage {
                    AND (?4 IS NULL OR device_user = ?4)
                    AND (?6 IS NULL OR overdue = ?6)
                    AND (?7 IS NULL OR admin_state = ?7)
+                   AND (?10 IS NULL OR passcode = ?10)
                    AND (?8 IS NULL OR EXISTS (SELECT 1 FROM launchpad l
                         WHERE l.id = d.last_launchpad AND l.department = ?8))
                    AND (?9 IS NULL OR ?9 = EXISTS (SELECT 1 FROM launchpad l
@@ -1232,6 +1266,7 @@ impl Storage for SqliteStorage {
                     f.admin_state,
                     f.department,
                     f.wandering,
+                    f.passcode,
                 ],
                 device_row,
             )?;
