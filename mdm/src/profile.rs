@@ -28,7 +28,7 @@ pub enum Payload {
     Wifi(WifiPayload),
 }
 
-/// A Wi-Fi network (personal security; enterprise EAP is not built yet).
+/// A Wi-Fi network, personal (passphrase) or enterprise (802.1X / EAP).
 #[derive(Clone, Debug, PartialEq)]
 pub struct WifiPayload {
     /// UUID of this payload.
@@ -37,8 +37,11 @@ pub struct WifiPayload {
     pub ssid: String,
     /// Security.
     pub encryption: WifiEncryption,
-    /// The passphrase for WEP/WPA networks.
+    /// The passphrase for WEP/WPA personal networks.
     pub password: Option<String>,
+    /// 802.1X settings for an enterprise network (WPA2/WPA3 Enterprise); `None` for
+    /// personal or open networks.
+    pub enterprise: Option<EnterpriseWifi>,
     /// Join automatically.
     pub auto_join: bool,
     /// The network does not broadcast its SSID.
@@ -46,6 +49,125 @@ pub struct WifiPayload {
     /// Use the device's real MAC address on this network (some hospital networks
     /// register devices by MAC; seed 000's "Disable randomization").
     pub disable_mac_randomization: bool,
+}
+
+/// How a phone authenticates to an enterprise (802.1X) network.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct EnterpriseWifi {
+    /// EAP methods accepted, e.g. `[Peap]` (Apple requires at least one; an empty list
+    /// makes a profile iOS refuses).
+    pub eap_types: Vec<EapType>,
+    /// Account name (omit to have the user asked, or for EAP-TLS with a certificate).
+    pub username: Option<String>,
+    /// Account password (omit to have the user asked).
+    pub password: Option<String>,
+    /// Anonymous outer identity for TTLS / PEAP / EAP-FAST.
+    pub outer_identity: Option<String>,
+    /// RADIUS server certificate names to trust, e.g. `radius.stmary.org`.
+    pub trusted_server_names: Vec<String>,
+    /// Inner authentication for TTLS.
+    pub ttls_inner: Option<TtlsInner>,
+    /// PayloadUUID of the identity certificate payload used for EAP-TLS.
+    pub identity_certificate_uuid: Option<String>,
+    /// PayloadUUIDs of certificate payloads trusted as the server's anchors.
+    pub anchor_certificate_uuids: Vec<String>,
+}
+
+/// An EAP method, by Apple's number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EapType {
+    /// EAP-TLS (13): certificate authentication.
+    Tls,
+    /// TTLS (21).
+    Ttls,
+    /// PEAP (25): the usual username and password method.
+    Peap,
+    /// EAP-FAST (43).
+    Fast,
+}
+
+impl EapType {
+    fn number(self) -> i64 {
+        match self {
+            EapType::Tls => 13,
+            EapType::Ttls => 21,
+            EapType::Peap => 25,
+            EapType::Fast => 43,
+        }
+    }
+}
+
+/// TTLS inner authentication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TtlsInner {
+    /// PAP.
+    Pap,
+    /// CHAP.
+    Chap,
+    /// MSCHAP.
+    Mschap,
+    /// MSCHAPv2 (Apple's default).
+    Mschapv2,
+    /// EAP.
+    Eap,
+}
+
+impl TtlsInner {
+    fn as_str(self) -> &'static str {
+        match self {
+            TtlsInner::Pap => "PAP",
+            TtlsInner::Chap => "CHAP",
+            TtlsInner::Mschap => "MSCHAP",
+            TtlsInner::Mschapv2 => "MSCHAPv2",
+            TtlsInner::Eap => "EAP",
+        }
+    }
+}
+
+impl EnterpriseWifi {
+    /// The `EAPClientConfiguration` dictionary.
+    fn dictionary(&self) -> Dictionary {
+        let mut d = Dictionary::new();
+        let strings = |v: &[String]| Value::Array(v.iter().cloned().map(Value::String).collect());
+        d.insert(
+            "AcceptEAPTypes".into(),
+            Value::Array(
+                self.eap_types
+                    .iter()
+                    .map(|t| Value::Integer(t.number().into()))
+                    .collect(),
+            ),
+        );
+        let optional = [
+            ("UserName", &self.username),
+            ("UserPassword", &self.password),
+            ("OuterIdentity", &self.outer_identity),
+        ];
+        for (key, value) in optional {
+            if let Some(v) = value {
+                d.insert(key.into(), Value::String(v.clone()));
+            }
+        }
+        if !self.trusted_server_names.is_empty() {
+            d.insert(
+                "TLSTrustedServerNames".into(),
+                strings(&self.trusted_server_names),
+            );
+        }
+        if !self.anchor_certificate_uuids.is_empty() {
+            d.insert(
+                "PayloadCertificateAnchorUUID".into(),
+                strings(&self.anchor_certificate_uuids),
+            );
+        }
+        if let Some(inner) = self.ttls_inner {
+            d.insert(
+                "TTLSInnerAuthentication".into(),
+                Value::String(inner.as_str().into()),
+            );
+        }
+        d
+    }
 }
 
 /// Wi-Fi security, as Apple names it.
@@ -104,6 +226,15 @@ impl Payload {
                 );
                 if let Some(p) = &w.password {
                     d.insert("Password".into(), Value::String(p.clone()));
+                }
+                if let Some(e) = &w.enterprise {
+                    d.insert(
+                        "EAPClientConfiguration".into(),
+                        Value::Dictionary(e.dictionary()),
+                    );
+                    if let Some(uuid) = &e.identity_certificate_uuid {
+                        d.insert("PayloadCertificateUUID".into(), Value::String(uuid.clone()));
+                    }
                 }
                 d.insert("AutoJoin".into(), Value::Boolean(w.auto_join));
                 d.insert("HIDDEN_NETWORK".into(), Value::Boolean(w.hidden));

@@ -409,19 +409,48 @@ fn profile_problems(mut top: plist::Dictionary, payload_schemas: &[&str]) -> Vec
 
 #[test]
 fn the_provisioning_wifi_profile_matches_apples_schemas() {
-    use lanyard_mdm::profile::{Payload, Profile, WifiEncryption, WifiPayload};
+    use lanyard_mdm::profile::{
+        EapType, EnterpriseWifi, Payload, Profile, TtlsInner, WifiEncryption, WifiPayload,
+    };
     let wifi = |enc, password: Option<&str>| WifiPayload {
         uuid: "0C8F3A52-7A1B-4C55-9A5E-3B1D2C4E5F60".into(),
         ssid: "StMary-Provisioning".into(),
         encryption: enc,
         password: password.map(str::to_owned),
+        enterprise: None,
         auto_join: true,
         hidden: false,
         disable_mac_randomization: true,
     };
+    // The clinical network: WPA2 Enterprise, PEAP against the hospital's RADIUS, and
+    // EAP-TLS with a certificate payload for the phones that have one.
+    let peap = WifiPayload {
+        ssid: "StMary-Clinical".into(),
+        enterprise: Some(EnterpriseWifi {
+            eap_types: vec![EapType::Peap, EapType::Ttls],
+            username: Some("svc-iphone".into()),
+            password: Some("s3cret".into()),
+            outer_identity: Some("anonymous".into()),
+            trusted_server_names: vec!["radius.stmary.org".into()],
+            ttls_inner: Some(TtlsInner::Mschapv2),
+            identity_certificate_uuid: None,
+            anchor_certificate_uuids: vec!["1E2D3C4B-5A69-4788-9766-554433221100".into()],
+        }),
+        ..wifi(WifiEncryption::Wpa2, None)
+    };
+    let tls = WifiPayload {
+        enterprise: Some(EnterpriseWifi {
+            eap_types: vec![EapType::Tls],
+            identity_certificate_uuid: Some("2F3E4D5C-6B7A-4899-8877-665544332211".into()),
+            ..EnterpriseWifi::default()
+        }),
+        ..wifi(WifiEncryption::Wpa3, None)
+    };
     for payload in [
         wifi(WifiEncryption::Wpa2, Some("correct horse battery")),
         wifi(WifiEncryption::None, None),
+        peap,
+        tls,
     ] {
         let profile = Profile {
             identifier: "org.stmary.lanyard.provisioning".into(),
