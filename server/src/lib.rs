@@ -266,10 +266,13 @@ pub async fn launch_with_listener(
 ) -> anyhow::Result<()> {
     let state = open_state(&config, system_clock())?;
     metrics::handle();
-    axum::serve(listener, router(state))
+    let sweeper = mdm::spawn_deadline_sweeper(state.clone());
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
-        .context("serving HTTP")
+        .context("serving HTTP");
+    sweeper.abort();
+    served
 }
 
 /// A server running on a background task, for tests and the embedded simulator.

@@ -155,30 +155,8 @@ async fn prepare_passcode_clear<S: Storage>(
                 command: None,
             }));
         }
-        let reason = format!(
-            "no result from the phone within {} min (last heard: {last}); a new Clear Passcode \
-             goes out on the phone's next request",
-            st.mdm_deadline_secs / 60
-        );
-        st.storage
-            .record_mdm_activity(
-                entry(
-                    &udid,
-                    id.clone(),
-                    Some(&uuid),
-                    "expired",
-                    Some(reason.clone()),
-                ),
-                now,
-            )
-            .await?;
-        let result = ServerCommand::PasscodeClearResult {
-            cleared: false,
-            detail: Some(reason),
-        };
-        let kind = "passcode_clear_result";
-        crate::api::admin::queue_command(st, None, &device.id, result, kind, RESULT_TTL_SECS)
-            .await?;
+        let origin = entry(&udid, id, Some(&uuid), "requested", None);
+        expire(st, &origin, last).await?;
         return Ok(None);
     }
     let Some(sealed) = st.storage.unlock_token(udid.clone()).await? else {
@@ -232,6 +210,72 @@ impl PendingClear {
         st.storage.record_mdm_activity(e, st.now()).await?;
         Ok(())
     }
+}
+
+/// Gives up on an outstanding command (its `requested` entry) with the reason, and
+/// tells the phone when it was a Clear Passcode it is waiting on.
+async fn expire<S: Storage>(
+    st: &AppState<S>,
+    requested: &MdmActivity,
+    last_heard: &str,
+) -> Result<(), AppError> {
+    let is_clear = requested.request_type.as_deref() == Some("ClearPasscode");
+    let mut reason = format!(
+        "no result from the phone within {} min (last heard: {last_heard})",
+        st.mdm_deadline_secs / 60
+    );
+    if is_clear {
+        reason.push_str("; a new Clear Passcode goes out on the phone's next request");
+    }
+    let mut e = requested.clone();
+    e.kind = "expired".into();
+    e.detail = Some(reason.clone());
+    st.storage.record_mdm_activity(e, st.now()).await?;
+    if let (true, Some(device_id)) = (is_clear, &requested.device_id) {
+        let result = ServerCommand::PasscodeClearResult {
+            cleared: false,
+            detail: Some(reason),
+        };
+        let kind = "passcode_clear_result";
+        crate::api::admin::queue_command(st, None, device_id, result, kind, RESULT_TTL_SECS)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Expires every MDM command still unanswered past the deadline (a phone that went
+/// flat in a drawer never asks again, and on-demand commands have no phone asking at
+/// all). Returns how many were expired.
+pub async fn expire_overdue<S: Storage>(st: &AppState<S>) -> Result<usize, AppError> {
+    let deadline_ms = i64::try_from(st.mdm_deadline_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let cutoff = lanyard_protocol::Timestamp(st.now().as_millis().saturating_sub(deadline_ms));
+    let overdue = st
+        .storage
+        .outstanding_mdm_commands(
+            cutoff,
+            OUTSTANDING.iter().map(|k| (*k).to_owned()).collect(),
+        )
+        .await?;
+    for (requested, last) in &overdue {
+        expire(st, requested, last).await?;
+    }
+    Ok(overdue.len())
+}
+
+/// Runs [`expire_overdue`] every minute until the server stops.
+pub fn spawn_deadline_sweeper<S: Storage>(st: AppState<S>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            match expire_overdue(&st).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(expired = n, "MDM commands past their deadline"),
+                Err(e) => tracing::warn!(error = %e, "MDM deadline sweep failed"),
+            }
+        }
+    })
 }
 
 /// Reads the MDM's answer to an enqueue for `udid`: `sent` (with a push problem

@@ -1184,10 +1184,20 @@ impl MdmRig {
     /// Polls the MDM activity log until an entry of `kind` appears (the server logs
     /// background MDM calls after they answer, and no signal reaches the test).
     async fn wait_for(&self, kind: &str) -> Value {
+        self.wait_for_entry(kind, None).await
+    }
+
+    /// As [`MdmRig::wait_for`], for one command when `uuid` is given.
+    async fn wait_for_entry(&self, kind: &str, uuid: Option<&str>) -> Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             let log = self.mdm_log().await;
-            if log.as_array().unwrap().iter().any(|e| e["kind"] == kind) {
+            let found = log
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["kind"] == kind && uuid.is_none_or(|u| e["command_uuid"] == u));
+            if found {
                 return log;
             }
             assert!(std::time::Instant::now() < deadline, "no {kind} in {log}");
@@ -1507,5 +1517,72 @@ async fn it_sends_mdm_commands_on_demand_audited_with_results_in_the_mdm_log() {
         )
         .await;
     assert_eq!(s, 404, "{b}");
+    rig.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_deadline_sweep_expires_commands_nobody_is_asking_about() {
+    let mut rig = MdmRig::start(3600).await;
+    let path = format!("/api/v1/devices/{}/mdm-commands", rig.phone.id);
+    let (_, sent) = rig.admin.post(&path, json!({"command": "restart"})).await;
+    let restart = sent["command_uuid"].as_str().unwrap().to_owned();
+    rig.next_command(0).await;
+    rig.shift_ends().await;
+    let clear = rig.next_command(1).await;
+    rig.wait_for_entry("sent", Some(&clear)).await;
+    assert_eq!(rig.report(&restart, "NotNow").await, 200);
+    assert_eq!(rig.report(&clear, "NotNow").await, 200);
+
+    // Within the deadline nothing is given up.
+    let config = |deadline_secs| {
+        let mut c = lanyard_server::ServerConfig::new(
+            rig.server.server.addr,
+            rig.server.data_dir.path().join("data"),
+        );
+        c.mdm_deadline_secs = deadline_secs;
+        lanyard_server::open_state(&c, lanyard_server::state::system_clock()).unwrap()
+    };
+    let patient = config(3600);
+    assert_eq!(
+        lanyard_server::mdm::expire_overdue(&patient).await.unwrap(),
+        0
+    );
+    // Past it, both are expired with the reason (the phone has gone quiet, so only the
+    // sweep can tell it), and the phone hears about its passcode.
+    let strict = config(0);
+    assert_eq!(
+        lanyard_server::mdm::expire_overdue(&strict).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        lanyard_server::mdm::expire_overdue(&strict).await.unwrap(),
+        0,
+        "once"
+    );
+    let log = rig.mdm_log().await;
+    for uuid in [&restart, &clear] {
+        let last = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|e| e["command_uuid"] == uuid.as_str())
+            .unwrap();
+        assert_eq!(last["kind"], "expired", "{log}");
+        assert!(
+            last["detail"]
+                .as_str()
+                .unwrap()
+                .contains("(last heard: not_now)"),
+            "{last}"
+        );
+    }
+    rig.phone
+        .client
+        .sync_once(&mut rig.phone.agent, now())
+        .await
+        .unwrap();
+    rig.phone.sync().await;
+    assert_eq!(rig.passcode_state().await, "clear_failed");
     rig.server.stop().await.unwrap();
 }

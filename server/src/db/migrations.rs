@@ -157,6 +157,8 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX mdm_activity_command ON mdm_activity (command_uuid);",
     // v7: where the passcode clearing of each phone stands, for IT's device list.
     "ALTER TABLE device ADD COLUMN passcode TEXT;",
+    // v8: the deadline sweep looks up requests by age.
+    "CREATE INDEX mdm_activity_kind_at ON mdm_activity (kind, at);",
 ];
 
 /// The schema version this build writes.

@@ -423,6 +423,13 @@ pub trait Storage: Clone + Send + Sync + 'static {
         actor: String,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// MDM commands requested before `requested_before` whose latest entry is still one
+    /// of `outstanding`: each `requested` entry with that latest kind.
+    fn outstanding_mdm_commands(
+        &self,
+        requested_before: Timestamp,
+        outstanding: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<(MdmActivity, String)>, StorageError>> + Send;
     /// The request behind an MDM command: its first activity entry (which names the
     /// device and the RequestType).
     fn mdm_command_origin(

@@ -1173,6 +1173,35 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn outstanding_mdm_commands(
+        &self,
+        requested_before: Timestamp,
+        outstanding: Vec<String>,
+    ) -> Result<Vec<(MdmActivity, String)>, StorageError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, udid, device_id, command_uuid, request_type, kind, detail, at,
+                        (SELECT l.kind FROM mdm_activity l WHERE l.command_uuid = r.command_uuid
+                         ORDER BY l.id DESC LIMIT 1)
+                 FROM mdm_activity r
+                 WHERE r.kind = 'requested' AND r.at < ?1 AND r.command_uuid IS NOT NULL
+                 ORDER BY r.id",
+            )?;
+            let rows = stmt.query_map([requested_before.as_millis()], |r| {
+                Ok((mdm_activity_row(r)?, r.get::<_, String>(8)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (entry, last) = row?;
+                if outstanding.contains(&last) {
+                    out.push((entry, last));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn mdm_command_origin(
         &self,
         command_uuid: String,
