@@ -249,9 +249,13 @@ async fn expire<S: Storage>(
 pub async fn expire_overdue<S: Storage>(st: &AppState<S>) -> Result<usize, AppError> {
     let deadline_ms = i64::try_from(st.mdm_deadline_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let cutoff = lanyard_protocol::Timestamp(st.now().as_millis().saturating_sub(deadline_ms));
+    // Older requests were settled by earlier sweeps (or, after a long outage, by the
+    // phone's next request); looking back a week keeps each sweep small as the log grows.
+    let since = lanyard_protocol::Timestamp(cutoff.as_millis().saturating_sub(SWEEP_LOOKBACK_MS));
     let overdue = st
         .storage
         .outstanding_mdm_commands(
+            since,
             cutoff,
             OUTSTANDING.iter().map(|k| (*k).to_owned()).collect(),
         )
@@ -261,6 +265,9 @@ pub async fn expire_overdue<S: Storage>(st: &AppState<S>) -> Result<usize, AppEr
     }
     Ok(overdue.len())
 }
+
+/// How far before the deadline the sweep looks for unanswered commands.
+const SWEEP_LOOKBACK_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// Runs [`expire_overdue`] every minute until the server stops.
 pub fn spawn_deadline_sweeper<S: Storage>(st: AppState<S>) -> tokio::task::JoinHandle<()> {

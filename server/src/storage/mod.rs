@@ -423,10 +423,11 @@ pub trait Storage: Clone + Send + Sync + 'static {
         actor: String,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
-    /// MDM commands requested before `requested_before` whose latest entry is still one
-    /// of `outstanding`: each `requested` entry with that latest kind.
+    /// MDM commands requested in `[requested_after, requested_before)` whose latest
+    /// entry is still one of `outstanding`: each `requested` entry with that latest kind.
     fn outstanding_mdm_commands(
         &self,
+        requested_after: Timestamp,
         requested_before: Timestamp,
         outstanding: Vec<String>,
     ) -> impl Future<Output = Result<Vec<(MdmActivity, String)>, StorageError>> + Send;

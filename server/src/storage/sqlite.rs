@@ -1175,6 +1175,7 @@ impl Storage for SqliteStorage {
 
     async fn outstanding_mdm_commands(
         &self,
+        requested_after: Timestamp,
         requested_before: Timestamp,
         outstanding: Vec<String>,
     ) -> Result<Vec<(MdmActivity, String)>, StorageError> {
@@ -1184,10 +1185,12 @@ impl Storage for SqliteStorage {
                         (SELECT l.kind FROM mdm_activity l WHERE l.command_uuid = r.command_uuid
                          ORDER BY l.id DESC LIMIT 1)
                  FROM mdm_activity r
-                 WHERE r.kind = 'requested' AND r.at < ?1 AND r.command_uuid IS NOT NULL
+                 WHERE r.kind = 'requested' AND r.at >= ?2 AND r.at < ?1
+                   AND r.command_uuid IS NOT NULL
                  ORDER BY r.id",
             )?;
-            let rows = stmt.query_map([requested_before.as_millis()], |r| {
+            let window = [requested_before.as_millis(), requested_after.as_millis()];
+            let rows = stmt.query_map(window, |r| {
                 Ok((mdm_activity_row(r)?, r.get::<_, String>(8)?))
             })?;
             let mut out = Vec::new();
