@@ -266,12 +266,18 @@ pub async fn launch_with_listener(
 ) -> anyhow::Result<()> {
     let state = open_state(&config, system_clock())?;
     metrics::handle();
-    let sweeper = mdm::spawn_deadline_sweeper(state.clone());
+    // Without an MDM no command is ever outstanding, so there is nothing to sweep.
+    let sweeper = state
+        .mdm
+        .is_some()
+        .then(|| mdm::spawn_deadline_sweeper(state.clone()));
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP");
-    sweeper.abort();
+    if let Some(sweeper) = sweeper {
+        sweeper.abort();
+    }
     served
 }
 

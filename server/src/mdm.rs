@@ -46,10 +46,14 @@ pub fn command_uuid() -> anyhow::Result<String> {
     ))
 }
 
-fn entry(
+/// The RequestType the passcode-clear loop sends.
+const CLEAR: &str = "ClearPasscode";
+
+/// An MDM activity entry; `command` is `(CommandUUID, RequestType)` when it is about one.
+pub(crate) fn entry(
     udid: &str,
     device_id: Option<String>,
-    uuid: Option<&str>,
+    command: Option<(&str, &str)>,
     kind: &str,
     detail: Option<String>,
 ) -> MdmActivity {
@@ -57,8 +61,8 @@ fn entry(
         id: 0,
         udid: udid.to_owned(),
         device_id,
-        command_uuid: uuid.map(str::to_owned),
-        request_type: uuid.map(|_| "ClearPasscode".to_owned()),
+        command_uuid: command.map(|(uuid, _)| uuid.to_owned()),
+        request_type: command.map(|(_, request_type)| request_type.to_owned()),
         kind: kind.to_owned(),
         detail,
         at: 0,
@@ -86,6 +90,7 @@ pub async fn request_passcode_clear<S: Storage>(st: &AppState<S>, device: &Devic
 
 /// An MDM call to make for a device, already logged as asked for.
 struct PendingClear {
+    mdm: std::sync::Arc<lanyard_mdm::nanomdm::NanoMdm>,
     device_id: String,
     udid: String,
     uuid: String,
@@ -100,7 +105,7 @@ fn latest_clear(log: &[MdmActivity]) -> Option<(&str, i64, &str)> {
     let requested = log
         .iter()
         .rev()
-        .find(|e| e.kind == "requested" && e.request_type.as_deref() == Some("ClearPasscode"))?;
+        .find(|e| e.kind == "requested" && e.request_type.as_deref() == Some(CLEAR))?;
     let uuid = requested.command_uuid.as_deref()?;
     let last = log
         .iter()
@@ -130,11 +135,11 @@ async fn prepare_passcode_clear<S: Storage>(
     let now = st.now();
     let id = Some(device.id.clone());
     let cannot = |why: &str| entry(&udid, id.clone(), None, "cannot_send", Some(why.to_owned()));
-    if st.mdm.is_none() {
+    let Some(mdm) = st.mdm.clone() else {
         let e = cannot("no MDM connector is configured");
         st.storage.record_mdm_activity(e, now).await?;
         return Ok(None);
-    }
+    };
     // The phone asks again with growing delays. While its command is still queued at
     // the MDM (a locked phone answers NotNow), a second copy would only pile up:
     // remind the device instead, until the deadline says to give up.
@@ -146,16 +151,17 @@ async fn prepare_passcode_clear<S: Storage>(
         let age_secs = u64::try_from(now.as_millis() - requested_at).unwrap_or(0) / 1000;
         if age_secs < st.mdm_deadline_secs {
             st.storage
-                .record_mdm_activity(entry(&udid, id, Some(&uuid), "retry", None), now)
+                .record_mdm_activity(entry(&udid, id, Some((&uuid, CLEAR)), "retry", None), now)
                 .await?;
             return Ok(Some(PendingClear {
+                mdm,
                 device_id: device.id.clone(),
                 udid,
                 uuid,
                 command: None,
             }));
         }
-        let origin = entry(&udid, id, Some(&uuid), "requested", None);
+        let origin = entry(&udid, id, Some((&uuid, CLEAR)), "requested", None);
         expire(st, &origin, last).await?;
         return Ok(None);
     }
@@ -167,9 +173,13 @@ async fn prepare_passcode_clear<S: Storage>(
     let unlock_token = st.keys.open_token(&udid, &sealed)?;
     let uuid = command_uuid()?;
     st.storage
-        .record_mdm_activity(entry(&udid, id, Some(&uuid), "requested", None), now)
+        .record_mdm_activity(
+            entry(&udid, id, Some((&uuid, CLEAR)), "requested", None),
+            now,
+        )
         .await?;
     Ok(Some(PendingClear {
+        mdm,
         device_id: device.id.clone(),
         udid,
         uuid,
@@ -181,9 +191,7 @@ impl PendingClear {
     /// Enqueues the command (logging `sent` or `send_failed`) or pushes the device
     /// (`pushed` or `push_failed`).
     async fn run<S: Storage>(&self, st: &AppState<S>) -> Result<(), AppError> {
-        let Some(mdm) = &st.mdm else {
-            return Ok(());
-        };
+        let mdm = &self.mdm;
         let udid = &self.udid;
         let ids = std::slice::from_ref(udid);
         let (sent, failed) = match &self.command {
@@ -203,7 +211,7 @@ impl PendingClear {
         let e = entry(
             udid,
             Some(self.device_id.clone()),
-            Some(&self.uuid),
+            Some((&self.uuid, CLEAR)),
             kind,
             detail,
         );
@@ -219,7 +227,7 @@ async fn expire<S: Storage>(
     requested: &MdmActivity,
     last_heard: &str,
 ) -> Result<(), AppError> {
-    let is_clear = requested.request_type.as_deref() == Some("ClearPasscode");
+    let is_clear = requested.request_type.as_deref() == Some(CLEAR);
     let mut reason = format!(
         "no result from the phone within {} min (last heard: {last_heard})",
         st.mdm_deadline_secs / 60
@@ -381,17 +389,13 @@ pub async fn webhook<S: Storage>(
                     .join("; ")
             });
             let device_id = origin.as_ref().and_then(|o| o.device_id.clone());
-            let mut e = entry(
-                &udid,
-                device_id.clone(),
-                command_uuid.as_deref(),
-                &kind,
-                detail.clone(),
-            );
+            // The RequestType is whatever the origin entry recorded (none for a command
+            // Lanyard did not send).
+            let mut e = entry(&udid, device_id.clone(), None, &kind, detail.clone());
+            e.command_uuid = command_uuid.clone();
             e.request_type = origin.as_ref().and_then(|o| o.request_type.clone());
             st.storage.record_mdm_activity(e, now).await?;
-            let is_clear =
-                origin.as_ref().and_then(|o| o.request_type.as_deref()) == Some("ClearPasscode");
+            let is_clear = origin.as_ref().and_then(|o| o.request_type.as_deref()) == Some(CLEAR);
             if let (true, Some(device_id)) = (is_clear, device_id) {
                 let outcome = match status {
                     ReportStatus::Acknowledged => Some(ServerCommand::PasscodeClearResult {

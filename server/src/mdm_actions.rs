@@ -14,7 +14,6 @@ use crate::api::validate;
 use crate::error::{AppError, ErrorBody};
 use crate::extract::{ApiJson, Caller};
 use crate::mdm::command_uuid;
-use crate::model::MdmActivity;
 use crate::state::AppState;
 use crate::storage::Storage;
 
@@ -200,15 +199,15 @@ pub async fn send<S: Storage>(
     let command = build(action, unlock_token)?;
     let request_type = command.request_type();
     let uuid = command_uuid()?;
-    let entry = |kind: &str, detail: Option<String>| MdmActivity {
-        id: 0,
-        udid: udid.clone(),
-        device_id: Some(device.id.clone()),
-        command_uuid: Some(uuid.clone()),
-        request_type: Some(request_type.to_owned()),
-        kind: kind.to_owned(),
-        detail,
-        at: 0,
+    let device_id = Some(device.id.clone());
+    let entry = |kind: &str, detail: Option<String>| {
+        crate::mdm::entry(
+            &udid,
+            device_id.clone(),
+            Some((&uuid, request_type)),
+            kind,
+            detail,
+        )
     };
     st.storage
         .record_mdm_request(entry("requested", None), caller.actor.clone(), st.now())

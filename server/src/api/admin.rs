@@ -499,20 +499,8 @@ pub async fn check_in_device<S: Storage>(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CheckInAction>,
 ) -> Result<(StatusCode, Json<ActionQueued>), AppError> {
-    caller.require_device_actions()?;
-    let reason = validate::text("reason", &body.reason, 256)?;
-    let device = st.storage.get_device(id).await?;
-    let command = lanyard_protocol::ServerCommand::CheckIn { reason };
-    let queued = queue_command(
-        &st,
-        Some(caller.actor.clone()),
-        &device.id,
-        command,
-        "check_in",
-        ACTION_TTL_SECS,
-    )
-    .await?;
-    Ok((StatusCode::ACCEPTED, Json(queued)))
+    let make = |reason| lanyard_protocol::ServerCommand::CheckIn { reason };
+    queue_reasoned_action(&st, &caller, id, &body, make, "check_in").await
 }
 
 #[utoipa::path(post, path = "/api/v1/devices/{id}/lock", tag = "admin", description = "Locks a checked-out phone in its user's hands until they authenticate again (a phone still in the cart is checked in). Needs the admin or helpdesk role.", params(("id" = String, Path)), request_body = CheckInAction, responses((status = 202, description = "queued; delivered at the next sync", body = ActionQueued), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
@@ -523,19 +511,24 @@ pub async fn lock_device<S: Storage>(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CheckInAction>,
 ) -> Result<(StatusCode, Json<ActionQueued>), AppError> {
+    let make = |reason| lanyard_protocol::ServerCommand::Lock { reason };
+    queue_reasoned_action(&st, &caller, id, &body, make, "lock").await
+}
+
+/// Queues a device action that carries IT's reason, on behalf of `caller`.
+async fn queue_reasoned_action<S: Storage>(
+    st: &AppState<S>,
+    caller: &Caller,
+    id: String,
+    body: &CheckInAction,
+    make: impl FnOnce(String) -> lanyard_protocol::ServerCommand,
+    kind: &'static str,
+) -> Result<(StatusCode, Json<ActionQueued>), AppError> {
     caller.require_device_actions()?;
     let reason = validate::text("reason", &body.reason, 256)?;
     let device = st.storage.get_device(id).await?;
-    let command = lanyard_protocol::ServerCommand::Lock { reason };
-    let queued = queue_command(
-        &st,
-        Some(caller.actor.clone()),
-        &device.id,
-        command,
-        "lock",
-        ACTION_TTL_SECS,
-    )
-    .await?;
+    let actor = Some(caller.actor.clone());
+    let queued = queue_command(st, actor, &device.id, make(reason), kind, ACTION_TTL_SECS).await?;
     Ok((StatusCode::ACCEPTED, Json(queued)))
 }
 
