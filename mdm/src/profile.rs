@@ -26,6 +26,17 @@ pub struct Profile {
 pub enum Payload {
     /// `com.apple.wifi.managed`.
     Wifi(WifiPayload),
+    /// `com.apple.shareddeviceconfiguration`: text on the Lock screen of a supervised
+    /// phone (seed 000's wallpaper "Lock Screen Text": "If found, return this device
+    /// to 4 West.").
+    LockScreenMessage {
+        /// UUID of this payload.
+        uuid: String,
+        /// The footnote shown on the Lock screen.
+        footnote: Option<String>,
+        /// Asset tag information shown on the Lock screen.
+        asset_tag: Option<String>,
+    },
 }
 
 /// A Wi-Fi network, personal (passphrase) or enterprise (802.1X / EAP).
@@ -242,6 +253,26 @@ impl Payload {
                     "DisableAssociationMACRandomization".into(),
                     Value::Boolean(w.disable_mac_randomization),
                 );
+            }
+            Payload::LockScreenMessage {
+                uuid,
+                footnote,
+                asset_tag,
+            } => {
+                let id = format!("{profile_identifier}.lockscreen.{index}");
+                common(
+                    &mut d,
+                    "com.apple.shareddeviceconfiguration",
+                    id,
+                    uuid,
+                    "Lock Screen Message",
+                );
+                if let Some(f) = footnote {
+                    d.insert("LockScreenFootnote".into(), Value::String(f.clone()));
+                }
+                if let Some(t) = asset_tag {
+                    d.insert("AssetTagInformation".into(), Value::String(t.clone()));
+                }
             }
         }
         d

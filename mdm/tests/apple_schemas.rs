@@ -540,3 +540,25 @@ fn a_dynamic_config_profile_filled_for_a_clinician_matches_apples_schemas() {
     let p = problems(&cmd);
     assert!(p.is_empty(), "{p:#?}");
 }
+
+#[test]
+fn the_lock_screen_message_profile_matches_apples_schemas() {
+    use lanyard_mdm::profile::{Payload, Profile};
+    let profile = Profile {
+        identifier: "org.stmary.lanyard.lockscreen".into(),
+        uuid: "6C8F1E2D-3B4A-4C5D-9E6F-7A8B9C0D1E2F".into(),
+        display_name: "Lock Screen Message".into(),
+        organization: None,
+        remove_after_secs: None,
+        payloads: vec![Payload::LockScreenMessage {
+            uuid: "7D9A2F3E-4C5B-4D6E-8F70-8B9CAD0E1F30".into(),
+            footnote: Some("If found, return this device to 4 West.\nC39XK0001".into()),
+            asset_tag: Some("C39XK0001".into()),
+        }],
+    };
+    let p = profile_problems(
+        profile.dictionary(),
+        &["com.apple.shareddeviceconfiguration.yaml"],
+    );
+    assert!(p.is_empty(), "{p:#?}");
+}

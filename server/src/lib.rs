@@ -21,6 +21,7 @@ pub mod openapi;
 pub mod qr;
 pub mod state;
 pub mod storage;
+pub mod workflows;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -214,6 +215,51 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
             "/api/v1/devices/{id}/mdm-commands",
             post(mdm_actions::send::<S>),
         )
+        .route(
+            "/api/v1/workflows",
+            get(api::workflows::list::<S>).post(api::workflows::create::<S>),
+        )
+        .route(
+            "/api/v1/workflows/install-standard",
+            post(api::workflows::install_standard::<S>),
+        )
+        .route(
+            "/api/v1/workflows/{id}",
+            get(api::workflows::get::<S>)
+                .put(api::workflows::replace::<S>)
+                .delete(api::workflows::delete::<S>),
+        )
+        .route(
+            "/api/v1/workflows/{id}/clone",
+            post(api::workflows::clone::<S>),
+        )
+        .route(
+            "/api/v1/workflows/{id}/deploy",
+            post(api::workflows::deploy::<S>),
+        )
+        .route(
+            "/api/v1/workflow-folders",
+            get(api::workflows::folders::<S>),
+        )
+        .route(
+            "/api/v1/rules",
+            get(api::workflows::list_rules::<S>).post(api::workflows::create_rule::<S>),
+        )
+        .route(
+            "/api/v1/rules/{id}",
+            put(api::workflows::replace_rule::<S>).delete(api::workflows::delete_rule::<S>),
+        )
+        .route(
+            "/api/v1/rules/{id}/move",
+            post(api::workflows::move_rule::<S>),
+        )
+        .route("/api/v1/runs", get(api::workflows::runs::<S>))
+        .route("/api/v1/runs/{id}", get(api::workflows::run::<S>))
+        .route(
+            "/api/v1/devices/{id}/runs",
+            get(api::workflows::device_runs::<S>),
+        )
+        .route("/api/v1/emails", get(api::workflows::emails::<S>))
         .route("/metrics", get(metrics::render::<S>))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(not_found)
@@ -271,6 +317,7 @@ pub async fn launch_with_listener(
         .mdm
         .is_some()
         .then(|| mdm::spawn_deadline_sweeper(state.clone()));
+    let engine = workflows::engine::spawn(state.clone());
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
@@ -278,6 +325,7 @@ pub async fn launch_with_listener(
     if let Some(sweeper) = sweeper {
         sweeper.abort();
     }
+    engine.abort();
     served
 }
 

@@ -46,7 +46,48 @@ enum TokenCommand {
 }
 
 #[derive(Subcommand)]
+enum WorkflowsCommand {
+    /// Install seed 000's standard workflows and automation rules (MAM Reference
+    /// Architecture for iOS) into a server that has none of them.
+    InstallStandard {
+        /// The DEP profile iOS Provisioning assigns.
+        #[arg(long)]
+        dep_profile: String,
+        /// The provisioning network's SSID.
+        #[arg(long)]
+        wifi_ssid: String,
+        /// wpa_personal, wpa_enterprise or none.
+        #[arg(long, default_value = "wpa_personal")]
+        wifi_security: String,
+        /// The provisioning network's passphrase (or set LANYARD_WIFI_PASSWORD).
+        #[arg(long, env = "LANYARD_WIFI_PASSWORD", hide_env_values = true)]
+        wifi_password: Option<String>,
+        /// Language set during provisioning.
+        #[arg(long, default_value = "en")]
+        language: String,
+        /// Locale set during provisioning.
+        #[arg(long, default_value = "en_US")]
+        locale: String,
+        /// An app Check In logs out (bundle id); repeat for several.
+        #[arg(long = "logout-app")]
+        logout_apps: Vec<String>,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Print the workflows by folder and the automation rules in evaluation order.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
+    /// Workflows and automation rules.
+    Workflows {
+        #[command(subcommand)]
+        command: WorkflowsCommand,
+    },
     /// Create or upgrade the database schema, then exit.
     Migrate {
         #[command(flatten)]
@@ -223,6 +264,7 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("This {} token is shown once; store it now.", role.as_str());
             Ok(())
         }
+        Command::Workflows { command } => workflows(command).await,
         Command::Serve(args) => serve(args, false).await,
         Command::Demo(args) => serve(args, true).await,
         Command::Import { kind, file, dir } => {
@@ -252,6 +294,81 @@ async fn main() -> anyhow::Result<()> {
                         created.len()
                     );
                 }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn workflows(command: WorkflowsCommand) -> anyhow::Result<()> {
+    use lanyard_server::storage::WorkflowStore;
+    use lanyard_server::workflows::model::Folder;
+    init_logging(LogFormat::Text);
+    match command {
+        WorkflowsCommand::InstallStandard {
+            dep_profile,
+            wifi_ssid,
+            wifi_security,
+            wifi_password,
+            language,
+            locale,
+            logout_apps,
+            dir,
+        } => {
+            let security = serde_json::from_value(serde_json::Value::String(wifi_security.clone()))
+                .map_err(|_| anyhow::anyhow!("--wifi-security must be wpa_personal, wpa_enterprise or none, not {wifi_security:?}"))?;
+            let site = lanyard_server::workflows::standard::SiteSettings {
+                dep_profile,
+                wifi_ssid,
+                wifi_security: security,
+                wifi_password,
+                language,
+                locale,
+                logout_apps,
+            };
+            let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.data_dir);
+            let state = open_state(&config, system_clock())?;
+            let actor = "command line (workflows install-standard)".to_owned();
+            let done = lanyard_server::api::workflows::install_standard_set(&state, &site, actor)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "Installed {} workflows and {} automation rules.",
+                done.workflows.len(),
+                done.rules.len()
+            );
+            Ok(())
+        }
+        WorkflowsCommand::List { dir } => {
+            let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.data_dir);
+            let state = open_state(&config, system_clock())?;
+            let all = state.storage.list_workflows().await?;
+            for folder in Folder::ALL {
+                let ro = if folder.read_only() {
+                    " (read-only)"
+                } else {
+                    ""
+                };
+                println!("{}{ro}", folder.title());
+                for w in all.iter().filter(|w| w.spec.folder == folder) {
+                    let actions: Vec<&str> = w.spec.actions.iter().map(|a| a.kind()).collect();
+                    println!("  {} [{}]: {}", w.spec.name, w.id, actions.join(", "));
+                }
+            }
+            let mut rules = state.storage.list_rules().await?;
+            rules.sort_by(|a, b| {
+                (a.spec.trigger.kind(), a.position).cmp(&(b.spec.trigger.kind(), b.position))
+            });
+            println!("Automation rules (first match wins within a trigger)");
+            for r in rules {
+                let on = if r.spec.enabled { "on" } else { "off" };
+                println!(
+                    "  {} #{} {} [{on}] -> {}",
+                    r.spec.trigger.kind(),
+                    r.position,
+                    r.spec.name,
+                    r.spec.workflows.join(", ")
+                );
             }
             Ok(())
         }

@@ -75,7 +75,7 @@ pub(crate) fn entry(
 /// phone's sync must not wait on the MDM.
 pub async fn request_passcode_clear<S: Storage>(st: &AppState<S>, device: &Device) {
     match prepare_passcode_clear(st, device).await {
-        Ok(Some(action)) => {
+        Ok(Ok(action)) => {
             let st = st.clone();
             tokio::spawn(async move {
                 if let Err(e) = action.run(&st).await {
@@ -83,8 +83,80 @@ pub async fn request_passcode_clear<S: Storage>(st: &AppState<S>, device: &Devic
                 }
             });
         }
-        Ok(None) => {}
+        Ok(Err(_)) => {}
         Err(e) => tracing::warn!(device = %device.id, error = %e, "passcode clear not sent"),
+    }
+}
+
+/// A workflow's Clear Passcode: starts (or joins the outstanding) ClearPasscode and
+/// waits for the MDM to take it. Returns its CommandUUID, or why it cannot be sent
+/// (also in the MDM activity log).
+pub async fn clear_passcode_now<S: Storage>(
+    st: &AppState<S>,
+    device: &Device,
+) -> Result<Result<String, String>, AppError> {
+    match prepare_passcode_clear(st, device).await? {
+        Ok(action) => {
+            action.run(st).await?;
+            Ok(Ok(action.uuid))
+        }
+        Err(why) => Ok(Err(why)),
+    }
+}
+
+/// Sends a command a workflow asked for: logs it as requested, enqueues it (with a
+/// push) and logs the MDM's answer. Returns its CommandUUID, or why it could not be
+/// sent.
+pub async fn send_for_workflow<S: Storage>(
+    st: &AppState<S>,
+    device: &Device,
+    command: &MdmCommand,
+) -> Result<Result<String, String>, AppError> {
+    let Some(udid) = device.udid.clone() else {
+        return Ok(Err(
+            "the phone has no MDM enrollment (UDID) on record".into()
+        ));
+    };
+    let Some(mdm) = st.mdm.clone() else {
+        return Ok(Err("no MDM connector is configured".into()));
+    };
+    let uuid = command_uuid()?;
+    let request_type = command.request_type();
+    let id = Some(device.id.clone());
+    let at = |kind: &str, detail: Option<String>| {
+        entry(&udid, id.clone(), Some((&uuid, request_type)), kind, detail)
+    };
+    st.storage
+        .record_mdm_activity(at("requested", None), st.now())
+        .await?;
+    let ids = std::slice::from_ref(&udid);
+    let (kind, detail) = enqueue_outcome(mdm.enqueue(ids, command, &uuid, true).await, &udid);
+    st.storage
+        .record_mdm_activity(at(kind, detail.clone()), st.now())
+        .await?;
+    if kind == "send_failed" {
+        return Ok(Err(
+            detail.unwrap_or_else(|| "the MDM refused the command".into())
+        ));
+    }
+    Ok(Ok(uuid))
+}
+
+/// Where an MDM command stands in a device's activity log: `None` while it waits on
+/// the phone, `Some(Ok(()))` once acknowledged, `Some(Err(why))` when it failed.
+pub fn command_outcome(log: &[MdmActivity], uuid: &str) -> Option<Result<(), String>> {
+    let last = log
+        .iter()
+        .rev()
+        .find(|e| e.command_uuid.as_deref() == Some(uuid) && e.kind != "token_update")?;
+    match last.kind.as_str() {
+        "acknowledged" => Some(Ok(())),
+        "error" | "expired" | "send_failed" | "cannot_send" => Some(Err(format!(
+            "{}: {}",
+            last.kind,
+            last.detail.as_deref().unwrap_or("no detail from the MDM")
+        ))),
+        _ => None,
     }
 }
 
@@ -127,18 +199,20 @@ const OUTSTANDING: &[&str] = &[
 async fn prepare_passcode_clear<S: Storage>(
     st: &AppState<S>,
     device: &Device,
-) -> Result<Option<PendingClear>, AppError> {
+) -> Result<Result<PendingClear, String>, AppError> {
     let Some(udid) = device.udid.clone() else {
         tracing::warn!(device = %device.id, "passcode clear requested, but the device has no MDM UDID");
-        return Ok(None);
+        return Ok(Err(
+            "the phone has no MDM enrollment (UDID) on record".into()
+        ));
     };
     let now = st.now();
     let id = Some(device.id.clone());
     let cannot = |why: &str| entry(&udid, id.clone(), None, "cannot_send", Some(why.to_owned()));
     let Some(mdm) = st.mdm.clone() else {
-        let e = cannot("no MDM connector is configured");
-        st.storage.record_mdm_activity(e, now).await?;
-        return Ok(None);
+        let why = "no MDM connector is configured";
+        st.storage.record_mdm_activity(cannot(why), now).await?;
+        return Ok(Err(why.into()));
     };
     // The phone asks again with growing delays. While its command is still queued at
     // the MDM (a locked phone answers NotNow), a second copy would only pile up:
@@ -153,7 +227,7 @@ async fn prepare_passcode_clear<S: Storage>(
             st.storage
                 .record_mdm_activity(entry(&udid, id, Some((&uuid, CLEAR)), "retry", None), now)
                 .await?;
-            return Ok(Some(PendingClear {
+            return Ok(Ok(PendingClear {
                 mdm,
                 device_id: device.id.clone(),
                 udid,
@@ -163,12 +237,14 @@ async fn prepare_passcode_clear<S: Storage>(
         }
         let origin = entry(&udid, id, Some((&uuid, CLEAR)), "requested", None);
         expire(st, &origin, last).await?;
-        return Ok(None);
+        return Ok(Err(
+            "the outstanding Clear Passcode passed its deadline".into()
+        ));
     }
     let Some(sealed) = st.storage.unlock_token(udid.clone()).await? else {
-        let e = cannot("no UnlockToken from the MDM yet");
-        st.storage.record_mdm_activity(e, now).await?;
-        return Ok(None);
+        let why = "no UnlockToken from the MDM yet";
+        st.storage.record_mdm_activity(cannot(why), now).await?;
+        return Ok(Err(why.into()));
     };
     let unlock_token = st.keys.open_token(&udid, &sealed)?;
     let uuid = command_uuid()?;
@@ -178,7 +254,7 @@ async fn prepare_passcode_clear<S: Storage>(
             now,
         )
         .await?;
-    Ok(Some(PendingClear {
+    Ok(Ok(PendingClear {
         mdm,
         device_id: device.id.clone(),
         udid,
@@ -333,6 +409,8 @@ pub async fn webhook<S: Storage>(
                 .into(),
         ));
     };
+    // A workflow step may be waiting on this result.
+    crate::workflows::engine::wake(&st);
     let event = match parse_webhook(&body, Some(key.as_slice()), signature) {
         Ok(e) => e,
         Err(WebhookError::BadSignature) => {

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{admin, attributes, device, launchpad, logs};
+use crate::api::{admin, attributes, device, launchpad, logs, workflows};
 
 /// The document.
 #[derive(OpenApi)]
@@ -25,6 +25,11 @@ use crate::api::{admin, attributes, device, launchpad, logs};
         device::enroll, device::sync, device::authorize,
         launchpad::tap, launchpad::port_event,
         crate::mdm::webhook, crate::mdm::activity, crate::mdm_actions::send,
+        workflows::list, workflows::folders, workflows::get, workflows::create,
+        workflows::replace, workflows::delete, workflows::clone, workflows::install_standard,
+        workflows::deploy, workflows::list_rules, workflows::create_rule,
+        workflows::replace_rule, workflows::delete_rule, workflows::move_rule,
+        workflows::runs, workflows::run, workflows::emails, workflows::device_runs,
     ),
     modifiers(&BearerSchemes),
     tags(
@@ -32,6 +37,7 @@ use crate::api::{admin, attributes, device, launchpad, logs};
         (name = "device", description = "The locker agent on each phone"),
         (name = "launchpad", description = "Badge readers on the carts"),
         (name = "operations", description = "Health, readiness, metrics"),
+        (name = "workflows", description = "Workflows, automation rules, deployments, runs and the email outbox"),
     )
 )]
 pub struct ApiDoc;

@@ -42,6 +42,11 @@ pub struct AppState<S> {
     pub mdm_webhook_key: Option<Arc<Vec<u8>>>,
     /// How long an MDM command may go unanswered before it is given up.
     pub mdm_deadline_secs: u64,
+    /// Wakes the workflow engine (a run was created, or something a run waits on
+    /// happened).
+    pub engine: Arc<Notify>,
+    /// Wakes the email sender (an email was queued).
+    pub mailer: Arc<Notify>,
     /// One wake-up per device with a long-poll waiting for commands.
     waiters: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
     /// Consecutive wrong passwords per username, and until when checks are refused.
@@ -68,6 +73,8 @@ impl<S: Clone> Clone for AppState<S> {
             mdm: self.mdm.clone(),
             mdm_webhook_key: self.mdm_webhook_key.clone(),
             mdm_deadline_secs: self.mdm_deadline_secs,
+            engine: self.engine.clone(),
+            mailer: self.mailer.clone(),
             waiters: self.waiters.clone(),
             password_failures: self.password_failures.clone(),
             policy: self.policy.clone(),
@@ -86,6 +93,8 @@ impl<S: Storage> AppState<S> {
             mdm: None,
             mdm_webhook_key: None,
             mdm_deadline_secs: crate::DEFAULT_MDM_DEADLINE_SECS,
+            engine: Arc::default(),
+            mailer: Arc::default(),
             waiters: Arc::default(),
             password_failures: Arc::default(),
             policy: Arc::default(),

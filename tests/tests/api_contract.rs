@@ -69,6 +69,11 @@ async fn roles_are_enforced_on_every_admin_route() {
         call(Method::GET, "/api/v1/launchpads", None),
         call(Method::GET, "/api/v1/devices", None),
         call(Method::GET, "/api/v1/audit", None),
+        call(Method::GET, "/api/v1/workflows", None),
+        call(Method::GET, "/api/v1/workflow-folders", None),
+        call(Method::GET, "/api/v1/rules", None),
+        call(Method::GET, "/api/v1/runs", None),
+        call(Method::GET, "/api/v1/emails", None),
     ];
     let config_writes = [
         call(
@@ -90,6 +95,20 @@ async fn roles_are_enforced_on_every_admin_route() {
             Method::POST,
             "/api/v1/enrollment-tokens",
             Some(json!({"label": "t"})),
+        ),
+        call(
+            Method::POST,
+            "/api/v1/workflows",
+            Some(
+                json!({"name": "Reboot", "model": "over_the_air", "actions": [{"type": "reboot"}]}),
+            ),
+        ),
+        call(
+            Method::POST,
+            "/api/v1/workflows/install-standard",
+            Some(
+                json!({"dep_profile": "DEP", "wifi_ssid": "Prov", "wifi_password": "provisioning"}),
+            ),
         ),
     ];
     for c in reads.iter().chain(config_writes.iter()) {
@@ -679,6 +698,24 @@ async fn the_openapi_document_describes_every_route_with_resolvable_schemas() {
         ("get", "/api/v1/attributes"),
         ("put", "/api/v1/devices/{id}/attributes/{name}"),
         ("put", "/api/v1/launchpads/{id}/attributes/{name}"),
+        ("get", "/api/v1/workflows"),
+        ("post", "/api/v1/workflows"),
+        ("get", "/api/v1/workflows/{id}"),
+        ("put", "/api/v1/workflows/{id}"),
+        ("delete", "/api/v1/workflows/{id}"),
+        ("post", "/api/v1/workflows/{id}/clone"),
+        ("post", "/api/v1/workflows/{id}/deploy"),
+        ("post", "/api/v1/workflows/install-standard"),
+        ("get", "/api/v1/workflow-folders"),
+        ("get", "/api/v1/rules"),
+        ("post", "/api/v1/rules"),
+        ("put", "/api/v1/rules/{id}"),
+        ("delete", "/api/v1/rules/{id}"),
+        ("post", "/api/v1/rules/{id}/move"),
+        ("get", "/api/v1/runs"),
+        ("get", "/api/v1/runs/{id}"),
+        ("get", "/api/v1/devices/{id}/runs"),
+        ("get", "/api/v1/emails"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),

@@ -117,6 +117,7 @@ pub async fn sync<S: Storage>(
     }
     let now = st.now();
     let had_events = !req.events.is_empty();
+    let had_handled = !req.handled_commands.is_empty();
     let wants_passcode_clear = req.events.iter().any(|r| {
         r.reports.iter().any(|x| {
             matches!(
@@ -138,6 +139,17 @@ pub async fn sync<S: Storage>(
     }
     if wants_passcode_clear {
         crate::mdm::request_passcode_clear(&st, &device).await;
+    }
+    // Automation rules see each status change once; a failure to deploy is logged, never
+    // a reason to refuse the phone's records (they are stored already).
+    if let Err(e) =
+        crate::workflows::triggers::on_transitions(&st, &device.id, &applied.transitions).await
+    {
+        tracing::warn!(device = %device.id, error = %e, "automation rules not evaluated");
+    }
+    if had_events || had_handled {
+        // A run may be waiting on this phone's status or on a command it just handled.
+        crate::workflows::engine::wake(&st);
     }
     let mut commands = applied.commands;
     if commands.is_empty() && req.wait_secs > 0 {

@@ -6,3 +6,4 @@ pub mod device;
 pub mod launchpad;
 pub mod logs;
 pub mod validate;
+pub mod workflows;

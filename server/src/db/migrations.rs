@@ -159,6 +159,64 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE device ADD COLUMN passcode TEXT;",
     // v8: the deadline sweep looks up requests by age.
     "CREATE INDEX mdm_activity_kind_at ON mdm_activity (kind, at);",
+    // v9: workflows, automation rules, their runs, schedule bookkeeping, email outbox.
+    "CREATE TABLE workflow (
+        id          TEXT    PRIMARY KEY,
+        name_key    TEXT    NOT NULL UNIQUE,
+        spec_json   TEXT    NOT NULL,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    CREATE TABLE automation_rule (
+        id           TEXT    PRIMARY KEY,
+        name_key     TEXT    NOT NULL UNIQUE,
+        trigger_kind TEXT    NOT NULL,
+        position     INTEGER NOT NULL,
+        spec_json    TEXT    NOT NULL,
+        created_at   INTEGER NOT NULL,
+        updated_at   INTEGER NOT NULL
+    );
+    CREATE INDEX automation_rule_order ON automation_rule (trigger_kind, position);
+    CREATE TABLE workflow_run (
+        id            INTEGER PRIMARY KEY,
+        device_id     TEXT    NOT NULL,
+        workflow_id   TEXT    NOT NULL,
+        rule_id       TEXT,
+        origin        TEXT    NOT NULL,
+        parent_run    INTEGER,
+        actor         TEXT    NOT NULL,
+        state         TEXT    NOT NULL CHECK (state IN ('queued', 'running', 'succeeded', 'failed')),
+        attempt       INTEGER NOT NULL,
+        workflow_json TEXT    NOT NULL,
+        steps_json    TEXT    NOT NULL,
+        earlier_json  TEXT    NOT NULL DEFAULT '[]',
+        error         TEXT,
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL,
+        finished_at   INTEGER
+    );
+    CREATE INDEX workflow_run_device ON workflow_run (device_id, id);
+    CREATE INDEX workflow_run_state ON workflow_run (state, id);
+    CREATE TABLE schedule_fired (
+        rule_id      TEXT    NOT NULL,
+        launchpad_id TEXT    NOT NULL,
+        occurrence   INTEGER NOT NULL,
+        PRIMARY KEY (rule_id, launchpad_id)
+    );
+    CREATE TABLE email_outbox (
+        id              INTEGER PRIMARY KEY,
+        run_id          INTEGER,
+        to_json         TEXT    NOT NULL,
+        subject         TEXT    NOT NULL,
+        body            TEXT    NOT NULL,
+        state           TEXT    NOT NULL CHECK (state IN ('pending', 'sent', 'failed')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error      TEXT,
+        created_at      INTEGER NOT NULL,
+        sent_at         INTEGER
+    );
+    CREATE INDEX email_outbox_due ON email_outbox (state, next_attempt_at);",
 ];
 
 /// The schema version this build writes.

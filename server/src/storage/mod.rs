@@ -2,6 +2,10 @@
 //! a PostgreSQL backend can implement it for sites that outgrow one node.
 
 pub mod sqlite;
+mod sqlite_workflows;
+pub mod workflows;
+
+pub use workflows::{NewEmail, WorkflowStore};
 
 use std::future::Future;
 
@@ -147,6 +151,9 @@ pub struct SyncApplied {
     pub acked_seq: u64,
     /// Commands to deliver now (marked delivered in the same transaction).
     pub commands: Vec<Signed>,
+    /// The status changes this sync applied for the first time, in order (what
+    /// automation rules trigger on; a repeated batch yields none).
+    pub transitions: Vec<lanyard_protocol::events::Transition>,
 }
 
 /// A command to queue for a device.
@@ -216,7 +223,7 @@ pub struct ApiToken {
 }
 
 /// Everything the server stores. Methods are async so a networked backend fits too.
-pub trait Storage: Clone + Send + Sync + 'static {
+pub trait Storage: WorkflowStore + Clone + Send + Sync + 'static {
     /// The API token with this hash, if it exists and is not revoked.
     fn api_token(
         &self,

@@ -29,7 +29,7 @@ impl SqliteStorage {
         SqliteStorage { db }
     }
 
-    async fn read<T, F>(&self, f: F) -> Result<T, StorageError>
+    pub(super) async fn read<T, F>(&self, f: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
@@ -40,7 +40,7 @@ impl SqliteStorage {
             .map_err(StorageError::Db)?
     }
 
-    async fn write<T, F>(&self, f: F) -> Result<T, StorageError>
+    pub(super) async fn write<T, F>(&self, f: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StorageError> + Send + 'static,
@@ -64,7 +64,7 @@ fn seq(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
+pub(super) fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
 }
 
@@ -133,7 +133,7 @@ fn device_row(r: &Row<'_>) -> rusqlite::Result<Device> {
     })
 }
 
-fn get_device(c: &Connection, id: &str) -> Result<Device, StorageError> {
+pub(super) fn get_device(c: &Connection, id: &str) -> Result<Device, StorageError> {
     c.query_row(
         &format!("SELECT {DEVICE_COLUMNS} FROM device WHERE id = ?1"),
         [id],
@@ -143,7 +143,7 @@ fn get_device(c: &Connection, id: &str) -> Result<Device, StorageError> {
     .ok_or(StorageError::NotFound("device"))
 }
 
-fn get_launchpad(c: &Connection, id: &str) -> Result<Launchpad, StorageError> {
+pub(super) fn get_launchpad(c: &Connection, id: &str) -> Result<Launchpad, StorageError> {
     c.query_row(
         &format!("SELECT {LAUNCHPAD_COLUMNS} FROM launchpad WHERE id = ?1"),
         [id],
@@ -225,7 +225,7 @@ fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
 
 /// Appends an audit entry inside the transaction that made the change.
 #[allow(clippy::too_many_arguments)]
-fn audit(
+pub(super) fn audit(
     tx: &rusqlite::Transaction<'_>,
     actor: &str,
     action: &str,
@@ -1375,7 +1375,8 @@ impl Storage for SqliteStorage {
                 ack.execute(params![id.as_str(), device_id, now.as_millis()])?;
             }
             let commands = take_commands(tx, &device_id, now)?;
-            Ok(SyncApplied { acked_seq: acked, commands })
+            let transitions = applied.into_iter().filter_map(|r| r.transition).collect();
+            Ok(SyncApplied { acked_seq: acked, commands, transitions })
         })
         .await
     }

@@ -1,0 +1,617 @@
+//! The workflow and automation API: workflows in folders, rules in order, the standard
+//! set, deployments on demand, runs and the email outbox.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use crate::api::validate;
+use crate::error::{AppError, ErrorBody};
+use crate::extract::{ApiJson, Caller};
+use crate::model::Page;
+use crate::state::AppState;
+use crate::storage::{DeviceFilter, Storage, StorageError};
+use crate::workflows::model::{Folder, Rule, RuleSpec, Workflow, WorkflowSpec};
+use crate::workflows::run::{Email, NewRun, Run};
+use crate::workflows::standard::{self, SiteSettings};
+use crate::workflows::validate as check;
+
+/// An id made from a name: `Incorrect Device Home` → `incorrect-device-home`.
+pub fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let out = out.trim_end_matches('-').to_owned();
+    if out.is_empty() { "item".into() } else { out }
+}
+
+fn free_id(base: String, taken: impl Fn(&str) -> bool) -> String {
+    if !taken(&base) {
+        return base;
+    }
+    (2..)
+        .map(|n| format!("{base}-{n}"))
+        .find(|id| !taken(id))
+        .unwrap_or(base)
+}
+
+fn read_only(w: &Workflow) -> Result<(), AppError> {
+    if w.spec.folder.read_only() {
+        Err(AppError::Unprocessable(format!(
+            "{:?} is in the read-only folder {}; clone it into Custom Workflows to change it",
+            w.spec.name,
+            w.spec.folder.title()
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+fn custom_only(spec: &WorkflowSpec) -> Result<(), AppError> {
+    if spec.folder.read_only() {
+        return Err(AppError::invalid(
+            "folder",
+            format!(
+                "{} is read-only; new and cloned workflows go in custom_workflows",
+                spec.folder.title()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn name_taken(e: StorageError) -> AppError {
+    match e {
+        StorageError::Conflict(_) => {
+            AppError::Conflict("a workflow with that name already exists".into())
+        }
+        other => other.into(),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/workflows", tag = "workflows", description = "Every workflow, by name, with its folder.", responses((status = 200, body = [Workflow]), (status = 401, body = ErrorBody)), security(("api_token" = [])))]
+/// `GET /api/v1/workflows`.
+pub async fn list<S: Storage>(
+    State(st): State<AppState<S>>,
+    _: Caller,
+) -> Result<Json<Vec<Workflow>>, AppError> {
+    Ok(Json(st.storage.list_workflows().await?))
+}
+
+/// A folder and what it holds.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FolderView {
+    /// Its id.
+    pub id: Folder,
+    /// Its title.
+    pub title: &'static str,
+    /// Default folders are read-only.
+    pub read_only: bool,
+    /// Workflow ids in it, by name.
+    pub workflows: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/workflow-folders", tag = "workflows", description = "The five folders of seed 000's Organizing Workflows and their workflows.", responses((status = 200, body = [FolderView]), (status = 401, body = ErrorBody)), security(("api_token" = [])))]
+/// `GET /api/v1/workflow-folders`.
+pub async fn folders<S: Storage>(
+    State(st): State<AppState<S>>,
+    _: Caller,
+) -> Result<Json<Vec<FolderView>>, AppError> {
+    let all = st.storage.list_workflows().await?;
+    Ok(Json(
+        Folder::ALL
+            .iter()
+            .map(|f| FolderView {
+                id: *f,
+                title: f.title(),
+                read_only: f.read_only(),
+                workflows: all
+                    .iter()
+                    .filter(|w| w.spec.folder == *f)
+                    .map(|w| w.id.clone())
+                    .collect(),
+            })
+            .collect(),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/workflows/{id}", tag = "workflows", params(("id" = String, Path)), responses((status = 200, body = Workflow), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
+/// `GET /api/v1/workflows/{id}`.
+pub async fn get<S: Storage>(
+    State(st): State<AppState<S>>,
+    _: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Workflow>, AppError> {
+    Ok(Json(st.storage.get_workflow(id).await?))
+}
+
+async fn checked<S: Storage>(
+    st: &AppState<S>,
+    spec: &mut WorkflowSpec,
+    id: &str,
+) -> Result<(), AppError> {
+    let all = st.storage.list_workflows().await?;
+    let attrs = st.storage.list_attributes().await?;
+    check::workflow(spec, id, &all, &attrs)
+}
+
+#[utoipa::path(post, path = "/api/v1/workflows", tag = "workflows", description = "Creates a workflow in Custom Workflows (audited). Unknown placeholders, bad time zones, a missing or cyclic On Failure workflow are refused naming the field. Needs the admin role.", request_body = WorkflowSpec, responses((status = 201, body = Workflow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)), security(("api_token" = [])))]
+/// `POST /api/v1/workflows`.
+pub async fn create<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    ApiJson(mut spec): ApiJson<WorkflowSpec>,
+) -> Result<(StatusCode, Json<Workflow>), AppError> {
+    caller.require_admin()?;
+    custom_only(&spec)?;
+    let all = st.storage.list_workflows().await?;
+    let id = free_id(slug(&spec.name), |id| all.iter().any(|w| w.id == id));
+    checked(&st, &mut spec, &id).await?;
+    let now = st.now().as_millis();
+    let w = Workflow {
+        id,
+        spec,
+        created_at: now,
+        updated_at: now,
+    };
+    let w = st
+        .storage
+        .create_workflow(w, caller.actor, st.now())
+        .await
+        .map_err(name_taken)?;
+    Ok((StatusCode::CREATED, Json(w)))
+}
+
+#[utoipa::path(put, path = "/api/v1/workflows/{id}", tag = "workflows", description = "Replaces a Custom Workflows workflow (audited with before and after). Needs the admin role.", params(("id" = String, Path)), request_body = WorkflowSpec, responses((status = 200, body = Workflow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, description = "the workflow is in a read-only folder", body = ErrorBody)), security(("api_token" = [])))]
+/// `PUT /api/v1/workflows/{id}`.
+pub async fn replace<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(mut spec): ApiJson<WorkflowSpec>,
+) -> Result<Json<Workflow>, AppError> {
+    caller.require_admin()?;
+    let current = st.storage.get_workflow(id.clone()).await?;
+    read_only(&current)?;
+    custom_only(&spec)?;
+    checked(&st, &mut spec, &id).await?;
+    let w = Workflow {
+        id,
+        spec,
+        created_at: current.created_at,
+        updated_at: st.now().as_millis(),
+    };
+    Ok(Json(
+        st.storage
+            .replace_workflow(w, caller.actor, st.now())
+            .await
+            .map_err(name_taken)?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/workflows/{id}", tag = "workflows", description = "Deletes a Custom Workflows workflow that no rule and no On Failure refers to. Needs the admin role.", params(("id" = String, Path)), responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("api_token" = [])))]
+/// `DELETE /api/v1/workflows/{id}`.
+pub async fn delete<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    caller.require_admin()?;
+    read_only(&st.storage.get_workflow(id.clone()).await?)?;
+    st.storage
+        .delete_workflow(id, caller.actor, st.now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/workflows/{id}/clone` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloneWorkflow {
+    /// The clone's name.
+    pub name: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/workflows/{id}/clone", tag = "workflows", description = "Copies a workflow into Custom Workflows under a new name. Needs the admin role.", params(("id" = String, Path)), request_body = CloneWorkflow, responses((status = 201, body = Workflow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("api_token" = [])))]
+/// `POST /api/v1/workflows/{id}/clone`.
+pub async fn clone<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CloneWorkflow>,
+) -> Result<(StatusCode, Json<Workflow>), AppError> {
+    caller.require_admin()?;
+    let source = st.storage.get_workflow(id).await?;
+    let mut spec = source.spec;
+    spec.name = body.name;
+    spec.folder = Folder::CustomWorkflows;
+    let all = st.storage.list_workflows().await?;
+    let id = free_id(slug(&spec.name), |id| all.iter().any(|w| w.id == id));
+    checked(&st, &mut spec, &id).await?;
+    let now = st.now().as_millis();
+    let w = Workflow {
+        id,
+        spec,
+        created_at: now,
+        updated_at: now,
+    };
+    let w = st
+        .storage
+        .create_workflow(w, caller.actor, st.now())
+        .await
+        .map_err(name_taken)?;
+    Ok((StatusCode::CREATED, Json(w)))
+}
+
+/// What the standard set installed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Installed {
+    /// Workflow ids.
+    pub workflows: Vec<String>,
+    /// Rule ids, in order within each trigger.
+    pub rules: Vec<String>,
+}
+
+/// Validates and installs seed 000's standard set in one transaction.
+pub async fn install_standard_set<S: Storage>(
+    st: &AppState<S>,
+    site: &SiteSettings,
+    actor: String,
+) -> Result<Installed, AppError> {
+    let attrs = st.storage.list_attributes().await?;
+    let now = st.now().as_millis();
+    let mut installed: Vec<Workflow> = Vec::new();
+    let set = standard::workflows(site);
+    // Validate against the whole set, so On Failure links inside it resolve.
+    let draft: Vec<Workflow> = set
+        .iter()
+        .map(|s| Workflow {
+            id: s.id.into(),
+            spec: s.spec.clone(),
+            created_at: now,
+            updated_at: now,
+        })
+        .collect();
+    for s in set {
+        let mut spec = s.spec;
+        check::workflow(&mut spec, s.id, &draft, &attrs).map_err(|e| match e {
+            AppError::BadRequest { code, message } => AppError::BadRequest {
+                code,
+                message: format!("{}: {message}", s.id),
+            },
+            other => other,
+        })?;
+        installed.push(Workflow {
+            id: s.id.into(),
+            spec,
+            created_at: now,
+            updated_at: now,
+        });
+    }
+    let mut rules = Vec::new();
+    for (id, mut spec) in standard::rules() {
+        check::rule(&mut spec, &installed, &attrs)?;
+        rules.push((id.to_owned(), spec));
+    }
+    let out = Installed {
+        workflows: installed.iter().map(|w| w.id.clone()).collect(),
+        rules: rules.iter().map(|(id, _)| id.clone()).collect(),
+    };
+    st.storage
+        .install_set(installed, rules, actor, st.now())
+        .await?;
+    Ok(out)
+}
+
+#[utoipa::path(post, path = "/api/v1/workflows/install-standard", tag = "workflows", description = "Installs seed 000's standard workflows and automation rules into a server that has none of them (one transaction, audited). The body gives what the guide leaves to each site. Needs the admin role.", request_body = SiteSettings, responses((status = 201, body = Installed), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, description = "some of the set already exists", body = ErrorBody)), security(("api_token" = [])))]
+/// `POST /api/v1/workflows/install-standard`.
+pub async fn install_standard<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    ApiJson(site): ApiJson<SiteSettings>,
+) -> Result<(StatusCode, Json<Installed>), AppError> {
+    caller.require_admin()?;
+    Ok((
+        StatusCode::CREATED,
+        Json(install_standard_set(&st, &site, caller.actor).await?),
+    ))
+}
+
+/// Which devices an on-demand deployment targets (exactly one way).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeployTarget {
+    /// These devices.
+    #[serde(default)]
+    pub devices: Option<Vec<String>>,
+    /// Every device last docked in this cart.
+    #[serde(default)]
+    pub launchpad: Option<String>,
+    /// Every device whose custom attribute `name` equals `value`.
+    #[serde(default)]
+    pub attribute: Option<AttributeMatch>,
+}
+
+/// A custom attribute value to match.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeMatch {
+    /// The attribute.
+    pub name: String,
+    /// The value.
+    #[schema(value_type = Object)]
+    pub value: serde_json::Value,
+}
+
+/// The runs a deployment created.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Deployed {
+    /// One run per device.
+    pub runs: Vec<i64>,
+    /// The devices targeted.
+    pub devices: Vec<String>,
+}
+
+/// Most devices one deployment may target.
+const MAX_DEPLOY: usize = 5000;
+
+#[utoipa::path(post, path = "/api/v1/workflows/{id}/deploy", tag = "workflows", description = "Runs a workflow now against devices chosen by id, by cart, or by a custom attribute (how IT stages a cart with iOS Provisioning). One run per device; progress under /api/v1/runs. Needs the admin role.", params(("id" = String, Path)), request_body = DeployTarget, responses((status = 202, body = Deployed), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
+/// `POST /api/v1/workflows/{id}/deploy`.
+pub async fn deploy<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(target): ApiJson<DeployTarget>,
+) -> Result<(StatusCode, Json<Deployed>), AppError> {
+    caller.require_admin()?;
+    let workflow = st.storage.get_workflow(id).await?;
+    let ways = [
+        target.devices.is_some(),
+        target.launchpad.is_some(),
+        target.attribute.is_some(),
+    ];
+    if ways.iter().filter(|w| **w).count() != 1 {
+        return Err(AppError::invalid(
+            "devices",
+            "give exactly one of devices, launchpad, attribute",
+        ));
+    }
+    let devices = if let Some(ids) = target.devices {
+        if ids.is_empty() || ids.len() > MAX_DEPLOY {
+            return Err(AppError::invalid(
+                "devices",
+                format!("give 1 to {MAX_DEPLOY} device ids"),
+            ));
+        }
+        for (i, d) in ids.iter().enumerate() {
+            if let Err(StorageError::NotFound(_)) = st.storage.get_device(d.clone()).await {
+                return Err(AppError::invalid(
+                    &format!("devices[{i}]"),
+                    format!("no device {d:?}"),
+                ));
+            }
+        }
+        ids
+    } else if let Some(cart) = target.launchpad {
+        st.storage.get_launchpad(cart.clone()).await?;
+        let filter = DeviceFilter {
+            launchpad: Some(cart),
+            ..DeviceFilter::default()
+        };
+        let mut ids = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = st
+                .storage
+                .list_devices(filter.clone(), cursor, validate::MAX_LIMIT)
+                .await?;
+            ids.extend(page.items.into_iter().map(|d| d.id));
+            match page.next_cursor {
+                Some(c) if ids.len() < MAX_DEPLOY => cursor = Some(c),
+                _ => break,
+            }
+        }
+        ids
+    } else if let Some(m) = target.attribute {
+        let attrs = st.storage.list_attributes().await?;
+        if !attrs
+            .iter()
+            .any(|a| a.target == crate::model::AttributeTarget::Device && a.name == m.name)
+        {
+            return Err(AppError::invalid(
+                "attribute.name",
+                format!("no device attribute {:?}", m.name),
+            ));
+        }
+        st.storage.devices_with_attribute(m.name, m.value).await?
+    } else {
+        Vec::new()
+    };
+    let runs = devices
+        .iter()
+        .map(|d| NewRun {
+            device_id: d.clone(),
+            workflow_id: workflow.id.clone(),
+            rule_id: None,
+            origin: "on_demand".into(),
+            parent_run: None,
+            actor: caller.actor.clone(),
+        })
+        .collect();
+    let runs = st.storage.create_runs(runs, st.now()).await?;
+    crate::workflows::engine::wake(&st);
+    Ok((StatusCode::ACCEPTED, Json(Deployed { runs, devices })))
+}
+
+#[utoipa::path(get, path = "/api/v1/rules", tag = "workflows", description = "Every automation rule, by trigger and position (evaluation order: top-down, the first matching enabled rule wins).", responses((status = 200, body = [Rule]), (status = 401, body = ErrorBody)), security(("api_token" = [])))]
+/// `GET /api/v1/rules`.
+pub async fn list_rules<S: Storage>(
+    State(st): State<AppState<S>>,
+    _: Caller,
+) -> Result<Json<Vec<Rule>>, AppError> {
+    Ok(Json(st.storage.list_rules().await?))
+}
+
+async fn checked_rule<S: Storage>(st: &AppState<S>, spec: &mut RuleSpec) -> Result<(), AppError> {
+    let workflows = st.storage.list_workflows().await?;
+    let attrs = st.storage.list_attributes().await?;
+    check::rule(spec, &workflows, &attrs)
+}
+
+fn rule_taken(e: StorageError) -> AppError {
+    match e {
+        StorageError::Conflict(_) => {
+            AppError::Conflict("a rule with that name already exists".into())
+        }
+        other => other.into(),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/rules", tag = "workflows", description = "Creates a rule, last within its trigger. Needs the admin role.", request_body = RuleSpec, responses((status = 201, body = Rule), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)), security(("api_token" = [])))]
+/// `POST /api/v1/rules`.
+pub async fn create_rule<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    ApiJson(mut spec): ApiJson<RuleSpec>,
+) -> Result<(StatusCode, Json<Rule>), AppError> {
+    caller.require_admin()?;
+    checked_rule(&st, &mut spec).await?;
+    let rules = st.storage.list_rules().await?;
+    let id = free_id(slug(&spec.name), |id| rules.iter().any(|r| r.id == id));
+    let rule = st
+        .storage
+        .create_rule(id, spec, caller.actor, st.now())
+        .await
+        .map_err(rule_taken)?;
+    Ok((StatusCode::CREATED, Json(rule)))
+}
+
+#[utoipa::path(put, path = "/api/v1/rules/{id}", tag = "workflows", description = "Replaces a rule (e.g. to enable it). Needs the admin role.", params(("id" = String, Path)), request_body = RuleSpec, responses((status = 200, body = Rule), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("api_token" = [])))]
+/// `PUT /api/v1/rules/{id}`.
+pub async fn replace_rule<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(mut spec): ApiJson<RuleSpec>,
+) -> Result<Json<Rule>, AppError> {
+    caller.require_admin()?;
+    checked_rule(&st, &mut spec).await?;
+    Ok(Json(
+        st.storage
+            .replace_rule(id, spec, caller.actor, st.now())
+            .await
+            .map_err(rule_taken)?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/rules/{id}", tag = "workflows", description = "Deletes a rule. Needs the admin role.", params(("id" = String, Path)), responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
+/// `DELETE /api/v1/rules/{id}`.
+pub async fn delete_rule<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    caller.require_admin()?;
+    st.storage.delete_rule(id, caller.actor, st.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/rules/{id}/move` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveRule {
+    /// The new place within its trigger, from 1 (1 = evaluated first).
+    pub position: u32,
+}
+
+#[utoipa::path(post, path = "/api/v1/rules/{id}/move", tag = "workflows", description = "Reorders a rule within its trigger (the guide's drag handle). Needs the admin role.", params(("id" = String, Path)), request_body = MoveRule, responses((status = 200, body = [Rule]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
+/// `POST /api/v1/rules/{id}/move`.
+pub async fn move_rule<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<MoveRule>,
+) -> Result<Json<Vec<Rule>>, AppError> {
+    caller.require_admin()?;
+    if body.position == 0 {
+        return Err(AppError::invalid("position", "counts from 1"));
+    }
+    Ok(Json(
+        st.storage
+            .move_rule(id, body.position, caller.actor, st.now())
+            .await?,
+    ))
+}
+
+/// Paging query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RunQuery {
+    /// Only this device's runs.
+    pub device: Option<String>,
+    /// From `next_cursor`.
+    pub cursor: Option<i64>,
+    /// Page size (default 50, at most 500).
+    pub limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/runs", tag = "workflows", description = "Workflow runs, newest first, with each action's status, timings and errors.", params(RunQuery), responses((status = 200, body = Page<Run>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("api_token" = [])))]
+/// `GET /api/v1/runs`.
+pub async fn runs<S: Storage>(
+    State(st): State<AppState<S>>,
+    _: Caller,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery<RunQuery>,
+) -> Result<Json<Page<Run>>, AppError> {
+    let limit = validate::limit(q.limit)?;
+    Ok(Json(st.storage.list_runs(q.device, q.cursor, limit).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "workflows", params(("id" = i64, Path)), responses((status = 200, body = Run), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
+/// `GET /api/v1/runs/{id}`.
+pub async fn run<S: Storage>(
+    State(st): State<AppState<S>>,
+    _: Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<Run>, AppError> {
+    Ok(Json(st.storage.get_run(id).await?))
+}
+
+/// Paging query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EmailQuery {
+    /// From `next_cursor`.
+    pub cursor: Option<i64>,
+    /// Page size (default 50, at most 500).
+    pub limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/emails", tag = "workflows", description = "The email outbox, newest first: pending, sent or failed, with attempts and the last SMTP error.", params(EmailQuery), responses((status = 200, body = Page<Email>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("api_token" = [])))]
+/// `GET /api/v1/emails`.
+pub async fn emails<S: Storage>(
+    State(st): State<AppState<S>>,
+    _: Caller,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery<EmailQuery>,
+) -> Result<Json<Page<Email>>, AppError> {
+    let limit = validate::limit(q.limit)?;
+    Ok(Json(st.storage.list_emails(q.cursor, limit).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}/runs", tag = "workflows", description = "A device's workflow runs, newest first.", params(("id" = String, Path), EmailQuery), responses((status = 200, body = Page<Run>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
+/// `GET /api/v1/devices/{id}/runs`.
+pub async fn device_runs<S: Storage>(
+    State(st): State<AppState<S>>,
+    _: Caller,
+    Path(id): Path<String>,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery<EmailQuery>,
+) -> Result<Json<Page<Run>>, AppError> {
+    let limit = validate::limit(q.limit)?;
+    st.storage.get_device(id.clone()).await?;
+    Ok(Json(st.storage.list_runs(Some(id), q.cursor, limit).await?))
+}

@@ -1,0 +1,709 @@
+//! Runs workflows: each device's runs go one at a time, oldest first; each action is
+//! started once and then polled until it is done, so a run survives a restart (its
+//! progress is stored after every step) and nothing waits in memory.
+//!
+//! Where each action goes: phone actions (Check In Device) as signed commands to the
+//! agent; MDM actions (Clear Passcode, Erase, Set Timezone, Add WiFi, Set Name, Set
+//! Wallpaper, Add Dynamic Config Profile, Update iOS, Reboot) through the MDM connector,
+//! their results read from the MDM activity log the webhook fills; Send Email into the
+//! durable outbox; Set Attribute into the database. Check Out Device watches the checkout
+//! it belongs to: done when the phone is unplugged, failed when the grant lapses.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use lanyard_mdm::profile::{
+    EapType, EnterpriseWifi, Payload, Profile, WifiEncryption, WifiPayload,
+};
+use lanyard_mdm::{
+    InstallAction, MdmCommand, OsUpdate, ReturnToService, Setting, WallpaperLocation,
+};
+use lanyard_protocol::ServerCommand;
+
+use super::model::{Action, WallpaperTarget, WifiSecurity, Workflow};
+use super::placeholder::Context;
+use super::run::{NewRun, Run, RunState, Step, StepStatus};
+use super::triggers::context;
+use crate::error::AppError;
+use crate::model::{AttributeTarget, AttributeType};
+use crate::state::AppState;
+use crate::storage::{NewEmail, Storage};
+
+/// How long a phone has to apply a workflow's Check In Device.
+const CHECK_IN_SECS: u64 = 10 * 60;
+/// How long Check Out Device waits for the unplug before giving up (the agent's own
+/// grant window is far shorter; this only bounds a phone that went silent).
+const CHECK_OUT_SECS: i64 = 15 * 60;
+
+/// Wakes the engine.
+pub fn wake<S: Storage>(st: &AppState<S>) {
+    st.engine.notify_one();
+}
+
+/// Runs the engine until the server stops: on every wake-up, and every second for
+/// what it polls (command acknowledgements, MDM results, unplugs).
+pub fn spawn<S: Storage>(st: AppState<S>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = tick(&st).await {
+                tracing::warn!(error = %e, "workflow engine pass failed");
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), st.engine.notified()).await;
+        }
+    })
+}
+
+/// One pass over the active runs: each device's oldest active run advances as far as
+/// it can. Returns how many runs changed.
+pub async fn tick<S: Storage>(st: &AppState<S>) -> Result<usize, AppError> {
+    let active = st.storage.active_runs().await?;
+    let mut seen = HashSet::new();
+    let mut changed = 0;
+    for (run, workflow) in active {
+        if !seen.insert(run.device_id.clone()) {
+            continue;
+        }
+        let before = run.clone();
+        let run = advance(st, run, &workflow).await?;
+        if run != before {
+            changed += 1;
+            let finished = !run.state.active();
+            st.storage.save_run(run, st.now()).await?;
+            if finished {
+                // The device's next run may start at once.
+                wake(st);
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// What starting or polling an action came to.
+enum Outcome {
+    /// Waiting on the phone, the MDM or the outbox; `handle` names what.
+    Waiting(Option<String>),
+    /// Done, with what happened.
+    Done(String),
+    /// Not applicable or not possible here, with why.
+    Skipped(String),
+    /// Failed, with why.
+    Failed(String),
+}
+
+fn actions(w: &Workflow) -> Vec<&Action> {
+    w.spec
+        .actions
+        .iter()
+        .filter(|a| !matches!(a, Action::OnFailure { .. }))
+        .collect()
+}
+
+async fn advance<S: Storage>(
+    st: &AppState<S>,
+    mut run: Run,
+    w: &Workflow,
+) -> Result<Run, AppError> {
+    let now = st.now().as_millis();
+    if run.state == RunState::Queued {
+        run.state = RunState::Running;
+    }
+    let list = actions(w);
+    loop {
+        let Some(i) = run
+            .steps
+            .iter()
+            .position(|s| matches!(s.status, StepStatus::Pending | StepStatus::Running))
+        else {
+            run.state = RunState::Succeeded;
+            run.finished_at = Some(now);
+            return Ok(run);
+        };
+        let Some(action) = list.get(i) else {
+            run.steps[i].status = StepStatus::Failed;
+            run.steps[i].detail = Some("the workflow snapshot has no such action".into());
+            return on_failure(st, run, w, i).await;
+        };
+        let cx = match context(st, &run.device_id).await {
+            Ok(cx) => cx,
+            Err(crate::storage::StorageError::NotFound(_)) => {
+                run.steps[i].status = StepStatus::Failed;
+                run.steps[i].detail = Some("the device no longer exists".into());
+                run.state = RunState::Failed;
+                run.error = Some("the device no longer exists".into());
+                run.finished_at = Some(now);
+                return Ok(run);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let step = &mut run.steps[i];
+        let outcome = if step.status == StepStatus::Pending {
+            step.status = StepStatus::Running;
+            step.started_at = Some(now);
+            start(st, &cx, action, run.id, &w.spec.name).await?
+        } else {
+            poll(st, &cx, action, step).await?
+        };
+        let step = &mut run.steps[i];
+        match outcome {
+            Outcome::Waiting(handle) => {
+                if handle.is_some() {
+                    step.handle = handle;
+                }
+                return Ok(run);
+            }
+            Outcome::Done(detail) => {
+                step.status = StepStatus::Succeeded;
+                step.detail = Some(detail);
+                step.finished_at = Some(now);
+            }
+            Outcome::Skipped(why) => {
+                step.status = StepStatus::Skipped;
+                step.detail = Some(why);
+                step.finished_at = Some(now);
+            }
+            Outcome::Failed(why) => {
+                step.status = StepStatus::Failed;
+                step.detail = Some(why);
+                step.finished_at = Some(now);
+                return on_failure(st, run, w, i).await;
+            }
+        }
+    }
+}
+
+/// Applies the workflow's On Failure after step `i` failed: retry the workflow while
+/// attempts remain, else fail the run, then run another workflow and/or reboot and
+/// check the phone in.
+async fn on_failure<S: Storage>(
+    st: &AppState<S>,
+    mut run: Run,
+    w: &Workflow,
+    i: usize,
+) -> Result<Run, AppError> {
+    let now = st.now().as_millis();
+    let step = &run.steps[i];
+    let line = format!(
+        "attempt {}: {} failed: {}",
+        run.attempt,
+        step.action,
+        step.detail.as_deref().unwrap_or("no detail")
+    );
+    let policy = w.spec.actions.iter().find_map(|a| match a {
+        Action::OnFailure {
+            retry,
+            max_attempts,
+            run_workflow,
+            reboot_and_check_in,
+        } => Some((
+            *retry,
+            max_attempts.unwrap_or(1),
+            run_workflow.clone(),
+            *reboot_and_check_in,
+        )),
+        _ => None,
+    });
+    let (retry, max, then_run, reboot) = policy.unwrap_or((false, 1, None, false));
+    if retry && run.attempt < u32::from(max) {
+        run.earlier_attempts.push(line);
+        run.attempt += 1;
+        run.steps = actions(w).iter().map(|a| Step::pending(a.kind())).collect();
+        tracing::info!(run = run.id, attempt = run.attempt, "workflow retried");
+        return Ok(run);
+    }
+    run.state = RunState::Failed;
+    run.finished_at = Some(now);
+    let mut error = line;
+    if let Some(next) = then_run {
+        let new = NewRun {
+            device_id: run.device_id.clone(),
+            workflow_id: next.clone(),
+            rule_id: None,
+            origin: "on_failure".into(),
+            parent_run: Some(run.id),
+            actor: format!("run:{} ({})", run.id, w.spec.name),
+        };
+        match st.storage.create_runs(vec![new], st.now()).await {
+            Ok(ids) => error.push_str(&format!(
+                "; ran {next:?} (run {})",
+                ids.first().copied().unwrap_or(0)
+            )),
+            Err(e) => error.push_str(&format!("; could not run {next:?}: {e}")),
+        }
+    }
+    if reboot {
+        error.push_str("; ");
+        error.push_str(&reboot_and_check_in(st, &run.device_id, &w.spec.name).await?);
+    }
+    run.error = Some(error);
+    Ok(run)
+}
+
+async fn reboot_and_check_in<S: Storage>(
+    st: &AppState<S>,
+    device_id: &str,
+    workflow: &str,
+) -> Result<String, AppError> {
+    let device = st.storage.get_device(device_id.to_owned()).await?;
+    let reboot =
+        match crate::mdm::send_for_workflow(st, &device, &MdmCommand::RestartDevice).await? {
+            Ok(uuid) => format!("reboot sent ({uuid})"),
+            Err(why) => format!("reboot not sent ({why})"),
+        };
+    let reason = format!("{workflow} failed");
+    let q = crate::api::admin::queue_command(
+        st,
+        None,
+        device_id,
+        ServerCommand::CheckIn { reason },
+        "check_in",
+        CHECK_IN_SECS,
+    )
+    .await?;
+    Ok(format!("{reboot}; check-in queued ({})", q.command_id))
+}
+
+fn render(cx: &Context, field: &str, text: &str) -> Result<String, String> {
+    cx.render(text)
+        .map_err(|name| format!("{field}: [{name}] has no value for this device"))
+}
+
+/// Sends MDM commands and waits on all of them.
+async fn mdm<S: Storage>(
+    st: &AppState<S>,
+    cx: &Context,
+    commands: Vec<MdmCommand>,
+) -> Result<Outcome, AppError> {
+    let Some(device) = cx.device.as_ref() else {
+        return Ok(Outcome::Failed("no device".into()));
+    };
+    let mut uuids = Vec::new();
+    for c in &commands {
+        match crate::mdm::send_for_workflow(st, device, c).await? {
+            Ok(uuid) => uuids.push(uuid),
+            Err(why) => return Ok(Outcome::Failed(format!("{}: {why}", c.request_type()))),
+        }
+    }
+    Ok(Outcome::Waiting(Some(uuids.join(","))))
+}
+
+fn profile_uuid() -> Result<String, AppError> {
+    Ok(crate::mdm::command_uuid()?)
+}
+
+async fn start<S: Storage>(
+    st: &AppState<S>,
+    cx: &Context,
+    action: &Action,
+    run_id: i64,
+    workflow: &str,
+) -> Result<Outcome, AppError> {
+    let Some(device) = cx.device.clone() else {
+        return Ok(Outcome::Failed("no device".into()));
+    };
+    let actor = format!("run:{run_id} ({workflow})");
+    Ok(match action {
+        Action::PerformMdmCommand {
+            clear_passcode,
+            assign_dep_profile,
+            delete_from_mdm,
+        } => {
+            // NanoMDM's API (the connector's contract) has no DEP or device-removal
+            // calls: those parts are reported, not pretended.
+            let mut unsupported = Vec::new();
+            if let Some(p) = assign_dep_profile {
+                unsupported.push(format!(
+                    "Assign DEP Profile {p:?} is not possible through the NanoMDM connector (assign it in Apple Business Manager)"
+                ));
+            }
+            if *delete_from_mdm {
+                unsupported
+                    .push("Delete from MDM is not possible through the NanoMDM connector".into());
+            }
+            if !*clear_passcode {
+                return Ok(Outcome::Skipped(unsupported.join("; ")));
+            }
+            if device.passcode.as_deref() == Some("absent") {
+                return Ok(Outcome::Done("no passcode on the phone".into()));
+            }
+            match crate::mdm::clear_passcode_now(st, &device).await? {
+                Ok(uuid) => Outcome::Waiting(Some(uuid)),
+                Err(why) => Outcome::Failed(format!("Clear Passcode: {why}")),
+            }
+        }
+        Action::Erase {
+            return_to_service, ..
+        } => {
+            let rts = return_to_service.then(|| ReturnToService {
+                enabled: true,
+                wifi_profile_data: None,
+                mdm_profile_data: None,
+            });
+            let erase = MdmCommand::EraseDevice {
+                preserve_data_plan: Some(true),
+                disallow_proximity_setup: Some(true),
+                return_to_service: rts,
+            };
+            mdm(st, cx, vec![erase]).await?
+        }
+        Action::SetTimezone { timezone } => {
+            let tz = match render(cx, "timezone", timezone) {
+                Ok(tz) => tz,
+                Err(e) => return Ok(Outcome::Failed(e)),
+            };
+            if !super::validate::valid_timezone(&tz) {
+                return Ok(Outcome::Failed(format!(
+                    "{tz:?} is not a time zone in the tz database"
+                )));
+            }
+            mdm(
+                st,
+                cx,
+                vec![MdmCommand::Settings {
+                    items: vec![Setting::TimeZone(tz)],
+                }],
+            )
+            .await?
+        }
+        Action::AddWifi {
+            ssid,
+            security,
+            password,
+            username,
+            disable_mac_randomization,
+            forget_after_minutes,
+        } => {
+            let ssid = match render(cx, "ssid", ssid) {
+                Ok(s) => s,
+                Err(e) => return Ok(Outcome::Failed(e)),
+            };
+            let (encryption, enterprise, psk) = match security {
+                WifiSecurity::None => (WifiEncryption::None, None, None),
+                WifiSecurity::WpaPersonal => (WifiEncryption::Any, None, password.clone()),
+                WifiSecurity::WpaEnterprise => (
+                    WifiEncryption::Any,
+                    Some(EnterpriseWifi {
+                        eap_types: vec![EapType::Peap],
+                        username: match username
+                            .as_deref()
+                            .map(|u| render(cx, "username", u))
+                            .transpose()
+                        {
+                            Ok(u) => u,
+                            Err(e) => return Ok(Outcome::Failed(e)),
+                        },
+                        password: password.clone(),
+                        ..EnterpriseWifi::default()
+                    }),
+                    None,
+                ),
+            };
+            let profile = Profile {
+                identifier: format!(
+                    "org.lanyard.wifi.{}",
+                    super::super::api::workflows::slug(&ssid)
+                ),
+                uuid: profile_uuid()?,
+                display_name: format!("Wi-Fi {ssid}"),
+                organization: None,
+                remove_after_secs: forget_after_minutes.map(|m| u64::from(m) * 60),
+                payloads: vec![Payload::Wifi(WifiPayload {
+                    uuid: profile_uuid()?,
+                    ssid,
+                    encryption,
+                    password: psk,
+                    enterprise,
+                    auto_join: true,
+                    hidden: false,
+                    disable_mac_randomization: *disable_mac_randomization,
+                })],
+            };
+            let payload = profile.to_mobileconfig().map_err(anyhow::Error::new)?;
+            mdm(st, cx, vec![MdmCommand::InstallProfile { payload }]).await?
+        }
+        Action::SetLanguageAndLocale { language, locale } => Outcome::Skipped(format!(
+            "Apple's MDM protocol has no command to set an iPhone's language ({language}) and locale ({locale}); \
+             they are chosen in Setup Assistant (skip that pane in the DEP profile)"
+        )),
+        Action::SetName { name } => match render(cx, "name", name) {
+            Ok(name) => {
+                mdm(
+                    st,
+                    cx,
+                    vec![MdmCommand::Settings {
+                        items: vec![Setting::DeviceName(name)],
+                    }],
+                )
+                .await?
+            }
+            Err(e) => Outcome::Failed(e),
+        },
+        Action::SetWallpaper {
+            image_base64,
+            location,
+            lock_screen_text,
+            ..
+        } => {
+            use base64::Engine as _;
+            let mut commands = Vec::new();
+            if let Some(b64) = image_base64 {
+                let image = base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .map_err(|e| anyhow::anyhow!("stored wallpaper is not base64: {e}"))?;
+                let location = match location {
+                    WallpaperTarget::LockScreen => WallpaperLocation::LockScreen,
+                    WallpaperTarget::HomeScreen => WallpaperLocation::HomeScreen,
+                    WallpaperTarget::Both => WallpaperLocation::Both,
+                };
+                commands.push(MdmCommand::Settings {
+                    items: vec![Setting::Wallpaper { image, location }],
+                });
+            }
+            if let Some(text) = lock_screen_text {
+                let footnote = match render(cx, "lock_screen_text", text) {
+                    Ok(t) => t,
+                    Err(e) => return Ok(Outcome::Failed(e)),
+                };
+                let profile = Profile {
+                    identifier: "org.lanyard.lockscreen".into(),
+                    uuid: profile_uuid()?,
+                    display_name: "Lock Screen Message".into(),
+                    organization: None,
+                    remove_after_secs: None,
+                    payloads: vec![Payload::LockScreenMessage {
+                        uuid: profile_uuid()?,
+                        footnote: Some(footnote),
+                        asset_tag: device.serial.clone(),
+                    }],
+                };
+                let payload = profile.to_mobileconfig().map_err(anyhow::Error::new)?;
+                commands.push(MdmCommand::InstallProfile { payload });
+            }
+            mdm(st, cx, commands).await?
+        }
+        Action::SetAttribute { attribute, value } => {
+            let value = match render(cx, "value", value) {
+                Ok(v) => v,
+                Err(e) => return Ok(Outcome::Failed(e)),
+            };
+            set_attribute(st, &device.id, attribute, value, actor).await?
+        }
+        Action::CheckOutDevice { .. } => {
+            check_out_progress(&device.status, device.device_user.as_deref(), 0)
+        }
+        Action::CheckInDevice { .. } => {
+            let reason = format!("workflow {workflow}");
+            let q = crate::api::admin::queue_command(
+                st,
+                Some(actor),
+                &device.id,
+                ServerCommand::CheckIn { reason },
+                "check_in",
+                CHECK_IN_SECS,
+            )
+            .await?;
+            Outcome::Waiting(Some(q.command_id))
+        }
+        Action::AddDynamicConfigProfile { name, profile_xml } => {
+            let Some(user) = cx.user.as_ref() else {
+                return Ok(Outcome::Failed(
+                    "no Device User: the profile's variables need the user it is for".into(),
+                ));
+            };
+            let vars = lanyard_mdm::dynamic::ProfileVariables::for_user(
+                &user.username,
+                &user.display_name,
+                user.email.as_deref(),
+            );
+            let payload = match lanyard_mdm::dynamic::DynamicProfile::new(profile_xml)
+                .and_then(|p| p.render(&vars, &profile_uuid().unwrap_or_default()))
+            {
+                Ok(p) => p,
+                Err(e) => return Ok(Outcome::Failed(format!("profile {name:?}: {e}"))),
+            };
+            mdm(st, cx, vec![MdmCommand::InstallProfile { payload }]).await?
+        }
+        Action::UpdateIos { .. } => {
+            // Without Apple's signing feed here, the phone installs the update its own
+            // software-update policy offers (the MDM's deferral settings decide which).
+            let update = MdmCommand::ScheduleOSUpdate {
+                updates: vec![OsUpdate {
+                    product_key: None,
+                    product_version: None,
+                    install_action: InstallAction::InstallAsap,
+                }],
+            };
+            mdm(st, cx, vec![update]).await?
+        }
+        Action::SendEmail { to, subject, body } => {
+            let mut rcpt = Vec::new();
+            for t in to {
+                match render(cx, "to", t) {
+                    Ok(a) if super::validate::plausible_address(a.trim()) => {
+                        rcpt.push(a.trim().to_owned())
+                    }
+                    Ok(a) => {
+                        return Ok(Outcome::Failed(format!(
+                            "to: {a:?} is not an email address"
+                        )));
+                    }
+                    Err(e) => return Ok(Outcome::Failed(e)),
+                }
+            }
+            let (subject, body) = match (render(cx, "subject", subject), render(cx, "body", body)) {
+                (Ok(s), Ok(b)) => (s, b),
+                (Err(e), _) | (_, Err(e)) => return Ok(Outcome::Failed(e)),
+            };
+            let email = NewEmail {
+                run_id: Some(run_id),
+                to: rcpt.clone(),
+                subject,
+                body,
+            };
+            let id = st.storage.enqueue_email(email, st.now()).await?;
+            st.mailer.notify_one();
+            Outcome::Done(format!("queued as email {id} to {}", rcpt.join(", ")))
+        }
+        Action::Reboot {} => mdm(st, cx, vec![MdmCommand::RestartDevice]).await?,
+        Action::OnFailure { .. } => Outcome::Skipped("On Failure is not a step".into()),
+    })
+}
+
+/// Where a checkout stands for Check Out Device.
+fn check_out_progress(status: &str, user: Option<&str>, waited_ms: i64) -> Outcome {
+    match status {
+        "checked_out" => Outcome::Done(format!("unplugged by {}", user.unwrap_or("its user"))),
+        "checkout_pending" if waited_ms < CHECK_OUT_SECS * 1000 => Outcome::Waiting(None),
+        "checkout_pending" => Outcome::Failed("the phone never reported the unplug".into()),
+        "checked_in" | "returning" => Outcome::Failed(
+            "the phone was not unplugged within the checkout window and checked itself in".into(),
+        ),
+        other => Outcome::Failed(format!("no checkout to complete (the phone is {other})")),
+    }
+}
+
+async fn set_attribute<S: Storage>(
+    st: &AppState<S>,
+    device_id: &str,
+    attribute: &str,
+    value: String,
+    actor: String,
+) -> Result<Outcome, AppError> {
+    let now = st.now();
+    if attribute.eq_ignore_ascii_case("Device Home") {
+        st.storage
+            .set_device_home(device_id.to_owned(), Some(value.clone()), actor, now)
+            .await?;
+        return Ok(Outcome::Done(format!("Device Home = {value}")));
+    }
+    if attribute.eq_ignore_ascii_case("Device User") {
+        st.storage
+            .set_device_user(device_id.to_owned(), Some(value.clone()), actor, now)
+            .await?;
+        return Ok(Outcome::Done(format!("Device User = {value}")));
+    }
+    let defs = st.storage.list_attributes().await?;
+    let Some(def) = defs
+        .iter()
+        .find(|d| d.target == AttributeTarget::Device && d.name.eq_ignore_ascii_case(attribute))
+    else {
+        return Ok(Outcome::Failed(format!(
+            "no device attribute {attribute:?} (was it deleted?)"
+        )));
+    };
+    let typed = match def.value_type {
+        AttributeType::String => serde_json::Value::String(value.clone()),
+        AttributeType::Int => match value.trim().parse::<i64>() {
+            Ok(n) => n.into(),
+            Err(_) => {
+                return Ok(Outcome::Failed(format!(
+                    "{attribute} takes a whole number, not {value:?}"
+                )));
+            }
+        },
+        AttributeType::Bool => match value.trim().to_ascii_lowercase().as_str() {
+            "true" => true.into(),
+            "false" => false.into(),
+            _ => {
+                return Ok(Outcome::Failed(format!(
+                    "{attribute} takes true or false, not {value:?}"
+                )));
+            }
+        },
+    };
+    st.storage
+        .set_attribute(
+            AttributeTarget::Device,
+            device_id.to_owned(),
+            def.name.clone(),
+            Some(typed),
+            actor,
+            now,
+        )
+        .await?;
+    Ok(Outcome::Done(format!("{} = {value}", def.name)))
+}
+
+async fn poll<S: Storage>(
+    st: &AppState<S>,
+    cx: &Context,
+    action: &Action,
+    step: &Step,
+) -> Result<Outcome, AppError> {
+    let Some(device) = cx.device.as_ref() else {
+        return Ok(Outcome::Failed("no device".into()));
+    };
+    let waited = st.now().as_millis() - step.started_at.unwrap_or(0);
+    match action {
+        Action::CheckOutDevice { .. } => {
+            return Ok(check_out_progress(
+                &device.status,
+                device.device_user.as_deref(),
+                waited,
+            ));
+        }
+        Action::CheckInDevice { .. } => {
+            let Some(id) = step.handle.clone() else {
+                return Ok(Outcome::Failed("lost track of the check-in command".into()));
+            };
+            let state = st.storage.command_state(id).await?;
+            return Ok(match (state.as_deref(), device.status.as_str()) {
+                (Some("acknowledged"), "checked_in") => {
+                    Outcome::Done("the phone is checked in".into())
+                }
+                (Some("failed"), _) => {
+                    Outcome::Failed("the phone refused the check-in command".into())
+                }
+                (Some("expired"), _) => {
+                    Outcome::Failed("the phone did not take the check-in command in time".into())
+                }
+                _ if waited > i64::try_from(CHECK_IN_SECS * 1000).unwrap_or(i64::MAX) => {
+                    Outcome::Failed(format!(
+                        "the phone is still {} after {} min",
+                        device.status,
+                        CHECK_IN_SECS / 60
+                    ))
+                }
+                _ => Outcome::Waiting(None),
+            });
+        }
+        _ => {}
+    }
+    let Some(handle) = step.handle.as_deref() else {
+        return Ok(Outcome::Failed("lost track of the MDM command".into()));
+    };
+    let log = st.storage.mdm_activity(device.id.clone()).await?;
+    let mut done = 0;
+    let uuids: Vec<&str> = handle.split(',').filter(|u| !u.is_empty()).collect();
+    for uuid in &uuids {
+        match crate::mdm::command_outcome(&log, uuid) {
+            Some(Ok(())) => done += 1,
+            Some(Err(why)) => return Ok(Outcome::Failed(why)),
+            None => {}
+        }
+    }
+    Ok(if done == uuids.len() {
+        Outcome::Done(format!("acknowledged by the phone ({handle})"))
+    } else {
+        Outcome::Waiting(None)
+    })
+}

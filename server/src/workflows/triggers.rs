@@ -1,0 +1,194 @@
+//! Automation rules: which rule a device event (or a schedule) deploys, by the rules'
+//! conditions. Within a trigger, rules are evaluated top-down and the first enabled rule
+//! whose conditions all hold wins: that is how seed 000's "Incorrect Device Home" rule,
+//! placed first, replaces the plain "Check In" rule for a wandering phone (its workflow
+//! list ends with Check In, so the phone is still checked in).
+
+use lanyard_protocol::events::{Cause, Transition};
+use lanyard_protocol::{DeviceStatus, UnlockMethod};
+
+use super::model::{Condition, ConditionField, Operator, Rule};
+use super::placeholder::Context;
+use super::run::NewRun;
+use crate::error::AppError;
+use crate::model::AttributeTarget;
+use crate::state::AppState;
+use crate::storage::{Storage, StorageError};
+
+/// The triggers a status change fires, in order.
+pub fn fired(t: &Transition) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if t.to == DeviceStatus::CheckedIn && t.from != DeviceStatus::CheckedIn {
+        out.push("checked_in");
+    }
+    if let Cause::Granted { method, .. } = &t.cause {
+        out.push("checked_out");
+        if *method == UnlockMethod::Password {
+            out.push("unlocked_via_password");
+        }
+    }
+    out
+}
+
+/// Loads what conditions and placeholders read for a device.
+pub async fn context<S: Storage>(
+    st: &AppState<S>,
+    device_id: &str,
+) -> Result<Context, StorageError> {
+    let device = st.storage.get_device(device_id.to_owned()).await?;
+    let launchpad = match &device.last_launchpad {
+        Some(id) => match st.storage.get_launchpad(id.clone()).await {
+            Ok(l) => Some(l),
+            Err(StorageError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    let user = match &device.device_user {
+        Some(u) => match st.storage.get_user(u.clone()).await {
+            Ok(u) => Some(u),
+            Err(StorageError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    let device_attributes = st
+        .storage
+        .attribute_values(AttributeTarget::Device, device.id.clone())
+        .await?;
+    let launchpad_attributes = match &launchpad {
+        Some(l) => {
+            st.storage
+                .attribute_values(AttributeTarget::Launchpad, l.id.clone())
+                .await?
+        }
+        None => Default::default(),
+    };
+    Ok(Context {
+        device: Some(device),
+        user,
+        launchpad,
+        device_attributes,
+        launchpad_attributes,
+    })
+}
+
+fn field_value(c: &Condition, cx: &Context) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    let d = cx.device.as_ref()?;
+    let lp = cx.launchpad.as_ref();
+    let s = |v: Option<String>| v.map(Value::String);
+    match c.field {
+        ConditionField::CheckoutStatus => Some(Value::String(d.status.clone())),
+        ConditionField::BatteryLevel => d.battery.map(Value::from),
+        ConditionField::PortNumber => d.last_port.map(Value::from),
+        ConditionField::DeviceHome => s(d.device_home.clone()),
+        ConditionField::DeviceUser => s(d.device_user.clone()),
+        ConditionField::Department => s(lp.and_then(|l| l.department.clone())),
+        ConditionField::Facility => s(lp.and_then(|l| l.facility.clone())),
+        ConditionField::LaunchpadName => s(lp.map(|l| l.name.clone())),
+        ConditionField::OsVersion => s(d.os_version.clone()),
+        ConditionField::DeviceModel => s(d.model.clone()),
+        ConditionField::Attribute => {
+            let name = c.attribute.as_deref()?;
+            let find = |m: &std::collections::BTreeMap<String, Value>| {
+                m.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+            };
+            find(&cx.device_attributes).or_else(|| find(&cx.launchpad_attributes))
+        }
+    }
+}
+
+/// Whether one condition holds. A field with no value (a phone with no Device Home, a
+/// cart with no Department) matches nothing, not even "is not": an unknown is not
+/// evidence that a phone wandered. A placeholder with no value counts the same way.
+pub fn holds(c: &Condition, cx: &Context) -> bool {
+    use serde_json::Value;
+    let Some(actual) = field_value(c, cx) else {
+        return false;
+    };
+    if c.op.numeric() {
+        let (Some(a), Some(b)) = (actual.as_i64(), c.value.as_i64()) else {
+            return false;
+        };
+        return match c.op {
+            Operator::GreaterThan => a > b,
+            Operator::GreaterThanOrEqual => a >= b,
+            Operator::LessThan => a < b,
+            Operator::LessThanOrEqual => a <= b,
+            Operator::Is | Operator::IsNot => false,
+        };
+    }
+    let expected = match &c.value {
+        Value::String(s) => match cx.render(s) {
+            Ok(v) => Value::String(v),
+            Err(_) => return false,
+        },
+        other => other.clone(),
+    };
+    let equal = match (&actual, &expected) {
+        (Value::String(a), Value::String(b)) => a.trim().eq_ignore_ascii_case(b.trim()),
+        (a, Value::String(b)) => a.to_string().eq_ignore_ascii_case(b.trim()),
+        (a, b) => a == b,
+    };
+    match c.op {
+        Operator::Is => equal,
+        _ => !equal,
+    }
+}
+
+/// The first enabled rule of `trigger` (rules sorted by position) whose conditions hold.
+pub fn first_match<'a>(rules: &'a [Rule], trigger: &str, cx: &Context) -> Option<&'a Rule> {
+    rules
+        .iter()
+        .filter(|r| r.spec.enabled && r.spec.trigger.kind() == trigger)
+        .find(|r| r.spec.conditions.iter().all(|c| holds(c, cx)))
+}
+
+/// The runs a matched rule deploys to a device, one per workflow, in order.
+pub fn runs_for(rule: &Rule, device_id: &str, origin: &str) -> Vec<NewRun> {
+    rule.spec
+        .workflows
+        .iter()
+        .map(|w| NewRun {
+            device_id: device_id.to_owned(),
+            workflow_id: w.clone(),
+            rule_id: Some(rule.id.clone()),
+            origin: origin.to_owned(),
+            parent_run: None,
+            actor: format!("rule:{} ({})", rule.id, rule.spec.name),
+        })
+        .collect()
+}
+
+/// A device's sync applied these status changes: deploy what the rules say.
+pub async fn on_transitions<S: Storage>(
+    st: &AppState<S>,
+    device_id: &str,
+    transitions: &[Transition],
+) -> Result<(), AppError> {
+    let triggers: Vec<&str> = transitions.iter().flat_map(fired).collect();
+    if triggers.is_empty() {
+        return Ok(());
+    }
+    let mut rules = st.storage.list_rules().await?;
+    rules.sort_by_key(|r| r.position);
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let cx = context(st, device_id).await?;
+    let mut runs = Vec::new();
+    for trigger in triggers {
+        if let Some(rule) = first_match(&rules, trigger, &cx) {
+            tracing::info!(device = %device_id, rule = %rule.id, trigger, "automation rule matched");
+            runs.extend(runs_for(rule, device_id, trigger));
+        }
+    }
+    if !runs.is_empty() {
+        st.storage.create_runs(runs, st.now()).await?;
+        super::engine::wake(st);
+    }
+    Ok(())
+}

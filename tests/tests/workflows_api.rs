@@ -1,0 +1,394 @@
+//! Workflows and automation rules over the admin API: what is refused (naming the
+//! field), the read-only default folders, rule ordering, and seed 000's standard set
+//! compared field by field with the guide itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use lanyard_e2e::{TestServer, http_client};
+use serde_json::{Value, json};
+
+async fn req(
+    base: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut r = http_client()
+        .request(m, format!("{base}{path}"))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn workflow(actions: Value) -> Value {
+    json!({"name": "Custom", "model": "over_the_air", "actions": actions})
+}
+
+fn site() -> Value {
+    json!({"dep_profile": "St Mary DEP", "wifi_ssid": "StMary-Provisioning", "wifi_password": "provision-me"})
+}
+
+#[tokio::test]
+async fn invalid_workflows_and_rules_are_refused_naming_the_problem() {
+    let server = TestServer::start().await.unwrap();
+    let base = server.base_url();
+    let t = server.token("admin").await.unwrap();
+    let post = |path: &'static str, body: Value| {
+        let (base, t) = (base.clone(), t.clone());
+        async move { req(&base, &t, "POST", path, Some(body)).await }
+    };
+    let cases = [
+        (workflow(json!([{"type": "teleport"}])), "teleport"),
+        (
+            workflow(json!([{"type": "reboot", "force": true}])),
+            "force",
+        ),
+        (
+            workflow(json!([{"type": "set_timezone", "timezone": "America/Chicgo"}])),
+            "actions[0].timezone",
+        ),
+        (
+            workflow(
+                json!([{"type": "send_email", "to": ["it@example.org"], "subject": "Device [Device Seriall]", "body": "x"}]),
+            ),
+            "[Device Seriall]",
+        ),
+        (
+            workflow(
+                json!([{"type": "reboot"}, {"type": "on_failure", "retry": true, "max_attempts": 11}]),
+            ),
+            "actions[1].max_attempts",
+        ),
+        (
+            workflow(
+                json!([{"type": "reboot"}, {"type": "on_failure", "run_workflow": "nowhere"}]),
+            ),
+            "actions[1].run_workflow",
+        ),
+        (
+            workflow(json!([{"type": "set_attribute", "attribute": "Shoe Size", "value": "9"}])),
+            "actions[0].attribute",
+        ),
+        (
+            json!({"name": "X", "model": "over_the_air", "folder": "checkout_workflows", "actions": [{"type": "reboot"}]}),
+            "folder",
+        ),
+    ];
+    for (body, needle) in cases {
+        let (s, b) = post("/api/v1/workflows", body.clone()).await;
+        assert_eq!(s, 400, "{body}: {b}");
+        assert!(
+            b["message"].as_str().unwrap().contains(needle),
+            "{needle} not named in {b}"
+        );
+    }
+
+    // A cycle of "run another workflow": A fails into B, then B into A is refused.
+    let (s, a) = post(
+        "/api/v1/workflows",
+        json!({"name": "A", "model": "over_the_air", "actions": [{"type": "reboot"}]}),
+    )
+    .await;
+    assert_eq!(s, 201, "{a}");
+    let (s, b) = post("/api/v1/workflows", json!({"name": "B", "model": "over_the_air", "actions": [{"type": "reboot"}, {"type": "on_failure", "run_workflow": "a"}]})).await;
+    assert_eq!(s, 201, "{b}");
+    let (s, e) = req(&base, &t, "PUT", "/api/v1/workflows/a", Some(json!({"name": "A", "model": "over_the_air", "actions": [{"type": "reboot"}, {"type": "on_failure", "run_workflow": "b"}]}))).await;
+    assert_eq!(s, 400, "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("cycle: a → b → a"),
+        "{e}"
+    );
+    // A workflow another one runs on failure cannot be deleted.
+    let (s, e) = req(&base, &t, "DELETE", "/api/v1/workflows/a", None).await;
+    assert_eq!(s, 422, "{e}");
+
+    let rule = |conditions: Value, workflows: Value, trigger: Value| json!({"name": "R", "trigger": trigger, "conditions": conditions, "workflows": workflows, "enabled": true});
+    let checked_in = json!({"type": "checked_in"});
+    let rule_cases = [
+        (
+            rule(
+                json!([{"field": "port_number", "op": "greater_than_or_equal", "value": 16}, {"field": "port_number", "op": "less_than_or_equal", "value": 10}]),
+                json!(["a"]),
+                checked_in.clone(),
+            ),
+            "port range reversed",
+        ),
+        (
+            rule(json!([]), json!(["missing"]), checked_in.clone()),
+            "workflows[0]",
+        ),
+        (
+            rule(
+                json!([]),
+                json!(["a"]),
+                json!({"type": "schedule", "date": "2025-01-07", "time": "25:00", "repeats": "daily"}),
+            ),
+            "trigger.time",
+        ),
+        (
+            rule(
+                json!([{"field": "device_home", "op": "is_not", "value": "[Departmnet]"}]),
+                json!(["a"]),
+                checked_in.clone(),
+            ),
+            "[Departmnet]",
+        ),
+        (
+            rule(
+                json!([{"field": "checkout_status", "op": "is", "value": "docked"}]),
+                json!(["a"]),
+                checked_in.clone(),
+            ),
+            "conditions[0].value",
+        ),
+    ];
+    for (body, needle) in rule_cases {
+        let (s, b) = post("/api/v1/rules", body.clone()).await;
+        assert_eq!(s, 400, "{body}: {b}");
+        assert!(
+            b["message"].as_str().unwrap().contains(needle),
+            "{needle} not named in {b}"
+        );
+    }
+    server.stop().await.unwrap();
+}
+
+/// `Name: **X**` → X, from the guide's text.
+fn bold_after<'a>(line: &'a str, label: &str) -> Option<&'a str> {
+    line.strip_prefix(label)?
+        .trim()
+        .strip_prefix("**")?
+        .strip_suffix("**")
+}
+
+#[tokio::test]
+async fn the_standard_set_matches_the_reference_architecture_guide() {
+    let guide = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/reference/seeds/000_0d889932b4d8da7e.txt"
+    ))
+    .expect("seed 000 beside the repository");
+    let server = TestServer::start().await.unwrap();
+    let base = server.base_url();
+    let t = server.token("admin").await.unwrap();
+    let (s, b) = req(
+        &base,
+        &t,
+        "POST",
+        "/api/v1/workflows/install-standard",
+        Some(site()),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (_, workflows) = req(&base, &t, "GET", "/api/v1/workflows", None).await;
+    let (_, rules) = req(&base, &t, "GET", "/api/v1/rules", None).await;
+    let workflows = workflows.as_array().unwrap();
+    let rules = rules.as_array().unwrap();
+    assert_eq!(workflows.len(), 8);
+    assert_eq!(rules.len(), 9);
+
+    // Every "Name / Description" pair of the guide is an installed workflow or rule with
+    // that exact description; workflow pairs are followed by their Workflow Model.
+    let lines: Vec<&str> = guide
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut seen_workflows = 0;
+    let mut seen_rules = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let Some(name) = bold_after(line, "Name:") else {
+            continue;
+        };
+        let description =
+            bold_after(lines[i + 1], "Description:").expect("a description follows each name");
+        // The guide's one typo ("Update iOS Ports Ports 6-10") is installed without it.
+        let name = name.replace("Ports Ports", "Ports");
+        if let Some(model) = lines[i + 2].strip_prefix("Workflow Model: ☒ ") {
+            let w = workflows
+                .iter()
+                .find(|w| w["name"] == name.as_str())
+                .unwrap_or_else(|| panic!("workflow {name}"));
+            assert_eq!(w["description"], description, "{name}");
+            let want = match model {
+                "Device Enrollment Program" => "device_enrollment_program",
+                "iOS Express Checkout" => "express_checkout",
+                "Over the Air" => "over_the_air",
+                other => panic!("model {other}"),
+            };
+            assert_eq!(w["model"], want, "{name}");
+            seen_workflows += 1;
+        } else {
+            let r = rules
+                .iter()
+                .find(|r| r["name"] == name.as_str())
+                .unwrap_or_else(|| panic!("rule {name}"));
+            assert_eq!(r["description"], description, "{name}");
+            seen_rules += 1;
+        }
+    }
+    assert_eq!((seen_workflows, seen_rules), (8, 9));
+
+    // Organizing Workflows: each folder holds what the guide lists under it.
+    let (_, folders) = req(&base, &t, "GET", "/api/v1/workflow-folders", None).await;
+    let folder = |title: &str| -> Vec<String> {
+        let f = folders
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["title"] == title)
+            .unwrap();
+        let mut names: Vec<String> = f["workflows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| {
+                workflows.iter().find(|w| w["id"] == *id).unwrap()["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    let organizing = guide
+        .split("Use the **Organize** feature in the **Workflows** tab to move")
+        .nth(1)
+        .unwrap();
+    let mut current = None;
+    let mut expected: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for line in organizing.lines() {
+        if let Some(title) = line.strip_prefix("- ") {
+            current = Some(title.trim().to_owned());
+            expected.entry(title.trim().to_owned()).or_default();
+        } else if let (Some(item), Some(f)) = (line.trim().strip_prefix("- "), &current) {
+            if !item.starts_with('(') && !item.starts_with('⚠') {
+                expected.get_mut(f).unwrap().push(item.trim().to_owned());
+            }
+        }
+    }
+    assert_eq!(expected.len(), 5);
+    for (title, mut names) in expected {
+        names.sort();
+        assert_eq!(folder(&title), names, "{title}");
+    }
+
+    // The actions and rules the guide spells out.
+    let w = |id: &str| workflows.iter().find(|w| w["id"] == id).unwrap().clone();
+    assert_eq!(
+        w("check-in")["actions"],
+        json!([
+            {"type": "perform_mdm_command", "clear_passcode": true, "delete_from_mdm": false},
+            {"type": "check_in_device", "launch_blank_page": true},
+            {"type": "on_failure", "retry": true, "max_attempts": 2, "reboot_and_check_in": false},
+        ])
+    );
+    assert_eq!(
+        w("incorrect-device-home")["actions"][0]["to"],
+        json!(["[Launchpad Manager]"])
+    );
+    assert!(
+        guide.contains(
+            w("incorrect-device-home")["actions"][0]["subject"]
+                .as_str()
+                .unwrap()
+        )
+    );
+    assert_eq!(w("checkout")["actions"][1]["reboot_and_check_in"], true);
+    assert_eq!(
+        w("ios-provisioning")["actions"][3]["forget_after_minutes"],
+        60
+    );
+    assert_eq!(
+        w("ios-provisioning")["actions"][3]["disable_mac_randomization"],
+        true
+    );
+    let checked_in: Vec<&str> = rules
+        .iter()
+        .filter(|r| r["trigger"]["type"] == "checked_in")
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(checked_in, ["Incorrect Device Home", "Check In"]);
+    let r = |name: &str| rules.iter().find(|r| r["name"] == name).unwrap().clone();
+    assert_eq!(
+        r("Incorrect Device Home")["workflows"],
+        json!(["incorrect-device-home", "check-in"])
+    );
+    assert_eq!(
+        r("Incorrect Device Home")["conditions"],
+        json!([{"field": "device_home", "op": "is_not", "value": "[Department]"}])
+    );
+    for (name, time, low, high) in [
+        ("Update iOS Ports 1-5", "06:00", None, 5),
+        ("Update iOS Ports 6-10", "12:00", Some(6), 10),
+        ("Update iOS Ports 11-15", "18:00", Some(11), 15),
+        ("Update iOS Ports 16-20", "00:00", Some(16), 24),
+    ] {
+        let rule = r(name);
+        assert_eq!(rule["enabled"], false, "{name}");
+        assert_eq!(
+            rule["trigger"],
+            json!({"type": "schedule", "date": "2025-01-07", "time": time, "repeats": "daily"})
+        );
+        assert_eq!(rule["workflows"], json!(["update-ios", "check-in"]));
+        let mut want = vec![
+            json!({"field": "checkout_status", "op": "is", "value": "checked_in"}),
+            json!({"field": "battery_level", "op": "greater_than", "value": 50}),
+        ];
+        if let Some(low) = low {
+            want.push(json!({"field": "port_number", "op": "greater_than_or_equal", "value": low}));
+        }
+        want.push(json!({"field": "port_number", "op": "less_than_or_equal", "value": high}));
+        assert_eq!(rule["conditions"], Value::Array(want), "{name}");
+    }
+
+    // Default folders are read-only; a clone lands in Custom Workflows and can change.
+    let (s, e) = req(&base, &t, "PUT", "/api/v1/workflows/check-in", Some(json!({"name": "Check In", "model": "device_enrollment_program", "actions": [{"type": "reboot"}]}))).await;
+    assert_eq!(s, 422, "{e}");
+    let (s, c) = req(
+        &base,
+        &t,
+        "POST",
+        "/api/v1/workflows/check-in/clone",
+        Some(json!({"name": "Check In (4 West)"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{c}");
+    assert_eq!(c["folder"], "custom_workflows");
+    assert_eq!(c["id"], "check-in-4-west");
+    // Installing twice is refused, leaving the set as it was.
+    let (s, e) = req(
+        &base,
+        &t,
+        "POST",
+        "/api/v1/workflows/install-standard",
+        Some(site()),
+    )
+    .await;
+    assert_eq!(s, 422, "{e}");
+    // Reordering: Check In moves to the top of the check-in rules.
+    let (s, moved) = req(
+        &base,
+        &t,
+        "POST",
+        "/api/v1/rules/check-in/move",
+        Some(json!({"position": 1})),
+    )
+    .await;
+    assert_eq!(s, 200, "{moved}");
+    let order: Vec<&str> = moved
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["check-in", "incorrect-device-home"]);
+    server.stop().await.unwrap();
+}
