@@ -1,6 +1,8 @@
 //! Helpers for Lanyard's end-to-end tests: a real server on a free port with a
 //! throw-away data directory, stopped on drop.
 
+pub mod harness;
+
 use lanyard_server::keys::{random_token, sha256};
 use lanyard_server::model::Role;
 use lanyard_server::state::system_clock;

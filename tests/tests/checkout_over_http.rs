@@ -7,149 +7,18 @@ use std::time::Duration;
 
 use lanyard_agent::enrollment::EnrollmentInvite;
 use lanyard_agent::runtime::Agent;
-use lanyard_agent::secrets::{DeviceCredential, MemorySecretStore};
+use lanyard_agent::secrets::MemorySecretStore;
 use lanyard_agent::store::Store;
+use lanyard_agent::sync::enroll;
 use lanyard_agent::sync::http::HttpTransport;
-use lanyard_agent::sync::{SyncClient, SyncConfig, SyncOutcome, enroll};
 use lanyard_agent::{Effect, Event, Screen};
+use lanyard_e2e::harness::{
+    Admin, FakeMdm, Phone, authorize_request, fake_nanomdm, now, plist_b64, signed_webhook,
+};
 use lanyard_e2e::{TestServer, http_client};
 use lanyard_protocol::enroll::DeviceInfo;
-use lanyard_protocol::{
-    AuthorizeRequest, BadgeId, DeviceStatus, DockLocation, Password, Timestamp,
-};
+use lanyard_protocol::{DeviceStatus, DockLocation, Password, Timestamp};
 use serde_json::{Value, json};
-
-struct Admin {
-    base: String,
-    token: String,
-    http: reqwest::Client,
-}
-
-impl Admin {
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap())
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap())
-    }
-}
-
-fn now() -> Timestamp {
-    Timestamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64,
-    )
-}
-
-fn authorize_request(effects: &[Effect]) -> AuthorizeRequest {
-    effects
-        .iter()
-        .find_map(|e| {
-            if let Effect::Authorize(r) = e {
-                Some(r.clone())
-            } else {
-                None
-            }
-        })
-        .expect("the core asked the server")
-}
-
-/// A phone: its agent and sync client.
-struct Phone {
-    agent: Agent,
-    client: SyncClient<HttpTransport>,
-    id: String,
-}
-
-impl Phone {
-    async fn enroll(link: &str) -> Phone {
-        let invite: EnrollmentInvite = link.parse().unwrap();
-        let transport = HttpTransport::new(invite.server.clone(), Duration::from_secs(5)).unwrap();
-        let secrets = MemorySecretStore::default();
-        let (mut agent, _) = Agent::open(Store::open_in_memory().unwrap(), now()).unwrap();
-        static NEXT_UDID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let n = NEXT_UDID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let info = DeviceInfo {
-            serial: Some("F2LXK0XXHG7F".into()),
-            udid: Some(format!("00008030-{n:016X}")),
-            model: Some("iPhone15,2".into()),
-            ..Default::default()
-        };
-        let (cred, _) = enroll(&transport, &invite, info, &secrets, &mut agent, now())
-            .await
-            .unwrap();
-        assert_eq!(
-            DeviceCredential::load(&secrets).unwrap().as_ref(),
-            Some(&cred)
-        );
-        let id = cred.device_id.to_string();
-        let config = SyncConfig {
-            long_poll_secs: 0,
-            ..SyncConfig::default()
-        };
-        Phone {
-            agent,
-            client: SyncClient::new(transport, cred, config, 1),
-            id,
-        }
-    }
-
-    async fn sync(&mut self) {
-        let (outcome, _) = self.client.sync_once(&mut self.agent, now()).await.unwrap();
-        assert!(matches!(outcome, SyncOutcome::Synced { .. }), "{outcome:?}");
-        assert_eq!(
-            self.agent.store().outbox_len().unwrap(),
-            0,
-            "everything acknowledged"
-        );
-    }
-
-    async fn tap(&mut self, badge: &str) -> Vec<Effect> {
-        let effects = self
-            .agent
-            .handle(
-                Event::BadgeTapped {
-                    badge: BadgeId::new(badge),
-                },
-                now(),
-            )
-            .unwrap();
-        let req = authorize_request(&effects);
-        self.client
-            .authorize(&mut self.agent, &req, now())
-            .await
-            .unwrap()
-    }
-
-    fn status(&self) -> DeviceStatus {
-        self.agent.locker().status()
-    }
-
-    fn notice(&self) -> Option<String> {
-        match self.agent.locker().screen(now()) {
-            Screen::Locked { notice, .. } => notice,
-            _ => None,
-        }
-    }
-}
 
 #[tokio::test]
 async fn enroll_tap_undock_dock_over_http_with_the_server_mirroring_each_step() {
@@ -962,79 +831,6 @@ async fn command_states_follow_delivery_acknowledgement_and_refusal() {
     let (s, _) = admin.get("/api/v1/devices/dev-none/commands").await;
     assert_eq!(s, 404);
     server.stop().await.unwrap();
-}
-
-/// A NanoMDM stand-in following its documented API: records what is enqueued and
-/// signals each arrival.
-struct FakeMdm {
-    queued: std::sync::Mutex<Vec<plist::Value>>,
-    arrived: tokio::sync::Notify,
-    pushes: std::sync::atomic::AtomicUsize,
-}
-
-async fn fake_nanomdm() -> (String, std::sync::Arc<FakeMdm>) {
-    use axum::extract::{Path, State};
-    use axum::http::{HeaderMap, StatusCode};
-    async fn enqueue(
-        State(fake): State<std::sync::Arc<FakeMdm>>,
-        Path(ids): Path<String>,
-        headers: HeaderMap,
-        body: axum::body::Bytes,
-    ) -> (StatusCode, String) {
-        use base64::Engine;
-        let expected = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode("nanomdm:mdm-key")
-        );
-        if headers.get("authorization").and_then(|h| h.to_str().ok()) != Some(expected.as_str()) {
-            return (StatusCode::UNAUTHORIZED, String::new());
-        }
-        let cmd = plist::Value::from_reader_xml(body.as_ref()).unwrap();
-        let uuid = cmd.as_dictionary().unwrap()["CommandUUID"]
-            .as_string()
-            .unwrap()
-            .to_owned();
-        fake.queued.lock().unwrap().push(cmd);
-        fake.arrived.notify_one();
-        let body = json!({"command_uuid": uuid, "request_type": "ClearPasscode", "status": {ids: {"push_result": "P-1"}}});
-        (StatusCode::OK, body.to_string())
-    }
-    async fn push(State(fake): State<std::sync::Arc<FakeMdm>>, Path(ids): Path<String>) -> String {
-        fake.pushes
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        json!({"status": {ids: {"push_result": "P-2"}}}).to_string()
-    }
-    let fake = std::sync::Arc::new(FakeMdm {
-        queued: Default::default(),
-        arrived: tokio::sync::Notify::new(),
-        pushes: Default::default(),
-    });
-    let app = axum::Router::new()
-        .route("/v1/enqueue/{ids}", axum::routing::put(enqueue))
-        .route("/v1/push/{ids}", axum::routing::get(push))
-        .with_state(fake.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}/"), fake)
-}
-
-fn signed_webhook(event: &Value) -> (String, String) {
-    use base64::Engine;
-    let body = event.to_string();
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"hook-key");
-    let sig = base64::engine::general_purpose::STANDARD
-        .encode(ring::hmac::sign(&key, body.as_bytes()).as_ref());
-    (body, sig)
-}
-
-fn plist_b64(dict: plist::Dictionary) -> String {
-    use base64::Engine;
-    let mut out = Vec::new();
-    plist::Value::Dictionary(dict)
-        .to_writer_xml(&mut out)
-        .unwrap();
-    base64::engine::general_purpose::STANDARD.encode(out)
 }
 
 /// A server wired to a fake NanoMDM, an enrolled phone for alice, and the MDM knowing

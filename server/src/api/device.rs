@@ -280,13 +280,22 @@ pub async fn authorize<S: Storage>(
                     request_id: req.request_id.clone(),
                     code,
                 },
-                None => ServerCommand::GrantCheckout(CheckoutGrant {
-                    grant_id: GrantId::new(format!("g-{}", hex(&random_bytes(8)?))),
-                    request_id: Some(req.request_id.clone()),
-                    user,
-                    method,
-                    display_text: None,
-                }),
+                None => {
+                    let display_text = crate::workflows::triggers::checkout_display_text(
+                        &st,
+                        Some(&device.id),
+                        None,
+                        &user,
+                    )
+                    .await?;
+                    ServerCommand::GrantCheckout(CheckoutGrant {
+                        grant_id: GrantId::new(format!("g-{}", hex(&random_bytes(8)?))),
+                        request_id: Some(req.request_id.clone()),
+                        user,
+                        method,
+                        display_text,
+                    })
+                }
             }
         }
     };

@@ -127,6 +127,8 @@ pub async fn tap<S: Storage>(
         }
         Err(e) => return Err(e),
     };
+    let display_text =
+        crate::workflows::triggers::checkout_display_text(&st, None, Some(&cart.id), &user).await?;
     let policy = &st.policy().await?.policy;
     let window = policy.checkout.undock_window_secs;
     // A tap waits behind an earlier grant at this cart, but never longer than one window.
@@ -142,6 +144,7 @@ pub async fn tap<S: Storage>(
         };
         let keys = st.keys.clone();
         let grant_user = user.clone();
+        let display_text = display_text.clone();
         let sign = Box::new(move |device_id: &str| {
             let envelope = CommandEnvelope {
                 v: PROTOCOL_VERSION,
@@ -160,7 +163,7 @@ pub async fn tap<S: Storage>(
                     request_id: None,
                     user: grant_user,
                     method: UnlockMethod::CartBadge,
-                    display_text: None,
+                    display_text,
                 }),
             };
             let signed = sign_command(&keys, &envelope)?;

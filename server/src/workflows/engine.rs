@@ -1,4 +1,4 @@
-//! Runs workflows: each device's runs go one at a time, oldest first; each action is
+//! Runs workflows: the runs of one deployment go one at a time, in order; each action is
 //! started once and then polled until it is done, so a run survives a restart (its
 //! progress is stored after every step) and nothing waits in memory.
 //!
@@ -53,14 +53,23 @@ pub fn spawn<S: Storage>(st: AppState<S>) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// One pass over the active runs: each device's oldest active run advances as far as
-/// it can. Returns how many runs changed.
+/// One pass over the active runs. The runs one deployment created for a device (a
+/// rule's "Incorrect Device Home, Check In", "Update iOS, Check In") go one after the
+/// other, in the rule's order; separate deployments proceed side by side, so a
+/// checkout waiting for its unplug never holds up the password trigger's workflow.
+/// Returns how many runs changed.
 pub async fn tick<S: Storage>(st: &AppState<S>) -> Result<usize, AppError> {
     let active = st.storage.active_runs().await?;
     let mut seen = HashSet::new();
     let mut changed = 0;
     for (run, workflow) in active {
-        if !seen.insert(run.device_id.clone()) {
+        let deployment = (
+            run.device_id.clone(),
+            run.created_at,
+            run.origin.clone(),
+            run.rule_id.clone(),
+        );
+        if !seen.insert(deployment) {
             continue;
         }
         let before = run.clone();
@@ -139,7 +148,7 @@ async fn advance<S: Storage>(
         let outcome = if step.status == StepStatus::Pending {
             step.status = StepStatus::Running;
             step.started_at = Some(now);
-            start(st, &cx, action, run.id, &w.spec.name).await?
+            start(st, &cx, action, (run.id, &run.origin), &w.spec.name).await?
         } else {
             poll(st, &cx, action, step).await?
         };
@@ -294,7 +303,7 @@ async fn start<S: Storage>(
     st: &AppState<S>,
     cx: &Context,
     action: &Action,
-    run_id: i64,
+    (run_id, origin): (i64, &str),
     workflow: &str,
 ) -> Result<Outcome, AppError> {
     let Some(device) = cx.device.clone() else {
@@ -489,6 +498,18 @@ async fn start<S: Storage>(
         }
         Action::CheckOutDevice { .. } => {
             check_out_progress(&device.status, device.device_user.as_deref(), 0)
+        }
+        Action::CheckInDevice { .. }
+            if origin != "on_demand"
+                && matches!(device.status.as_str(), "checkout_pending" | "checked_out") =>
+        {
+            // A rule's check-in that waited its turn (an MDM answer, an earlier run)
+            // must not take the phone from the clinician who has it now; IT deploying
+            // Check In on demand means it.
+            Outcome::Skipped(format!(
+                "the phone was handed to {} before this step ran; not checking it in",
+                device.device_user.as_deref().unwrap_or("a user")
+            ))
         }
         Action::CheckInDevice { .. } => {
             let reason = format!("workflow {workflow}");

@@ -192,3 +192,59 @@ pub async fn on_transitions<S: Storage>(
     }
     Ok(())
 }
+
+/// The text a phone shows when unlocked for `user`: the Check Out Device action of the
+/// workflows the checked-out rule would deploy (seed 000: `[Imprivata Display Name]`),
+/// filled for this user and phone. The grant carries it, so the phone shows it the
+/// moment it unlocks. `device_id` is unknown for a cart tap until the cart picks a
+/// phone: device conditions then do not hold, and the cart's own attributes decide.
+pub async fn checkout_display_text<S: Storage>(
+    st: &AppState<S>,
+    device_id: Option<&str>,
+    cart_id: Option<&str>,
+    user: &lanyard_protocol::UserRef,
+) -> Result<Option<String>, AppError> {
+    let mut rules = st.storage.list_rules().await?;
+    if !rules
+        .iter()
+        .any(|r| r.spec.enabled && r.spec.trigger.kind() == "checked_out")
+    {
+        return Ok(None);
+    }
+    rules.sort_by_key(|r| r.position);
+    let mut cx = match device_id {
+        Some(id) => context(st, id).await?,
+        None => Context::default(),
+    };
+    if cx.launchpad.is_none()
+        && let Some(cart) = cart_id
+    {
+        cx.launchpad = st.storage.get_launchpad(cart.to_owned()).await.ok();
+    }
+    cx.user = match st.storage.get_user(user.username.clone()).await {
+        Ok(u) => Some(u),
+        Err(StorageError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(d) = cx.device.as_mut() {
+        d.device_user = Some(user.username.clone());
+    }
+    let Some(rule) = first_match(&rules, "checked_out", &cx) else {
+        return Ok(None);
+    };
+    for id in &rule.spec.workflows {
+        let Ok(w) = st.storage.get_workflow(id.clone()).await else {
+            continue;
+        };
+        for a in &w.spec.actions {
+            if let super::model::Action::CheckOutDevice {
+                display_text: Some(text),
+                ..
+            } = a
+            {
+                return Ok(cx.render(text).ok());
+            }
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,316 @@
+//! Shared pieces of the end-to-end tests: the admin API, a phone (real agent core and
+//! sync client over HTTP), and a fake NanoMDM that follows its documented API.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::time::Duration;
+
+use lanyard_agent::enrollment::EnrollmentInvite;
+use lanyard_agent::runtime::Agent;
+use lanyard_agent::secrets::{DeviceCredential, MemorySecretStore};
+use lanyard_agent::store::Store;
+use lanyard_agent::sync::http::HttpTransport;
+use lanyard_agent::sync::{SyncClient, SyncConfig, SyncOutcome, enroll};
+use lanyard_agent::{Effect, Event, Screen};
+use lanyard_protocol::enroll::DeviceInfo;
+use lanyard_protocol::{AuthorizeRequest, BadgeId, DeviceStatus, Timestamp};
+use serde_json::{Value, json};
+
+use crate::http_client;
+
+/// The admin API with one token.
+pub struct Admin {
+    /// `http://ADDR`.
+    pub base: String,
+    /// The API token.
+    pub token: String,
+    /// The client.
+    pub http: reqwest::Client,
+}
+
+impl Admin {
+    /// POSTs JSON; returns the status and JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    /// GETs; returns the status and JSON body.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+}
+
+/// The wall clock.
+pub fn now() -> Timestamp {
+    Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    )
+}
+
+/// The authorization request among a core's effects.
+pub fn authorize_request(effects: &[Effect]) -> AuthorizeRequest {
+    effects
+        .iter()
+        .find_map(|e| {
+            if let Effect::Authorize(r) = e {
+                Some(r.clone())
+            } else {
+                None
+            }
+        })
+        .expect("the core asked the server")
+}
+
+/// A phone: its agent and sync client.
+pub struct Phone {
+    /// The agent core with its store.
+    pub agent: Agent,
+    /// Its sync client.
+    pub client: SyncClient<HttpTransport>,
+    /// Its device id.
+    pub id: String,
+}
+
+impl Phone {
+    /// Enrolls from an enrollment link.
+    pub async fn enroll(link: &str) -> Phone {
+        let invite: EnrollmentInvite = link.parse().unwrap();
+        let transport = HttpTransport::new(invite.server.clone(), Duration::from_secs(5)).unwrap();
+        let secrets = MemorySecretStore::default();
+        let (mut agent, _) = Agent::open(Store::open_in_memory().unwrap(), now()).unwrap();
+        static NEXT_UDID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = NEXT_UDID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let info = DeviceInfo {
+            serial: Some("F2LXK0XXHG7F".into()),
+            udid: Some(format!("00008030-{n:016X}")),
+            model: Some("iPhone15,2".into()),
+            ..Default::default()
+        };
+        let (cred, _) = enroll(&transport, &invite, info, &secrets, &mut agent, now())
+            .await
+            .unwrap();
+        assert_eq!(
+            DeviceCredential::load(&secrets).unwrap().as_ref(),
+            Some(&cred)
+        );
+        let id = cred.device_id.to_string();
+        let config = SyncConfig {
+            long_poll_secs: 0,
+            ..SyncConfig::default()
+        };
+        Phone {
+            agent,
+            client: SyncClient::new(transport, cred, config, 1),
+            id,
+        }
+    }
+
+    /// One sync; everything must be acknowledged.
+    pub async fn sync(&mut self) {
+        let (outcome, _) = self.client.sync_once(&mut self.agent, now()).await.unwrap();
+        assert!(matches!(outcome, SyncOutcome::Synced { .. }), "{outcome:?}");
+        assert_eq!(
+            self.agent.store().outbox_len().unwrap(),
+            0,
+            "everything acknowledged"
+        );
+    }
+
+    /// A badge tapped on the phone, authorized by the server.
+    pub async fn tap(&mut self, badge: &str) -> Vec<Effect> {
+        let effects = self
+            .agent
+            .handle(
+                Event::BadgeTapped {
+                    badge: BadgeId::new(badge),
+                },
+                now(),
+            )
+            .unwrap();
+        let req = authorize_request(&effects);
+        self.client
+            .authorize(&mut self.agent, &req, now())
+            .await
+            .unwrap()
+    }
+
+    /// One sync, leaving whatever the commands it brought produced for the next one.
+    pub async fn sync_step(&mut self) {
+        let (outcome, _) = self.client.sync_once(&mut self.agent, now()).await.unwrap();
+        assert!(matches!(outcome, SyncOutcome::Synced { .. }), "{outcome:?}");
+    }
+
+    /// The core's status.
+    pub fn status(&self) -> DeviceStatus {
+        self.agent.locker().status()
+    }
+
+    /// The locked screen's notice.
+    pub fn notice(&self) -> Option<String> {
+        match self.agent.locker().screen(now()) {
+            Screen::Locked { notice, .. } => notice,
+            _ => None,
+        }
+    }
+}
+
+/// A NanoMDM stand-in following its documented API: records what is enqueued and
+/// signals each arrival.
+pub struct FakeMdm {
+    /// Commands enqueued, in order.
+    pub queued: std::sync::Mutex<Vec<plist::Value>>,
+    /// Signalled on each enqueue.
+    pub arrived: tokio::sync::Notify,
+    /// Pushes asked for.
+    pub pushes: std::sync::atomic::AtomicUsize,
+}
+
+/// Starts a fake NanoMDM on a free port (API key `mdm-key`); returns its URL.
+pub async fn fake_nanomdm() -> (String, std::sync::Arc<FakeMdm>) {
+    use axum::extract::{Path, State};
+    use axum::http::{HeaderMap, StatusCode};
+    async fn enqueue(
+        State(fake): State<std::sync::Arc<FakeMdm>>,
+        Path(ids): Path<String>,
+        headers: HeaderMap,
+        body: axum::body::Bytes,
+    ) -> (StatusCode, String) {
+        use base64::Engine;
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("nanomdm:mdm-key")
+        );
+        if headers.get("authorization").and_then(|h| h.to_str().ok()) != Some(expected.as_str()) {
+            return (StatusCode::UNAUTHORIZED, String::new());
+        }
+        let cmd = plist::Value::from_reader_xml(body.as_ref()).unwrap();
+        let uuid = cmd.as_dictionary().unwrap()["CommandUUID"]
+            .as_string()
+            .unwrap()
+            .to_owned();
+        fake.queued.lock().unwrap().push(cmd);
+        fake.arrived.notify_one();
+        let body = json!({"command_uuid": uuid, "request_type": "ClearPasscode", "status": {ids: {"push_result": "P-1"}}});
+        (StatusCode::OK, body.to_string())
+    }
+    async fn push(State(fake): State<std::sync::Arc<FakeMdm>>, Path(ids): Path<String>) -> String {
+        fake.pushes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        json!({"status": {ids: {"push_result": "P-2"}}}).to_string()
+    }
+    let fake = std::sync::Arc::new(FakeMdm {
+        queued: Default::default(),
+        arrived: tokio::sync::Notify::new(),
+        pushes: Default::default(),
+    });
+    let app = axum::Router::new()
+        .route("/v1/enqueue/{ids}", axum::routing::put(enqueue))
+        .route("/v1/push/{ids}", axum::routing::get(push))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/"), fake)
+}
+
+/// A webhook body and its HMAC signature with key `hook-key`.
+pub fn signed_webhook(event: &Value) -> (String, String) {
+    use base64::Engine;
+    let body = event.to_string();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"hook-key");
+    let sig = base64::engine::general_purpose::STANDARD
+        .encode(ring::hmac::sign(&key, body.as_bytes()).as_ref());
+    (body, sig)
+}
+
+/// A plist dictionary as base64 XML, as NanoMDM's webhook carries it.
+pub fn plist_b64(dict: plist::Dictionary) -> String {
+    use base64::Engine;
+    let mut out = Vec::new();
+    plist::Value::Dictionary(dict)
+        .to_writer_xml(&mut out)
+        .unwrap();
+    base64::engine::general_purpose::STANDARD.encode(out)
+}
+
+/// Posts a device's report on an MDM command to the server's NanoMDM webhook, as
+/// NanoMDM forwards it (`mdm.Connect`, signed with `hook-key`); returns the status.
+pub async fn mdm_report(base: &str, udid: &str, uuid: &str, status: &str) -> u16 {
+    let mut report = plist::Dictionary::new();
+    report.insert("Status".into(), status.into());
+    report.insert("CommandUUID".into(), uuid.into());
+    if status == "Error" {
+        let mut chain = plist::Dictionary::new();
+        chain.insert("ErrorCode".into(), plist::Value::Integer(12021.into()));
+        chain.insert("ErrorDomain".into(), "MCMDMErrorDomain".into());
+        chain.insert(
+            "LocalizedDescription".into(),
+            "The passcode could not be cleared.".into(),
+        );
+        report.insert("ErrorChain".into(), plist::Value::Array(vec![chain.into()]));
+    }
+    let event = json!({"topic": "mdm.Connect", "created_at": "2026-11-21T10:00:05Z",
+        "acknowledge_event": {"udid": udid, "status": status, "command_uuid": uuid, "raw_payload": plist_b64(report)}});
+    post_webhook(base, &event).await
+}
+
+/// Posts a NanoMDM webhook event, signed with `hook-key`; returns the status.
+pub async fn post_webhook(base: &str, event: &Value) -> u16 {
+    let (body, sig) = signed_webhook(event);
+    http_client()
+        .post(format!("{base}/webhooks/nanomdm"))
+        .header("x-hmac-signature", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Reports the phone's UnlockToken to the server's webhook (`mdm.TokenUpdate`).
+pub async fn mdm_token_update(base: &str, udid: &str) -> u16 {
+    let mut update = plist::Dictionary::new();
+    update.insert("MessageType".into(), "TokenUpdate".into());
+    update.insert("UnlockToken".into(), plist::Value::Data(vec![0x5A; 16]));
+    let event = json!({"topic": "mdm.TokenUpdate", "created_at": "2026-11-21T10:00:00Z",
+        "checkin_event": {"udid": udid, "enrollment_id": udid, "raw_payload": plist_b64(update)}});
+    post_webhook(base, &event).await
+}
+
+impl FakeMdm {
+    /// `(CommandUUID, RequestType)` of every command enqueued so far.
+    pub fn commands(&self) -> Vec<(String, String)> {
+        self.queued
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let d = c.as_dictionary().unwrap();
+                let uuid = d["CommandUUID"].as_string().unwrap().to_owned();
+                let kind = d["Command"].as_dictionary().unwrap()["RequestType"]
+                    .as_string()
+                    .unwrap()
+                    .to_owned();
+                (uuid, kind)
+            })
+            .collect()
+    }
+}

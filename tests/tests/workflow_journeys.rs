@@ -1,0 +1,375 @@
+//! Seed 000 and 001's journeys with the standard set installed: a real server with a
+//! fake NanoMDM, real agents over HTTP, automation rules deploying workflows on each
+//! status change, and every run's steps read back through the admin API.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use lanyard_agent::Event;
+use lanyard_e2e::harness::{
+    Admin, FakeMdm, Phone, authorize_request, fake_nanomdm, mdm_report, mdm_token_update, now,
+};
+use lanyard_e2e::{TestServer, http_client};
+use lanyard_protocol::{DeviceStatus, DockLocation, Password, Timestamp};
+use serde_json::{Value, json};
+
+struct Rig {
+    server: TestServer,
+    admin: Admin,
+    phone: Phone,
+    udid: String,
+    fake: std::sync::Arc<FakeMdm>,
+    /// Commands already answered by the test.
+    answered: HashSet<String>,
+}
+
+async fn rig() -> Rig {
+    let (mdm_url, fake) = fake_nanomdm().await;
+    let server = TestServer::start_with(|c| {
+        c.nanomdm_url = Some(mdm_url.parse().unwrap());
+        c.nanomdm_api_key = Some("mdm-key".into());
+        c.nanomdm_webhook_key = Some("hook-key".into());
+    })
+    .await
+    .unwrap();
+    let admin = Admin {
+        base: server.base_url(),
+        token: server.token("admin").await.unwrap(),
+        http: http_client(),
+    };
+    let ok = |r: (u16, Value)| assert!(r.0 < 300, "{r:?}");
+    ok(admin
+        .post("/api/v1/users", json!({"username": "alice", "display_name": "Alice Moreau, RN", "password": "correct horse 1"}))
+        .await);
+    ok(admin
+        .post("/api/v1/users/alice/badges", json!({"badge": "0012345"}))
+        .await);
+    for (id, name, dept, mgr) in [
+        (
+            "cart-4w",
+            "4 West Cart 1",
+            "4 West",
+            "mgr-4w@stmary.example",
+        ),
+        (
+            "cart-5e",
+            "5 East Cart 2",
+            "5 East",
+            "mgr-5e@stmary.example",
+        ),
+    ] {
+        ok(admin
+            .post(
+                "/api/v1/launchpads",
+                json!({"id": id, "name": name, "ports": 10, "department": dept,
+                "manager": mgr, "timezone": "America/Chicago"}),
+            )
+            .await);
+    }
+    ok(admin
+        .post(
+            "/api/v1/workflows/install-standard",
+            json!({"dep_profile": "St Mary DEP",
+            "wifi_ssid": "StMary-Provisioning", "wifi_password": "provision-me"}),
+        )
+        .await);
+    let (_, token) = admin
+        .post(
+            "/api/v1/enrollment-tokens",
+            json!({"label": "4W", "launchpad_id": "cart-4w", "department": "4 West"}),
+        )
+        .await;
+    let phone = Phone::enroll(token["link"].as_str().unwrap()).await;
+    let (_, device) = admin.get(&format!("/api/v1/devices/{}", phone.id)).await;
+    assert_eq!(device["device_home"], "4 West");
+    let udid = device["udid"].as_str().unwrap().to_owned();
+    assert_eq!(mdm_token_update(&admin.base, &udid).await, 200);
+    let mut rig = Rig {
+        server,
+        admin,
+        phone,
+        udid,
+        fake,
+        answered: HashSet::new(),
+    };
+    // Enrolling checked the phone in: the Check In rule runs once before anything else.
+    let runs = rig
+        .until(acknowledged, |r| !r.is_empty() && r.iter().all(finished))
+        .await;
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0]["workflow_id"], "check-in");
+    assert_eq!(runs[0]["state"], "succeeded", "{runs:#?}");
+    rig
+}
+
+impl Rig {
+    async fn runs(&self) -> Vec<Value> {
+        let (s, page) = self
+            .admin
+            .get(&format!("/api/v1/devices/{}/runs", self.phone.id))
+            .await;
+        assert_eq!(s, 200, "{page}");
+        let mut runs = page["items"].as_array().unwrap().clone();
+        runs.reverse();
+        runs
+    }
+
+    /// Plays the phone and the MDM until `done` holds for the device's runs (oldest
+    /// first): the phone syncs, and every new MDM command is answered with `answer`'s
+    /// status for it (Acknowledged unless it says otherwise).
+    async fn until(
+        &mut self,
+        mut answer: impl FnMut(&str, usize) -> &'static str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            self.phone.sync_step().await;
+            for (i, (uuid, kind)) in self.fake.commands().into_iter().enumerate() {
+                if self.answered.insert(uuid.clone()) {
+                    let status = answer(&kind, i);
+                    assert_eq!(
+                        mdm_report(&self.admin.base, &self.udid, &uuid, status).await,
+                        200
+                    );
+                }
+            }
+            let runs = self.runs().await;
+            if done(&runs) {
+                return runs;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "runs never got there: {runs:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn dock(&mut self, cart: &str, port: u32) {
+        self.phone
+            .agent
+            .handle(
+                Event::Docked {
+                    location: DockLocation {
+                        launchpad: Some(cart.into()),
+                        port: Some(port),
+                    },
+                },
+                now(),
+            )
+            .unwrap();
+    }
+}
+
+fn finished(run: &Value) -> bool {
+    run["state"] == "succeeded" || run["state"] == "failed"
+}
+
+fn named<'a>(runs: &'a [Value], workflow: &str) -> Vec<&'a Value> {
+    runs.iter()
+        .filter(|r| r["workflow_id"] == workflow)
+        .collect()
+}
+
+fn acknowledged(_: &str, _: usize) -> &'static str {
+    "Acknowledged"
+}
+
+#[tokio::test]
+async fn badge_checkout_and_return_run_express_checkout_then_check_in_with_its_retry() {
+    let mut rig = rig().await;
+    // A badge on the phone: the checked-out rule deploys Express Checkout, whose Check
+    // Out Device completes when the phone leaves the cart.
+    rig.phone.tap("0012345").await;
+    assert_eq!(rig.phone.status(), DeviceStatus::CheckoutPending);
+    // The grant carries Check Out Device's "Text to display when unlocked".
+    match rig.phone.agent.locker().screen(now()) {
+        lanyard_agent::Screen::CheckoutPending { text, .. } => assert_eq!(text, "Alice Moreau, RN"),
+        other => panic!("{other:?}"),
+    }
+    let runs = rig
+        .until(acknowledged, |r| !named(r, "express-checkout").is_empty())
+        .await;
+    let express = named(&runs, "express-checkout")[0];
+    assert_eq!(express["rule_id"], "express-checkout");
+    assert_eq!(express["origin"], "checked_out");
+    rig.phone.agent.handle(Event::Undocked, now()).unwrap();
+    let runs = rig
+        .until(acknowledged, |r| {
+            named(r, "express-checkout").iter().all(|r| finished(r))
+        })
+        .await;
+    let express = named(&runs, "express-checkout")[0];
+    assert_eq!(express["state"], "succeeded", "{express:#}");
+    assert_eq!(express["steps"][0]["detail"], "unplugged by alice");
+
+    // Back in its home cart: the first check-in rule (Incorrect Device Home) does not
+    // match, so Check In runs. Its Clear Passcode fails once at the MDM; On Failure
+    // retries the workflow (maximum attempts 2) and the second attempt goes through.
+    rig.dock("cart-4w", 3);
+    let mut failed_once = false;
+    let runs = rig
+        .until(
+            |kind, _| {
+                // The first ClearPasscode of this return fails on the phone.
+                if kind == "ClearPasscode" && !failed_once {
+                    failed_once = true;
+                    "Error"
+                } else {
+                    "Acknowledged"
+                }
+            },
+            |r| named(r, "check-in").len() == 2 && r.iter().all(finished),
+        )
+        .await;
+    assert!(
+        named(&runs, "incorrect-device-home").is_empty(),
+        "{runs:#?}"
+    );
+    let check_in = named(&runs, "check-in")[1];
+    assert_eq!(check_in["state"], "succeeded", "{check_in:#}");
+    assert_eq!(check_in["rule_id"], "check-in");
+    assert_eq!(check_in["attempt"], 2);
+    let earlier = check_in["earlier_attempts"][0].as_str().unwrap();
+    assert!(
+        earlier.starts_with("attempt 1: perform_mdm_command failed: error"),
+        "{earlier}"
+    );
+    assert!(
+        earlier.contains("12021"),
+        "the MDM's error chain is kept: {earlier}"
+    );
+    let steps: Vec<(&str, &str)> = check_in["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["action"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("perform_mdm_command", "succeeded"),
+            ("check_in_device", "succeeded")
+        ]
+    );
+    // The webhook's result closed the loop in the MDM activity log.
+    let uuid = check_in["steps"][0]["handle"].as_str().unwrap();
+    let (_, log) = rig
+        .admin
+        .get(&format!("/api/v1/devices/{}/mdm-activity", rig.phone.id))
+        .await;
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["command_uuid"] == uuid && e["kind"] == "acknowledged"),
+        "{log:#}"
+    );
+    assert_eq!(rig.phone.status(), DeviceStatus::CheckedIn);
+    rig.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_checkout_not_unplugged_in_time_fails_into_the_check_in_workflow() {
+    let mut rig = rig().await;
+    // Seed 001's Check Out: On Failure, if still failing, run the Check In workflow.
+    let (s, w) = rig
+        .admin
+        .post("/api/v1/workflows", json!({"name": "Check Out", "model": "device_enrollment_program",
+            "actions": [{"type": "check_out_device", "display_text": "[Display Name]", "suppress_blue_led": true},
+                        {"type": "on_failure", "run_workflow": "check-in"}]}))
+        .await;
+    assert_eq!(s, 201, "{w}");
+    let (s, r) = rig
+        .admin
+        .post(
+            "/api/v1/rules",
+            json!({"name": "Check Out", "trigger": {"type": "checked_out"},
+            "workflows": ["check-out"], "enabled": true}),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    let (s, order) = rig
+        .admin
+        .post("/api/v1/rules/check-out/move", json!({"position": 1}))
+        .await;
+    assert_eq!(s, 200, "{order}");
+    rig.phone.tap("0012345").await;
+    let runs = rig
+        .until(acknowledged, |r| !named(r, "check-out").is_empty())
+        .await;
+    assert!(
+        named(&runs, "express-checkout").is_empty(),
+        "first match wins: {runs:#?}"
+    );
+    // Nobody unplugs it: past the grant window the phone checks itself in.
+    let later = Timestamp(now().as_millis() + 61_000);
+    rig.phone.agent.handle(Event::Tick, later).unwrap();
+    assert_eq!(rig.phone.status(), DeviceStatus::CheckedIn);
+    let runs = rig
+        .until(acknowledged, |r| {
+            r.iter().any(|r| r["origin"] == "on_failure" && finished(r))
+        })
+        .await;
+    let check_out = named(&runs, "check-out")[0];
+    assert_eq!(check_out["state"], "failed");
+    let error = check_out["error"].as_str().unwrap();
+    assert!(
+        error.contains("not unplugged within the checkout window"),
+        "{error}"
+    );
+    assert!(error.contains("ran \"check-in\""), "{error}");
+    let follow_up = runs.iter().find(|r| r["origin"] == "on_failure").unwrap();
+    assert_eq!(follow_up["workflow_id"], "check-in");
+    assert_eq!(follow_up["parent_run"], check_out["id"]);
+    assert_eq!(follow_up["state"], "succeeded", "{follow_up:#}");
+    rig.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_password_checkout_runs_manual_checkout_which_records_the_device_user() {
+    let mut rig = rig().await;
+    let effects = rig
+        .phone
+        .agent
+        .handle(
+            Event::PasswordEntered {
+                username: "alice".into(),
+                password: Password::new("correct horse 1"),
+            },
+            now(),
+        )
+        .unwrap();
+    rig.phone
+        .client
+        .authorize(&mut rig.phone.agent, &authorize_request(&effects), now())
+        .await
+        .unwrap();
+    assert_eq!(rig.phone.status(), DeviceStatus::CheckoutPending);
+    let runs = rig
+        .until(acknowledged, |r| {
+            named(r, "manual-checkout").iter().any(|r| finished(r))
+        })
+        .await;
+    let manual = named(&runs, "manual-checkout")[0];
+    assert_eq!(manual["state"], "succeeded", "{manual:#}");
+    assert_eq!(manual["origin"], "unlocked_via_password");
+    assert_eq!(manual["steps"][0]["detail"], "Device User = alice");
+    // Express Checkout ran too: the checked-out trigger and the password trigger are
+    // separate lists, each with its own first match.
+    assert_eq!(named(&runs, "express-checkout").len(), 1);
+    let (_, audit) = rig.admin.get("/api/v1/audit").await;
+    let entry = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "device.user.set")
+        .expect("the manual checkout is in the audit log");
+    assert!(
+        entry["actor"].as_str().unwrap().contains("Manual Checkout"),
+        "{entry}"
+    );
+    rig.server.stop().await.unwrap();
+}
