@@ -40,6 +40,10 @@ pub struct FileConfig {
     pub nanomdm_webhook_key: Option<String>,
     /// Minutes an MDM command may go unanswered before it is given up.
     pub mdm_deadline_mins: Option<u64>,
+    /// SMTP relay URL for Send Email.
+    pub smtp_url: Option<String>,
+    /// From address of Lanyard's emails.
+    pub smtp_from: Option<String>,
 }
 
 impl FileConfig {

@@ -8,6 +8,7 @@ pub mod api;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod email;
 pub mod error;
 pub mod extract;
 pub mod import;
@@ -62,7 +63,15 @@ pub struct ServerConfig {
     /// How long an MDM command may go unanswered (NotNow from a locked phone) before
     /// it is given up with a reason.
     pub mdm_deadline_secs: u64,
+    /// The SMTP relay Send Email uses, e.g. `smtp://relay.hospital.org:25`; without it
+    /// Send Email actions fail with that reason.
+    pub smtp_url: Option<String>,
+    /// The From address of Lanyard's emails.
+    pub smtp_from: String,
 }
+
+/// Default for [`ServerConfig::smtp_from`].
+pub const DEFAULT_SMTP_FROM: &str = "Lanyard <lanyard@localhost>";
 
 /// Default for [`ServerConfig::mdm_deadline_secs`]: one hour.
 pub const DEFAULT_MDM_DEADLINE_SECS: u64 = 3600;
@@ -78,6 +87,8 @@ impl ServerConfig {
             nanomdm_api_key: None,
             nanomdm_webhook_key: None,
             mdm_deadline_secs: DEFAULT_MDM_DEADLINE_SECS,
+            smtp_url: None,
+            smtp_from: DEFAULT_SMTP_FROM.into(),
         }
     }
 }
@@ -297,6 +308,10 @@ pub fn open_state(config: &ServerConfig, clock: Clock) -> anyhow::Result<AppStat
         .nanomdm_webhook_key
         .clone()
         .map(|k| std::sync::Arc::new(k.into_bytes()));
+    if let Some(url) = &config.smtp_url {
+        let mailer = email::Mailer::new(url, &config.smtp_from)?;
+        state.smtp = Some(std::sync::Arc::new(mailer));
+    }
     if let Some(url) = &config.badge_lookup_url {
         state.badge_lookup = Some(std::sync::Arc::new(lookup::BadgeLookup::new(url.clone())?));
     }
@@ -318,6 +333,7 @@ pub async fn launch_with_listener(
         .is_some()
         .then(|| mdm::spawn_deadline_sweeper(state.clone()));
     let engine = workflows::engine::spawn(state.clone());
+    let mailer = state.smtp.clone().map(|m| email::spawn(state.clone(), m));
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
@@ -326,6 +342,9 @@ pub async fn launch_with_listener(
         sweeper.abort();
     }
     engine.abort();
+    if let Some(mailer) = mailer {
+        mailer.abort();
+    }
     served
 }
 

@@ -152,6 +152,13 @@ struct ServeArgs {
     /// may go unanswered before it is given up with a reason [default: 60].
     #[arg(long, env = "LANYARD_MDM_DEADLINE_MINS")]
     mdm_deadline_mins: Option<u64>,
+    /// SMTP relay for Send Email, e.g. `smtp://relay.hospital.org:25`,
+    /// `smtp://user:pass@relay:587?tls=required` or `smtps://relay:465`.
+    #[arg(long, env = "LANYARD_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// From address of Lanyard's emails [default: Lanyard <lanyard@localhost>].
+    #[arg(long, env = "LANYARD_SMTP_FROM")]
+    smtp_from: Option<String>,
 }
 
 /// Binds, optionally seeds the demo, prints the address, and serves until a signal.
@@ -182,6 +189,10 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     config.nanomdm_url = args.nanomdm_url.or(file.nanomdm_url);
     config.nanomdm_api_key = args.nanomdm_api_key.or(file.nanomdm_api_key);
     config.nanomdm_webhook_key = args.nanomdm_webhook_key.or(file.nanomdm_webhook_key);
+    config.smtp_url = args.smtp_url.or(file.smtp_url);
+    if let Some(from) = args.smtp_from.or(file.smtp_from) {
+        config.smtp_from = from;
+    }
     if let Some(mins) = args.mdm_deadline_mins.or(file.mdm_deadline_mins) {
         config.mdm_deadline_secs = mins.saturating_mul(60);
     }

@@ -47,6 +47,8 @@ pub struct AppState<S> {
     pub engine: Arc<Notify>,
     /// Wakes the email sender (an email was queued).
     pub mailer: Arc<Notify>,
+    /// The SMTP relay, if configured.
+    pub smtp: Option<Arc<crate::email::Mailer>>,
     /// One wake-up per device with a long-poll waiting for commands.
     waiters: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
     /// Consecutive wrong passwords per username, and until when checks are refused.
@@ -75,6 +77,7 @@ impl<S: Clone> Clone for AppState<S> {
             mdm_deadline_secs: self.mdm_deadline_secs,
             engine: self.engine.clone(),
             mailer: self.mailer.clone(),
+            smtp: self.smtp.clone(),
             waiters: self.waiters.clone(),
             password_failures: self.password_failures.clone(),
             policy: self.policy.clone(),
@@ -95,6 +98,7 @@ impl<S: Storage> AppState<S> {
             mdm_deadline_secs: crate::DEFAULT_MDM_DEADLINE_SECS,
             engine: Arc::default(),
             mailer: Arc::default(),
+            smtp: None,
             waiters: Arc::default(),
             password_failures: Arc::default(),
             policy: Arc::default(),

@@ -314,3 +314,72 @@ impl FakeMdm {
             .collect()
     }
 }
+
+/// A real SMTP server on loopback (aiosmtpd, installed by `scripts/test.sh`) that keeps
+/// every message it accepts. Stopped on drop.
+pub struct SmtpSink {
+    /// `smtp://127.0.0.1:PORT`.
+    pub url: String,
+    dir: tempfile::TempDir,
+    _child: tokio::process::Child,
+}
+
+impl SmtpSink {
+    /// Starts the sink and waits until it listens.
+    pub async fn start() -> SmtpSink {
+        use tokio::io::AsyncBufReadExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/smtp_sink.py");
+        let mut child = tokio::process::Command::new("python3")
+            .arg(script)
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 runs the SMTP sink");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the SMTP sink starts (is aiosmtpd installed? scripts/test.sh installs it)")
+            .unwrap()
+            .expect("the SMTP sink printed its port");
+        let port = line
+            .strip_prefix("ready ")
+            .expect("ready PORT")
+            .trim()
+            .to_owned();
+        SmtpSink {
+            url: format!("smtp://127.0.0.1:{port}"),
+            dir,
+            _child: child,
+        }
+    }
+
+    /// Waits (up to 20 s) until at least `n` messages arrived; returns them all, raw.
+    pub async fn messages(&self, n: usize) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut files: Vec<_> = std::fs::read_dir(self.dir.path())
+                .unwrap()
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                .collect();
+            if files.len() >= n {
+                files.sort();
+                return files
+                    .iter()
+                    .map(|p| std::fs::read_to_string(p).unwrap())
+                    .collect();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} of {n} emails arrived",
+                files.len()
+            );
+            // The sink has no way to signal this process: poll its folder.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

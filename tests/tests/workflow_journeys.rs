@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use lanyard_agent::Event;
 use lanyard_e2e::harness::{
-    Admin, FakeMdm, Phone, authorize_request, fake_nanomdm, mdm_report, mdm_token_update, now,
+    Admin, FakeMdm, Phone, SmtpSink, authorize_request, fake_nanomdm, mdm_report, mdm_token_update,
+    now,
 };
 use lanyard_e2e::{TestServer, http_client};
 use lanyard_protocol::{DeviceStatus, DockLocation, Password, Timestamp};
@@ -25,11 +26,17 @@ struct Rig {
 }
 
 async fn rig() -> Rig {
+    rig_with(None).await
+}
+
+async fn rig_with(smtp_url: Option<String>) -> Rig {
     let (mdm_url, fake) = fake_nanomdm().await;
     let server = TestServer::start_with(|c| {
         c.nanomdm_url = Some(mdm_url.parse().unwrap());
         c.nanomdm_api_key = Some("mdm-key".into());
         c.nanomdm_webhook_key = Some("hook-key".into());
+        c.smtp_url = smtp_url;
+        c.smtp_from = "Lanyard <lanyard@stmary.example>".into();
     })
     .await
     .unwrap();
@@ -371,5 +378,81 @@ async fn a_password_checkout_runs_manual_checkout_which_records_the_device_user(
         entry["actor"].as_str().unwrap().contains("Manual Checkout"),
         "{entry}"
     );
+    rig.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_phone_returned_to_the_wrong_cart_emails_its_manager_and_still_checks_in() {
+    let sink = SmtpSink::start().await;
+    let mut rig = rig_with(Some(sink.url.clone())).await;
+    rig.phone.tap("0012345").await;
+    rig.phone.agent.handle(Event::Undocked, now()).unwrap();
+    // Home is 4 West; the phone comes back to 5 East's cart, port 7.
+    rig.dock("cart-5e", 7);
+    let runs = rig
+        .until(acknowledged, |r| {
+            named(r, "incorrect-device-home")
+                .iter()
+                .any(|r| finished(r))
+                && named(r, "check-in").len() == 2
+                && r.iter().all(finished)
+        })
+        .await;
+    let email_run = named(&runs, "incorrect-device-home")[0];
+    assert_eq!(email_run["state"], "succeeded", "{email_run:#}");
+    assert_eq!(email_run["rule_id"], "incorrect-device-home");
+    let check_in = named(&runs, "check-in")[1];
+    assert_eq!(
+        check_in["rule_id"], "incorrect-device-home",
+        "the rule's second workflow"
+    );
+    assert_eq!(check_in["state"], "succeeded", "{check_in:#}");
+    assert_eq!(rig.phone.status(), DeviceStatus::CheckedIn);
+
+    let mail = sink.messages(1).await;
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    let m = &mail[0];
+    assert!(m.starts_with("X-Envelope-To: mgr-5e@stmary.example"), "{m}");
+    assert!(m.contains("From: Lanyard <lanyard@stmary.example>"), "{m}");
+    assert!(
+        m.contains("Subject: Mobile device (F2LXK0XXHG7F) returned to the incorrect location"),
+        "{m}"
+    );
+    let body = m.replace("=\r\n", "").replace("\r\n", "\n");
+    assert!(
+        body.contains("Device F2LXK0XXHG7F has been returned to the incorrect location. The device was last seen at 5 East Cart 2 in port 7."),
+        "{body}"
+    );
+    assert!(
+        body.contains("This device should be returned to 4 West."),
+        "{body}"
+    );
+    let (_, outbox) = rig.admin.get("/api/v1/emails").await;
+    let sent = &outbox["items"][0];
+    assert_eq!(sent["state"], "sent", "{outbox:#}");
+    assert_eq!(sent["run_id"], email_run["id"]);
+    assert_eq!(sent["attempts"], 1);
+    rig.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_an_smtp_relay_send_email_fails_with_the_reason_and_check_in_goes_on() {
+    let mut rig = rig().await;
+    rig.phone.tap("0012345").await;
+    rig.phone.agent.handle(Event::Undocked, now()).unwrap();
+    rig.dock("cart-5e", 2);
+    let runs = rig
+        .until(acknowledged, |r| r.len() >= 4 && r.iter().all(finished))
+        .await;
+    let email_run = named(&runs, "incorrect-device-home")[0];
+    assert_eq!(email_run["state"], "failed");
+    assert!(
+        email_run["error"]
+            .as_str()
+            .unwrap()
+            .contains("no SMTP relay is configured"),
+        "{email_run:#}"
+    );
+    assert_eq!(named(&runs, "check-in")[1]["state"], "succeeded");
     rig.server.stop().await.unwrap();
 }

@@ -555,6 +555,9 @@ async fn start<S: Storage>(
             };
             mdm(st, cx, vec![update]).await?
         }
+        Action::SendEmail { .. } if st.smtp.is_none() => Outcome::Failed(
+            "no SMTP relay is configured (--smtp-url), so the email cannot be sent".into(),
+        ),
         Action::SendEmail { to, subject, body } => {
             let mut rcpt = Vec::new();
             for t in to {
