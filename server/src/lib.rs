@@ -68,6 +68,18 @@ pub struct ServerConfig {
     pub smtp_url: Option<String>,
     /// The From address of Lanyard's emails.
     pub smtp_from: String,
+    /// A clock other than the wall clock (tests, and the simulator's compressed day).
+    pub clock: Option<ClockOverride>,
+}
+
+/// A replacement clock for [`ServerConfig::clock`].
+#[derive(Clone)]
+pub struct ClockOverride(pub Clock);
+
+impl std::fmt::Debug for ClockOverride {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClockOverride(..)")
+    }
 }
 
 /// Default for [`ServerConfig::smtp_from`].
@@ -89,6 +101,7 @@ impl ServerConfig {
             mdm_deadline_secs: DEFAULT_MDM_DEADLINE_SECS,
             smtp_url: None,
             smtp_from: DEFAULT_SMTP_FROM.into(),
+            clock: None,
         }
     }
 }
@@ -325,7 +338,8 @@ pub async fn launch_with_listener(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let state = open_state(&config, system_clock())?;
+    let clock = config.clock.clone().map_or_else(system_clock, |c| c.0);
+    let state = open_state(&config, clock)?;
     metrics::handle();
     // Without an MDM no command is ever outstanding, so there is nothing to sweep.
     let sweeper = state
@@ -333,6 +347,7 @@ pub async fn launch_with_listener(
         .is_some()
         .then(|| mdm::spawn_deadline_sweeper(state.clone()));
     let engine = workflows::engine::spawn(state.clone());
+    let scheduler = workflows::schedule::spawn(state.clone());
     let mailer = state.smtp.clone().map(|m| email::spawn(state.clone(), m));
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
@@ -342,6 +357,7 @@ pub async fn launch_with_listener(
         sweeper.abort();
     }
     engine.abort();
+    scheduler.abort();
     if let Some(mailer) = mailer {
         mailer.abort();
     }

@@ -6,6 +6,7 @@ pub mod engine;
 pub mod model;
 pub mod placeholder;
 pub mod run;
+pub mod schedule;
 pub mod standard;
 pub mod triggers;
 pub mod validate;
