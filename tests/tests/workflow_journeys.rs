@@ -456,3 +456,226 @@ async fn without_an_smtp_relay_send_email_fails_with_the_reason_and_check_in_goe
     assert_eq!(named(&runs, "check-in")[1]["state"], "succeeded");
     rig.server.stop().await.unwrap();
 }
+
+/// The command dictionaries the MDM received with this RequestType.
+fn sent(fake: &FakeMdm, request_type: &str) -> Vec<plist::Dictionary> {
+    fake.queued
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            c.as_dictionary().unwrap()["Command"]
+                .as_dictionary()
+                .unwrap()
+                .clone()
+        })
+        .filter(|c| c["RequestType"].as_string() == Some(request_type))
+        .collect()
+}
+
+/// The payloads of every InstallProfile the MDM received.
+fn installed_payloads(fake: &FakeMdm) -> Vec<plist::Dictionary> {
+    sent(fake, "InstallProfile")
+        .iter()
+        .flat_map(|c| {
+            let profile = plist::Value::from_reader_xml(c["Payload"].as_data().unwrap()).unwrap();
+            profile.as_dictionary().unwrap()["PayloadContent"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_dictionary().unwrap().clone())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn staging_a_cart_with_ios_provisioning_sends_each_step_to_the_mdm() {
+    let mut rig = rig().await;
+    let (s, deployed) = rig
+        .admin
+        .post(
+            "/api/v1/workflows/ios-provisioning/deploy",
+            json!({"launchpad": "cart-4w"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{deployed}");
+    assert_eq!(deployed["devices"], json!([rig.phone.id]));
+    let runs = rig
+        .until(acknowledged, |r| {
+            named(r, "ios-provisioning").iter().any(|r| finished(r))
+        })
+        .await;
+    let run = named(&runs, "ios-provisioning")[0];
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    assert_eq!(run["origin"], "on_demand");
+    let step = |i: usize| {
+        (
+            run["steps"][i]["status"].as_str().unwrap(),
+            run["steps"][i]["detail"].as_str().unwrap_or(""),
+        )
+    };
+    // Clear Passcode went through; the DEP profile cannot go through NanoMDM, and says so.
+    assert_eq!(step(0).0, "succeeded");
+    assert!(
+        step(0).1.contains(
+            "Assign DEP Profile \"St Mary DEP\" is not possible through the NanoMDM connector"
+        ),
+        "{run:#}"
+    );
+    assert_eq!(step(4).0, "skipped");
+    assert!(
+        step(4).1.contains("no command to set an iPhone's language"),
+        "{run:#}"
+    );
+    assert_eq!(step(6), ("succeeded", "Device Home = 4 West"));
+
+    assert_eq!(sent(&rig.fake, "EraseDevice").len(), 1);
+    let settings = sent(&rig.fake, "Settings");
+    let tz = settings
+        .iter()
+        .flat_map(|c| c["Settings"].as_array().unwrap().iter())
+        .find_map(|i| {
+            i.as_dictionary()
+                .unwrap()
+                .get("TimeZone")
+                .and_then(|t| t.as_string())
+                .map(str::to_owned)
+        });
+    assert_eq!(
+        tz.as_deref(),
+        Some("America/Chicago"),
+        "[Timezone] came from the cart"
+    );
+    let payloads = installed_payloads(&rig.fake);
+    let wifi = payloads
+        .iter()
+        .find(|p| p["PayloadType"].as_string() == Some("com.apple.wifi.managed"))
+        .unwrap();
+    assert_eq!(wifi["SSID_STR"].as_string(), Some("StMary-Provisioning"));
+    assert_eq!(
+        wifi["DisableAssociationMACRandomization"].as_boolean(),
+        Some(true)
+    );
+    let lock = payloads
+        .iter()
+        .find(|p| p["PayloadType"].as_string() == Some("com.apple.shareddeviceconfiguration"))
+        .unwrap();
+    assert_eq!(
+        lock["LockScreenFootnote"].as_string(),
+        Some("If found, return this device to 4 West.\nF2LXK0XXHG7F")
+    );
+    // The Wi-Fi profile forgets the provisioning network after 60 minutes.
+    let wifi_profile = sent(&rig.fake, "InstallProfile")
+        .into_iter()
+        .map(|c| plist::Value::from_reader_xml(c["Payload"].as_data().unwrap()).unwrap())
+        .find(|p| {
+            p.as_dictionary()
+                .unwrap()
+                .contains_key("DurationUntilRemoval")
+        })
+        .unwrap();
+    assert_eq!(
+        wifi_profile.as_dictionary().unwrap()["DurationUntilRemoval"].as_real(),
+        Some(3600.0)
+    );
+    rig.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_passcode_that_cannot_be_cleared_escalates_by_email_and_an_erase_with_return_to_service()
+{
+    let sink = SmtpSink::start().await;
+    let mut rig = rig_with(Some(sink.url.clone())).await;
+    // IT's escalation policy, as workflows: Check In retries once, then escalates.
+    let (s, w) = rig
+        .admin
+        .post("/api/v1/workflows", json!({"name": "Passcode Escalation", "model": "device_enrollment_program", "actions": [
+            {"type": "send_email", "to": ["it-mobile@stmary.example"],
+             "subject": "Passcode could not be cleared on [Device Serial]",
+             "body": "[Device Serial] in [Launchpad Name] port [Last Port Number] kept its passcode; it is being erased and returned to service."},
+            {"type": "erase", "return_to_service": true},
+            {"type": "add_wifi", "ssid": "StMary-Provisioning", "security": "wpa_personal", "password": "provision-me", "forget_after_minutes": 60}
+        ]}))
+        .await;
+    assert_eq!(s, 201, "{w}");
+    let (s, w) = rig
+        .admin
+        .post(
+            "/api/v1/workflows/check-in/clone",
+            json!({"name": "Check In (escalating)"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{w}");
+    let mut spec = w.clone();
+    for k in ["id", "created_at", "updated_at"] {
+        spec.as_object_mut().unwrap().remove(k);
+    }
+    spec["actions"][2] = json!({"type": "on_failure", "retry": true, "max_attempts": 2, "run_workflow": "passcode-escalation"});
+    let r = rig
+        .admin
+        .http
+        .put(format!(
+            "{}/api/v1/workflows/check-in-escalating",
+            rig.admin.base
+        ))
+        .bearer_auth(&rig.admin.token)
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let rule = json!({"name": "Check In", "description": "Check in an iOS device.", "trigger": {"type": "checked_in"},
+        "workflows": ["check-in-escalating"], "enabled": true});
+    let r = rig
+        .admin
+        .http
+        .put(format!("{}/api/v1/rules/check-in", rig.admin.base))
+        .bearer_auth(&rig.admin.token)
+        .json(&rule)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    rig.phone.tap("0012345").await;
+    rig.phone.agent.handle(Event::Undocked, now()).unwrap();
+    rig.dock("cart-4w", 6);
+    // Every ClearPasscode fails on the phone.
+    let runs = rig
+        .until(
+            |kind, _| {
+                if kind == "ClearPasscode" {
+                    "Error"
+                } else {
+                    "Acknowledged"
+                }
+            },
+            |r| named(r, "passcode-escalation").iter().any(|r| finished(r)),
+        )
+        .await;
+    let check_in = named(&runs, "check-in-escalating")[0];
+    assert_eq!(check_in["state"], "failed");
+    assert_eq!(check_in["attempt"], 2);
+    let escalation = named(&runs, "passcode-escalation")[0];
+    assert_eq!(escalation["state"], "succeeded", "{escalation:#}");
+    assert_eq!(escalation["parent_run"], check_in["id"]);
+    let erase = sent(&rig.fake, "EraseDevice");
+    assert_eq!(erase.len(), 1);
+    let rts = erase[0]["ReturnToService"].as_dictionary().unwrap();
+    assert_eq!(rts["Enabled"].as_boolean(), Some(true));
+    let wifi = plist::Value::from_reader_xml(rts["WiFiProfileData"].as_data().unwrap()).unwrap();
+    assert!(format!("{wifi:?}").contains("StMary-Provisioning"));
+    let mail = sink.messages(1).await;
+    assert!(
+        mail[0].starts_with("X-Envelope-To: it-mobile@stmary.example"),
+        "{}",
+        mail[0]
+    );
+    assert!(
+        mail[0].contains("Subject: Passcode could not be cleared on F2LXK0XXHG7F"),
+        "{}",
+        mail[0]
+    );
+    rig.server.stop().await.unwrap();
+}

@@ -91,6 +91,9 @@ pub async fn tick<S: Storage>(st: &AppState<S>) -> Result<usize, AppError> {
 enum Outcome {
     /// Waiting on the phone, the MDM or the outbox; `handle` names what.
     Waiting(Option<String>),
+    /// As `Waiting`, with a note kept for the step's final detail (parts of the action
+    /// that could not apply).
+    WaitingNoted(String, String),
     /// Done, with what happened.
     Done(String),
     /// Not applicable or not possible here, with why.
@@ -148,7 +151,7 @@ async fn advance<S: Storage>(
         let outcome = if step.status == StepStatus::Pending {
             step.status = StepStatus::Running;
             step.started_at = Some(now);
-            start(st, &cx, action, (run.id, &run.origin), &w.spec.name).await?
+            start(st, &cx, action, (run.id, &run.origin), w).await?
         } else {
             poll(st, &cx, action, step).await?
         };
@@ -160,9 +163,17 @@ async fn advance<S: Storage>(
                 }
                 return Ok(run);
             }
+            Outcome::WaitingNoted(handle, note) => {
+                step.handle = Some(handle);
+                step.detail = Some(note);
+                return Ok(run);
+            }
             Outcome::Done(detail) => {
                 step.status = StepStatus::Succeeded;
-                step.detail = Some(detail);
+                step.detail = Some(match step.detail.take() {
+                    Some(note) => format!("{detail}; {note}"),
+                    None => detail,
+                });
                 step.finished_at = Some(now);
             }
             Outcome::Skipped(why) => {
@@ -304,8 +315,10 @@ async fn start<S: Storage>(
     cx: &Context,
     action: &Action,
     (run_id, origin): (i64, &str),
-    workflow: &str,
+    workflow: &Workflow,
 ) -> Result<Outcome, AppError> {
+    let actions_of = &workflow.spec.actions;
+    let workflow = workflow.spec.name.as_str();
     let Some(device) = cx.device.clone() else {
         return Ok(Outcome::Failed("no device".into()));
     };
@@ -332,21 +345,40 @@ async fn start<S: Storage>(
                 return Ok(Outcome::Skipped(unsupported.join("; ")));
             }
             if device.passcode.as_deref() == Some("absent") {
-                return Ok(Outcome::Done("no passcode on the phone".into()));
+                unsupported.insert(0, "no passcode on the phone".into());
+                return Ok(Outcome::Done(unsupported.join("; ")));
             }
             match crate::mdm::clear_passcode_now(st, &device).await? {
-                Ok(uuid) => Outcome::Waiting(Some(uuid)),
+                Ok(uuid) if unsupported.is_empty() => Outcome::Waiting(Some(uuid)),
+                Ok(uuid) => Outcome::WaitingNoted(uuid, unsupported.join("; ")),
                 Err(why) => Outcome::Failed(format!("Clear Passcode: {why}")),
             }
         }
         Action::Erase {
             return_to_service, ..
         } => {
-            let rts = return_to_service.then(|| ReturnToService {
-                enabled: true,
-                wifi_profile_data: None,
-                mdm_profile_data: None,
-            });
+            // Return to Service brings the phone back on the workflow's own Add WiFi
+            // network (validation makes sure there is one).
+            let rts = if *return_to_service {
+                let Some(wifi) = actions_of
+                    .iter()
+                    .find(|a| matches!(a, Action::AddWifi { .. }))
+                else {
+                    return Ok(Outcome::Failed(
+                        "Return to Service needs an Add WiFi action in the workflow".into(),
+                    ));
+                };
+                match wifi_profile(cx, wifi)? {
+                    Ok(profile) => Some(ReturnToService {
+                        enabled: true,
+                        wifi_profile_data: Some(profile),
+                        mdm_profile_data: None,
+                    }),
+                    Err(e) => return Ok(Outcome::Failed(e)),
+                }
+            } else {
+                None
+            };
             let erase = MdmCommand::EraseDevice {
                 preserve_data_plan: Some(true),
                 disallow_proximity_setup: Some(true),
@@ -373,62 +405,10 @@ async fn start<S: Storage>(
             )
             .await?
         }
-        Action::AddWifi {
-            ssid,
-            security,
-            password,
-            username,
-            disable_mac_randomization,
-            forget_after_minutes,
-        } => {
-            let ssid = match render(cx, "ssid", ssid) {
-                Ok(s) => s,
-                Err(e) => return Ok(Outcome::Failed(e)),
-            };
-            let (encryption, enterprise, psk) = match security {
-                WifiSecurity::None => (WifiEncryption::None, None, None),
-                WifiSecurity::WpaPersonal => (WifiEncryption::Any, None, password.clone()),
-                WifiSecurity::WpaEnterprise => (
-                    WifiEncryption::Any,
-                    Some(EnterpriseWifi {
-                        eap_types: vec![EapType::Peap],
-                        username: match username
-                            .as_deref()
-                            .map(|u| render(cx, "username", u))
-                            .transpose()
-                        {
-                            Ok(u) => u,
-                            Err(e) => return Ok(Outcome::Failed(e)),
-                        },
-                        password: password.clone(),
-                        ..EnterpriseWifi::default()
-                    }),
-                    None,
-                ),
-            };
-            let profile = Profile {
-                identifier: format!(
-                    "org.lanyard.wifi.{}",
-                    super::super::api::workflows::slug(&ssid)
-                ),
-                uuid: profile_uuid()?,
-                display_name: format!("Wi-Fi {ssid}"),
-                organization: None,
-                remove_after_secs: forget_after_minutes.map(|m| u64::from(m) * 60),
-                payloads: vec![Payload::Wifi(WifiPayload {
-                    uuid: profile_uuid()?,
-                    ssid,
-                    encryption,
-                    password: psk,
-                    enterprise,
-                    auto_join: true,
-                    hidden: false,
-                    disable_mac_randomization: *disable_mac_randomization,
-                })],
-            };
-            let payload = profile.to_mobileconfig().map_err(anyhow::Error::new)?;
-            mdm(st, cx, vec![MdmCommand::InstallProfile { payload }]).await?
-        }
+        Action::AddWifi { .. } => match wifi_profile(cx, action)? {
+            Ok(payload) => mdm(st, cx, vec![MdmCommand::InstallProfile { payload }]).await?,
+            Err(e) => Outcome::Failed(e),
+        },
         Action::SetLanguageAndLocale { language, locale } => Outcome::Skipped(format!(
             "Apple's MDM protocol has no command to set an iPhone's language ({language}) and locale ({locale}); \
              they are chosen in Setup Assistant (skip that pane in the DEP profile)"
@@ -730,4 +710,63 @@ async fn poll<S: Storage>(
     } else {
         Outcome::Waiting(None)
     })
+}
+
+/// The `.mobileconfig` of an Add WiFi action, filled for this device, or why not.
+fn wifi_profile(cx: &Context, action: &Action) -> Result<Result<Vec<u8>, String>, AppError> {
+    let Action::AddWifi {
+        ssid,
+        security,
+        password,
+        username,
+        disable_mac_randomization,
+        forget_after_minutes,
+    } = action
+    else {
+        return Ok(Err("not an Add WiFi action".into()));
+    };
+    let ssid = match render(cx, "ssid", ssid) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    let username = match username
+        .as_deref()
+        .map(|u| render(cx, "username", u))
+        .transpose()
+    {
+        Ok(u) => u,
+        Err(e) => return Ok(Err(e)),
+    };
+    let (encryption, enterprise, psk) = match security {
+        WifiSecurity::None => (WifiEncryption::None, None, None),
+        WifiSecurity::WpaPersonal => (WifiEncryption::Any, None, password.clone()),
+        WifiSecurity::WpaEnterprise => (
+            WifiEncryption::Any,
+            Some(EnterpriseWifi {
+                eap_types: vec![EapType::Peap],
+                username,
+                password: password.clone(),
+                ..EnterpriseWifi::default()
+            }),
+            None,
+        ),
+    };
+    let profile = Profile {
+        identifier: format!("org.lanyard.wifi.{}", crate::api::workflows::slug(&ssid)),
+        uuid: profile_uuid()?,
+        display_name: format!("Wi-Fi {ssid}"),
+        organization: None,
+        remove_after_secs: forget_after_minutes.map(|m| u64::from(m) * 60),
+        payloads: vec![Payload::Wifi(WifiPayload {
+            uuid: profile_uuid()?,
+            ssid,
+            encryption,
+            password: psk,
+            enterprise,
+            auto_join: true,
+            hidden: false,
+            disable_mac_randomization: *disable_mac_randomization,
+        })],
+    };
+    Ok(Ok(profile.to_mobileconfig().map_err(anyhow::Error::new)?))
 }

@@ -390,6 +390,25 @@ pub fn workflow(
     for (i, a) in spec.actions.iter_mut().enumerate() {
         action(i, a, attrs)?;
     }
+    let has_wifi = spec
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::AddWifi { .. }));
+    if let Some(i) = spec.actions.iter().position(|a| {
+        matches!(
+            a,
+            Action::Erase {
+                return_to_service: true,
+                ..
+            }
+        )
+    }) && !has_wifi
+    {
+        return Err(AppError::invalid(
+            &format!("actions[{i}].return_to_service"),
+            "Return to Service brings the phone back on a Wi-Fi network: add an Add WiFi action to this workflow",
+        ));
+    }
     if let Some(target) = on_failure_target(spec) {
         let i = spec
             .actions
