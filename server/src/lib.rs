@@ -284,6 +284,10 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
             get(api::workflows::device_runs::<S>),
         )
         .route("/api/v1/emails", get(api::workflows::emails::<S>))
+        .route(
+            "/api/v1/devices/{id}/journey",
+            get(api::workflows::journey::<S>),
+        )
         .route("/metrics", get(metrics::render::<S>))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(not_found)

@@ -378,6 +378,35 @@ async fn a_password_checkout_runs_manual_checkout_which_records_the_device_user(
         entry["actor"].as_str().unwrap().contains("Manual Checkout"),
         "{entry}"
     );
+    // The device's journey shows the checkout and the Manual Checkout run together.
+    let (s, journey) = rig
+        .admin
+        .get(&format!("/api/v1/devices/{}/journey", rig.phone.id))
+        .await;
+    assert_eq!(s, 200, "{journey}");
+    let lines: Vec<String> = journey
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e["source"].as_str().unwrap(),
+                e["summary"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "device: checked_in → checkout_pending (alice): granted"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l
+            == "workflow: Manual Checkout (unlocked via password, rule manual-checkout) succeeded"),
+        "{lines:#?}"
+    );
     rig.server.stop().await.unwrap();
 }
 
@@ -678,4 +707,116 @@ async fn a_passcode_that_cannot_be_cleared_escalates_by_email_and_an_erase_with_
         mail[0]
     );
     rig.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_relay_leaves_the_email_pending_with_the_error_for_a_later_retry() {
+    // Nothing listens on port 9 of loopback.
+    let mut rig = rig_with(Some("smtp://127.0.0.1:9".into())).await;
+    let (s, w) = rig
+        .admin
+        .post("/api/v1/workflows", json!({"name": "Notify", "model": "over_the_air", "actions": [
+            {"type": "send_email", "to": ["[Launchpad Manager]"], "subject": "[Device Serial] staged", "body": "In [Launchpad Name]."}]}))
+        .await;
+    assert_eq!(s, 201, "{w}");
+    let (s, d) = rig
+        .admin
+        .post(
+            "/api/v1/workflows/notify/deploy",
+            json!({"devices": [rig.phone.id]}),
+        )
+        .await;
+    assert_eq!(s, 202, "{d}");
+    rig.until(acknowledged, |r| {
+        named(r, "notify").iter().any(|r| finished(r))
+    })
+    .await;
+    // The run hands the email to the outbox; the outbox keeps it and says why it waits.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let email = loop {
+        let (_, page) = rig.admin.get("/api/v1/emails").await;
+        let e = page["items"][0].clone();
+        if e["attempts"].as_u64().unwrap_or(0) >= 1 {
+            break e;
+        }
+        assert!(std::time::Instant::now() < deadline, "{page:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(email["state"], "pending", "{email:#}");
+    assert_eq!(email["to"], json!(["mgr-4w@stmary.example"]));
+    assert_eq!(email["subject"], "F2LXK0XXHG7F staged");
+    assert!(!email["last_error"].as_str().unwrap().is_empty());
+    assert!(
+        email["next_attempt_at"].as_i64().unwrap() > email["created_at"].as_i64().unwrap() + 25_000
+    );
+    rig.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_run_waiting_on_the_mdm_survives_a_server_restart() {
+    let Rig {
+        server,
+        admin,
+        mut phone,
+        udid,
+        fake,
+        ..
+    } = rig().await;
+    let (s, w) = admin
+        .post("/api/v1/workflows", json!({"name": "Restart Me", "model": "device_enrollment_program", "actions": [
+            {"type": "reboot"}, {"type": "set_attribute", "attribute": "Device Home", "value": "[Department]"}]}))
+        .await;
+    assert_eq!(s, 201, "{w}");
+    let (s, d) = admin
+        .post(
+            "/api/v1/workflows/restart-me/deploy",
+            json!({"devices": [phone.id]}),
+        )
+        .await;
+    assert_eq!(s, 202, "{d}");
+    let run_id = d["runs"][0].as_i64().unwrap();
+    // The RestartDevice reaches the MDM; the server stops before the phone answers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let uuid = loop {
+        if let Some((uuid, _)) = fake
+            .commands()
+            .into_iter()
+            .find(|(_, k)| k == "RestartDevice")
+        {
+            break uuid;
+        }
+        assert!(std::time::Instant::now() < deadline, "no RestartDevice");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let addr = server.server.addr;
+    let data = server.data_dir.path().join("data");
+    let TestServer {
+        server: running,
+        data_dir,
+    } = server;
+    running.stop().await.unwrap();
+    let mut config = lanyard_server::ServerConfig::new(addr, data);
+    // Nothing new goes to the MDM after the restart: only its answer is awaited.
+    config.nanomdm_url = Some("http://127.0.0.1:1/".parse().unwrap());
+    config.nanomdm_api_key = Some("mdm-key".into());
+    config.nanomdm_webhook_key = Some("hook-key".into());
+    let restarted = lanyard_server::EmbeddedServer::start(config).await.unwrap();
+    // The phone answers; the restarted server's engine picks the run up where it was.
+    assert_eq!(
+        mdm_report(&admin.base, &udid, &uuid, "Acknowledged").await,
+        200
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        phone.sync_step().await;
+        let (_, run) = admin.get(&format!("/api/v1/runs/{run_id}")).await;
+        if run["state"] == "succeeded" {
+            assert_eq!(run["steps"][1]["detail"], "Device Home = 4 West");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{run:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    restarted.stop().await.unwrap();
+    drop(data_dir);
 }

@@ -615,3 +615,106 @@ pub async fn device_runs<S: Storage>(
     st.storage.get_device(id.clone()).await?;
     Ok(Json(st.storage.list_runs(Some(id), q.cursor, limit).await?))
 }
+
+/// One line of a device's journey.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JourneyEntry {
+    /// When (ms since epoch).
+    pub at: i64,
+    /// `device` (the phone's own record), `workflow` (a run) or `mdm` (the MDM log).
+    pub source: &'static str,
+    /// What happened, in a sentence.
+    pub summary: String,
+    /// The record's reference: event sequence, run id, or MDM CommandUUID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+/// `GET /api/v1/devices/{id}/journey` query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct JourneyQuery {
+    /// Most recent entries to return (default 200, at most 500).
+    pub limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}/journey", tag = "workflows", description = "The device's complete journey, oldest first: its own status changes, the workflow runs deployed to it with their outcome, and its MDM activity, interleaved by time.", params(("id" = String, Path), JourneyQuery), responses((status = 200, body = [JourneyEntry]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
+/// `GET /api/v1/devices/{id}/journey`.
+pub async fn journey<S: Storage>(
+    State(st): State<AppState<S>>,
+    _: Caller,
+    Path(id): Path<String>,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery<JourneyQuery>,
+) -> Result<Json<Vec<JourneyEntry>>, AppError> {
+    let limit = validate::limit(Some(q.limit.unwrap_or(200)))?;
+    let device = st.storage.get_device(id.clone()).await?;
+    let name = |v: serde_json::Value| {
+        v.as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string())
+    };
+    let mut out = Vec::new();
+    let from = device.last_seq.saturating_sub(u64::from(limit));
+    let events = st
+        .storage
+        .device_activity(id.clone(), Some(from), limit)
+        .await?;
+    for r in events.items {
+        let Some(t) = r.transition else { continue };
+        let cause = serde_json::to_value(&t.cause)
+            .map(|c| c["type"].as_str().unwrap_or_default().replace('_', " "))
+            .unwrap_or_default();
+        let user = r
+            .user
+            .as_ref()
+            .map(|u| format!(" ({})", u.username))
+            .unwrap_or_default();
+        out.push(JourneyEntry {
+            at: r.at.as_millis(),
+            source: "device",
+            summary: format!(
+                "{} → {}{user}: {cause}",
+                name(serde_json::to_value(t.from).unwrap_or_default()),
+                name(serde_json::to_value(t.to).unwrap_or_default()),
+            ),
+            reference: Some(format!("seq {}", r.seq)),
+        });
+    }
+    let runs = st.storage.list_runs(Some(id.clone()), None, limit).await?;
+    for r in runs.items {
+        let by = match &r.rule_id {
+            Some(rule) => format!("rule {rule}"),
+            None => r.actor.clone(),
+        };
+        let outcome = match (&r.state, &r.error) {
+            (_, Some(e)) => format!("{}: {e}", r.state.as_str()),
+            (s, None) => s.as_str().to_owned(),
+        };
+        out.push(JourneyEntry {
+            at: r.created_at,
+            source: "workflow",
+            summary: format!(
+                "{} ({}, {by}) {outcome}",
+                r.workflow_name,
+                r.origin.replace('_', " ")
+            ),
+            reference: Some(format!("run {}", r.id)),
+        });
+    }
+    for e in st.storage.mdm_activity(id).await? {
+        out.push(JourneyEntry {
+            at: e.at,
+            source: "mdm",
+            summary: format!(
+                "{} {}{}",
+                e.request_type.as_deref().unwrap_or("MDM"),
+                e.kind.replace('_', " "),
+                e.detail.map(|d| format!(": {d}")).unwrap_or_default()
+            ),
+            reference: e.command_uuid,
+        });
+    }
+    out.sort_by_key(|e| e.at);
+    let skip = out.len().saturating_sub(limit as usize);
+    Ok(Json(out.split_off(skip)))
+}
