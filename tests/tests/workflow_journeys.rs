@@ -820,3 +820,70 @@ async fn a_run_waiting_on_the_mdm_survives_a_server_restart() {
     restarted.stop().await.unwrap();
     drop(data_dir);
 }
+
+const WEBEX_PROFILE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0">
+<dict>
+  <key>PayloadType</key><string>com.apple.app.managed</string>
+  <key>PayloadVersion</key><integer>1</integer>
+  <key>PayloadIdentifier</key><string>org.stmary.webex.$USERID$</string>
+  <key>PayloadUUID</key><string>3A1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D</string>
+  <key>PayloadDisplayName</key><string>Webex for $DISPLAY_NAME$</string>
+</dict>
+</plist>"#;
+
+#[tokio::test]
+async fn deploying_by_attribute_fills_a_dynamic_config_profile_for_the_phones_user() {
+    let mut rig = rig().await;
+    let (s, a) = rig
+        .admin
+        .post("/api/v1/attributes", json!({"target": "device", "name": "Ward Pool", "value_type": "string"}))
+        .await;
+    assert_eq!(s, 201, "{a}");
+    let r = rig
+        .admin
+        .http
+        .put(format!("{}/api/v1/devices/{}/attributes/Ward%20Pool", rig.admin.base, rig.phone.id))
+        .bearer_auth(&rig.admin.token)
+        .json(&json!({"value": "cardiology"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (s, w) = rig
+        .admin
+        .post("/api/v1/workflows", json!({"name": "Webex Login", "model": "device_enrollment_program", "actions": [
+            {"type": "add_dynamic_config_profile", "name": "Webex", "profile_xml": WEBEX_PROFILE}]}))
+        .await;
+    assert_eq!(s, 201, "{w}");
+    // A profile with a variable Lanyard cannot fill is refused when saved.
+    let (s, e) = rig
+        .admin
+        .post("/api/v1/workflows", json!({"name": "Bad Profile", "model": "over_the_air", "actions": [
+            {"type": "add_dynamic_config_profile", "name": "x", "profile_xml": WEBEX_PROFILE.replace("$USERID$", "$MANAGER_DN$")}]}))
+        .await;
+    assert_eq!(s, 400, "{e}");
+    rig.phone.tap("0012345").await;
+    rig.phone.agent.handle(Event::Undocked, now()).unwrap();
+    rig.until(acknowledged, |r| named(r, "express-checkout").iter().any(|r| finished(r))).await;
+    let (s, d) = rig
+        .admin
+        .post("/api/v1/workflows/webex-login/deploy", json!({"attribute": {"name": "Ward Pool", "value": "cardiology"}}))
+        .await;
+    assert_eq!(s, 202, "{d}");
+    assert_eq!(d["devices"], json!([rig.phone.id]));
+    let runs = rig.until(acknowledged, |r| named(r, "webex-login").iter().any(|r| finished(r))).await;
+    assert_eq!(named(&runs, "webex-login")[0]["state"], "succeeded");
+    let payloads = installed_payloads(&rig.fake);
+    let webex = payloads.iter().find(|p| p["PayloadType"].as_string() == Some("com.apple.app.managed")).unwrap();
+    assert_eq!(webex["PayloadIdentifier"].as_string(), Some("org.stmary.webex.alice"));
+    assert_eq!(webex["PayloadDisplayName"].as_string(), Some("Webex for Alice Moreau, RN"));
+    let (s, none) = rig
+        .admin
+        .post("/api/v1/workflows/webex-login/deploy", json!({"attribute": {"name": "Ward Pool", "value": "oncology"}}))
+        .await;
+    assert_eq!(s, 202);
+    assert_eq!(none["devices"], json!([]));
+    rig.server.stop().await.unwrap();
+}
