@@ -68,7 +68,8 @@ enum WorkflowsCommand {
         /// Locale set during provisioning.
         #[arg(long, default_value = "en_US")]
         locale: String,
-        /// An app Check In logs out (bundle id); repeat for several.
+        /// An app Check In logs out, `BUNDLE_ID=Name` (e.g. `com.epic.rover=Epic Rover`);
+        /// repeat for several.
         #[arg(long = "logout-app")]
         logout_apps: Vec<String>,
         #[command(flatten)]
@@ -326,6 +327,16 @@ async fn workflows(command: WorkflowsCommand) -> anyhow::Result<()> {
             logout_apps,
             dir,
         } => {
+            let logout_apps = logout_apps
+                .iter()
+                .map(|a| {
+                    let (app, name) = a.split_once('=').unwrap_or((a, a));
+                    lanyard_server::workflows::model::LogoutApp {
+                        app: app.trim().to_owned(),
+                        name: name.trim().to_owned(),
+                    }
+                })
+                .collect();
             let security = serde_json::from_value(serde_json::Value::String(wifi_security.clone()))
                 .map_err(|_| anyhow::anyhow!("--wifi-security must be wpa_personal, wpa_enterprise or none, not {wifi_security:?}"))?;
             let site = lanyard_server::workflows::standard::SiteSettings {
@@ -340,7 +351,11 @@ async fn workflows(command: WorkflowsCommand) -> anyhow::Result<()> {
             let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.data_dir);
             let state = open_state(&config, system_clock())?;
             let actor = "command line (workflows install-standard)".to_owned();
-            let done = lanyard_server::api::workflows::install_standard_set(&state, &site, actor)
+            let done =
+                lanyard_server::api::workflows::install_standard_set(&state, &site, actor.clone())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            lanyard_server::workflows::policy::sync_app_logouts(&state, &actor)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(

@@ -838,13 +838,19 @@ async fn deploying_by_attribute_fills_a_dynamic_config_profile_for_the_phones_us
     let mut rig = rig().await;
     let (s, a) = rig
         .admin
-        .post("/api/v1/attributes", json!({"target": "device", "name": "Ward Pool", "value_type": "string"}))
+        .post(
+            "/api/v1/attributes",
+            json!({"target": "device", "name": "Ward Pool", "value_type": "string"}),
+        )
         .await;
     assert_eq!(s, 201, "{a}");
     let r = rig
         .admin
         .http
-        .put(format!("{}/api/v1/devices/{}/attributes/Ward%20Pool", rig.admin.base, rig.phone.id))
+        .put(format!(
+            "{}/api/v1/devices/{}/attributes/Ward%20Pool",
+            rig.admin.base, rig.phone.id
+        ))
         .bearer_auth(&rig.admin.token)
         .json(&json!({"value": "cardiology"}))
         .send()
@@ -866,24 +872,160 @@ async fn deploying_by_attribute_fills_a_dynamic_config_profile_for_the_phones_us
     assert_eq!(s, 400, "{e}");
     rig.phone.tap("0012345").await;
     rig.phone.agent.handle(Event::Undocked, now()).unwrap();
-    rig.until(acknowledged, |r| named(r, "express-checkout").iter().any(|r| finished(r))).await;
+    rig.until(acknowledged, |r| {
+        named(r, "express-checkout").iter().any(|r| finished(r))
+    })
+    .await;
     let (s, d) = rig
         .admin
-        .post("/api/v1/workflows/webex-login/deploy", json!({"attribute": {"name": "Ward Pool", "value": "cardiology"}}))
+        .post(
+            "/api/v1/workflows/webex-login/deploy",
+            json!({"attribute": {"name": "Ward Pool", "value": "cardiology"}}),
+        )
         .await;
     assert_eq!(s, 202, "{d}");
     assert_eq!(d["devices"], json!([rig.phone.id]));
-    let runs = rig.until(acknowledged, |r| named(r, "webex-login").iter().any(|r| finished(r))).await;
+    let runs = rig
+        .until(acknowledged, |r| {
+            named(r, "webex-login").iter().any(|r| finished(r))
+        })
+        .await;
     assert_eq!(named(&runs, "webex-login")[0]["state"], "succeeded");
     let payloads = installed_payloads(&rig.fake);
-    let webex = payloads.iter().find(|p| p["PayloadType"].as_string() == Some("com.apple.app.managed")).unwrap();
-    assert_eq!(webex["PayloadIdentifier"].as_string(), Some("org.stmary.webex.alice"));
-    assert_eq!(webex["PayloadDisplayName"].as_string(), Some("Webex for Alice Moreau, RN"));
+    let webex = payloads
+        .iter()
+        .find(|p| p["PayloadType"].as_string() == Some("com.apple.app.managed"))
+        .unwrap();
+    assert_eq!(
+        webex["PayloadIdentifier"].as_string(),
+        Some("org.stmary.webex.alice")
+    );
+    assert_eq!(
+        webex["PayloadDisplayName"].as_string(),
+        Some("Webex for Alice Moreau, RN")
+    );
     let (s, none) = rig
         .admin
-        .post("/api/v1/workflows/webex-login/deploy", json!({"attribute": {"name": "Ward Pool", "value": "oncology"}}))
+        .post(
+            "/api/v1/workflows/webex-login/deploy",
+            json!({"attribute": {"name": "Ward Pool", "value": "oncology"}}),
+        )
         .await;
     assert_eq!(s, 202);
     assert_eq!(none["devices"], json!([]));
+    rig.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn check_in_logout_actions_reach_the_phones_policy_and_run_at_the_dock() {
+    use lanyard_agent::Effect;
+    let mut rig = rig().await;
+    let (_, before) = rig.admin.get("/api/v1/audit").await;
+    let (s, w) = rig
+        .admin
+        .post(
+            "/api/v1/workflows/check-in/clone",
+            json!({"name": "Check In (Rover)"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{w}");
+    let mut spec = w.clone();
+    for k in ["id", "created_at", "updated_at"] {
+        spec.as_object_mut().unwrap().remove(k);
+    }
+    spec["actions"][1]["logout_apps"] = json!([{"app": "com.epic.rover", "name": "Epic Rover"}]);
+    let put = |path: String, body: Value| {
+        let admin = &rig.admin;
+        async move {
+            let r = admin
+                .http
+                .put(format!("{}{path}", admin.base))
+                .bearer_auth(&admin.token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, e) = put("/api/v1/workflows/check-in-rover".into(), {
+        let mut bad = spec.clone();
+        bad["actions"][1]["logout_apps"][0]["app"] = json!("Epic Rover");
+        bad
+    })
+    .await;
+    assert_eq!(s, 400, "a bundle id is required: {e}");
+    let (s, e) = put("/api/v1/workflows/check-in-rover".into(), spec).await;
+    assert_eq!(s, 200, "{e}");
+    let (s, e) = put(
+        "/api/v1/rules/check-in".into(),
+        json!({"name": "Check In", "description": "Check in an iOS device.", "trigger": {"type": "checked_in"},
+            "workflows": ["check-in-rover"], "enabled": true}),
+    )
+    .await;
+    assert_eq!(s, 200, "{e}");
+    let (_, after) = rig.admin.get("/api/v1/audit").await;
+    let change = after["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "policy.app_logouts")
+        .unwrap();
+    assert!(
+        before["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["action"] != "policy.app_logouts")
+    );
+    assert_eq!(
+        change["after"]["app_logouts"],
+        json!([{"app": "com.epic.rover", "name": "Epic Rover"}])
+    );
+
+    // The phone's next sync brings the new signed policy; at the dock it logs Rover out
+    // itself and checks in once Rover confirms.
+    rig.phone.sync_step().await;
+    rig.phone.tap("0012345").await;
+    rig.phone.agent.handle(Event::Undocked, now()).unwrap();
+    let effects = rig
+        .phone
+        .agent
+        .handle(
+            Event::Docked {
+                location: DockLocation {
+                    launchpad: Some("cart-4w".into()),
+                    port: Some(1),
+                },
+            },
+            now(),
+        )
+        .unwrap();
+    let apps = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::LogOutApps { apps } => Some(apps.clone()),
+            _ => None,
+        })
+        .expect("the dock logs apps out");
+    assert_eq!(apps[0].app.as_str(), "com.epic.rover");
+    assert_eq!(rig.phone.status(), DeviceStatus::Returning);
+    rig.phone
+        .agent
+        .handle(
+            Event::AppLogoutFinished {
+                app: apps[0].app.clone(),
+                outcome: lanyard_protocol::events::LogoutOutcome::Done,
+            },
+            now(),
+        )
+        .unwrap();
+    assert_eq!(rig.phone.status(), DeviceStatus::CheckedIn);
+    let runs = rig
+        .until(acknowledged, |r| {
+            named(r, "check-in-rover").iter().any(|r| finished(r))
+        })
+        .await;
+    assert_eq!(named(&runs, "check-in-rover")[0]["state"], "succeeded");
     rig.server.stop().await.unwrap();
 }

@@ -41,6 +41,12 @@ fn free_id(base: String, taken: impl Fn(&str) -> bool) -> String {
         .unwrap_or(base)
 }
 
+/// After a change to workflows or rules: the phones' policy follows the check-in
+/// rules' Logout Actions.
+async fn synced<S: Storage>(st: &AppState<S>, caller: &Caller) -> Result<(), AppError> {
+    crate::workflows::policy::sync_app_logouts(st, &caller.actor).await
+}
+
 fn read_only(w: &Workflow) -> Result<(), AppError> {
     if w.spec.folder.read_only() {
         Err(AppError::Unprocessable(format!(
@@ -162,9 +168,10 @@ pub async fn create<S: Storage>(
     };
     let w = st
         .storage
-        .create_workflow(w, caller.actor, st.now())
+        .create_workflow(w, caller.actor.clone(), st.now())
         .await
         .map_err(name_taken)?;
+    synced(&st, &caller).await?;
     Ok((StatusCode::CREATED, Json(w)))
 }
 
@@ -187,12 +194,13 @@ pub async fn replace<S: Storage>(
         created_at: current.created_at,
         updated_at: st.now().as_millis(),
     };
-    Ok(Json(
-        st.storage
-            .replace_workflow(w, caller.actor, st.now())
-            .await
-            .map_err(name_taken)?,
-    ))
+    let w = st
+        .storage
+        .replace_workflow(w, caller.actor.clone(), st.now())
+        .await
+        .map_err(name_taken)?;
+    synced(&st, &caller).await?;
+    Ok(Json(w))
 }
 
 #[utoipa::path(delete, path = "/api/v1/workflows/{id}", tag = "workflows", description = "Deletes a Custom Workflows workflow that no rule and no On Failure refers to. Needs the admin role.", params(("id" = String, Path)), responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("api_token" = [])))]
@@ -205,8 +213,9 @@ pub async fn delete<S: Storage>(
     caller.require_admin()?;
     read_only(&st.storage.get_workflow(id.clone()).await?)?;
     st.storage
-        .delete_workflow(id, caller.actor, st.now())
+        .delete_workflow(id, caller.actor.clone(), st.now())
         .await?;
+    synced(&st, &caller).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -243,9 +252,10 @@ pub async fn clone<S: Storage>(
     };
     let w = st
         .storage
-        .create_workflow(w, caller.actor, st.now())
+        .create_workflow(w, caller.actor.clone(), st.now())
         .await
         .map_err(name_taken)?;
+    synced(&st, &caller).await?;
     Ok((StatusCode::CREATED, Json(w)))
 }
 
@@ -317,10 +327,9 @@ pub async fn install_standard<S: Storage>(
     ApiJson(site): ApiJson<SiteSettings>,
 ) -> Result<(StatusCode, Json<Installed>), AppError> {
     caller.require_admin()?;
-    Ok((
-        StatusCode::CREATED,
-        Json(install_standard_set(&st, &site, caller.actor).await?),
-    ))
+    let installed = install_standard_set(&st, &site, caller.actor.clone()).await?;
+    synced(&st, &caller).await?;
+    Ok((StatusCode::CREATED, Json(installed)))
 }
 
 /// Which devices an on-demand deployment targets (exactly one way).
@@ -486,9 +495,10 @@ pub async fn create_rule<S: Storage>(
     let id = free_id(slug(&spec.name), |id| rules.iter().any(|r| r.id == id));
     let rule = st
         .storage
-        .create_rule(id, spec, caller.actor, st.now())
+        .create_rule(id, spec, caller.actor.clone(), st.now())
         .await
         .map_err(rule_taken)?;
+    synced(&st, &caller).await?;
     Ok((StatusCode::CREATED, Json(rule)))
 }
 
@@ -502,12 +512,13 @@ pub async fn replace_rule<S: Storage>(
 ) -> Result<Json<Rule>, AppError> {
     caller.require_admin()?;
     checked_rule(&st, &mut spec).await?;
-    Ok(Json(
-        st.storage
-            .replace_rule(id, spec, caller.actor, st.now())
-            .await
-            .map_err(rule_taken)?,
-    ))
+    let rule = st
+        .storage
+        .replace_rule(id, spec, caller.actor.clone(), st.now())
+        .await
+        .map_err(rule_taken)?;
+    synced(&st, &caller).await?;
+    Ok(Json(rule))
 }
 
 #[utoipa::path(delete, path = "/api/v1/rules/{id}", tag = "workflows", description = "Deletes a rule. Needs the admin role.", params(("id" = String, Path)), responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
@@ -518,7 +529,10 @@ pub async fn delete_rule<S: Storage>(
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
     caller.require_admin()?;
-    st.storage.delete_rule(id, caller.actor, st.now()).await?;
+    st.storage
+        .delete_rule(id, caller.actor.clone(), st.now())
+        .await?;
+    synced(&st, &caller).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -542,11 +556,12 @@ pub async fn move_rule<S: Storage>(
     if body.position == 0 {
         return Err(AppError::invalid("position", "counts from 1"));
     }
-    Ok(Json(
-        st.storage
-            .move_rule(id, body.position, caller.actor, st.now())
-            .await?,
-    ))
+    let rules = st
+        .storage
+        .move_rule(id, body.position, caller.actor.clone(), st.now())
+        .await?;
+    synced(&st, &caller).await?;
+    Ok(Json(rules))
 }
 
 /// Paging query.

@@ -166,6 +166,15 @@ pub trait WorkflowStore: Clone + Send + Sync + 'static {
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
 
+    /// Sets the apps phones log out at check-in in the signed policy (a new version when
+    /// they change, audited). Returns whether the policy changed.
+    fn set_app_logouts(
+        &self,
+        apps: Vec<lanyard_protocol::policy::AppLogout>,
+        actor: String,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StorageError>> + Send;
+
     /// Queues an email.
     fn enqueue_email(
         &self,

@@ -5,6 +5,7 @@
 pub mod engine;
 pub mod model;
 pub mod placeholder;
+pub mod policy;
 pub mod run;
 pub mod schedule;
 pub mod standard;

@@ -199,9 +199,11 @@ pub enum Action {
         /// Launch a blank page before check-in (iOS 17 and below).
         #[serde(default)]
         launch_blank_page: bool,
-        /// Apps to log out (bundle ids), e.g. Epic Rover.
+        /// Logout Actions: apps to log out, e.g. Epic Rover. The phones receive the
+        /// apps of the Check In workflows the check-in rules deploy in their signed
+        /// policy, so they log them out at every dock, even offline.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        logout_apps: Vec<String>,
+        logout_apps: Vec<LogoutApp>,
     },
     /// Add Dynamic Config Profile: profile XML with `$USERID$`-style variables.
     AddDynamicConfigProfile {
@@ -245,6 +247,16 @@ pub enum Action {
         #[serde(default)]
         reboot_and_check_in: bool,
     },
+}
+
+/// An app the Check In Device action logs out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutApp {
+    /// Bundle id, e.g. `com.epic.rover`.
+    pub app: String,
+    /// Its name in reports, e.g. `Epic Rover`.
+    pub name: String,
 }
 
 fn lock_screen() -> WallpaperTarget {

@@ -34,9 +34,9 @@ pub struct SiteSettings {
     /// Locale, default `en_US`.
     #[serde(default = "en_us")]
     pub locale: String,
-    /// Apps Check In logs out (bundle ids, e.g. Epic Rover's), if any.
+    /// Apps Check In logs out (e.g. Epic Rover), if any.
     #[serde(default)]
-    pub logout_apps: Vec<String>,
+    pub logout_apps: Vec<super::model::LogoutApp>,
 }
 
 fn wpa() -> WifiSecurity {

@@ -259,7 +259,20 @@ fn action(i: usize, a: &mut Action, attrs: &[AttributeDef]) -> Result<(), AppErr
         }
         Action::CheckInDevice { logout_apps, .. } => {
             for (j, app) in logout_apps.iter_mut().enumerate() {
-                *app = validate::text(&f(&format!("logout_apps[{j}]")), app, 155)?;
+                let field = f(&format!("logout_apps[{j}].app"));
+                app.app = validate::text(&field, &app.app, 155)?;
+                let bundle_id = app.app.contains('.')
+                    && app
+                        .app
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+                if !bundle_id {
+                    return Err(AppError::invalid(
+                        &field,
+                        format!("{:?} is not a bundle id like com.epic.rover", app.app),
+                    ));
+                }
+                app.name = validate::text(&f(&format!("logout_apps[{j}].name")), &app.name, 128)?;
             }
         }
         Action::AddDynamicConfigProfile { name, profile_xml } => {
