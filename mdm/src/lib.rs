@@ -67,6 +67,8 @@ pub enum MdmCommand {
     },
     /// Leave lost mode.
     DisableLostMode,
+    /// Ask which OS updates Apple offers this device now (signed versions only).
+    AvailableOsUpdates,
     /// Schedule OS updates (supervised devices).
     ScheduleOSUpdate {
         /// One entry per update to act on.
@@ -199,6 +201,7 @@ impl MdmCommand {
             MdmCommand::DeviceLock { .. } => "DeviceLock",
             MdmCommand::RestartDevice => "RestartDevice",
             MdmCommand::ShutDownDevice => "ShutDownDevice",
+            MdmCommand::AvailableOsUpdates => "AvailableOSUpdates",
             MdmCommand::EraseDevice { .. } => "EraseDevice",
             MdmCommand::DeviceInformation { .. } => "DeviceInformation",
             MdmCommand::InstallProfile { .. } => "InstallProfile",
@@ -234,6 +237,7 @@ impl MdmCommand {
             }
             MdmCommand::RestartDevice
             | MdmCommand::ShutDownDevice
+            | MdmCommand::AvailableOsUpdates
             | MdmCommand::DisableLostMode => {}
             MdmCommand::EraseDevice {
                 preserve_data_plan,

@@ -208,6 +208,18 @@ pub struct ChainError {
     pub description: String,
 }
 
+/// One update a device is offered (from its `AvailableOSUpdates` answer).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OsUpdateOffer {
+    /// Apple's product key, to schedule this very update.
+    pub product_key: String,
+    /// e.g. `18.6.2`.
+    pub version: String,
+    /// A configuration-data or firmware update rather than an OS version.
+    #[serde(default)]
+    pub not_os: bool,
+}
+
 /// A webhook event, reduced to what Lanyard acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WebhookEvent {
@@ -228,6 +240,8 @@ pub enum WebhookEvent {
         status: ReportStatus,
         /// On `Error`, the device's error chain.
         error_chain: Vec<ChainError>,
+        /// The answer to `AvailableOSUpdates`: the updates Apple offers the device.
+        available_os_updates: Option<Vec<OsUpdateOffer>>,
     },
     /// Any other topic (recorded, not acted on).
     Other {
@@ -345,11 +359,30 @@ pub fn parse_webhook(
                     .and_then(|v| v.as_string())
                     .map(str::to_owned)
             });
+            let available_os_updates = payload
+                .get("AvailableOSUpdates")
+                .and_then(|v| v.as_array())
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|i| i.as_dictionary())
+                        .filter_map(|d| {
+                            let flag =
+                                |k: &str| d.get(k).and_then(|v| v.as_boolean()).unwrap_or(false);
+                            Some(OsUpdateOffer {
+                                product_key: d.get("ProductKey")?.as_string()?.to_owned(),
+                                version: d.get("Version")?.as_string()?.to_owned(),
+                                not_os: flag("IsConfigDataUpdate") || flag("IsFirmwareUpdate"),
+                            })
+                        })
+                        .collect()
+                });
             Ok(WebhookEvent::CommandReport {
                 udid: a.udid,
                 command_uuid,
                 status,
                 error_chain,
+                available_os_updates,
             })
         }
         (topic, _, _) => Ok(WebhookEvent::Other {

@@ -184,6 +184,7 @@ fn every_command() -> Vec<MdmCommand> {
         },
         MdmCommand::RestartDevice,
         MdmCommand::ShutDownDevice,
+        MdmCommand::AvailableOsUpdates,
         MdmCommand::EraseDevice {
             preserve_data_plan: None,
             disallow_proximity_setup: None,

@@ -278,3 +278,50 @@ fn webhook_events_are_verified_and_parsed() {
         }
     );
 }
+
+#[test]
+fn an_available_os_updates_answer_lists_the_offered_versions() {
+    use lanyard_mdm::nanomdm::OsUpdateOffer;
+    let item = |key: &str, version: &str, config: bool| {
+        let mut d = plist::Dictionary::new();
+        d.insert("ProductKey".into(), key.into());
+        d.insert("Version".into(), version.into());
+        d.insert("IsConfigDataUpdate".into(), plist::Value::Boolean(config));
+        d.insert("HumanReadableName".into(), format!("iOS {version}").into());
+        plist::Value::Dictionary(d)
+    };
+    let mut report = plist::Dictionary::new();
+    report.insert("Status".into(), "Acknowledged".into());
+    report.insert("CommandUUID".into(), "C-11".into());
+    report.insert(
+        "AvailableOSUpdates".into(),
+        plist::Value::Array(vec![
+            item("iOSUpdate22G86", "18.6.2", false),
+            item("RSR-1", "18.6.2 (a)", true),
+        ]),
+    );
+    let body = json!({"topic": "mdm.Connect", "created_at": "x",
+        "acknowledge_event": {"udid": "U", "status": "Acknowledged", "command_uuid": "C-11", "raw_payload": plist_b64(report)}})
+    .to_string();
+    match parse_webhook(body.as_bytes(), None, None).unwrap() {
+        WebhookEvent::CommandReport {
+            available_os_updates,
+            ..
+        } => assert_eq!(
+            available_os_updates,
+            Some(vec![
+                OsUpdateOffer {
+                    product_key: "iOSUpdate22G86".into(),
+                    version: "18.6.2".into(),
+                    not_os: false
+                },
+                OsUpdateOffer {
+                    product_key: "RSR-1".into(),
+                    version: "18.6.2 (a)".into(),
+                    not_os: true
+                },
+            ])
+        ),
+        e => panic!("{e:?}"),
+    }
+}

@@ -142,13 +142,27 @@ pub async fn send_for_workflow<S: Storage>(
     Ok(Ok(uuid))
 }
 
+/// The activity kind that keeps the updates an `AvailableOSUpdates` answer offered.
+pub const OFFERED: &str = "os_updates_offered";
+
+/// The updates an `AvailableOSUpdates` command's answer offered, once it arrived.
+pub fn offered_updates(
+    log: &[MdmActivity],
+    uuid: &str,
+) -> Option<Vec<lanyard_mdm::nanomdm::OsUpdateOffer>> {
+    let e = log
+        .iter()
+        .rev()
+        .find(|e| e.command_uuid.as_deref() == Some(uuid) && e.kind == OFFERED)?;
+    serde_json::from_str(e.detail.as_deref()?).ok()
+}
+
 /// Where an MDM command stands in a device's activity log: `None` while it waits on
 /// the phone, `Some(Ok(()))` once acknowledged, `Some(Err(why))` when it failed.
 pub fn command_outcome(log: &[MdmActivity], uuid: &str) -> Option<Result<(), String>> {
-    let last = log
-        .iter()
-        .rev()
-        .find(|e| e.command_uuid.as_deref() == Some(uuid) && e.kind != "token_update")?;
+    let last = log.iter().rev().find(|e| {
+        e.command_uuid.as_deref() == Some(uuid) && e.kind != "token_update" && e.kind != OFFERED
+    })?;
     match last.kind.as_str() {
         "acknowledged" => Some(Ok(())),
         "error" | "expired" | "send_failed" | "cannot_send" => Some(Err(format!(
@@ -446,6 +460,7 @@ pub async fn webhook<S: Storage>(
             command_uuid,
             status,
             error_chain,
+            available_os_updates,
         } => {
             let origin = match &command_uuid {
                 Some(u) => st.storage.mdm_command_origin(u.clone()).await?,
@@ -472,6 +487,14 @@ pub async fn webhook<S: Storage>(
             let mut e = entry(&udid, device_id.clone(), None, &kind, detail.clone());
             e.command_uuid = command_uuid.clone();
             e.request_type = origin.as_ref().and_then(|o| o.request_type.clone());
+            if let Some(offers) = available_os_updates {
+                // What Update iOS chooses from, stored before the acknowledgement that
+                // makes a waiting step look for it.
+                let mut offered = e.clone();
+                offered.kind = OFFERED.into();
+                offered.detail = Some(serde_json::to_string(&offers).map_err(anyhow::Error::new)?);
+                st.storage.record_mdm_activity(offered, now).await?;
+            }
             st.storage.record_mdm_activity(e, now).await?;
             let is_clear = origin.as_ref().and_then(|o| o.request_type.as_deref()) == Some(CLEAR);
             if let (true, Some(device_id)) = (is_clear, device_id) {

@@ -176,6 +176,8 @@ impl Phone {
 pub struct FakeMdm {
     /// Commands enqueued, in order.
     pub queued: std::sync::Mutex<Vec<plist::Value>>,
+    /// The enrollment ids each command was enqueued for (same order as `queued`).
+    pub targets: std::sync::Mutex<Vec<String>>,
     /// Signalled on each enqueue.
     pub arrived: tokio::sync::Notify,
     /// Pushes asked for.
@@ -205,6 +207,7 @@ pub async fn fake_nanomdm() -> (String, std::sync::Arc<FakeMdm>) {
             .as_string()
             .unwrap()
             .to_owned();
+        fake.targets.lock().unwrap().push(ids.clone());
         fake.queued.lock().unwrap().push(cmd);
         fake.arrived.notify_one();
         let body = json!({"command_uuid": uuid, "request_type": "ClearPasscode", "status": {ids: {"push_result": "P-1"}}});
@@ -217,6 +220,7 @@ pub async fn fake_nanomdm() -> (String, std::sync::Arc<FakeMdm>) {
     }
     let fake = std::sync::Arc::new(FakeMdm {
         queued: Default::default(),
+        targets: Default::default(),
         arrived: tokio::sync::Notify::new(),
         pushes: Default::default(),
     });
@@ -253,7 +257,17 @@ pub fn plist_b64(dict: plist::Dictionary) -> String {
 /// Posts a device's report on an MDM command to the server's NanoMDM webhook, as
 /// NanoMDM forwards it (`mdm.Connect`, signed with `hook-key`); returns the status.
 pub async fn mdm_report(base: &str, udid: &str, uuid: &str, status: &str) -> u16 {
-    let mut report = plist::Dictionary::new();
+    mdm_report_with(base, udid, uuid, status, plist::Dictionary::new()).await
+}
+
+/// As [`mdm_report`], with more keys in the device's answer (e.g. `AvailableOSUpdates`).
+pub async fn mdm_report_with(
+    base: &str,
+    udid: &str,
+    uuid: &str,
+    status: &str,
+    mut report: plist::Dictionary,
+) -> u16 {
     report.insert("Status".into(), status.into());
     report.insert("CommandUUID".into(), uuid.into());
     if status == "Error" {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use lanyard_agent::Event;
 use lanyard_agent::event::FactsUpdate;
-use lanyard_e2e::harness::{Admin, Phone, fake_nanomdm, mdm_report, mdm_token_update, now};
+use lanyard_e2e::harness::{Admin, Phone, fake_nanomdm, mdm_report_with, mdm_token_update, now};
 use lanyard_e2e::{TestServer, http_client};
 use lanyard_protocol::{DockLocation, Timestamp};
 use lanyard_server::ClockOverride;
@@ -181,15 +181,37 @@ async fn update_ios_ports_1_5_fires_at_six_cart_local_for_matching_phones_only()
                 .unwrap();
         }
         let queued = fake.queued.lock().unwrap().clone();
-        for cmd in queued {
+        let targets = fake.targets.lock().unwrap().clone();
+        for (cmd, udid) in queued.iter().zip(targets) {
             let d = cmd.as_dictionary().unwrap();
             let uuid = d["CommandUUID"].as_string().unwrap().to_owned();
-            if answered.insert(uuid.clone()) {
-                // Which phone? The fake keeps bodies only; every phone acknowledges.
-                for (_, udid) in &phones {
-                    mdm_report(&admin.base, udid, &uuid, "Acknowledged").await;
-                }
+            if !answered.insert(uuid.clone()) {
+                continue;
             }
+            let kind = d["Command"].as_dictionary().unwrap()["RequestType"]
+                .as_string()
+                .unwrap();
+            let mut answer = plist::Dictionary::new();
+            if kind == "AvailableOSUpdates" {
+                // Apple offers two signed versions; the standard settings take the oldest.
+                let offer = |key: &str, version: &str| {
+                    let mut o = plist::Dictionary::new();
+                    o.insert("ProductKey".into(), key.into());
+                    o.insert("Version".into(), version.into());
+                    plist::Value::Dictionary(o)
+                };
+                answer.insert(
+                    "AvailableOSUpdates".into(),
+                    plist::Value::Array(vec![
+                        offer("iOSUpdate23B85", "26.1"),
+                        offer("iOSUpdate22G86", "18.6.2"),
+                    ]),
+                );
+            }
+            assert_eq!(
+                mdm_report_with(&admin.base, &udid, &uuid, "Acknowledged", answer).await,
+                200
+            );
         }
         let (_, page) = admin.get("/api/v1/runs?limit=500").await;
         let scheduled: Vec<Value> = page["items"]
@@ -230,20 +252,45 @@ async fn update_ios_ports_1_5_fires_at_six_cart_local_for_matching_phones_only()
         .collect();
     workflows.sort();
     assert_eq!(workflows, ["check-in", "update-ios"]);
-    let updates = fake
+    let updates: Vec<plist::Dictionary> = fake
         .queued
         .lock()
         .unwrap()
         .iter()
-        .filter(|c| {
+        .map(|c| {
             c.as_dictionary().unwrap()["Command"]
                 .as_dictionary()
-                .unwrap()["RequestType"]
-                .as_string()
-                == Some("ScheduleOSUpdate")
+                .unwrap()
+                .clone()
         })
-        .count();
-    assert_eq!(updates, 1, "one ScheduleOSUpdate, for the matching phone");
+        .filter(|c| c["RequestType"].as_string() == Some("ScheduleOSUpdate"))
+        .collect();
+    assert_eq!(
+        updates.len(),
+        1,
+        "one ScheduleOSUpdate, for the matching phone: {scheduled:#?}"
+    );
+    let update = updates[0]["Updates"].as_array().unwrap()[0]
+        .as_dictionary()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        update["ProductVersion"].as_string(),
+        Some("18.6.2"),
+        "the oldest signed version"
+    );
+    assert_eq!(update["ProductKey"].as_string(), Some("iOSUpdate22G86"));
+    let run = scheduled
+        .iter()
+        .find(|r| r["workflow_id"] == "update-ios")
+        .unwrap();
+    assert!(
+        run["steps"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("installing iOS 18.6.2 (offered: 26.1, 18.6.2)"),
+        "{run:#}"
+    );
     // A later pass does not fire 06:00 again.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let (_, page) = admin.get("/api/v1/runs?limit=500").await;

@@ -20,7 +20,7 @@ use lanyard_mdm::{
 };
 use lanyard_protocol::ServerCommand;
 
-use super::model::{Action, WallpaperTarget, WifiSecurity, Workflow};
+use super::model::{Action, UpdateStrategy, WallpaperTarget, WifiSecurity, Workflow};
 use super::placeholder::Context;
 use super::run::{NewRun, Run, RunState, Step, StepStatus};
 use super::triggers::context;
@@ -523,9 +523,12 @@ async fn start<S: Storage>(
             };
             mdm(st, cx, vec![MdmCommand::InstallProfile { payload }]).await?
         }
-        Action::UpdateIos { .. } => {
-            // Without Apple's signing feed here, the phone installs the update its own
-            // software-update policy offers (the MDM's deferral settings decide which).
+        Action::UpdateIos {
+            use_standard_settings: false,
+            ..
+        } => {
+            // Not the standard settings: the phone installs what its own software-update
+            // settings (the MDM's deferrals) choose.
             let update = MdmCommand::ScheduleOSUpdate {
                 updates: vec![OsUpdate {
                     product_key: None,
@@ -534,6 +537,14 @@ async fn start<S: Storage>(
                 }],
             };
             mdm(st, cx, vec![update]).await?
+        }
+        Action::UpdateIos { .. } => {
+            // The standard settings pick among the updates Apple offers this phone now
+            // (only signed versions are offered): first ask, then schedule the choice.
+            match mdm(st, cx, vec![MdmCommand::AvailableOsUpdates]).await? {
+                Outcome::Waiting(Some(uuid)) => Outcome::Waiting(Some(format!("{OFFERS}{uuid}"))),
+                other => other,
+            }
         }
         Action::SendEmail { .. } if st.smtp.is_none() => Outcome::Failed(
             "no SMTP relay is configured (--smtp-url), so the email cannot be sent".into(),
@@ -569,6 +580,50 @@ async fn start<S: Storage>(
         }
         Action::Reboot {} => mdm(st, cx, vec![MdmCommand::RestartDevice]).await?,
         Action::OnFailure { .. } => Outcome::Skipped("On Failure is not a step".into()),
+    })
+}
+
+/// Marks an Update iOS step that is waiting for the phone's list of offered updates.
+const OFFERS: &str = "offers:";
+
+fn version_key(v: &str) -> Vec<u64> {
+    v.split('.').map(|p| p.parse().unwrap_or(0)).collect()
+}
+
+/// Schedules the offered OS update the strategy picks: the oldest offered version
+/// (seed 000's "Long iOS Update Delay: install the oldest signed version") or the newest.
+async fn schedule_update<S: Storage>(
+    st: &AppState<S>,
+    cx: &Context,
+    strategy: UpdateStrategy,
+    offers: Vec<lanyard_mdm::nanomdm::OsUpdateOffer>,
+) -> Result<Outcome, AppError> {
+    let os: Vec<_> = offers.into_iter().filter(|o| !o.not_os).collect();
+    let pick = match strategy {
+        UpdateStrategy::OldestSigned => os.iter().min_by_key(|o| version_key(&o.version)),
+        UpdateStrategy::Latest => os.iter().max_by_key(|o| version_key(&o.version)),
+    };
+    let Some(pick) = pick else {
+        return Ok(Outcome::Done(
+            "no OS update offered: the phone is up to date".into(),
+        ));
+    };
+    let offered: Vec<&str> = os.iter().map(|o| o.version.as_str()).collect();
+    let note = format!(
+        "installing iOS {} (offered: {})",
+        pick.version,
+        offered.join(", ")
+    );
+    let update = MdmCommand::ScheduleOSUpdate {
+        updates: vec![OsUpdate {
+            product_key: Some(pick.product_key.clone()),
+            product_version: Some(pick.version.clone()),
+            install_action: InstallAction::InstallAsap,
+        }],
+    };
+    Ok(match mdm(st, cx, vec![update]).await? {
+        Outcome::Waiting(Some(uuid)) => Outcome::WaitingNoted(uuid, note),
+        other => other,
     })
 }
 
@@ -696,6 +751,17 @@ async fn poll<S: Storage>(
         return Ok(Outcome::Failed("lost track of the MDM command".into()));
     };
     let log = st.storage.mdm_activity(device.id.clone()).await?;
+    if let (Some(uuid), Action::UpdateIos { strategy, .. }) = (handle.strip_prefix(OFFERS), action)
+    {
+        return match crate::mdm::command_outcome(&log, uuid) {
+            None => Ok(Outcome::Waiting(None)),
+            Some(Err(why)) => Ok(Outcome::Failed(format!("AvailableOSUpdates: {why}"))),
+            Some(Ok(())) => {
+                let offers = crate::mdm::offered_updates(&log, uuid).unwrap_or_default();
+                schedule_update(st, cx, *strategy, offers).await
+            }
+        };
+    }
     let mut done = 0;
     let uuids: Vec<&str> = handle.split(',').filter(|u| !u.is_empty()).collect();
     for uuid in &uuids {
