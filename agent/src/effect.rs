@@ -16,6 +16,9 @@ pub enum Effect {
     /// Send this authorization request (badge or password) to the server; answer with
     /// a command, or with [`crate::Event::AuthorizationFailed`].
     Authorize(AuthorizeRequest),
+    /// Bring a blank page to the front (before the apps are logged out at check-in), so
+    /// nothing of the last user's screen stays visible on older iOS versions.
+    OpenBlankPage,
     /// Log these apps out, then report each with [`crate::Event::AppLogoutFinished`].
     LogOutApps {
         /// The apps, in order.

@@ -30,6 +30,9 @@ pub struct Policy {
     pub checkout_text_template: String,
     /// Apps to log out on check-in, in order.
     pub app_logouts: Vec<AppLogout>,
+    /// Bring a blank page to the front before logging apps out at check-in (seed 000:
+    /// "Launch a blank page before Check In", for iOS 17 and below).
+    pub blank_page_before_check_in: bool,
     /// Emergency unlock PIN (4 to 8 digits, set by IT), stored only as a slow hash.
     pub emergency_pin: Option<EmergencyPin>,
     /// Local compliance rules, evaluated on every event and tick.
@@ -288,6 +291,7 @@ impl Default for Policy {
             lock_screen_text: "Tap your badge to check out this device.".into(),
             checkout_text_template: "Checked out to [Display Name]".into(),
             app_logouts: Vec::new(),
+            blank_page_before_check_in: false,
             emergency_pin: None,
             compliance: vec![
                 ComplianceRule {

@@ -920,7 +920,6 @@ async fn deploying_by_attribute_fills_a_dynamic_config_profile_for_the_phones_us
 async fn check_in_logout_actions_reach_the_phones_policy_and_run_at_the_dock() {
     use lanyard_agent::Effect;
     let mut rig = rig().await;
-    let (_, before) = rig.admin.get("/api/v1/audit").await;
     let (s, w) = rig
         .admin
         .post(
@@ -965,19 +964,15 @@ async fn check_in_logout_actions_reach_the_phones_policy_and_run_at_the_dock() {
     .await;
     assert_eq!(s, 200, "{e}");
     let (_, after) = rig.admin.get("/api/v1/audit").await;
+    // The newest policy change (installing the standard set made the first one: its
+    // Check In opens a blank page first).
     let change = after["items"]
         .as_array()
         .unwrap()
         .iter()
         .find(|e| e["action"] == "policy.app_logouts")
         .unwrap();
-    assert!(
-        before["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|e| e["action"] != "policy.app_logouts")
-    );
+    assert_eq!(change["after"]["blank_page_before_check_in"], true);
     assert_eq!(
         change["after"]["app_logouts"],
         json!([{"app": "com.epic.rover", "name": "Epic Rover"}])
@@ -1001,6 +996,16 @@ async fn check_in_logout_actions_reach_the_phones_policy_and_run_at_the_dock() {
             now(),
         )
         .unwrap();
+    let blank = effects
+        .iter()
+        .position(|e| matches!(e, Effect::OpenBlankPage));
+    let logout = effects
+        .iter()
+        .position(|e| matches!(e, Effect::LogOutApps { .. }));
+    assert!(
+        blank.is_some() && blank < logout,
+        "a blank page comes first: {effects:?}"
+    );
     let apps = effects
         .iter()
         .find_map(|e| match e {

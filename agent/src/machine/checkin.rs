@@ -39,6 +39,9 @@ impl Locker {
     pub(super) fn begin_return(&mut self, user: UserRef, cause: Cause, cx: &mut Ctx) {
         self.pending_auth = None;
         self.start_passcode_clear(cx);
+        if self.policy.blank_page_before_check_in {
+            cx.effect(Effect::OpenBlankPage);
+        }
         let apps = self.policy.app_logouts.clone();
         if apps.is_empty() {
             self.enter(Phase::CheckedIn, cause, cx);

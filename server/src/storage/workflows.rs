@@ -166,11 +166,13 @@ pub trait WorkflowStore: Clone + Send + Sync + 'static {
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
 
-    /// Sets the apps phones log out at check-in in the signed policy (a new version when
-    /// they change, audited). Returns whether the policy changed.
+    /// Sets what phones do at check-in in the signed policy — the apps they log out and
+    /// whether a blank page comes first (a new version when it changes, audited).
+    /// Returns whether the policy changed.
     fn set_app_logouts(
         &self,
         apps: Vec<lanyard_protocol::policy::AppLogout>,
+        blank_page: bool,
         actor: String,
         now: Timestamp,
     ) -> impl Future<Output = Result<bool, StorageError>> + Send;

@@ -1,5 +1,5 @@
-//! What workflows put into the phones' signed policy: the Logout Actions of the Check
-//! In Device actions that the check-in rules deploy. Phones log these apps out at every
+//! What workflows put into the phones' signed policy: the Logout Actions (and "launch a
+//! blank page first") of the Check In Device actions that the check-in rules deploy. Phones log these apps out at every
 //! dock by themselves (offline too), which is when seed 000's Check In runs them.
 
 use lanyard_protocol::AppId;
@@ -18,15 +18,21 @@ pub async fn sync_app_logouts<S: Storage>(st: &AppState<S>, actor: &str) -> Resu
     rules.sort_by_key(|r| r.position);
     let workflows = st.storage.list_workflows().await?;
     let mut apps: Vec<AppLogout> = Vec::new();
+    let mut blank_page = false;
     for rule in &rules {
         for id in &rule.spec.workflows {
             let Some(w) = workflows.iter().find(|w| &w.id == id) else {
                 continue;
             };
             for action in &w.spec.actions {
-                let Action::CheckInDevice { logout_apps, .. } = action else {
+                let Action::CheckInDevice {
+                    logout_apps,
+                    launch_blank_page,
+                } = action
+                else {
                     continue;
                 };
+                blank_page |= *launch_blank_page;
                 for a in logout_apps {
                     if !apps.iter().any(|x| x.app.as_str() == a.app) {
                         apps.push(AppLogout {
@@ -40,7 +46,12 @@ pub async fn sync_app_logouts<S: Storage>(st: &AppState<S>, actor: &str) -> Resu
     }
     if st
         .storage
-        .set_app_logouts(apps, format!("{actor} (via workflows)"), st.now())
+        .set_app_logouts(
+            apps,
+            blank_page,
+            format!("{actor} (via workflows)"),
+            st.now(),
+        )
         .await?
     {
         st.invalidate_policy();
