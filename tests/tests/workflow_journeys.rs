@@ -1034,3 +1034,76 @@ async fn check_in_logout_actions_reach_the_phones_policy_and_run_at_the_dock() {
     assert_eq!(named(&runs, "check-in-rover")[0]["state"], "succeeded");
     rig.server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_cart_tap_lights_the_led_and_shows_the_text_the_checkout_workflow_chooses() {
+    let mut rig = rig().await;
+    let (s, cart) = rig
+        .admin
+        .post(
+            "/api/v1/launchpads",
+            json!({"id": "cart-3s", "name": "3 South Cart 1", "ports": 8,
+            "department": "3 South", "timezone": "America/Chicago"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{cart}");
+    let credential = cart["credential"].as_str().unwrap().to_owned();
+    let facts = lanyard_agent::FactsUpdate {
+        battery_percent: Some(90),
+        ..Default::default()
+    };
+    rig.phone
+        .agent
+        .handle(Event::PlatformFacts(facts), now())
+        .unwrap();
+    rig.dock("cart-3s", 4);
+    rig.phone.sync_step().await;
+    let tap = |credential: String, base: String| async move {
+        let r = http_client()
+            .post(format!("{base}/launchpad/v1/tap"))
+            .bearer_auth(credential)
+            .json(&json!({"badge": "0012345"}))
+            .send()
+            .await
+            .unwrap();
+        r.json::<Value>().await.unwrap()
+    };
+    // The standard Express Checkout keeps the blue LED.
+    let answer = tap(credential.clone(), rig.admin.base.clone()).await;
+    assert_eq!(answer["beep"], 1, "{answer}");
+    assert_eq!(answer["led"], "blue");
+    assert_eq!(answer["port"], 4);
+    rig.phone.sync_step().await;
+    rig.phone
+        .agent
+        .handle(Event::Tick, Timestamp(now().as_millis() + 61_000))
+        .unwrap();
+    rig.until(acknowledged, |r| r.iter().all(finished)).await;
+    // Seed 001's best practice: the checkout workflow suppresses the blue LED, and shows
+    // its own text when unlocked.
+    let (s, w) = rig
+        .admin
+        .post("/api/v1/workflows", json!({"name": "Check Out", "model": "device_enrollment_program",
+            "actions": [{"type": "check_out_device", "display_text": "Checked out to [Display Name] ([Department])", "suppress_blue_led": true}]}))
+        .await;
+    assert_eq!(s, 201, "{w}");
+    let (s, r) = rig
+        .admin
+        .post("/api/v1/rules", json!({"name": "Check Out", "trigger": {"type": "checked_out"}, "workflows": ["check-out"], "enabled": true}))
+        .await;
+    assert_eq!(s, 201, "{r}");
+    rig.admin
+        .post("/api/v1/rules/check-out/move", json!({"position": 1}))
+        .await;
+    let answer = tap(credential, rig.admin.base.clone()).await;
+    assert_eq!(answer["beep"], 1, "{answer}");
+    assert_eq!(answer["led"], "white");
+    rig.phone.sync_step().await;
+    match rig.phone.agent.locker().screen(now()) {
+        lanyard_agent::Screen::CheckoutPending { text, .. } => {
+            assert_eq!(text, "Checked out to Alice Moreau, RN (3 South)")
+        }
+        other => panic!("{other:?}"),
+    }
+    rig.server.stop().await.unwrap();
+}

@@ -57,6 +57,11 @@ pub struct TapResponse {
     /// The device granted (success only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
+    /// The LED the hub lights at that port (success only): `white` (ready to be
+    /// removed: the checkout workflow suppresses the blue LED) or `blue` (deployment
+    /// in progress).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub led: Option<&'static str>,
     /// For the reader's display or the log.
     pub message: String,
 }
@@ -67,6 +72,7 @@ fn beep(code: u8, message: impl Into<String>) -> Json<TapResponse> {
         beep: code,
         port: None,
         device_id: None,
+        led: None,
         message: message.into(),
     })
 }
@@ -127,8 +133,14 @@ pub async fn tap<S: Storage>(
         }
         Err(e) => return Err(e),
     };
-    let display_text =
-        crate::workflows::triggers::checkout_display_text(&st, None, Some(&cart.id), &user).await?;
+    let presentation =
+        crate::workflows::triggers::checkout_presentation(&st, None, Some(&cart.id), &user).await?;
+    let led = if presentation.suppress_blue_led {
+        "white"
+    } else {
+        "blue"
+    };
+    let display_text = presentation.display_text;
     let policy = &st.policy().await?.policy;
     let window = policy.checkout.undock_window_secs;
     // A tap waits behind an earlier grant at this cart, but never longer than one window.
@@ -186,6 +198,7 @@ pub async fn tap<S: Storage>(
                     beep: BEEP_SUCCESS,
                     port,
                     device_id: Some(device_id),
+                    led: Some(led),
                     message: format!(
                         "take the phone at port {}",
                         port.map_or("?".into(), |p| p.to_string())

@@ -196,20 +196,44 @@ pub async fn on_transitions<S: Storage>(
 /// The text a phone shows when unlocked for `user`: the Check Out Device action of the
 /// workflows the checked-out rule would deploy (seed 000: `[Imprivata Display Name]`),
 /// filled for this user and phone. The grant carries it, so the phone shows it the
-/// moment it unlocks. `device_id` is unknown for a cart tap until the cart picks a
-/// phone: device conditions then do not hold, and the cart's own attributes decide.
+/// moment it unlocks.
 pub async fn checkout_display_text<S: Storage>(
     st: &AppState<S>,
     device_id: Option<&str>,
     cart_id: Option<&str>,
     user: &lanyard_protocol::UserRef,
 ) -> Result<Option<String>, AppError> {
+    Ok(checkout_presentation(st, device_id, cart_id, user)
+        .await?
+        .display_text)
+}
+
+/// How a checkout presents itself, from the Check Out Device action the checked-out
+/// rule would run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckoutPresentation {
+    /// Text to display when unlocked, filled in.
+    pub display_text: Option<String>,
+    /// Suppress the cart's blue "deployment in progress" LED: the hub flashes white,
+    /// "ready to be removed" (seed 001's best practice).
+    pub suppress_blue_led: bool,
+}
+
+/// As [`checkout_display_text`], with the LED choice. `device_id` is unknown for a cart
+/// tap until the cart picks a phone: device conditions then do not hold, and the cart's
+/// own attributes decide.
+pub async fn checkout_presentation<S: Storage>(
+    st: &AppState<S>,
+    device_id: Option<&str>,
+    cart_id: Option<&str>,
+    user: &lanyard_protocol::UserRef,
+) -> Result<CheckoutPresentation, AppError> {
     let mut rules = st.storage.list_rules().await?;
     if !rules
         .iter()
         .any(|r| r.spec.enabled && r.spec.trigger.kind() == "checked_out")
     {
-        return Ok(None);
+        return Ok(CheckoutPresentation::default());
     }
     rules.sort_by_key(|r| r.position);
     let mut cx = match device_id {
@@ -230,7 +254,7 @@ pub async fn checkout_display_text<S: Storage>(
         d.device_user = Some(user.username.clone());
     }
     let Some(rule) = first_match(&rules, "checked_out", &cx) else {
-        return Ok(None);
+        return Ok(CheckoutPresentation::default());
     };
     for id in &rule.spec.workflows {
         let Ok(w) = st.storage.get_workflow(id.clone()).await else {
@@ -238,13 +262,16 @@ pub async fn checkout_display_text<S: Storage>(
         };
         for a in &w.spec.actions {
             if let super::model::Action::CheckOutDevice {
-                display_text: Some(text),
-                ..
+                display_text,
+                suppress_blue_led,
             } = a
             {
-                return Ok(cx.render(text).ok());
+                return Ok(CheckoutPresentation {
+                    display_text: display_text.as_ref().and_then(|t| cx.render(t).ok()),
+                    suppress_blue_led: *suppress_blue_led,
+                });
             }
         }
     }
-    Ok(None)
+    Ok(CheckoutPresentation::default())
 }
