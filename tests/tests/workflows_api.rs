@@ -294,6 +294,11 @@ async fn the_standard_set_matches_the_reference_architecture_guide() {
         w("incorrect-device-home")["actions"][0]["to"],
         json!(["[Launchpad Manager]"])
     );
+    assert!(guide.contains("Tab: **Before Deployment**"));
+    assert_eq!(
+        w("incorrect-device-home")["actions"][0]["when"],
+        "before_deployment"
+    );
     assert!(
         guide.contains(
             w("incorrect-device-home")["actions"][0]["subject"]

@@ -173,9 +173,8 @@ fn insert_runs(
         let workflow = get_workflow(tx, &n.workflow_id)?;
         let steps: Vec<Step> = workflow
             .spec
-            .actions
+            .run_order()
             .iter()
-            .filter(|a| a.kind() != "on_failure")
             .map(|a| Step::pending(a.kind()))
             .collect();
         tx.execute(

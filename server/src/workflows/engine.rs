@@ -103,11 +103,7 @@ enum Outcome {
 }
 
 fn actions(w: &Workflow) -> Vec<&Action> {
-    w.spec
-        .actions
-        .iter()
-        .filter(|a| !matches!(a, Action::OnFailure { .. }))
-        .collect()
+    w.spec.run_order()
 }
 
 async fn advance<S: Storage>(
@@ -549,7 +545,9 @@ async fn start<S: Storage>(
         Action::SendEmail { .. } if st.smtp.is_none() => Outcome::Failed(
             "no SMTP relay is configured (--smtp-url), so the email cannot be sent".into(),
         ),
-        Action::SendEmail { to, subject, body } => {
+        Action::SendEmail {
+            to, subject, body, ..
+        } => {
             let mut rcpt = Vec::new();
             for t in to {
                 match render(cx, "to", t) {

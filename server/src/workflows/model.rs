@@ -165,7 +165,7 @@ pub enum Action {
     },
     /// Set Wallpaper: an image, and lock screen text.
     SetWallpaper {
-        /// PNG or JPEG, base64 (at most 4 MB decoded).
+        /// PNG or JPEG, base64 (at most 2.8 MB decoded, so it fits one request).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         image_base64: Option<String>,
         /// Where the image goes.
@@ -221,8 +221,12 @@ pub enum Action {
         #[serde(default = "oldest_signed")]
         strategy: UpdateStrategy,
     },
-    /// Send Email (before deployment): addresses, subject, body; placeholders allowed.
+    /// Send Email: addresses, subject, body; placeholders allowed.
     SendEmail {
+        /// The guide's tab: sent before the workflow's other actions run (the default)
+        /// or after they all succeeded.
+        #[serde(default)]
+        when: EmailWhen,
         /// Addresses, or placeholders such as `[Launchpad Manager]`.
         to: Vec<String>,
         /// Subject.
@@ -257,6 +261,41 @@ pub struct LogoutApp {
     pub app: String,
     /// Its name in reports, e.g. `Epic Rover`.
     pub name: String,
+}
+
+/// When a Send Email action runs within its workflow (seed 000's "Tab").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailWhen {
+    /// Before Deployment: ahead of the other actions.
+    #[default]
+    BeforeDeployment,
+    /// After Deployment: once the other actions succeeded.
+    AfterDeployment,
+}
+
+impl WorkflowSpec {
+    /// The actions in the order a run executes them: Before Deployment emails, the
+    /// other actions as written, then After Deployment emails. On Failure is not a step.
+    pub fn run_order(&self) -> Vec<&Action> {
+        let email = |when: EmailWhen| move |a: &&Action| matches!(a, Action::SendEmail { when: w, .. } if *w == when);
+        let mut out: Vec<&Action> = self
+            .actions
+            .iter()
+            .filter(email(EmailWhen::BeforeDeployment))
+            .collect();
+        out.extend(
+            self.actions
+                .iter()
+                .filter(|a| !matches!(a, Action::SendEmail { .. } | Action::OnFailure { .. })),
+        );
+        out.extend(
+            self.actions
+                .iter()
+                .filter(email(EmailWhen::AfterDeployment)),
+        );
+        out
+    }
 }
 
 fn lock_screen() -> WallpaperTarget {
@@ -480,4 +519,35 @@ pub struct Rule {
     pub created_at: i64,
     /// Last changed.
     pub updated_at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_run_before_or_after_the_other_actions_as_their_tab_says() {
+        let spec: WorkflowSpec = serde_json::from_value(serde_json::json!({
+            "name": "W", "model": "over_the_air", "actions": [
+                {"type": "reboot"},
+                {"type": "send_email", "when": "after_deployment", "to": ["a@b.org"], "subject": "done", "body": "x"},
+                {"type": "on_failure", "reboot_and_check_in": true},
+                {"type": "send_email", "to": ["a@b.org"], "subject": "starting", "body": "x"},
+                {"type": "set_name", "name": "[Department]-[Last Port Number]"}
+            ]
+        }))
+        .unwrap();
+        let order: Vec<String> = spec
+            .run_order()
+            .iter()
+            .map(|a| match a {
+                Action::SendEmail { subject, .. } => format!("email {subject}"),
+                other => other.kind().to_owned(),
+            })
+            .collect();
+        assert_eq!(
+            order,
+            ["email starting", "reboot", "set_name", "email done"]
+        );
+    }
 }

@@ -200,6 +200,7 @@ pub fn workflows(site: &SiteSettings) -> Vec<StandardWorkflow> {
             OverTheAir,
             UtilityWorkflows,
             vec![Action::SendEmail {
+                when: super::model::EmailWhen::BeforeDeployment,
                 to: vec!["[Launchpad Manager]".into()],
                 subject: "Mobile device ([Device Serial]) returned to the incorrect location"
                     .into(),

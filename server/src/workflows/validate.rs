@@ -17,7 +17,8 @@ use crate::model::{AttributeDef, AttributeTarget};
 /// Most actions in one workflow.
 const MAX_ACTIONS: usize = 50;
 /// Largest wallpaper image.
-const MAX_IMAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Largest wallpaper image: its base64 must fit in one request body (4 MiB).
+const MAX_IMAGE_BYTES: usize = 2_800_000;
 /// Longest email body or profile XML.
 const MAX_LONG_TEXT: usize = 64 * 1024;
 
@@ -114,7 +115,7 @@ fn image(field: &str, b64: &str) -> Result<(), AppError> {
         .decode(b64.trim())
         .map_err(|_| AppError::invalid(field, "must be base64"))?;
     if bytes.len() > MAX_IMAGE_BYTES {
-        return Err(AppError::invalid(field, "must be at most 4 MB"));
+        return Err(AppError::invalid(field, "must be at most 2.8 MB"));
     }
     let png = bytes.starts_with(b"\x89PNG\r\n\x1a\n");
     let jpeg = bytes.starts_with(&[0xFF, 0xD8, 0xFF]);
@@ -282,7 +283,9 @@ fn action(i: usize, a: &mut Action, attrs: &[AttributeDef]) -> Result<(), AppErr
                 .map_err(|e| AppError::invalid(&f("profile_xml"), e))?;
         }
         Action::UpdateIos { .. } | Action::Reboot {} => {}
-        Action::SendEmail { to, subject, body } => {
+        Action::SendEmail {
+            to, subject, body, ..
+        } => {
             if to.is_empty() || to.len() > 20 {
                 return Err(AppError::invalid(&f("to"), "give 1 to 20 addresses"));
             }
