@@ -31,7 +31,12 @@ pub(crate) fn match_badge<'a>(
     if list.valid_until <= now {
         return Err(OfflineMiss::Expired);
     }
-    let digest = kdf::derive(badge.expose().as_bytes(), &list.salt, list.iterations);
+    // Trimmed, as the server trims badge ids before hashing them.
+    let digest = kdf::derive(
+        badge.expose().trim().as_bytes(),
+        &list.salt,
+        list.iterations,
+    );
     list.entries
         .iter()
         .find(|e| e.badge_hash == digest)

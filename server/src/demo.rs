@@ -110,18 +110,22 @@ pub async fn seed<S: Storage>(st: &AppState<S>, server_url: &str) -> anyhow::Res
             .create_user(user, ACTOR.into(), now)
             .await
             .map_err(err)?;
-        let badge = format!("{}", 1001 + i);
+        let badge = BadgeId::new(format!("{}", 1001 + i));
         st.storage
             .add_badge(
                 (*username).into(),
-                st.keys.badge_hash(&BadgeId::new(badge.as_str())),
+                st.keys.badge_hash(&badge),
                 ACTOR.into(),
                 now,
             )
             .await
             .map_err(err)?;
+        crate::offline::learn_now(st, &badge)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         lines.push(format!(
-            "user {username}: badge {badge}, password demo-password"
+            "user {username}: badge {}, password demo-password",
+            badge.expose()
         ));
     }
 

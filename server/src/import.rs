@@ -163,10 +163,12 @@ pub async fn users<S: Storage>(
             .create_user(user, actor.to_owned(), st.now())
             .await?;
         if let Some(b) = badge {
-            let hash = st.keys.badge_hash(&BadgeId::new(b));
+            let id = BadgeId::new(b);
+            let hash = st.keys.badge_hash(&id);
             st.storage
                 .add_badge(username, hash, actor.to_owned(), st.now())
                 .await?;
+            crate::offline::learn_now(st, &id).await?;
         }
     }
     Ok(count)

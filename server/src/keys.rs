@@ -18,6 +18,8 @@ pub const BADGE_KEY_FILE: &str = "badge-key.bin";
 
 /// File holding the 32-byte key that seals MDM UnlockTokens at rest.
 pub const TOKEN_KEY_FILE: &str = "mdm-token-key.bin";
+/// File name of the site salt of offline badge hashes (16 random bytes).
+pub const OFFLINE_SALT_FILE: &str = "offline-salt.bin";
 
 /// The server's keys.
 pub struct ServerKeys {
@@ -25,6 +27,8 @@ pub struct ServerKeys {
     pub signing: SigningKey,
     badge: hmac::Key,
     tokens: ring::aead::LessSafeKey,
+    /// The site-wide salt of offline badge hashes (see docs/security.md).
+    offline_salt: Vec<u8>,
 }
 
 /// `n` random bytes from the system source.
@@ -121,11 +125,33 @@ impl ServerKeys {
         let token_key = load_or_create(&data_dir.join(TOKEN_KEY_FILE), || random_bytes(32))?;
         let tokens = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &token_key)
             .map_err(|_| anyhow::anyhow!("{TOKEN_KEY_FILE} must hold 32 bytes"))?;
+        let offline_salt = load_or_create(&data_dir.join(OFFLINE_SALT_FILE), || random_bytes(16))?;
+        anyhow::ensure!(
+            offline_salt.len() >= 16,
+            "{OFFLINE_SALT_FILE} must hold 16 bytes"
+        );
         Ok(ServerKeys {
             signing,
             badge: hmac::Key::new(hmac::HMAC_SHA256, &badge),
             tokens: ring::aead::LessSafeKey::new(tokens),
+            offline_salt,
         })
+    }
+
+    /// The salt offline lists carry.
+    pub fn offline_salt(&self) -> &[u8] {
+        &self.offline_salt
+    }
+
+    /// A badge's offline hash: PBKDF2-HMAC-SHA256 of the trimmed id with the site salt,
+    /// what a phone computes from a tapped badge to look it up in its offline list. Slow
+    /// on purpose; run it off the async threads.
+    pub fn offline_hash(&self, badge: &BadgeId, iterations: u32) -> [u8; 32] {
+        lanyard_protocol::kdf::derive(
+            badge.expose().trim().as_bytes(),
+            &self.offline_salt,
+            iterations,
+        )
     }
 
     /// Seals an MDM UnlockToken for storage (AES-256-GCM, random nonce, bound to the

@@ -18,6 +18,7 @@ pub mod mdm;
 pub mod mdm_actions;
 pub mod metrics;
 pub mod model;
+pub mod offline;
 pub mod openapi;
 pub mod qr;
 pub mod state;
@@ -70,6 +71,8 @@ pub struct ServerConfig {
     pub smtp_from: String,
     /// A clock other than the wall clock (tests, and the simulator's compressed day).
     pub clock: Option<ClockOverride>,
+    /// PBKDF2 iterations of offline badge hashes.
+    pub offline_iterations: u32,
 }
 
 /// A replacement clock for [`ServerConfig::clock`].
@@ -102,6 +105,7 @@ impl ServerConfig {
             smtp_url: None,
             smtp_from: DEFAULT_SMTP_FROM.into(),
             clock: None,
+            offline_iterations: offline::DEFAULT_ITERATIONS,
         }
     }
 }
@@ -321,6 +325,7 @@ pub fn open_state(config: &ServerConfig, clock: Clock) -> anyhow::Result<AppStat
         state.mdm = Some(std::sync::Arc::new(connector));
     }
     state.mdm_deadline_secs = config.mdm_deadline_secs;
+    state.offline_iterations = config.offline_iterations.max(1);
     state.mdm_webhook_key = config
         .nanomdm_webhook_key
         .clone()

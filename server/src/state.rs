@@ -49,6 +49,8 @@ pub struct AppState<S> {
     pub mailer: Arc<Notify>,
     /// The SMTP relay, if configured.
     pub smtp: Option<Arc<crate::email::Mailer>>,
+    /// PBKDF2 iterations of offline badge hashes.
+    pub offline_iterations: u32,
     /// One wake-up per device with a long-poll waiting for commands.
     waiters: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
     /// Consecutive wrong passwords per username, and until when checks are refused.
@@ -78,6 +80,7 @@ impl<S: Clone> Clone for AppState<S> {
             engine: self.engine.clone(),
             mailer: self.mailer.clone(),
             smtp: self.smtp.clone(),
+            offline_iterations: self.offline_iterations,
             waiters: self.waiters.clone(),
             password_failures: self.password_failures.clone(),
             policy: self.policy.clone(),
@@ -99,6 +102,7 @@ impl<S: Storage> AppState<S> {
             engine: Arc::default(),
             mailer: Arc::default(),
             smtp: None,
+            offline_iterations: crate::offline::DEFAULT_ITERATIONS,
             waiters: Arc::default(),
             password_failures: Arc::default(),
             policy: Arc::default(),

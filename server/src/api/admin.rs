@@ -194,10 +194,13 @@ pub async fn add_badge<S: Storage>(
             "must be 1 to 128 printable characters",
         ));
     }
-    let hash = st.keys.badge_hash(&BadgeId::new(badge));
+    let id = BadgeId::new(badge);
+    let hash = st.keys.badge_hash(&id);
     st.storage
         .add_badge(username.clone(), hash, caller.actor.clone(), st.now())
         .await?;
+    // The only moment the server holds this id: derive its offline hash now.
+    crate::offline::learn_now(&st, &id).await?;
     Ok((
         StatusCode::CREATED,
         Json(st.storage.get_user(username).await?),

@@ -164,12 +164,21 @@ pub async fn sync<S: Storage>(
     }
     let current = st.policy().await?;
     let policy = (current.policy.version > req.policy_version).then(|| current.signed.clone());
+    // A list problem must not cost the phone its sync: log it and try again next time.
+    let offline_credentials =
+        match crate::offline::list_for_sync(&st, &device, req.credentials_version).await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(device = %device.id, error = %e, "offline list not built");
+                None
+            }
+        };
     Ok(Json(SyncResponse {
         v: PROTOCOL_VERSION,
         acked_seq: applied.acked_seq,
         commands,
         policy,
-        offline_credentials: None,
+        offline_credentials,
         server_time: st.now(),
     }))
 }
@@ -192,11 +201,14 @@ async fn resolve<S: Storage>(
         Credential::Badge { badge } => {
             let hash = st.keys.badge_hash(&badge);
             Ok(match st.storage.user_by_badge(hash).await? {
-                Some((user, limit)) => Resolved::User {
-                    user,
-                    limit,
-                    method: UnlockMethod::PhoneBadge,
-                },
+                Some((user, limit)) => {
+                    crate::offline::learn(st, &badge);
+                    Resolved::User {
+                        user,
+                        limit,
+                        method: UnlockMethod::PhoneBadge,
+                    }
+                }
                 None => Resolved::Denied(DenialCode::BadgeNotFound),
             })
         }

@@ -94,6 +94,7 @@ async fn resolve<S: Storage>(
     badge: &BadgeId,
 ) -> Result<Option<(UserRef, u32)>, AppError> {
     if let Some(found) = st.storage.user_by_badge(st.keys.badge_hash(badge)).await? {
+        crate::offline::learn(st, badge);
         return Ok(Some(found));
     }
     let Some(lookup) = &st.badge_lookup else {

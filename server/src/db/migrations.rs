@@ -217,6 +217,18 @@ pub const MIGRATIONS: &[&str] = &[
         sent_at         INTEGER
     );
     CREATE INDEX email_outbox_due ON email_outbox (state, next_attempt_at);",
+    // v10: offline badge hashes (site salt, see docs/security.md) and the offline list
+    // last built for each device.
+    "ALTER TABLE badge ADD COLUMN offline_hash BLOB;
+    ALTER TABLE badge ADD COLUMN offline_iterations INTEGER;
+    CREATE TABLE offline_list (
+        device_id   TEXT    PRIMARY KEY REFERENCES device (id) ON DELETE CASCADE,
+        version     INTEGER NOT NULL,
+        digest      BLOB    NOT NULL,
+        audit_mark  INTEGER NOT NULL,
+        built_at    INTEGER NOT NULL,
+        valid_until INTEGER NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.

@@ -1,10 +1,13 @@
 //! The storage boundary. Handlers see only this trait; `sqlite` implements it today and
 //! a PostgreSQL backend can implement it for sites that outgrow one node.
 
+pub mod offline;
 pub mod sqlite;
+mod sqlite_offline;
 mod sqlite_workflows;
 pub mod workflows;
 
+pub use offline::OfflineStore;
 pub use workflows::{NewEmail, WorkflowStore};
 
 use std::future::Future;
@@ -223,7 +226,7 @@ pub struct ApiToken {
 }
 
 /// Everything the server stores. Methods are async so a networked backend fits too.
-pub trait Storage: WorkflowStore + Clone + Send + Sync + 'static {
+pub trait Storage: WorkflowStore + OfflineStore + Clone + Send + Sync + 'static {
     /// The API token with this hash, if it exists and is not revoked.
     fn api_token(
         &self,

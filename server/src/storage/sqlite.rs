@@ -256,6 +256,7 @@ pub(super) fn audit(
 fn mirror(
     tx: &rusqlite::Transaction<'_>,
     device_id: &str,
+    handled: &[CommandId],
     records: &[EventRecord],
     last_seq: u64,
     now: Timestamp,
@@ -335,6 +336,35 @@ fn mirror(
             }
         }
     }
+    // A grant the phone has not applied yet: records it made before receiving it still
+    // say "checked in, nobody", and must not undo the pending checkout the grant set
+    // (else the cart could hand the same phone, or the user a second one, meanwhile).
+    // The phone's own record of the grant, or its refusal, settles it.
+    let grant_in_flight = newest.status == DeviceStatus::CheckedIn && {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id FROM command WHERE device_id = ?1 AND kind = 'grant_checkout'
+               AND state IN ('pending', 'delivered') AND expires_at > ?2",
+        )?;
+        let outstanding: Vec<String> = stmt
+            .query_map(params![device_id, now.as_millis()], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        // A grant this very sync reports handled is not in flight any more.
+        outstanding
+            .iter()
+            .any(|id| !handled.iter().any(|h| h.as_str() == id))
+    };
+    let (status, user) = if grant_in_flight {
+        tx.query_row(
+            "SELECT status, device_user FROM device WHERE id = ?1",
+            [device_id],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
+        )?
+    } else {
+        (
+            status_name(newest.status),
+            newest.user.as_ref().map(|u| u.username.clone()),
+        )
+    };
     tx.execute(
         "UPDATE device SET status = ?2, device_user = ?3, last_seq = ?4, last_contact = ?5,
             last_launchpad = CASE WHEN ?6 THEN ?7 ELSE last_launchpad END,
@@ -353,8 +383,8 @@ fn mirror(
          WHERE id = ?1",
         params![
             device_id,
-            status_name(newest.status),
-            newest.user.as_ref().map(|u| u.username.clone()),
+            status,
+            user,
             seq(last_seq),
             now.as_millis(),
             launchpad.is_some(),
@@ -364,7 +394,7 @@ fn mirror(
             os,
             docked,
             // A checkout that ended is no longer overdue, whatever the last report said.
-            if newest.user.is_none() {
+            if newest.user.is_none() && !grant_in_flight {
                 Some(false)
             } else {
                 overdue
@@ -1363,7 +1393,7 @@ impl Storage for SqliteStorage {
                 }
             }
             let acked = u64::try_from(last).unwrap_or(0);
-            mirror(tx, &device_id, &applied, acked, now)?;
+            mirror(tx, &device_id, &handled, &applied, acked, now)?;
             if applied.is_empty() {
                 tx.execute("UPDATE device SET last_seq = ?2 WHERE id = ?1", params![device_id, last])?;
             }

@@ -1,0 +1,134 @@
+//! Offline credential lists: what lets a badge unlock a phone while the server is out of
+//! reach. The design (docs/security.md): the server never keeps badge ids, so it stores,
+//! for each badge, `PBKDF2(badge id, site salt, N)` computed when the id passes through
+//! it — at registration (admin API, CSV import) and at the badge's online taps (badges
+//! registered before lists existed get theirs at their next tap). Each phone gets a
+//! signed list of the badges of the users whose groups include its Device Home (the
+//! unit's staff), valid 24 hours, refreshed every 6 hours and as soon as an admin change
+//! (a badge revoked, a user moved, a phone rehomed) could change it.
+
+use lanyard_protocol::policy::{OfflineCredential, OfflineCredentialList};
+use lanyard_protocol::{BadgeId, Signed};
+
+use crate::error::AppError;
+use crate::model::Device;
+use crate::state::AppState;
+use crate::storage::Storage;
+use crate::storage::offline::OfflineListRow;
+
+/// PBKDF2 iterations of offline badge hashes (docs/BENCHMARKS.md: ~19 ms per badge on
+/// one core here, ~93 ms on a phone five times slower).
+pub const DEFAULT_ITERATIONS: u32 = 100_000;
+/// How long a phone may use a list.
+const VALID_MS: i64 = 24 * 3600 * 1000;
+/// How often a list is rebuilt even when nothing changed (so it never runs out while
+/// the phone is online).
+const REFRESH_MS: i64 = 6 * 3600 * 1000;
+
+/// Computes and stores a registered badge's offline hash, off the async threads.
+pub async fn learn_now<S: Storage>(st: &AppState<S>, badge: &BadgeId) -> Result<(), AppError> {
+    let iterations = st.offline_iterations;
+    let keys = st.keys.clone();
+    let id = badge.clone();
+    let hash = tokio::task::spawn_blocking(move || keys.offline_hash(&id, iterations))
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("offline hash: {e}")))?;
+    st.storage
+        .set_offline_hash(st.keys.badge_hash(badge), hash.to_vec(), iterations)
+        .await?;
+    Ok(())
+}
+
+/// After an online tap of a registered badge: if it has no offline hash yet (it was
+/// registered before, or the iterations changed), compute it in the background so the
+/// tap's answer never waits on it.
+pub fn learn<S: Storage>(st: &AppState<S>, badge: &BadgeId) {
+    let st = st.clone();
+    let badge = badge.clone();
+    tokio::spawn(async move {
+        let needed = st
+            .storage
+            .needs_offline_hash(st.keys.badge_hash(&badge), st.offline_iterations)
+            .await;
+        let result = match needed {
+            Ok(true) => learn_now(&st, &badge).await,
+            Ok(false) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "offline badge hash not stored");
+        }
+    });
+}
+
+/// The signed list to send a device at this sync, if it needs one: none yet, an admin
+/// change since the last, due for refresh, or the device holds another version.
+pub async fn list_for_sync<S: Storage>(
+    st: &AppState<S>,
+    device: &Device,
+    held_version: u64,
+) -> Result<Option<Signed>, AppError> {
+    let (row, audit_mark) = st.storage.offline_list_state(device.id.clone()).await?;
+    let now = st.now().as_millis();
+    let due = match &row {
+        None => true,
+        Some(r) => {
+            r.audit_mark < audit_mark || now >= r.built_at + REFRESH_MS || held_version != r.version
+        }
+    };
+    if !due {
+        return Ok(None);
+    }
+    let iterations = st.offline_iterations;
+    let mut entries: Vec<OfflineCredential> = Vec::new();
+    if let Some(home) = device.device_home.as_deref() {
+        for b in st.storage.offline_badges().await? {
+            let member = b
+                .groups
+                .iter()
+                .any(|g| g.trim().eq_ignore_ascii_case(home.trim()));
+            let Ok(hash) = <[u8; 32]>::try_from(b.hash.as_slice()) else {
+                continue;
+            };
+            if member && b.iterations == iterations {
+                entries.push(OfflineCredential {
+                    badge_hash: hash,
+                    user: b.user,
+                });
+            }
+        }
+    }
+    let digest = crate::keys::sha256(&serde_json::to_vec(&entries).map_err(anyhow::Error::new)?);
+    let row = match row {
+        // Nothing changed and nothing is due: note the audit mark and send nothing.
+        Some(r)
+            if r.digest == digest && now < r.built_at + REFRESH_MS && held_version == r.version =>
+        {
+            let row = OfflineListRow { audit_mark, ..r };
+            st.storage.save_offline_list(device.id.clone(), row).await?;
+            return Ok(None);
+        }
+        // The device lacks the current list: send it again as it was.
+        Some(r) if r.digest == digest && now < r.built_at + REFRESH_MS => {
+            OfflineListRow { audit_mark, ..r }
+        }
+        other => OfflineListRow {
+            version: other.map_or(1, |r| r.version + 1),
+            digest,
+            audit_mark,
+            built_at: now,
+            valid_until: now + VALID_MS,
+        },
+    };
+    let list = OfflineCredentialList {
+        device_id: device.id.as_str().into(),
+        version: row.version,
+        valid_until: lanyard_protocol::Timestamp(row.valid_until),
+        salt: st.keys.offline_salt().to_vec(),
+        iterations,
+        entries,
+    };
+    let signed = st.keys.signing.sign(&list).map_err(anyhow::Error::new)?;
+    st.storage.save_offline_list(device.id.clone(), row).await?;
+    Ok(Some(signed))
+}
