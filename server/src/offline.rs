@@ -7,6 +7,10 @@
 //! unit's staff), valid 24 hours, refreshed every 6 hours and as soon as an admin change
 //! (a badge revoked, a user moved, a phone rehomed) could change it.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use lanyard_protocol::policy::{OfflineCredential, OfflineCredentialList};
 use lanyard_protocol::{BadgeId, Signed};
 
@@ -14,7 +18,7 @@ use crate::error::AppError;
 use crate::model::Device;
 use crate::state::AppState;
 use crate::storage::Storage;
-use crate::storage::offline::OfflineListRow;
+use crate::storage::offline::{OfflineBadge, OfflineListRow};
 
 /// PBKDF2 iterations of offline badge hashes (docs/BENCHMARKS.md: ~19 ms per badge on
 /// one core here, ~93 ms on a phone five times slower).
@@ -24,6 +28,57 @@ const VALID_MS: i64 = 24 * 3600 * 1000;
 /// How often a list is rebuilt even when nothing changed (so it never runs out while
 /// the phone is online).
 const REFRESH_MS: i64 = 6 * 3600 * 1000;
+
+/// How long the newest audit id is trusted before it is read again.
+const MARK_TTL: Duration = Duration::from_secs(1);
+/// How long the badge table is trusted when no audited change happened (hashes learned
+/// at taps are not audited).
+const BADGES_TTL: Duration = Duration::from_secs(30);
+/// A phone that did not take its list gets it again after this long, not at every sync.
+const RESEND_AFTER: Duration = Duration::from_secs(60);
+
+/// What the server remembers between syncs, so a phone whose list is current costs no
+/// database read. (One server process owns the database; a multi-node backend would keep
+/// this in the shared store instead.)
+#[derive(Default)]
+pub struct OfflineCache {
+    rows: Mutex<HashMap<String, (OfflineListRow, Option<Instant>)>>,
+    mark: Mutex<Option<(i64, Instant)>>,
+    badges: Mutex<Option<BadgeSnapshot>>,
+}
+
+/// The badge table as read at an audit mark and an instant.
+type BadgeSnapshot = (i64, Instant, Arc<Vec<OfflineBadge>>);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn audit_mark<S: Storage>(st: &AppState<S>) -> Result<i64, AppError> {
+    if let Some((mark, at)) = *lock(&st.offline.mark)
+        && at.elapsed() < MARK_TTL
+    {
+        return Ok(mark);
+    }
+    let mark = st.storage.audit_mark().await?;
+    *lock(&st.offline.mark) = Some((mark, Instant::now()));
+    Ok(mark)
+}
+
+async fn badges<S: Storage>(
+    st: &AppState<S>,
+    mark: i64,
+) -> Result<Arc<Vec<OfflineBadge>>, AppError> {
+    if let Some((m, at, b)) = lock(&st.offline.badges).as_ref()
+        && *m == mark
+        && at.elapsed() < BADGES_TTL
+    {
+        return Ok(b.clone());
+    }
+    let b = Arc::new(st.storage.offline_badges().await?);
+    *lock(&st.offline.badges) = Some((mark, Instant::now(), b.clone()));
+    Ok(b)
+}
 
 /// Computes and stores a registered badge's offline hash, off the async threads.
 pub async fn learn_now<S: Storage>(st: &AppState<S>, badge: &BadgeId) -> Result<(), AppError> {
@@ -62,27 +117,36 @@ pub fn learn<S: Storage>(st: &AppState<S>, badge: &BadgeId) {
 }
 
 /// The signed list to send a device at this sync, if it needs one: none yet, an admin
-/// change since the last, due for refresh, or the device holds another version.
+/// change since the last, due for refresh, or the device holds another version (sent
+/// again at most once a minute).
 pub async fn list_for_sync<S: Storage>(
     st: &AppState<S>,
     device: &Device,
     held_version: u64,
 ) -> Result<Option<Signed>, AppError> {
-    let (row, audit_mark) = st.storage.offline_list_state(device.id.clone()).await?;
+    let audit_mark = audit_mark(st).await?;
+    let cached = lock(&st.offline.rows).get(&device.id).cloned();
+    let (row, last_sent) = match cached {
+        Some((r, sent)) => (Some(r), sent),
+        None => (st.storage.offline_list(device.id.clone()).await?, None),
+    };
     let now = st.now().as_millis();
+    let lagging = row.as_ref().is_some_and(|r| held_version != r.version)
+        && last_sent.is_none_or(|t| t.elapsed() >= RESEND_AFTER);
     let due = match &row {
         None => true,
-        Some(r) => {
-            r.audit_mark < audit_mark || now >= r.built_at + REFRESH_MS || held_version != r.version
-        }
+        Some(r) => r.audit_mark < audit_mark || now >= r.built_at + REFRESH_MS || lagging,
     };
     if !due {
+        if let Some(r) = row {
+            lock(&st.offline.rows).insert(device.id.clone(), (r, last_sent));
+        }
         return Ok(None);
     }
     let iterations = st.offline_iterations;
     let mut entries: Vec<OfflineCredential> = Vec::new();
     if let Some(home) = device.device_home.as_deref() {
-        for b in st.storage.offline_badges().await? {
+        for b in badges(st, audit_mark).await?.iter() {
             let member = b
                 .groups
                 .iter()
@@ -93,25 +157,25 @@ pub async fn list_for_sync<S: Storage>(
             if member && b.iterations == iterations {
                 entries.push(OfflineCredential {
                     badge_hash: hash,
-                    user: b.user,
+                    user: b.user.clone(),
                 });
             }
         }
     }
     let digest = crate::keys::sha256(&serde_json::to_vec(&entries).map_err(anyhow::Error::new)?);
+    let fresh = |r: &OfflineListRow| r.digest == digest && now < r.built_at + REFRESH_MS;
     let row = match row {
-        // Nothing changed and nothing is due: note the audit mark and send nothing.
-        Some(r)
-            if r.digest == digest && now < r.built_at + REFRESH_MS && held_version == r.version =>
-        {
+        // Nothing changed for this phone: remember the audit mark, send nothing.
+        Some(r) if fresh(&r) && !lagging => {
             let row = OfflineListRow { audit_mark, ..r };
-            st.storage.save_offline_list(device.id.clone(), row).await?;
+            st.storage
+                .save_offline_list(device.id.clone(), row.clone())
+                .await?;
+            lock(&st.offline.rows).insert(device.id.clone(), (row, last_sent));
             return Ok(None);
         }
-        // The device lacks the current list: send it again as it was.
-        Some(r) if r.digest == digest && now < r.built_at + REFRESH_MS => {
-            OfflineListRow { audit_mark, ..r }
-        }
+        // The phone lacks the current list: send it again as it was.
+        Some(r) if fresh(&r) => OfflineListRow { audit_mark, ..r },
         other => OfflineListRow {
             version: other.map_or(1, |r| r.version + 1),
             digest,
@@ -129,6 +193,9 @@ pub async fn list_for_sync<S: Storage>(
         entries,
     };
     let signed = st.keys.signing.sign(&list).map_err(anyhow::Error::new)?;
-    st.storage.save_offline_list(device.id.clone(), row).await?;
+    st.storage
+        .save_offline_list(device.id.clone(), row.clone())
+        .await?;
+    lock(&st.offline.rows).insert(device.id.clone(), (row, Some(Instant::now())));
     Ok(Some(signed))
 }

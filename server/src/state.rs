@@ -51,6 +51,8 @@ pub struct AppState<S> {
     pub smtp: Option<Arc<crate::email::Mailer>>,
     /// PBKDF2 iterations of offline badge hashes.
     pub offline_iterations: u32,
+    /// Offline list bookkeeping kept in memory between syncs.
+    pub offline: Arc<crate::offline::OfflineCache>,
     /// One wake-up per device with a long-poll waiting for commands.
     waiters: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
     /// Consecutive wrong passwords per username, and until when checks are refused.
@@ -81,6 +83,7 @@ impl<S: Clone> Clone for AppState<S> {
             mailer: self.mailer.clone(),
             smtp: self.smtp.clone(),
             offline_iterations: self.offline_iterations,
+            offline: self.offline.clone(),
             waiters: self.waiters.clone(),
             password_failures: self.password_failures.clone(),
             policy: self.policy.clone(),
@@ -103,6 +106,7 @@ impl<S: Storage> AppState<S> {
             mailer: Arc::default(),
             smtp: None,
             offline_iterations: crate::offline::DEFAULT_ITERATIONS,
+            offline: Arc::default(),
             waiters: Arc::default(),
             password_failures: Arc::default(),
             policy: Arc::default(),

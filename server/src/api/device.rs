@@ -147,8 +147,9 @@ pub async fn sync<S: Storage>(
     {
         tracing::warn!(device = %device.id, error = %e, "automation rules not evaluated");
     }
-    if had_events || had_handled {
-        // A run may be waiting on this phone's status or on a command it just handled.
+    if !applied.transitions.is_empty() || had_handled {
+        // A run may be waiting on this phone's status or on a command it just handled
+        // (the engine also looks every second, so other syncs need not wake it).
         crate::workflows::engine::wake(&st);
     }
     let mut commands = applied.commands;

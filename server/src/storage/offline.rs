@@ -51,11 +51,13 @@ pub trait OfflineStore: Clone + Send + Sync + 'static {
         badge_hash: Vec<u8>,
         iterations: u32,
     ) -> impl Future<Output = Result<bool, StorageError>> + Send;
-    /// The list last built for a device, and the newest audit entry's id now.
-    fn offline_list_state(
+    /// The list last built for a device.
+    fn offline_list(
         &self,
         device_id: String,
-    ) -> impl Future<Output = Result<(Option<OfflineListRow>, i64), StorageError>> + Send;
+    ) -> impl Future<Output = Result<Option<OfflineListRow>, StorageError>> + Send;
+    /// The newest audit entry's id (every admin change writes one).
+    fn audit_mark(&self) -> impl Future<Output = Result<i64, StorageError>> + Send;
     /// Every badge with an offline hash, with its user and their groups.
     fn offline_badges(
         &self,

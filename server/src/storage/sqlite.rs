@@ -256,7 +256,7 @@ pub(super) fn audit(
 fn mirror(
     tx: &rusqlite::Transaction<'_>,
     device_id: &str,
-    handled: &[CommandId],
+    pending_grant: Option<&[CommandId]>,
     records: &[EventRecord],
     last_seq: u64,
     now: Timestamp,
@@ -340,18 +340,23 @@ fn mirror(
     // say "checked in, nobody", and must not undo the pending checkout the grant set
     // (else the cart could hand the same phone, or the user a second one, meanwhile).
     // The phone's own record of the grant, or its refusal, settles it.
-    let grant_in_flight = newest.status == DeviceStatus::CheckedIn && {
-        let mut stmt = tx.prepare_cached(
-            "SELECT id FROM command WHERE device_id = ?1 AND kind = 'grant_checkout'
+    // `pending_grant` carries the commands this sync reports handled when the server
+    // holds the device as checkout-pending (the only case a stale record can undo).
+    let grant_in_flight = match pending_grant {
+        Some(handled) if newest.status == DeviceStatus::CheckedIn => {
+            let mut stmt = tx.prepare_cached(
+                "SELECT id FROM command WHERE device_id = ?1 AND kind = 'grant_checkout'
                AND state IN ('pending', 'delivered') AND expires_at > ?2",
-        )?;
-        let outstanding: Vec<String> = stmt
-            .query_map(params![device_id, now.as_millis()], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        // A grant this very sync reports handled is not in flight any more.
-        outstanding
-            .iter()
-            .any(|id| !handled.iter().any(|h| h.as_str() == id))
+            )?;
+            let outstanding: Vec<String> = stmt
+                .query_map(params![device_id, now.as_millis()], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            // A grant this very sync reports handled is not in flight any more.
+            outstanding
+                .iter()
+                .any(|id| !handled.iter().any(|h| h.as_str() == id))
+        }
+        _ => false,
     };
     let (status, user) = if grant_in_flight {
         tx.query_row(
@@ -1358,7 +1363,11 @@ impl Storage for SqliteStorage {
         now: Timestamp,
     ) -> Result<SyncApplied, StorageError> {
         self.write(move |tx| {
-            let old: i64 = tx.query_row("SELECT last_seq FROM device WHERE id = ?1", [&device_id], |r| r.get(0))?;
+            let (old, server_status): (i64, String) = tx.query_row(
+                "SELECT last_seq, status FROM device WHERE id = ?1",
+                [&device_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
             {
                 let mut insert = tx.prepare_cached(
                     "INSERT INTO device_event (device_id, seq, at, record, received_at) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -1393,7 +1402,9 @@ impl Storage for SqliteStorage {
                 }
             }
             let acked = u64::try_from(last).unwrap_or(0);
-            mirror(tx, &device_id, &handled, &applied, acked, now)?;
+            // Only a checkout the server marked pending can be undone by stale records.
+            let pending_grant = server_status == status_name(DeviceStatus::CheckoutPending);
+            mirror(tx, &device_id, pending_grant.then_some(handled.as_slice()), &applied, acked, now)?;
             if applied.is_empty() {
                 tx.execute("UPDATE device SET last_seq = ?2 WHERE id = ?1", params![device_id, last])?;
             }

@@ -45,28 +45,36 @@ impl OfflineStore for SqliteStorage {
         .await
     }
 
-    async fn offline_list_state(
+    async fn audit_mark(&self) -> Result<i64, StorageError> {
+        self.read(|c| {
+            Ok(
+                c.query_row("SELECT COALESCE(MAX(id), 0) FROM audit_log", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .await
+    }
+
+    async fn offline_list(
         &self,
         device_id: String,
-    ) -> Result<(Option<OfflineListRow>, i64), StorageError> {
+    ) -> Result<Option<OfflineListRow>, StorageError> {
         self.read(move |c| {
-            let row = c
-                .query_row(
-                    "SELECT version, digest, audit_mark, built_at, valid_until FROM offline_list WHERE device_id = ?1",
-                    [&device_id],
-                    |r| {
-                        Ok(OfflineListRow {
-                            version: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
-                            digest: r.get(1)?,
-                            audit_mark: r.get(2)?,
-                            built_at: r.get(3)?,
-                            valid_until: r.get(4)?,
-                        })
-                    },
-                )
-                .optional()?;
-            let mark: i64 = c.query_row("SELECT COALESCE(MAX(id), 0) FROM audit_log", [], |r| r.get(0))?;
-            Ok((row, mark))
+            Ok(c.query_row(
+                "SELECT version, digest, audit_mark, built_at, valid_until FROM offline_list WHERE device_id = ?1",
+                [&device_id],
+                |r| {
+                    Ok(OfflineListRow {
+                        version: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                        digest: r.get(1)?,
+                        audit_mark: r.get(2)?,
+                        built_at: r.get(3)?,
+                        valid_until: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
         })
         .await
     }
