@@ -1107,3 +1107,67 @@ async fn a_cart_tap_lights_the_led_and_shows_the_text_the_checkout_workflow_choo
     }
     rig.server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_phone_being_updated_is_not_handed_out_until_the_update_run_ends() {
+    let mut rig = rig().await;
+    let (s, cart) = rig
+        .admin
+        .post(
+            "/api/v1/launchpads",
+            json!({"id": "cart-2n", "name": "2 North Cart 1", "ports": 8, "department": "2 North"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{cart}");
+    let credential = cart["credential"].as_str().unwrap().to_owned();
+    let facts = lanyard_agent::FactsUpdate {
+        battery_percent: Some(90),
+        ..Default::default()
+    };
+    rig.phone
+        .agent
+        .handle(Event::PlatformFacts(facts), now())
+        .unwrap();
+    rig.dock("cart-2n", 2);
+    rig.phone.sync_step().await;
+    let base = rig.admin.base.clone();
+    let tap = || {
+        let (base, credential) = (base.clone(), credential.clone());
+        async move {
+            let r = http_client()
+                .post(format!("{base}/launchpad/v1/tap"))
+                .bearer_auth(credential)
+                .json(&json!({"badge": "0012345"}))
+                .send()
+                .await
+                .unwrap();
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let (s, d) = rig
+        .admin
+        .post(
+            "/api/v1/workflows/update-ios/deploy",
+            json!({"launchpad": "cart-2n"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{d}");
+    assert_eq!(d["devices"], json!([rig.phone.id]), "{d}");
+    // The phone has not answered AvailableOSUpdates yet: it is not handed out.
+    let answer = tap().await;
+    assert_eq!(answer["beep"], 3, "{answer}");
+    let runs = rig
+        .until(acknowledged, |r| {
+            named(r, "update-ios").iter().any(|r| finished(r))
+        })
+        .await;
+    let update = named(&runs, "update-ios")[0];
+    assert_eq!(update["state"], "succeeded", "{update:#}");
+    assert_eq!(
+        update["steps"][0]["detail"],
+        "no OS update offered: the phone is up to date"
+    );
+    let answer = tap().await;
+    assert_eq!(answer["beep"], 1, "{answer}");
+    rig.server.stop().await.unwrap();
+}

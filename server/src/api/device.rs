@@ -275,6 +275,10 @@ pub async fn authorize<S: Storage>(
             let code = if device.admin_state.is_some() {
                 // Lost or retired phones are never handed out.
                 Some(DenialCode::DeviceUnavailable)
+            } else if holder.is_none() && st.storage.run_holding(device.id.clone()).await?.is_some()
+            {
+                // An OS update or an erase is under way on this phone.
+                Some(DenialCode::DeviceUnavailable)
             } else if holder.is_some_and(|h| h != user.username) {
                 Some(DenialCode::DeviceUnavailable)
             } else if holder != Some(user.username.as_str())

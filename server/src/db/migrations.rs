@@ -229,6 +229,10 @@ pub const MIGRATIONS: &[&str] = &[
         built_at    INTEGER NOT NULL,
         valid_until INTEGER NOT NULL
     );",
+    // v11: runs that take the phone out of service (Update iOS, Erase) keep it from
+    // being handed out until they finish.
+    "ALTER TABLE workflow_run ADD COLUMN holds_device INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX workflow_run_holding ON workflow_run (device_id) WHERE holds_device = 1;",
 ];
 
 /// The schema version this build writes.

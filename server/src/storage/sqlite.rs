@@ -859,6 +859,8 @@ impl Storage for SqliteStorage {
                     "SELECT id, last_port FROM device
                      WHERE last_launchpad = ?1 AND status = 'checked_in' AND docked = 1
                        AND admin_state IS NULL
+                       AND NOT EXISTS (SELECT 1 FROM workflow_run r WHERE r.device_id = device.id
+                           AND r.holds_device = 1 AND r.state IN ('queued', 'running'))
                        AND COALESCE(battery, -1) >= ?2
                      ORDER BY battery DESC, COALESCE(last_port, 1000000) ASC, id ASC
                      LIMIT 1",

@@ -179,8 +179,8 @@ fn insert_runs(
             .collect();
         tx.execute(
             "INSERT INTO workflow_run (device_id, workflow_id, rule_id, origin, parent_run, actor, state,
-               attempt, workflow_json, steps_json, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 1, ?7, ?8, ?9, ?9)",
+               attempt, workflow_json, steps_json, created_at, updated_at, holds_device)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 1, ?7, ?8, ?9, ?9, ?10)",
             params![
                 n.device_id,
                 n.workflow_id,
@@ -190,7 +190,8 @@ fn insert_runs(
                 n.actor,
                 to_json(&workflow)?,
                 to_json(&steps)?,
-                now
+                now,
+                workflow.spec.holds_device()
             ],
         )?;
         ids.push(tx.last_insert_rowid());
@@ -636,6 +637,23 @@ impl WorkflowStore for SqliteStorage {
                 params![rule_id, launchpad_id, occurrence],
             )?;
             insert_runs(tx, runs, now.as_millis())
+        })
+        .await
+    }
+
+    async fn run_holding(&self, device_id: String) -> Result<Option<String>, StorageError> {
+        self.read(move |c| {
+            let json: Option<String> = c
+                .query_row(
+                    "SELECT workflow_json FROM workflow_run WHERE device_id = ?1 AND holds_device = 1
+                       AND state IN ('queued', 'running') ORDER BY id LIMIT 1",
+                    [&device_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(json
+                .and_then(|j| serde_json::from_str::<Workflow>(&j).ok())
+                .map(|w| w.spec.name))
         })
         .await
     }

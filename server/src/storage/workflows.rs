@@ -141,6 +141,12 @@ pub trait WorkflowStore: Clone + Send + Sync + 'static {
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<i64>, StorageError>> + Send;
 
+    /// The workflow, if any, whose active run keeps this phone out of service (an OS
+    /// update or an erase under way).
+    fn run_holding(
+        &self,
+        device_id: String,
+    ) -> impl Future<Output = Result<Option<String>, StorageError>> + Send;
     /// One cart.
     fn get_launchpad(
         &self,

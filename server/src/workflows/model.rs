@@ -275,6 +275,14 @@ pub enum EmailWhen {
 }
 
 impl WorkflowSpec {
+    /// Whether a run of this workflow takes the phone out of service while it lasts
+    /// (an OS update or an erase): such a phone is not handed out meanwhile.
+    pub fn holds_device(&self) -> bool {
+        self.actions
+            .iter()
+            .any(|a| matches!(a, Action::UpdateIos { .. } | Action::Erase { .. }))
+    }
+
     /// The actions in the order a run executes them: Before Deployment emails, the
     /// other actions as written, then After Deployment emails. On Failure is not a step.
     pub fn run_order(&self) -> Vec<&Action> {
