@@ -673,3 +673,38 @@ fn a_remote_lock_of_a_phone_still_in_the_cart_checks_it_in() {
     idle.command(ServerCommand::Lock { reason: "x".into() });
     assert_eq!(idle.status(), DeviceStatus::CheckedIn, "nothing to lock");
 }
+
+#[test]
+fn a_blank_page_comes_first_when_the_policy_asks_for_it_even_with_no_apps() {
+    for (apps, blank) in [(true, true), (false, true), (true, false)] {
+        let mut p = lanyard_protocol::Policy::default();
+        p.version = 1;
+        p.blank_page_before_check_in = blank;
+        if apps {
+            p.app_logouts = vec![lanyard_protocol::policy::AppLogout {
+                app: AppId::new("com.epic.rover"),
+                name: "Rover".into(),
+            }];
+        }
+        let mut h = Harness::with_policy(p);
+        checked_out(&mut h, "alice");
+        let effects = h.dock().to_vec();
+        let blank_at = effects
+            .iter()
+            .position(|e| matches!(e, Effect::OpenBlankPage));
+        let logout_at = effects
+            .iter()
+            .position(|e| matches!(e, Effect::LogOutApps { .. }));
+        assert_eq!(blank_at.is_some(), blank, "apps {apps} blank {blank}");
+        assert_eq!(logout_at.is_some(), apps);
+        if let (Some(b), Some(l)) = (blank_at, logout_at) {
+            assert!(b < l, "the blank page comes before the logouts");
+        }
+        let want = if apps {
+            DeviceStatus::Returning
+        } else {
+            DeviceStatus::CheckedIn
+        };
+        assert_eq!(h.status(), want);
+    }
+}

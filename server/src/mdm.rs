@@ -423,8 +423,6 @@ pub async fn webhook<S: Storage>(
                 .into(),
         ));
     };
-    // A workflow step may be waiting on this result.
-    crate::workflows::engine::wake(&st);
     let event = match parse_webhook(&body, Some(key.as_slice()), signature) {
         Ok(e) => e,
         Err(WebhookError::BadSignature) => {
@@ -527,6 +525,8 @@ pub async fn webhook<S: Storage>(
         }
         WebhookEvent::Other { topic } => tracing::debug!(%topic, "MDM webhook event not acted on"),
     }
+    // A workflow step may be waiting on what was just recorded.
+    crate::workflows::engine::wake(&st);
     Ok(Json(serde_json::json!({"ok": true})))
 }
 
