@@ -436,6 +436,113 @@ async fn bad_input_gets_a_4xx_json_error_on_every_route() {
     )
     .await;
     assert_error(s, &b, 409, "duplicate user");
+    let mut cases = cases;
+    // The workflow API: bad paths, queries and bodies are JSON errors too.
+    for (c, want) in [
+        (call(Method::GET, "/api/v1/runs/not-a-number", None), 400),
+        (call(Method::GET, "/api/v1/runs/999999", None), 404),
+        (call(Method::GET, "/api/v1/runs?limit=0", None), 400),
+        (call(Method::GET, "/api/v1/runs?cursor=abc", None), 400),
+        (call(Method::GET, "/api/v1/emails?surprise=1", None), 400),
+        (call(Method::GET, "/api/v1/workflows/nope", None), 404),
+        (call(Method::GET, "/api/v1/devices/nope/runs", None), 404),
+        (call(Method::GET, "/api/v1/devices/nope/journey", None), 404),
+        (
+            call(
+                Method::POST,
+                "/api/v1/workflows",
+                Some(json!({"name": "X"})),
+            ),
+            400,
+        ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/workflows",
+                Some(
+                    json!({"name": "X", "model": "carrier_pigeon", "actions": [{"type": "reboot"}]}),
+                ),
+            ),
+            400,
+        ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/workflows",
+                Some(json!({"name": "X", "model": "over_the_air", "actions": []})),
+            ),
+            400,
+        ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/workflows/nope/deploy",
+                Some(json!({"devices": ["d"]})),
+            ),
+            404,
+        ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/workflows/nope/clone",
+                Some(json!({"name": "Y"})),
+            ),
+            404,
+        ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/rules",
+                Some(
+                    json!({"name": "R", "trigger": {"type": "sometimes"}, "workflows": [], "enabled": true}),
+                ),
+            ),
+            400,
+        ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/rules/nope/move",
+                Some(json!({"position": 0})),
+            ),
+            400,
+        ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/rules/nope/move",
+                Some(json!({"position": 2})),
+            ),
+            404,
+        ),
+        (
+            call(
+                Method::PUT,
+                "/api/v1/rules/nope",
+                Some(json!({"name": "R"})),
+            ),
+            400,
+        ),
+        (call(Method::DELETE, "/api/v1/rules/nope", None), 404),
+        (
+            call(
+                Method::POST,
+                "/api/v1/workflows/install-standard",
+                Some(json!({"dep_profile": "D"})),
+            ),
+            400,
+        ),
+        (
+            call(
+                Method::POST,
+                "/api/v1/workflows/install-standard",
+                Some(json!({"dep_profile": "D", "wifi_ssid": "S", "wifi_password": "short"})),
+            ),
+            400,
+        ),
+    ] {
+        cases.push((c, want));
+    }
     for (c, want) in &cases {
         let (s, b) = send(&base, Some(&admin), c).await;
         assert_error(

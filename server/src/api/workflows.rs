@@ -592,8 +592,12 @@ pub async fn runs<S: Storage>(
 pub async fn run<S: Storage>(
     State(st): State<AppState<S>>,
     _: Caller,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<Json<Run>, AppError> {
+    // Parsed here rather than by the extractor, whose refusal is not JSON.
+    let id: i64 = id
+        .parse()
+        .map_err(|_| AppError::invalid("id", "a run id is a number"))?;
     Ok(Json(st.storage.get_run(id).await?))
 }
 
