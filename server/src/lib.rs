@@ -284,6 +284,10 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
         .route("/api/v1/runs", get(api::workflows::runs::<S>))
         .route("/api/v1/runs/{id}", get(api::workflows::run::<S>))
         .route(
+            "/api/v1/runs/{id}/cancel",
+            post(api::workflows::cancel_run::<S>),
+        )
+        .route(
             "/api/v1/devices/{id}/runs",
             get(api::workflows::device_runs::<S>),
         )

@@ -29,7 +29,7 @@ use crate::api::{admin, attributes, device, launchpad, logs, workflows};
         workflows::replace, workflows::delete, workflows::clone, workflows::install_standard,
         workflows::deploy, workflows::list_rules, workflows::create_rule,
         workflows::replace_rule, workflows::delete_rule, workflows::move_rule,
-        workflows::runs, workflows::run, workflows::emails, workflows::device_runs, workflows::journey,
+        workflows::runs, workflows::run, workflows::emails, workflows::device_runs, workflows::journey, workflows::cancel_run,
     ),
     modifiers(&BearerSchemes),
     tags(

@@ -1171,3 +1171,59 @@ async fn a_phone_being_updated_is_not_handed_out_until_the_update_run_ends() {
     assert_eq!(answer["beep"], 1, "{answer}");
     rig.server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn it_can_cancel_a_run_stuck_waiting_on_the_phone() {
+    let rig = rig().await;
+    let (s, d) = rig
+        .admin
+        .post(
+            "/api/v1/workflows/update-ios/deploy",
+            json!({"devices": [rig.phone.id]}),
+        )
+        .await;
+    assert_eq!(s, 202, "{d}");
+    let id = d["runs"][0].as_i64().unwrap();
+    // The phone never answers AvailableOSUpdates.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, run) = rig.admin.get(&format!("/api/v1/runs/{id}")).await;
+        if run["steps"][0]["status"] == "running" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{run:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (s, run) = rig
+        .admin
+        .post(&format!("/api/v1/runs/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(s, 200, "{run}");
+    assert_eq!(run["state"], "failed");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("cancelled by api-token:"),
+        "{run}"
+    );
+    assert_eq!(run["steps"][0]["status"], "failed");
+    // The engine's next look does not bring it back.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, again) = rig.admin.get(&format!("/api/v1/runs/{id}")).await;
+    assert_eq!(again["state"], "failed", "{again:#}");
+    let (s, e) = rig
+        .admin
+        .post(&format!("/api/v1/runs/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(s, 422, "{e}");
+    let (_, audit) = rig.admin.get("/api/v1/audit").await;
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "run.cancel")
+    );
+    rig.server.stop().await.unwrap();
+}

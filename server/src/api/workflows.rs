@@ -601,6 +601,26 @@ pub async fn run<S: Storage>(
     Ok(Json(st.storage.get_run(id).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "workflows", description = "Stops an active run (e.g. a Clear Passcode waiting on a phone left in a drawer): it ends failed with who cancelled it, audited. Its On Failure does not run. Needs the admin role.", params(("id" = i64, Path)), responses((status = 200, body = Run), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, description = "the run already ended", body = ErrorBody)), security(("api_token" = [])))]
+/// `POST /api/v1/runs/{id}/cancel`.
+pub async fn cancel_run<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Run>, AppError> {
+    caller.require_admin()?;
+    let id: i64 = id
+        .parse()
+        .map_err(|_| AppError::invalid("id", "a run id is a number"))?;
+    let run = st
+        .storage
+        .cancel_run(id, caller.actor.clone(), st.now())
+        .await?;
+    // The device's next queued run may start.
+    crate::workflows::engine::wake(&st);
+    Ok(Json(run))
+}
+
 /// Paging query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

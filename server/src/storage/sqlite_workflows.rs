@@ -553,8 +553,10 @@ impl WorkflowStore for SqliteStorage {
     async fn save_run(&self, run: Run, now: Timestamp) -> Result<(), StorageError> {
         self.write(move |tx| {
             tx.execute(
+                // A run cancelled meanwhile stays cancelled.
                 "UPDATE workflow_run SET state = ?2, attempt = ?3, steps_json = ?4, earlier_json = ?5,
-                   error = ?6, updated_at = ?7, finished_at = ?8 WHERE id = ?1",
+                   error = ?6, updated_at = ?7, finished_at = ?8
+                 WHERE id = ?1 AND state IN ('queued', 'running')",
                 params![
                     run.id,
                     run.state.as_str(),
@@ -567,6 +569,45 @@ impl WorkflowStore for SqliteStorage {
                 ],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn cancel_run(
+        &self,
+        id: i64,
+        actor: String,
+        now: Timestamp,
+    ) -> Result<Run, StorageError> {
+        self.write(move |tx| {
+            let (mut run, _) = tx
+                .query_row(&format!("SELECT {RUN_COLUMNS} FROM workflow_run r WHERE r.id = ?1"), [id], run_row)
+                .optional()?
+                .ok_or(StorageError::NotFound("run"))?;
+            if !run.state.active() {
+                return Err(StorageError::Refused(format!("run {id} already ended ({})", run.state.as_str())));
+            }
+            let before = value(&run);
+            let why = format!("cancelled by {actor}");
+            // The step under way fails with the reason; steps not started stay pending.
+            for step in run.steps.iter_mut() {
+                if step.status == crate::workflows::run::StepStatus::Running {
+                    step.finished_at = Some(now.as_millis());
+                    step.detail = Some(why.clone());
+                    step.status = crate::workflows::run::StepStatus::Failed;
+                }
+            }
+            run.state = RunState::Failed;
+            run.error = Some(why);
+            run.finished_at = Some(now.as_millis());
+            run.updated_at = now.as_millis();
+            tx.execute(
+                "UPDATE workflow_run SET state = 'failed', steps_json = ?2, error = ?3, updated_at = ?4,
+                   finished_at = ?4 WHERE id = ?1",
+                params![id, to_json(&run.steps)?, run.error, now.as_millis()],
+            )?;
+            audit(tx, &actor, "run.cancel", "run", &id.to_string(), before, value(&run), now)?;
+            Ok(run)
         })
         .await
     }

@@ -114,6 +114,14 @@ pub trait WorkflowStore: Clone + Send + Sync + 'static {
         run: Run,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// Stops an active run (audited): it ends failed with who cancelled it, its running
+    /// step marked failed. `Refused` when the run already ended.
+    fn cancel_run(
+        &self,
+        id: i64,
+        actor: String,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Run, StorageError>> + Send;
     /// One run.
     fn get_run(&self, id: i64) -> impl Future<Output = Result<Run, StorageError>> + Send;
     /// Runs, newest first, of one device or all, before `cursor` (a run id).
