@@ -170,6 +170,51 @@ impl Rig {
     }
 }
 
+/// Alice's badge at a cart's reader.
+async fn cart_tap(base: String, credential: String) -> Value {
+    let r = http_client()
+        .post(format!("{base}/launchpad/v1/tap"))
+        .bearer_auth(credential)
+        .json(&json!({"badge": "0012345"}))
+        .send()
+        .await
+        .unwrap();
+    r.json::<Value>().await.unwrap()
+}
+
+impl Rig {
+    /// A new cart in Chicago time with the (charged) phone docked at `port`; returns the
+    /// cart reader's credential.
+    async fn cart_with_the_phone(
+        &mut self,
+        id: &str,
+        name: &str,
+        department: &str,
+        port: u32,
+    ) -> String {
+        let (s, cart) = self
+            .admin
+            .post(
+                "/api/v1/launchpads",
+                json!({"id": id, "name": name, "ports": 8, "department": department,
+                    "timezone": "America/Chicago"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{cart}");
+        let facts = lanyard_agent::FactsUpdate {
+            battery_percent: Some(90),
+            ..Default::default()
+        };
+        self.phone
+            .agent
+            .handle(Event::PlatformFacts(facts), now())
+            .unwrap();
+        self.dock(id, port);
+        self.phone.sync_step().await;
+        cart["credential"].as_str().unwrap().to_owned()
+    }
+}
+
 fn finished(run: &Value) -> bool {
     run["state"] == "succeeded" || run["state"] == "failed"
 }
@@ -1038,36 +1083,10 @@ async fn check_in_logout_actions_reach_the_phones_policy_and_run_at_the_dock() {
 #[tokio::test]
 async fn a_cart_tap_lights_the_led_and_shows_the_text_the_checkout_workflow_chooses() {
     let mut rig = rig().await;
-    let (s, cart) = rig
-        .admin
-        .post(
-            "/api/v1/launchpads",
-            json!({"id": "cart-3s", "name": "3 South Cart 1", "ports": 8,
-            "department": "3 South", "timezone": "America/Chicago"}),
-        )
+    let credential = rig
+        .cart_with_the_phone("cart-3s", "3 South Cart 1", "3 South", 4)
         .await;
-    assert_eq!(s, 201, "{cart}");
-    let credential = cart["credential"].as_str().unwrap().to_owned();
-    let facts = lanyard_agent::FactsUpdate {
-        battery_percent: Some(90),
-        ..Default::default()
-    };
-    rig.phone
-        .agent
-        .handle(Event::PlatformFacts(facts), now())
-        .unwrap();
-    rig.dock("cart-3s", 4);
-    rig.phone.sync_step().await;
-    let tap = |credential: String, base: String| async move {
-        let r = http_client()
-            .post(format!("{base}/launchpad/v1/tap"))
-            .bearer_auth(credential)
-            .json(&json!({"badge": "0012345"}))
-            .send()
-            .await
-            .unwrap();
-        r.json::<Value>().await.unwrap()
-    };
+    let tap = |credential: String, base: String| cart_tap(base, credential);
     // The standard Express Checkout keeps the blue LED.
     let answer = tap(credential.clone(), rig.admin.base.clone()).await;
     assert_eq!(answer["beep"], 1, "{answer}");
@@ -1111,39 +1130,11 @@ async fn a_cart_tap_lights_the_led_and_shows_the_text_the_checkout_workflow_choo
 #[tokio::test]
 async fn a_phone_being_updated_is_not_handed_out_until_the_update_run_ends() {
     let mut rig = rig().await;
-    let (s, cart) = rig
-        .admin
-        .post(
-            "/api/v1/launchpads",
-            json!({"id": "cart-2n", "name": "2 North Cart 1", "ports": 8, "department": "2 North"}),
-        )
+    let credential = rig
+        .cart_with_the_phone("cart-2n", "2 North Cart 1", "2 North", 2)
         .await;
-    assert_eq!(s, 201, "{cart}");
-    let credential = cart["credential"].as_str().unwrap().to_owned();
-    let facts = lanyard_agent::FactsUpdate {
-        battery_percent: Some(90),
-        ..Default::default()
-    };
-    rig.phone
-        .agent
-        .handle(Event::PlatformFacts(facts), now())
-        .unwrap();
-    rig.dock("cart-2n", 2);
-    rig.phone.sync_step().await;
     let base = rig.admin.base.clone();
-    let tap = || {
-        let (base, credential) = (base.clone(), credential.clone());
-        async move {
-            let r = http_client()
-                .post(format!("{base}/launchpad/v1/tap"))
-                .bearer_auth(credential)
-                .json(&json!({"badge": "0012345"}))
-                .send()
-                .await
-                .unwrap();
-            r.json::<Value>().await.unwrap()
-        }
-    };
+    let tap = || cart_tap(base.clone(), credential.clone());
     let (s, d) = rig
         .admin
         .post(

@@ -564,6 +564,13 @@ pub async fn move_rule<S: Storage>(
     Ok(Json(rules))
 }
 
+/// A run id from the path, parsed here rather than by the extractor, whose refusal is
+/// not JSON.
+fn run_id(id: &str) -> Result<i64, AppError> {
+    id.parse()
+        .map_err(|_| AppError::invalid("id", "a run id is a number"))
+}
+
 /// Paging query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -594,11 +601,7 @@ pub async fn run<S: Storage>(
     _: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Run>, AppError> {
-    // Parsed here rather than by the extractor, whose refusal is not JSON.
-    let id: i64 = id
-        .parse()
-        .map_err(|_| AppError::invalid("id", "a run id is a number"))?;
-    Ok(Json(st.storage.get_run(id).await?))
+    Ok(Json(st.storage.get_run(run_id(&id)?).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "workflows", description = "Stops an active run (e.g. a Clear Passcode waiting on a phone left in a drawer): it ends failed with who cancelled it, audited. Its On Failure does not run. Needs the admin role.", params(("id" = i64, Path)), responses((status = 200, body = Run), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, description = "the run already ended", body = ErrorBody)), security(("api_token" = [])))]
@@ -609,9 +612,7 @@ pub async fn cancel_run<S: Storage>(
     Path(id): Path<String>,
 ) -> Result<Json<Run>, AppError> {
     caller.require_admin()?;
-    let id: i64 = id
-        .parse()
-        .map_err(|_| AppError::invalid("id", "a run id is a number"))?;
+    let id = run_id(&id)?;
     let run = st
         .storage
         .cancel_run(id, caller.actor.clone(), st.now())
