@@ -355,7 +355,7 @@ async fn workflows(command: WorkflowsCommand) -> anyhow::Result<()> {
                 lanyard_server::api::workflows::install_standard_set(&state, &site, actor.clone())
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
-            lanyard_server::workflows::policy::sync_app_logouts(&state, &actor)
+            lanyard_server::workflows::policy::sync_check_in_policy(&state, &actor)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(

@@ -120,26 +120,55 @@ pub async fn send_for_workflow<S: Storage>(
     let Some(mdm) = st.mdm.clone() else {
         return Ok(Err("no MDM connector is configured".into()));
     };
-    let uuid = command_uuid()?;
-    let request_type = command.request_type();
-    let id = Some(device.id.clone());
-    let at = |kind: &str, detail: Option<String>| {
-        entry(&udid, id.clone(), Some((&uuid, request_type)), kind, detail)
-    };
-    st.storage
-        .record_mdm_activity(at("requested", None), st.now())
-        .await?;
-    let ids = std::slice::from_ref(&udid);
-    let (kind, detail) = enqueue_outcome(mdm.enqueue(ids, command, &uuid, true).await, &udid);
-    st.storage
-        .record_mdm_activity(at(kind, detail.clone()), st.now())
-        .await?;
+    let (uuid, kind, detail) = enqueue_logged(st, &mdm, &udid, &device.id, command, None).await?;
     if kind == "send_failed" {
         return Ok(Err(
             detail.unwrap_or_else(|| "the MDM refused the command".into())
         ));
     }
     Ok(Ok(uuid))
+}
+
+/// Enqueues a command at the MDM (with a push) and logs it: `requested` — audited as
+/// `actor`'s when an administrator asked — then `sent` or `send_failed` with the MDM's
+/// answer. Returns the CommandUUID and that outcome.
+pub(crate) async fn enqueue_logged<S: Storage>(
+    st: &AppState<S>,
+    mdm: &lanyard_mdm::nanomdm::NanoMdm,
+    udid: &str,
+    device_id: &str,
+    command: &MdmCommand,
+    actor: Option<String>,
+) -> Result<(String, &'static str, Option<String>), AppError> {
+    let uuid = command_uuid()?;
+    let request_type = command.request_type();
+    let at = |kind: &str, detail: Option<String>| {
+        entry(
+            udid,
+            Some(device_id.to_owned()),
+            Some((&uuid, request_type)),
+            kind,
+            detail,
+        )
+    };
+    match actor {
+        Some(actor) => {
+            st.storage
+                .record_mdm_request(at("requested", None), actor, st.now())
+                .await?
+        }
+        None => {
+            st.storage
+                .record_mdm_activity(at("requested", None), st.now())
+                .await?
+        }
+    }
+    let ids = [udid.to_owned()];
+    let (kind, detail) = enqueue_outcome(mdm.enqueue(&ids, command, &uuid, true).await, udid);
+    st.storage
+        .record_mdm_activity(at(kind, detail.clone()), st.now())
+        .await?;
+    Ok((uuid, kind, detail))
 }
 
 /// The activity kind that keeps the updates an `AvailableOSUpdates` answer offered.

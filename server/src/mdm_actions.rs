@@ -6,14 +6,12 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use lanyard_mdm::nanomdm::MdmConnector;
 use lanyard_mdm::{InstallAction, MdmCommand, OsUpdate, Setting};
 use serde::{Deserialize, Serialize};
 
 use crate::api::validate;
 use crate::error::{AppError, ErrorBody};
 use crate::extract::{ApiJson, Caller};
-use crate::mdm::command_uuid;
 use crate::state::AppState;
 use crate::storage::Storage;
 
@@ -198,26 +196,15 @@ pub async fn send<S: Storage>(
     };
     let command = build(action, unlock_token)?;
     let request_type = command.request_type();
-    let uuid = command_uuid()?;
-    let device_id = Some(device.id.clone());
-    let entry = |kind: &str, detail: Option<String>| {
-        crate::mdm::entry(
-            &udid,
-            device_id.clone(),
-            Some((&uuid, request_type)),
-            kind,
-            detail,
-        )
-    };
-    st.storage
-        .record_mdm_request(entry("requested", None), caller.actor.clone(), st.now())
-        .await?;
-    let ids = std::slice::from_ref(&udid);
-    let (status, detail) =
-        crate::mdm::enqueue_outcome(mdm.enqueue(ids, &command, &uuid, true).await, &udid);
-    st.storage
-        .record_mdm_activity(entry(status, detail.clone()), st.now())
-        .await?;
+    let (uuid, status, detail) = crate::mdm::enqueue_logged(
+        &st,
+        &mdm,
+        &udid,
+        &device.id,
+        &command,
+        Some(caller.actor.clone()),
+    )
+    .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(MdmCommandSent {

@@ -103,7 +103,7 @@ fn checked_ports(ports: u32) -> Result<u32, AppError> {
 fn checked_timezone(value: Option<&str>) -> Result<Option<String>, AppError> {
     let tz = validate::optional_text("timezone", value, 64)?;
     if let Some(tz) = &tz {
-        if jiff::tz::TimeZone::get(tz).is_err() {
+        if !crate::workflows::validate::valid_timezone(tz) {
             return Err(AppError::invalid(
                 "timezone",
                 "must be an IANA zone name such as America/Chicago",

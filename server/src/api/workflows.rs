@@ -44,7 +44,7 @@ fn free_id(base: String, taken: impl Fn(&str) -> bool) -> String {
 /// After a change to workflows or rules: the phones' policy follows the check-in
 /// rules' Logout Actions.
 async fn synced<S: Storage>(st: &AppState<S>, caller: &Caller) -> Result<(), AppError> {
-    crate::workflows::policy::sync_app_logouts(st, &caller.actor).await
+    crate::workflows::policy::sync_check_in_policy(st, &caller.actor).await
 }
 
 fn read_only(w: &Workflow) -> Result<(), AppError> {
@@ -147,18 +147,17 @@ async fn checked<S: Storage>(
     check::workflow(spec, id, &all, &attrs)
 }
 
-#[utoipa::path(post, path = "/api/v1/workflows", tag = "workflows", description = "Creates a workflow in Custom Workflows (audited). Unknown placeholders, bad time zones, a missing or cyclic On Failure workflow are refused naming the field. Needs the admin role.", request_body = WorkflowSpec, responses((status = 201, body = Workflow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)), security(("api_token" = [])))]
-/// `POST /api/v1/workflows`.
-pub async fn create<S: Storage>(
-    State(st): State<AppState<S>>,
-    caller: Caller,
-    ApiJson(mut spec): ApiJson<WorkflowSpec>,
-) -> Result<(StatusCode, Json<Workflow>), AppError> {
-    caller.require_admin()?;
-    custom_only(&spec)?;
+/// Validates and stores a new workflow (created or cloned) under an id made from its
+/// name, then lets the phones' policy follow.
+async fn create_custom<S: Storage>(
+    st: &AppState<S>,
+    caller: &Caller,
+    mut spec: WorkflowSpec,
+) -> Result<Workflow, AppError> {
     let all = st.storage.list_workflows().await?;
     let id = free_id(slug(&spec.name), |id| all.iter().any(|w| w.id == id));
-    checked(&st, &mut spec, &id).await?;
+    let attrs = st.storage.list_attributes().await?;
+    check::workflow(&mut spec, &id, &all, &attrs)?;
     let now = st.now().as_millis();
     let w = Workflow {
         id,
@@ -171,7 +170,20 @@ pub async fn create<S: Storage>(
         .create_workflow(w, caller.actor.clone(), st.now())
         .await
         .map_err(name_taken)?;
-    synced(&st, &caller).await?;
+    synced(st, caller).await?;
+    Ok(w)
+}
+
+#[utoipa::path(post, path = "/api/v1/workflows", tag = "workflows", description = "Creates a workflow in Custom Workflows (audited). Unknown placeholders, bad time zones, a missing or cyclic On Failure workflow are refused naming the field. Needs the admin role.", request_body = WorkflowSpec, responses((status = 201, body = Workflow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)), security(("api_token" = [])))]
+/// `POST /api/v1/workflows`.
+pub async fn create<S: Storage>(
+    State(st): State<AppState<S>>,
+    caller: Caller,
+    ApiJson(spec): ApiJson<WorkflowSpec>,
+) -> Result<(StatusCode, Json<Workflow>), AppError> {
+    caller.require_admin()?;
+    custom_only(&spec)?;
+    let w = create_custom(&st, &caller, spec).await?;
     Ok((StatusCode::CREATED, Json(w)))
 }
 
@@ -240,22 +252,7 @@ pub async fn clone<S: Storage>(
     let mut spec = source.spec;
     spec.name = body.name;
     spec.folder = Folder::CustomWorkflows;
-    let all = st.storage.list_workflows().await?;
-    let id = free_id(slug(&spec.name), |id| all.iter().any(|w| w.id == id));
-    checked(&st, &mut spec, &id).await?;
-    let now = st.now().as_millis();
-    let w = Workflow {
-        id,
-        spec,
-        created_at: now,
-        updated_at: now,
-    };
-    let w = st
-        .storage
-        .create_workflow(w, caller.actor.clone(), st.now())
-        .await
-        .map_err(name_taken)?;
-    synced(&st, &caller).await?;
+    let w = create_custom(&st, &caller, spec).await?;
     Ok((StatusCode::CREATED, Json(w)))
 }
 

@@ -163,7 +163,7 @@ fn get_user(c: &Connection, username: &str) -> Result<User, StorageError> {
     .ok_or(StorageError::NotFound("user"))
 }
 
-fn page<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Page<T> {
+pub(super) fn page<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Page<T> {
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().map(key)
@@ -219,7 +219,7 @@ fn take_commands(
 }
 
 /// A record as JSON for the audit log.
-fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+pub(super) fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
 }
 

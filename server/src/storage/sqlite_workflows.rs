@@ -4,7 +4,9 @@ use lanyard_protocol::Timestamp;
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use super::StorageError;
-use super::sqlite::{SqliteStorage, audit, get_device, get_launchpad, is_unique_violation};
+use super::sqlite::{
+    SqliteStorage, audit, get_device, get_launchpad, is_unique_violation, json, page,
+};
 use super::workflows::{NewEmail, WorkflowStore};
 use crate::model::{Launchpad, Page};
 use crate::workflows::model::{Rule, RuleSpec, Workflow};
@@ -18,10 +20,6 @@ fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> rusqlite::Result<T> {
     serde_json::from_str(s).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     })
-}
-
-fn value<T: serde::Serialize>(v: &T) -> Option<serde_json::Value> {
-    serde_json::to_value(v).ok()
 }
 
 const WORKFLOW_COLUMNS: &str = "id, spec_json, created_at, updated_at";
@@ -218,16 +216,6 @@ fn email_row(r: &Row<'_>) -> rusqlite::Result<Email> {
     })
 }
 
-fn page<T>(mut items: Vec<T>, limit: u32, cursor: impl Fn(&T) -> String) -> Page<T> {
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(cursor)
-    } else {
-        None
-    };
-    Page { items, next_cursor }
-}
-
 impl WorkflowStore for SqliteStorage {
     async fn list_workflows(&self) -> Result<Vec<Workflow>, StorageError> {
         self.read(|c| {
@@ -259,7 +247,7 @@ impl WorkflowStore for SqliteStorage {
                 "workflow",
                 &w.id,
                 None,
-                value(&w),
+                Some(json(&w)),
                 now,
             )?;
             Ok(w)
@@ -299,8 +287,8 @@ impl WorkflowStore for SqliteStorage {
                 "workflow.update",
                 "workflow",
                 &w.id,
-                value(&before),
-                value(&after),
+                Some(json(&before)),
+                Some(json(&after)),
                 now,
             )?;
             Ok(after)
@@ -343,7 +331,7 @@ impl WorkflowStore for SqliteStorage {
                 "workflow.delete",
                 "workflow",
                 &id,
-                value(&before),
+                Some(json(&before)),
                 None,
                 now,
             )?;
@@ -379,7 +367,7 @@ impl WorkflowStore for SqliteStorage {
                 "rule",
                 &id,
                 None,
-                value(&rule),
+                Some(json(&rule)),
                 now,
             )?;
             Ok(rule)
@@ -420,7 +408,7 @@ impl WorkflowStore for SqliteStorage {
                 renumber(tx, &order)?;
             }
             let after = get_rule(tx, &id)?;
-            audit(tx, &actor, "rule.update", "rule", &id, value(&before), value(&after), now)?;
+            audit(tx, &actor, "rule.update", "rule", &id, Some(json(&before)), Some(json(&after)), now)?;
             Ok(after)
         })
         .await
@@ -445,7 +433,7 @@ impl WorkflowStore for SqliteStorage {
                 "rule.delete",
                 "rule",
                 &id,
-                value(&before),
+                Some(json(&before)),
                 None,
                 now,
             )?;
@@ -511,7 +499,7 @@ impl WorkflowStore for SqliteStorage {
                     )));
                 }
                 insert_workflow(tx, w)?;
-                audit(tx, &actor, "workflow.create", "workflow", &w.id, None, value(w), now)?;
+                audit(tx, &actor, "workflow.create", "workflow", &w.id, None, Some(json(w)), now)?;
             }
             for (id, spec) in &rules {
                 let rule = match insert_rule(tx, id, spec, now.as_millis()) {
@@ -523,7 +511,7 @@ impl WorkflowStore for SqliteStorage {
                     }
                     other => other?,
                 };
-                audit(tx, &actor, "rule.create", "rule", id, None, value(&rule), now)?;
+                audit(tx, &actor, "rule.create", "rule", id, None, Some(json(&rule)), now)?;
             }
             Ok(())
         })
@@ -587,7 +575,7 @@ impl WorkflowStore for SqliteStorage {
             if !run.state.active() {
                 return Err(StorageError::Refused(format!("run {id} already ended ({})", run.state.as_str())));
             }
-            let before = value(&run);
+            let before = Some(json(&run));
             let why = format!("cancelled by {actor}");
             // The step under way fails with the reason; steps not started stay pending.
             for step in run.steps.iter_mut() {
@@ -606,7 +594,7 @@ impl WorkflowStore for SqliteStorage {
                    finished_at = ?4 WHERE id = ?1",
                 params![id, to_json(&run.steps)?, run.error, now.as_millis()],
             )?;
-            audit(tx, &actor, "run.cancel", "run", &id.to_string(), before, value(&run), now)?;
+            audit(tx, &actor, "run.cancel", "run", &id.to_string(), before, Some(json(&run)), now)?;
             Ok(run)
         })
         .await
@@ -751,8 +739,8 @@ impl WorkflowStore for SqliteStorage {
                 "device.user.set",
                 "device",
                 &device_id,
-                value(&before),
-                value(&after),
+                Some(json(&before)),
+                Some(json(&after)),
                 now,
             )?;
             Ok(())
@@ -760,7 +748,7 @@ impl WorkflowStore for SqliteStorage {
         .await
     }
 
-    async fn set_app_logouts(
+    async fn set_check_in_policy(
         &self,
         apps: Vec<lanyard_protocol::policy::AppLogout>,
         blank_page: bool,

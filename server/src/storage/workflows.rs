@@ -183,7 +183,7 @@ pub trait WorkflowStore: Clone + Send + Sync + 'static {
     /// Sets what phones do at check-in in the signed policy — the apps they log out and
     /// whether a blank page comes first (a new version when it changes, audited).
     /// Returns whether the policy changed.
-    fn set_app_logouts(
+    fn set_check_in_policy(
         &self,
         apps: Vec<lanyard_protocol::policy::AppLogout>,
         blank_page: bool,

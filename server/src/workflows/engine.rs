@@ -102,10 +102,6 @@ enum Outcome {
     Failed(String),
 }
 
-fn actions(w: &Workflow) -> Vec<&Action> {
-    w.spec.run_order()
-}
-
 async fn advance<S: Storage>(
     st: &AppState<S>,
     mut run: Run,
@@ -115,7 +111,7 @@ async fn advance<S: Storage>(
     if run.state == RunState::Queued {
         run.state = RunState::Running;
     }
-    let list = actions(w);
+    let list = w.spec.run_order();
     loop {
         let Some(i) = run
             .steps
@@ -222,7 +218,12 @@ async fn on_failure<S: Storage>(
     if retry && run.attempt < u32::from(max) {
         run.earlier_attempts.push(line);
         run.attempt += 1;
-        run.steps = actions(w).iter().map(|a| Step::pending(a.kind())).collect();
+        run.steps = w
+            .spec
+            .run_order()
+            .iter()
+            .map(|a| Step::pending(a.kind()))
+            .collect();
         tracing::info!(run = run.id, attempt = run.attempt, "workflow retried");
         return Ok(run);
     }

@@ -12,7 +12,10 @@ use crate::storage::Storage;
 
 /// Recomputes the policy's app logouts from the enabled check-in rules (in their order)
 /// and their workflows; a change makes a new signed policy version for the phones.
-pub async fn sync_app_logouts<S: Storage>(st: &AppState<S>, actor: &str) -> Result<(), AppError> {
+pub async fn sync_check_in_policy<S: Storage>(
+    st: &AppState<S>,
+    actor: &str,
+) -> Result<(), AppError> {
     let mut rules = st.storage.list_rules().await?;
     rules.retain(|r| r.spec.enabled && r.spec.trigger.kind() == "checked_in");
     rules.sort_by_key(|r| r.position);
@@ -46,7 +49,7 @@ pub async fn sync_app_logouts<S: Storage>(st: &AppState<S>, actor: &str) -> Resu
     }
     if st
         .storage
-        .set_app_logouts(
+        .set_check_in_policy(
             apps,
             blank_page,
             format!("{actor} (via workflows)"),
