@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, and every test in the workspace.
-# This is the README's test command; .ci/run calls exactly this script.
+# The whole test suite: formatting, lints, every test in the workspace, and the binding
+# tests in Python and Kotlin (plus the generated Swift, checked). This is the README's
+# test command; .ci/run calls exactly this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The e2e tests send email to a real local SMTP sink (aiosmtpd, from PyPI).
-if ! python3 -c "import aiosmtpd" 2>/dev/null; then
-    echo "==> installing aiosmtpd (SMTP sink for the email tests)"
-    python3 -m pip install --quiet --disable-pip-version-check 'aiosmtpd==1.4.6'
-fi
+# pytest, aiosmtpd, kotlinc, JNA: installed only when missing.
+bash scripts/install-test-deps.sh
 
 echo "==> cargo fmt --check"
 cargo fmt --all --check
@@ -18,3 +16,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "==> cargo test"
 cargo test --workspace --locked
+
+echo "==> binding tests"
+bash scripts/test-bindings.sh

@@ -159,7 +159,10 @@ fn benches(c: &mut Criterion) {
             command_id: "c-v".into(),
             issued_at: T0,
             expires_at: T0.plus_secs(60),
-            payload: ServerCommand::CheckIn { reason: "x".into() },
+            payload: ServerCommand::CheckIn {
+                reason: "x".into(),
+                as_of: None,
+            },
         };
         key.sign(&env).unwrap()
     };

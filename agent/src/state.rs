@@ -111,6 +111,10 @@ pub struct Assignment {
     pub display_text: String,
     /// When the grant was applied.
     pub granted_at: Timestamp,
+    /// Server clock when the grant was issued (none for offline unlocks): commands the
+    /// server issued before it cannot end this checkout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_issued_at: Option<Timestamp>,
 }
 
 /// A grant waiting for the unplug.

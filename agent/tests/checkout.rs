@@ -481,6 +481,7 @@ fn replayed_expired_and_misaddressed_commands_are_refused_and_reported() {
     let mut h = Harness::new();
     let env = h.envelope(ServerCommand::CheckIn {
         reason: "test".into(),
+        as_of: None,
     });
     h.deliver(&env);
     h.deliver(&env);
@@ -522,11 +523,46 @@ fn remote_check_in_runs_the_return_without_a_dock() {
     checked_out(&mut h, "alice");
     h.command(ServerCommand::CheckIn {
         reason: "lost badge".into(),
+        as_of: None,
     });
     assert_eq!(h.status(), DeviceStatus::Returning);
     assert!(!h.screen().is_unlocked());
     h.advance_secs(30);
     assert_eq!(h.status(), DeviceStatus::CheckedIn);
+}
+
+#[test]
+fn a_check_in_queued_before_the_grant_cannot_take_the_phone_from_its_new_user() {
+    let mut h = Harness::new();
+    // A rule's check-in is queued while the phone sits in the cart...
+    let stale = h.envelope(ServerCommand::CheckIn {
+        reason: "workflow Check In".into(),
+        as_of: None,
+    });
+    h.advance_secs(2);
+    // ...alice taps and is granted, and only then does the check-in arrive.
+    checked_out(&mut h, "alice");
+    h.deliver(&stale);
+    assert_eq!(h.status(), DeviceStatus::CheckedOut);
+    assert_eq!(h.username().as_deref(), Some("alice"));
+    assert!(h.last_reports().contains(&Report::CommandRejected {
+        command_id: Some(stale.command_id.clone()),
+        rejection: CommandRejection::Superseded,
+    }));
+    // A rule's check-in issued after the grant, for a trigger that fired before it.
+    h.advance_secs(2);
+    h.command(ServerCommand::CheckIn {
+        reason: "workflow Check In".into(),
+        as_of: Some(stale.issued_at),
+    });
+    assert_eq!(h.status(), DeviceStatus::CheckedOut);
+    // A check-in meant for the holder still returns the phone.
+    h.advance_secs(2);
+    h.command(ServerCommand::CheckIn {
+        reason: "lost badge".into(),
+        as_of: None,
+    });
+    assert_eq!(h.status(), DeviceStatus::Returning);
 }
 
 #[test]

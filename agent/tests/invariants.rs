@@ -240,6 +240,7 @@ impl Driver {
             }
             Op::RemoteCheckIn => self.command(ServerCommand::CheckIn {
                 reason: "IT".into(),
+                as_of: None,
             }),
             Op::RemoteLock => self.command(ServerCommand::Lock {
                 reason: "IT".into(),

@@ -24,6 +24,11 @@ pub enum ServerCommand {
     CheckIn {
         /// Shown to the user and kept in the audit trail.
         reason: String,
+        /// Only checkouts granted before this instant (server clock) are ended; without
+        /// it, the command's issue time. A rule's check-in carries the moment its trigger
+        /// fired, so a clinician who took the phone since keeps it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        as_of: Option<Timestamp>,
     },
     /// The MDM reported the outcome of a ClearPasscode the device asked for.
     PasscodeClearResult {
@@ -94,6 +99,10 @@ pub enum CommandRejection {
     /// Already applied once.
     #[error("command already applied")]
     Replayed,
+    /// A check-in issued before the checkout it would end was granted: the phone now
+    /// belongs to someone the command was never meant for.
+    #[error("command superseded by a later checkout")]
+    Superseded,
 }
 
 impl From<SignatureError> for CommandRejection {
@@ -150,6 +159,7 @@ mod tests {
             expires_at: Timestamp(expires),
             payload: ServerCommand::CheckIn {
                 reason: "IT".into(),
+                as_of: None,
             },
         }
     }

@@ -173,7 +173,10 @@ fn a_tampered_command_does_not_verify() {
         command_id: "c".into(),
         issued_at: Timestamp(0),
         expires_at: Timestamp(1),
-        payload: ServerCommand::CheckIn { reason: "x".into() },
+        payload: ServerCommand::CheckIn {
+            reason: "x".into(),
+            as_of: None,
+        },
     };
     let mut signed = server_key.sign(&envelope).unwrap();
     signed.payload = signed.payload.replace("\"d\"", "\"e\"");

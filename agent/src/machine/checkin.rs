@@ -5,7 +5,7 @@
 //! tracked (and retried) apart from the return, which never waits for the network.
 
 use lanyard_protocol::events::{LogoutOutcome, Report};
-use lanyard_protocol::{AppId, Cause, DockLocation, UserRef};
+use lanyard_protocol::{AppId, Cause, DockLocation, Timestamp, UserRef};
 
 use super::Ctx;
 use crate::effect::Effect;
@@ -32,6 +32,17 @@ impl Locker {
             }
             _ => None,
         }
+    }
+
+    /// True when the checkout a remote check-in would end was granted by the server
+    /// after `issued_at` (the check-in was queued for an earlier holder, or none).
+    pub(super) fn grant_issued_after(&self, issued_at: Timestamp) -> bool {
+        let assignment = match &self.phase {
+            Phase::CheckoutPending(p) => &p.assignment,
+            Phase::CheckedOut(c) | Phase::Blocked(Block { held: Some(c), .. }) => &c.assignment,
+            _ => return false,
+        };
+        assignment.grant_issued_at.is_some_and(|g| g > issued_at)
     }
 
     /// Locks at once, asks the apps to log out and the MDM to clear the passcode. With no

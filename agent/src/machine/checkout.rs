@@ -237,23 +237,30 @@ impl Locker {
             method,
             display_text,
             granted_at: cx.now,
+            grant_issued_at: None,
         }
     }
 
     /// A grant from the server (phone tap, password, or cart-reader tap).
-    pub(super) fn on_grant(&mut self, grant: CheckoutGrant, cx: &mut Ctx) {
+    pub(super) fn on_grant(
+        &mut self,
+        grant: CheckoutGrant,
+        issued_at: lanyard_protocol::Timestamp,
+        cx: &mut Ctx,
+    ) {
         if grant.request_id.is_some()
             && self.pending_auth.as_ref().map(|p| &p.request_id) == grant.request_id.as_ref()
         {
             self.pending_auth = None;
         }
-        let assignment = self.assignment(
+        let mut assignment = self.assignment(
             grant.user,
             grant.grant_id,
             grant.method,
             grant.display_text,
             cx,
         );
+        assignment.grant_issued_at = Some(issued_at);
         self.apply_grant(assignment, cx);
     }
 

@@ -110,7 +110,7 @@ impl Locker {
         }
         self.remember_command(env.command_id, env.expires_at);
         match env.payload {
-            ServerCommand::GrantCheckout(grant) => self.on_grant(grant, cx),
+            ServerCommand::GrantCheckout(grant) => self.on_grant(grant, env.issued_at, cx),
             ServerCommand::DenyCheckout { request_id, code } => {
                 if self
                     .pending_auth
@@ -123,8 +123,15 @@ impl Locker {
                 self.link.reachable = true;
                 cx.report(Report::AuthorizationDenied { request_id, code });
             }
-            ServerCommand::CheckIn { reason } => {
-                if let Some(user) = self.returnable_user() {
+            ServerCommand::CheckIn { reason, as_of } => {
+                if self.grant_issued_after(as_of.unwrap_or(env.issued_at)) {
+                    // Meant for an earlier holder (a rule's check-in that reached the
+                    // phone after a tap): never for this user.
+                    cx.report(Report::CommandRejected {
+                        command_id,
+                        rejection: CommandRejection::Superseded,
+                    });
+                } else if let Some(user) = self.returnable_user() {
                     self.begin_return(user, Cause::RemoteCheckIn { reason }, cx);
                 }
             }

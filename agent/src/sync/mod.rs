@@ -149,6 +149,11 @@ impl<T: Transport> SyncClient<T> {
         }
     }
 
+    /// The credential the client presents.
+    pub fn credential(&self) -> &DeviceCredential {
+        &self.credential
+    }
+
     /// The transport, e.g. for a test to inspect or reconfigure it.
     pub fn transport(&self) -> &T {
         &self.transport
@@ -265,7 +270,29 @@ impl<T: Transport> SyncClient<T> {
         req: &AuthorizeRequest,
         now: Timestamp,
     ) -> Result<Vec<Effect>, StoreError> {
-        match self.transport.authorize(&self.credential, req).await {
+        let result = self.send_authorization(req).await;
+        self.apply_authorization(agent, req, result, now)
+    }
+
+    /// Sends an authorization request; touches no agent state, so a host sharing the
+    /// agent between tasks need not hold it while the server answers.
+    pub async fn send_authorization(
+        &self,
+        req: &AuthorizeRequest,
+    ) -> Result<AuthorizeResponse, TransportError> {
+        self.transport.authorize(&self.credential, req).await
+    }
+
+    /// Applies the answer to `req`: the signed grant or denial, or, with no answer, the
+    /// core's offline fallback.
+    pub fn apply_authorization(
+        &mut self,
+        agent: &mut Agent,
+        req: &AuthorizeRequest,
+        result: Result<AuthorizeResponse, TransportError>,
+        now: Timestamp,
+    ) -> Result<Vec<Effect>, StoreError> {
+        match result {
             Ok(resp) => self.receive_command(agent, &resp.command, now),
             Err(_) => agent.handle(
                 Event::AuthorizationFailed {

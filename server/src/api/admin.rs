@@ -502,7 +502,10 @@ pub async fn check_in_device<S: Storage>(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CheckInAction>,
 ) -> Result<(StatusCode, Json<ActionQueued>), AppError> {
-    let make = |reason| lanyard_protocol::ServerCommand::CheckIn { reason };
+    let make = |reason| lanyard_protocol::ServerCommand::CheckIn {
+        reason,
+        as_of: None,
+    };
     queue_reasoned_action(&st, &caller, id, &body, make, "check_in").await
 }
 

@@ -18,7 +18,7 @@ use lanyard_mdm::profile::{
 use lanyard_mdm::{
     InstallAction, MdmCommand, OsUpdate, ReturnToService, Setting, WallpaperLocation,
 };
-use lanyard_protocol::ServerCommand;
+use lanyard_protocol::{ServerCommand, Timestamp};
 
 use super::model::{Action, UpdateStrategy, WallpaperTarget, WifiSecurity, Workflow};
 use super::placeholder::Context;
@@ -143,7 +143,7 @@ async fn advance<S: Storage>(
         let outcome = if step.status == StepStatus::Pending {
             step.status = StepStatus::Running;
             step.started_at = Some(now);
-            start(st, &cx, action, (run.id, &run.origin), w).await?
+            start(st, &cx, action, (run.id, &run.origin, run.created_at), w).await?
         } else {
             poll(st, &cx, action, step).await?
         };
@@ -271,7 +271,10 @@ async fn reboot_and_check_in<S: Storage>(
         st,
         None,
         device_id,
-        ServerCommand::CheckIn { reason },
+        ServerCommand::CheckIn {
+            reason,
+            as_of: None,
+        },
         "check_in",
         CHECK_IN_SECS,
     )
@@ -311,7 +314,7 @@ async fn start<S: Storage>(
     st: &AppState<S>,
     cx: &Context,
     action: &Action,
-    (run_id, origin): (i64, &str),
+    (run_id, origin, created_at): (i64, &str, i64),
     workflow: &Workflow,
 ) -> Result<Outcome, AppError> {
     let actions_of = &workflow.spec.actions;
@@ -490,11 +493,14 @@ async fn start<S: Storage>(
         }
         Action::CheckInDevice { .. } => {
             let reason = format!("workflow {workflow}");
+            // A rule's check-in ends only checkouts granted before its trigger fired;
+            // IT deploying it on demand means whoever holds the phone when it arrives.
+            let as_of = (origin != "on_demand").then_some(Timestamp(created_at));
             let q = crate::api::admin::queue_command(
                 st,
                 Some(actor),
                 &device.id,
-                ServerCommand::CheckIn { reason },
+                ServerCommand::CheckIn { reason, as_of },
                 "check_in",
                 CHECK_IN_SECS,
             )
@@ -728,6 +734,13 @@ async fn poll<S: Storage>(
                 (Some("acknowledged"), "checked_in") => {
                     Outcome::Done("the phone is checked in".into())
                 }
+                // The phone refuses a check-in meant for an earlier holder: the one it
+                // has now took it after the rule fired (or after IT queued it).
+                (Some("failed"), "checkout_pending" | "checked_out") => Outcome::Skipped(format!(
+                    "the phone is with {} and refused the check-in: a checkout granted after \
+                     it was issued is never ended by it",
+                    device.device_user.as_deref().unwrap_or("a user")
+                )),
                 (Some("failed"), _) => {
                     Outcome::Failed("the phone refused the check-in command".into())
                 }

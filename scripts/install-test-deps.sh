@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs beyond the Rust toolchain. Idempotent: each tool is
+# checked first and installed only when missing, so a warm machine spends no time here.
+#   - pytest, aiosmtpd (PyPI): the Python binding tests and the SMTP sink of the e2e tests
+#   - kotlin-compiler (npm, into .tools/kotlin): compiles the Kotlin binding test
+#   - libjna-java (Debian): JNA, which the generated Kotlin bindings load the library with
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pip_install() {
+    python3 -m pip install --quiet --disable-pip-version-check "$@"
+}
+if ! python3 -c "import aiosmtpd" 2>/dev/null; then
+    echo "==> installing aiosmtpd (SMTP sink for the email tests)"
+    pip_install 'aiosmtpd==1.4.6'
+fi
+if ! python3 -c "import pytest" 2>/dev/null; then
+    echo "==> installing pytest (Python binding tests)"
+    pip_install 'pytest==8.3.4'
+fi
+
+KOTLIN_DIR=.tools/kotlin
+if [ ! -x "$KOTLIN_DIR/node_modules/kotlin-compiler/bin/kotlinc" ]; then
+    echo "==> installing kotlin-compiler (Kotlin binding tests)"
+    mkdir -p "$KOTLIN_DIR"
+    npm install --silent --no-audit --no-fund --prefix "$KOTLIN_DIR" 'kotlin-compiler@2.4.20'
+fi
+
+if [ ! -f /usr/share/java/jna.jar ]; then
+    echo "==> installing libjna-java (JNA for the Kotlin bindings)"
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get install -y -qq libjna-java >/dev/null 2>&1 || {
+        $SUDO apt-get update -qq >/dev/null
+        $SUDO apt-get install -y -qq libjna-java >/dev/null
+    }
+fi
