@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHIM=ios-shim
-PROFILE=${PROFILE:-release}
+PROFILE=${PROFILE:-ios}
 TARGETS=(aarch64-apple-ios aarch64-apple-ios-sim)
 
 if [ "$(uname)" != "Darwin" ]; then

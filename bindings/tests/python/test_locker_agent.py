@@ -158,6 +158,14 @@ def test_typed_errors_arrive_as_python_exceptions(ffi, server, site, opened):
     assert e.value.field == "os_version"
     assert agent.status().phase == ffi.LockerPhase.UNENROLLED
 
+    # Managed app configuration, as the MDM pushes it, enrolls the phone.
+    token = urllib.parse.parse_qs(urllib.parse.urlparse(site).query)["token"][0]
+    screen = agent.enroll_with_managed_config(
+        {"LanyardServerURL": server_url, "LanyardEnrollmentToken": token}, details(ffi, 1))
+    assert isinstance(screen, ffi.ScreenModel.LOCKED)
+    assert agent.status().phase == ffi.LockerPhase.CHECKED_IN
+    assert server.get(f"/api/v1/devices/{agent.status().device_id}")["serial"] == "PYTEST000001"
+
 
 def test_a_keychain_failure_is_a_typed_error_and_leaves_the_phone_unenrolled(ffi, site, opened):
     Presenter, Apps, Secrets, Notifier, Clock = make_hosts(ffi)
