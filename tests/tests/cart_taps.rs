@@ -535,3 +535,97 @@ async fn a_revoked_badge_stops_working_at_once_and_carts_and_users_can_be_change
     );
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn taps_queued_at_one_cart_are_each_released_by_the_unplug_before_them() {
+    // A shift change: several clinicians tap at the same cart at once. Each tap waits
+    // behind the grant before it and is released by that phone's unplug, never by the
+    // undock window (60 s and more).
+    let server = TestServer::start().await.unwrap();
+    let base = server.base_url();
+    let admin_token = server.token("admin").await.unwrap();
+    let http = http_client();
+    let admin = |path: String, body: Value| {
+        let req = http
+            .post(format!("{base}{path}"))
+            .bearer_auth(&admin_token)
+            .json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            assert!(r.status().is_success());
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let cart = admin(
+        "/api/v1/launchpads".into(),
+        json!({"id": "cart-1", "name": "Cart 1", "ports": 10}),
+    )
+    .await;
+    let cart = Cart {
+        base: base.clone(),
+        credential: cart["credential"].as_str().unwrap().to_owned(),
+        http: http.clone(),
+    };
+    for u in 0..4 {
+        admin(
+            "/api/v1/users".into(),
+            json!({"username": format!("u{u}"), "display_name": format!("U{u}")}),
+        )
+        .await;
+        admin(
+            format!("/api/v1/users/u{u}/badges"),
+            json!({"badge": format!("b-{u}")}),
+        )
+        .await;
+    }
+    let token = admin(
+        "/api/v1/enrollment-tokens".into(),
+        json!({"label": "cart 1", "launchpad_id": "cart-1"}),
+    )
+    .await;
+    let link = token["link"].as_str().unwrap();
+    let mut phones = Vec::new();
+    for port in 1..=4 {
+        phones.push(Phone::in_cart(link, port, 90).await);
+    }
+
+    // Four taps at once; each clinician takes the phone as soon as it lights up.
+    let started = std::time::Instant::now();
+    let taps = async {
+        let (a, b, c, d) = tokio::join!(
+            cart.tap("b-0"),
+            cart.tap("b-1"),
+            cart.tap("b-2"),
+            cart.tap("b-3")
+        );
+        vec![a, b, c, d]
+    };
+    let clinicians = async {
+        let mut taken = 0;
+        while taken < 4 {
+            for p in phones.iter_mut() {
+                if p.agent.locker().status() == DeviceStatus::CheckedIn {
+                    p.sync().await;
+                    if p.agent.locker().status() == DeviceStatus::CheckoutPending {
+                        p.agent.handle(Event::Undocked, now()).unwrap();
+                        p.sync().await;
+                        taken += 1;
+                    }
+                }
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "stuck");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let (answers, ()) = tokio::join!(taps, clinicians);
+    assert!(
+        answers.iter().all(|a| a["beep"] == 1),
+        "every tap granted: {answers:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "each tap released by the unplug before it, not by the window ({:?})",
+        started.elapsed()
+    );
+    server.stop().await.unwrap();
+}
