@@ -84,6 +84,12 @@ pub enum Event {
     },
     /// Platform facts. `None` fields are unknown and leave the stored value alone.
     PlatformFacts(FactsUpdate),
+    /// The MDM's managed app configuration set (or removed) the emergency PIN hash. It
+    /// applies only while the signed policy sets no emergency PIN.
+    ManagedEmergencyPin {
+        /// The hash, or `None` when the key was removed.
+        hash: Option<lanyard_protocol::kdf::SlowHash>,
+    },
     /// A sync round trip completed.
     SyncSucceeded,
     /// A sync attempt failed (server unreachable or refusing).

@@ -38,6 +38,11 @@ pub struct Locker {
     pub pending_auth: Option<PendingAuth>,
     /// Emergency PIN attempt accounting.
     pub pin_guard: PinGuard,
+    /// The emergency PIN hash from MDM managed app configuration, used when the signed
+    /// policy sets none. Never persisted: the host supplies it from the configuration
+    /// (which iOS protects) at every start, so an edited database cannot plant a PIN.
+    #[serde(skip)]
+    pub managed_emergency_pin: Option<lanyard_protocol::kdf::SlowHash>,
     /// Passcode clear in progress, if any.
     pub passcode_clear: Option<PasscodeClear>,
     /// A short message on the screen (e.g. a denial), until it expires.
@@ -283,6 +288,7 @@ impl Locker {
             compliance: ComplianceTracker::default(),
             pending_auth: None,
             pin_guard: PinGuard::default(),
+            managed_emergency_pin: None,
             passcode_clear: None,
             notice: None,
             applied_commands: Vec::new(),

@@ -379,6 +379,36 @@ fn emergency_pin_unlocks_with_no_network_and_is_reported() {
 }
 
 #[test]
+fn the_mdm_configured_pin_unlocks_when_the_policy_sets_none_and_yields_to_the_policy() {
+    let mut h = Harness::new();
+    h.pin("482916");
+    assert_eq!(
+        h.status(),
+        DeviceStatus::CheckedIn,
+        "no PIN set up anywhere"
+    );
+    let managed = SlowHash::new(b"482916", b"mdm-salt".to_vec(), 1000);
+    h.send(Event::ManagedEmergencyPin {
+        hash: Some(managed.clone()),
+    });
+    h.pin("000000");
+    assert_eq!(h.status(), DeviceStatus::CheckedIn);
+    h.pin("482916");
+    assert_eq!(h.status(), DeviceStatus::CheckoutPending);
+    assert_eq!(h.username().as_deref(), Some("emergency"));
+
+    // A signed policy PIN takes precedence over the managed one.
+    let mut h = Harness::with_policy(pin_policy("135790"));
+    h.send(Event::ManagedEmergencyPin {
+        hash: Some(managed),
+    });
+    h.pin("482916");
+    assert_eq!(h.status(), DeviceStatus::CheckedIn);
+    h.pin("135790");
+    assert_eq!(h.status(), DeviceStatus::CheckoutPending);
+}
+
+#[test]
 fn wrong_pins_are_rate_limited_with_growing_delays() {
     let mut h = Harness::with_policy(pin_policy("482916"));
     for _ in 0..2 {

@@ -227,6 +227,20 @@ impl LockerAgent {
         }))
     }
 
+    /// The emergency PIN hash from MDM managed app configuration
+    /// (`LanyardEmergencyPinHash`, as `lanyard-server emergency-pin-hash` prints it), or
+    /// `None` when the key is absent. Used only while the signed policy sets no PIN.
+    pub fn set_managed_emergency_pin(&self, hash: Option<String>) -> Result<ScreenModel, ApiError> {
+        let hash = hash
+            .filter(|h| !h.trim().is_empty())
+            .map(|h| {
+                lanyard_protocol::kdf::SlowHash::from_text(&h)
+                    .map_err(|e| invalid("emergency_pin_hash", &e.to_string()))
+            })
+            .transpose()?;
+        self.shared.feed(Event::ManagedEmergencyPin { hash })
+    }
+
     /// The result of an `AppSessions.logOut` request: `failure` is `None` when the app
     /// confirmed, or what went wrong.
     pub fn app_logout_finished(

@@ -82,9 +82,81 @@ impl SlowHash {
     }
 }
 
+/// Why a hash in its text form was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a Lanyard PIN hash ({0}); expected pbkdf2-sha256$<iterations>$<salt>$<hash>")]
+pub struct SlowHashTextError(&'static str);
+
+impl SlowHash {
+    /// The one-line text form used in configuration (MDM managed app configuration):
+    /// `pbkdf2-sha256$<iterations>$<salt>$<hash>`, salt and hash as unpadded base64url.
+    pub fn to_text(&self) -> String {
+        format!(
+            "pbkdf2-sha256${}${}${}",
+            self.iterations,
+            crate::b64::encode(&self.salt),
+            crate::b64::encode(&self.hash)
+        )
+    }
+
+    /// Parses [`SlowHash::to_text`]'s form, refusing weak parameters (fewer than
+    /// [`MIN_ITERATIONS`] iterations, a salt under 8 bytes).
+    pub fn from_text(text: &str) -> Result<SlowHash, SlowHashTextError> {
+        let mut parts = text.trim().split('$');
+        if parts.next() != Some("pbkdf2-sha256") {
+            return Err(SlowHashTextError("unknown scheme"));
+        }
+        let iterations: u32 = parts
+            .next()
+            .and_then(|n| n.parse().ok())
+            .ok_or(SlowHashTextError("iterations are not a number"))?;
+        if iterations < MIN_ITERATIONS {
+            return Err(SlowHashTextError("too few iterations"));
+        }
+        let salt = parts
+            .next()
+            .and_then(|s| crate::b64::decode(s).ok())
+            .filter(|s| s.len() >= 8)
+            .ok_or(SlowHashTextError("salt missing or under 8 bytes"))?;
+        let hash: [u8; 32] = parts
+            .next()
+            .and_then(|h| crate::b64::decode(h).ok())
+            .and_then(|h| h.try_into().ok())
+            .ok_or(SlowHashTextError("hash is not 32 bytes"))?;
+        if parts.next().is_some() {
+            return Err(SlowHashTextError("trailing fields"));
+        }
+        Ok(SlowHash {
+            salt,
+            iterations,
+            hash,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_form_roundtrips_and_refuses_weak_or_malformed_hashes() {
+        let h = SlowHash::new(b"4711", b"0123456789abcdef".to_vec(), 5000);
+        let text = h.to_text();
+        assert!(text.starts_with("pbkdf2-sha256$5000$"), "{text}");
+        assert_eq!(SlowHash::from_text(&text), Ok(h.clone()));
+        assert!(SlowHash::from_text(&text).unwrap().verify(b"4711"));
+        let weak = SlowHash::new(b"4711", b"0123456789abcdef".to_vec(), 1000);
+        let weak = weak.to_text().replace("$1000$", "$999$");
+        for bad in [
+            "",
+            "sha1$5000$AAAA$AAAA",
+            weak.as_str(),
+            "pbkdf2-sha256$5000$c2FsdA$AAAA",
+            &format!("{text}$extra"),
+        ] {
+            assert!(SlowHash::from_text(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn verify_accepts_only_the_secret() {

@@ -94,6 +94,10 @@ enum Command {
         #[command(flatten)]
         dir: DataDir,
     },
+    /// Reads an emergency PIN (4–8 digits) from stdin and prints its hash for the MDM's
+    /// managed app configuration (key `LanyardEmergencyPinHash`); the PIN itself is
+    /// never stored or printed.
+    EmergencyPinHash,
     /// Manage admin API tokens.
     Token {
         #[command(subcommand)]
@@ -274,6 +278,21 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
             println!("{token}");
             eprintln!("This {} token is shown once; store it now.", role.as_str());
+            Ok(())
+        }
+        Command::EmergencyPinHash => {
+            let mut pin = String::new();
+            std::io::stdin().read_line(&mut pin)?;
+            let pin = pin.trim();
+            if !(4..=8).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
+                anyhow::bail!("the emergency PIN is 4 to 8 digits");
+            }
+            let hash = lanyard_protocol::kdf::SlowHash::new(
+                pin.as_bytes(),
+                lanyard_server::keys::random_bytes(16)?,
+                lanyard_protocol::kdf::RECOMMENDED_OFFLINE_ITERATIONS,
+            );
+            println!("{}", hash.to_text());
             Ok(())
         }
         Command::Workflows { command } => workflows(command).await,

@@ -13,6 +13,9 @@ use crate::offline::{self, OfflineMiss};
 use crate::screen::fill_template;
 use crate::state::{Assignment, Block, Checkout, Locker, Pending, PendingAuth, Phase};
 
+/// The Device User recorded for an unlock with the MDM-configured emergency PIN.
+pub const MANAGED_PIN_USER: &str = "emergency";
+
 /// Whether someone may start an unlock in this phase: `Err(Some(hint))` refuses with a
 /// hint for the screen, `Err(None)` refuses silently (the phone is already in use).
 fn unlock_allowed(phase: &Phase) -> Result<(), Option<String>> {
@@ -193,7 +196,18 @@ impl Locker {
             self.set_notice("The emergency PIN is 4 to 8 digits.", now);
             return;
         }
-        let Some(emergency) = self.policy.emergency_pin.clone() else {
+        // The signed policy's PIN wins; the MDM's managed one is the fallback.
+        let managed =
+            self.managed_emergency_pin
+                .clone()
+                .map(|hash| lanyard_protocol::policy::EmergencyPin {
+                    hash,
+                    user: UserRef {
+                        username: MANAGED_PIN_USER.into(),
+                        display_name: "Emergency access".into(),
+                    },
+                });
+        let Some(emergency) = self.policy.emergency_pin.clone().or(managed) else {
             self.set_notice("Emergency unlock is not set up on this device.", now);
             return;
         };

@@ -108,6 +108,13 @@ impl Locker {
             Event::Undocked => self.on_undocked(cx),
             Event::AppLogoutFinished { app, outcome } => self.on_app_logout(app, outcome, cx),
             Event::PlatformFacts(update) => self.on_facts(update, cx),
+            Event::ManagedEmergencyPin { hash } => {
+                if self.managed_emergency_pin != hash {
+                    // A new PIN starts with a clean slate of attempts.
+                    self.pin_guard = Default::default();
+                    self.managed_emergency_pin = hash;
+                }
+            }
             Event::SyncSucceeded => {
                 self.link.reachable = true;
                 self.link.last_contact = Some(cx.now);

@@ -2,6 +2,8 @@
 badge checkout, undock, dock, check-in; typed errors as exceptions; failing host
 capabilities handled. The same API Swift and Kotlin see."""
 
+import os
+import subprocess
 import tempfile
 import threading
 import time
@@ -165,6 +167,19 @@ def test_typed_errors_arrive_as_python_exceptions(ffi, server, site, opened):
     assert isinstance(screen, ffi.ScreenModel.LOCKED)
     assert agent.status().phase == ffi.LockerPhase.CHECKED_IN
     assert server.get(f"/api/v1/devices/{agent.status().device_id}")["serial"] == "PYTEST000001"
+
+    # The emergency PIN from managed app configuration, hashed by the server's CLI.
+    with pytest.raises(ffi.ApiError.InvalidInput) as e:
+        agent.set_managed_emergency_pin("pbkdf2-sha256$1$c2FsdA$AAAA")
+    assert e.value.field == "emergency_pin_hash"
+    hashed = subprocess.run([os.environ["LANYARD_SERVER_BIN"], "emergency-pin-hash"],
+                            input="482916\n", capture_output=True, text=True, check=True)
+    agent.set_managed_emergency_pin(hashed.stdout.strip())
+    locked = agent.pin_entered("000000")
+    assert isinstance(locked, ffi.ScreenModel.LOCKED) and "Wrong PIN" in locked.notice
+    unlocked = agent.pin_entered("482916")
+    assert isinstance(unlocked, ffi.ScreenModel.CHECKOUT_PENDING), unlocked
+    assert unlocked.display_name == "Emergency access"
 
 
 def test_a_keychain_failure_is_a_typed_error_and_leaves_the_phone_unenrolled(ffi, site, opened):

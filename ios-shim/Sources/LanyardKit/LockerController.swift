@@ -38,6 +38,7 @@ public final class LockerController: ObservableObject {
             self.agent = agent
             show(agent.currentScreen())
             sync = try agent.startSync(settings: SyncSettings())
+            applyEmergencyPin()
             enrollIfConfigured()
             dock.start(onChange: { [weak self] change in self?.docked(change) },
                        onBattery: { [weak self] level in self?.battery(level) })
@@ -68,7 +69,14 @@ public final class LockerController: ObservableObject {
         let now = ManagedAppConfig.current()
         guard now != config else { return }
         config = now
+        applyEmergencyPin()
         enrollIfConfigured()
+    }
+
+    /// The MDM's emergency PIN hash (used while the signed policy sets none).
+    private func applyEmergencyPin() {
+        let hash = config.emergencyPinHash
+        run { agent in try agent.setManagedEmergencyPin(hash: hash) }
     }
 
     public func badgeTapped(_ badge: String) {

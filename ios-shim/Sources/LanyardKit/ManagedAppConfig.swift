@@ -13,6 +13,8 @@ public struct ManagedAppConfig: Equatable {
     public var serialNumber: String?
     public var udid: String?
     public var deviceName: String?
+    /// `lanyard-server emergency-pin-hash` output: the emergency PIN's PBKDF2 hash.
+    public var emergencyPinHash: String?
     /// Per app (bundle id), the URL that asks it to log out and call back
     /// `lanyard://logout-finished?app=<bundle id>&result=ok|failed&detail=…`.
     public var logoutURLs: [String: URL]
@@ -29,6 +31,7 @@ public struct ManagedAppConfig: Equatable {
         serialNumber = string("LanyardSerialNumber")
         udid = string("LanyardUDID")
         deviceName = string("LanyardDeviceName")
+        emergencyPinHash = string("LanyardEmergencyPinHash")
         var urls: [String: URL] = [:]
         for (app, value) in (dict["LanyardLogoutURLs"] as? [String: Any]) ?? [:] {
             if let s = value as? String, let url = URL(string: s) { urls[app] = url }

@@ -9,11 +9,13 @@ final class ManagedAppConfigTests: XCTestCase {
             "LanyardSerialNumber": "$SERIALNUMBER$",
             "LanyardUDID": "00008030-001A",
             "LanyardLogoutURLs": ["com.epic.rover": "rover://logout"],
+            "LanyardEmergencyPinHash": "pbkdf2-sha256$100000$c2FsdHNhbHQ$AAAA",
         ])
         XCTAssertEqual(config.enrollment, ["LanyardServerURL": "https://lanyard.stmary.org",
                                            "LanyardEnrollmentToken": "tok-1"])
         XCTAssertNil(config.serialNumber)
         XCTAssertEqual(config.udid, "00008030-001A")
+        XCTAssertEqual(config.emergencyPinHash, "pbkdf2-sha256$100000$c2FsdHNhbHQ$AAAA")
         XCTAssertEqual(config.logoutURLs["com.epic.rover"], URL(string: "rover://logout"))
         XCTAssertNil(ManagedAppConfig(["LanyardServerURL": "https://x.org"]).enrollment)
     }
