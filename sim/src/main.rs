@@ -11,6 +11,7 @@ mod phone;
 mod report;
 mod scenario;
 mod site;
+mod soak;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,6 +46,22 @@ struct Args {
     /// Start a server in this process, on the simulation's clock.
     #[arg(long, conflicts_with = "server")]
     embedded: bool,
+    /// Performance record: start this lanyard-server binary as its own process, soak it
+    /// in real time, then play a shift-change burst of cart taps (docs/BENCHMARKS.md).
+    #[arg(long, conflicts_with_all = ["server", "embedded"])]
+    server_bin: Option<String>,
+    /// Soak: seconds of steady syncing before the burst.
+    #[arg(long, default_value_t = 120)]
+    soak_secs: u64,
+    /// Soak: each phone syncs this often.
+    #[arg(long, default_value_t = 60)]
+    sync_interval_secs: u64,
+    /// Soak: cart taps in the burst.
+    #[arg(long, default_value_t = 500)]
+    burst_taps: usize,
+    /// Soak: seconds the burst is spread over.
+    #[arg(long, default_value_t = 60)]
+    burst_secs: u64,
     /// A running server's base URL (the run is then in real time).
     #[arg(long, requires = "token")]
     server: Option<String>,
@@ -111,8 +128,27 @@ impl Fleet {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(bin) = args.server_bin.clone() {
+        lanyard_agent::sync::http::install_ring_provider();
+        let summary = soak::run(soak::Soak {
+            server_bin: bin,
+            devices: args.devices,
+            ports: args.ports,
+            soak_secs: args.soak_secs,
+            sync_interval_secs: args.sync_interval_secs,
+            burst_taps: args.burst_taps,
+            burst_secs: args.burst_secs,
+            concurrency: args.concurrency,
+        })
+        .await?;
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        if args.json {
+            println!("{summary}");
+        }
+        return Ok(());
+    }
     if !args.embedded && args.server.is_none() {
-        bail!("choose --embedded or --server URL --token T");
+        bail!("choose --embedded, --server URL --token T, or --server-bin PATH");
     }
     if args.devices == 0
         || args.ports == 0

@@ -53,5 +53,5 @@ fn bad_arguments_are_refused_with_a_message() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--embedded or --server"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("choose --embedded, --server URL"));
 }
