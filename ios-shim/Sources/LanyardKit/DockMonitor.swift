@@ -40,7 +40,7 @@ public final class DockMonitor {
     }
 
     public func stop() {
-        observers.forEach(NotificationCenter.default.removeObserver)
+        observers.forEach { NotificationCenter.default.removeObserver($0) }
         observers.removeAll()
     }
 

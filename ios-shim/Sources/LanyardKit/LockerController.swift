@@ -99,8 +99,9 @@ public final class LockerController: ObservableObject {
     }
 
     private func battery(_ level: UInt8) {
-        run { try $0.platformFacts(facts: DeviceFacts(osVersion: UIDevice.current.systemVersion,
-                                                       batteryPercent: level)) }
+        // Read on the main actor; the agent call runs off it.
+        let os = UIDevice.current.systemVersion
+        run { try $0.platformFacts(facts: DeviceFacts(osVersion: os, batteryPercent: level)) }
     }
 
     /// `lanyard://logout-finished?app=<bundle id>&result=ok|failed&detail=…` from an app

@@ -33,7 +33,7 @@ public struct LockerRootView: View {
         switch controller.screen {
         case .enrollment:
             VStack(spacing: 16) {
-                Image(systemName: "iphone.gen3.radiowaves.left.and.right").font(.system(size: 56))
+                Image(systemName: "iphone").font(.system(size: 56))
                 Text("Waiting for enrollment").font(.title2)
                 Text("IT pushes this phone's Lanyard configuration through the MDM.")
                     .multilineTextAlignment(.center).foregroundStyle(.secondary)
