@@ -3,7 +3,7 @@
 //! held, so a host may read the agent from inside a callback.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -50,7 +50,10 @@ pub(crate) struct Shared {
     pub(crate) runtime: Handle,
     /// Wakes the sync task: records wait (a passcode clear, an urgent report).
     pub(crate) sync_wanted: Notify,
-    pub(crate) syncing: AtomicBool,
+    /// The id of the running sync loop (0: none). Stopping a handle frees the slot at
+    /// once, even before the aborted task is dropped, so a new loop can start.
+    pub(crate) sync_run: AtomicU64,
+    pub(crate) next_run: AtomicU64,
     /// Set by `LockerAgent::shutdown`: background work has stopped, so no event is taken
     /// whose effects could no longer be carried out.
     pub(crate) closed: AtomicBool,
@@ -79,7 +82,8 @@ impl Shared {
             host,
             runtime,
             sync_wanted: Notify::new(),
-            syncing: AtomicBool::new(false),
+            sync_run: AtomicU64::new(0),
+            next_run: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             wake: Mutex::new(None),
             health: Mutex::new(Health::default()),
@@ -361,10 +365,19 @@ impl Shared {
 }
 
 /// Resets the "sync task running" flag however the task ends (an abort drops it).
-pub(crate) struct RunningGuard(pub(crate) Arc<Shared>);
+pub(crate) struct RunningGuard(pub(crate) Arc<Shared>, pub(crate) u64);
 
 impl Drop for RunningGuard {
     fn drop(&mut self) {
-        self.0.syncing.store(false, Ordering::SeqCst);
+        self.0.end_sync_run(self.1);
+    }
+}
+
+impl Shared {
+    /// Frees the sync slot if loop `run` still holds it.
+    pub(crate) fn end_sync_run(&self, run: u64) {
+        let _ = self
+            .sync_run
+            .compare_exchange(run, 0, Ordering::SeqCst, Ordering::SeqCst);
     }
 }

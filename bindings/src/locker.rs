@@ -288,7 +288,7 @@ impl LockerAgent {
             device_id,
             username,
             outbox_len,
-            syncing: self.shared.syncing.load(Ordering::SeqCst),
+            syncing: self.shared.sync_run.load(Ordering::SeqCst) != 0,
             last_sync_at: health.last_sync_at,
             last_sync_error: health.last_sync_error.clone(),
             host_errors: health.host_errors,
@@ -319,15 +319,16 @@ impl LockerAgent {
     /// released; only one runs at a time.
     pub fn start_sync(&self, settings: SyncSettings) -> Result<Arc<SyncHandle>, ApiError> {
         self.shared.open()?;
+        let run = self.shared.next_run.fetch_add(1, Ordering::SeqCst);
         if self
             .shared
-            .syncing
-            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .sync_run
+            .compare_exchange(0, run, Ordering::SeqCst, Ordering::SeqCst)
             .is_err()
         {
             return Err(ApiError::SyncAlreadyRunning);
         }
-        let guard = RunningGuard(Arc::clone(&self.shared));
+        let guard = RunningGuard(Arc::clone(&self.shared), run);
         let shared = Arc::clone(&self.shared);
         let task = self.shared.runtime.spawn(async move {
             let _running = guard;
@@ -335,6 +336,8 @@ impl LockerAgent {
         });
         Ok(Arc::new(SyncHandle {
             task: Mutex::new(Some(task)),
+            shared: Arc::clone(&self.shared),
+            run,
         }))
     }
 }
@@ -469,6 +472,8 @@ fn seed() -> u64 {
 #[derive(uniffi::Object)]
 pub struct SyncHandle {
     task: Mutex<Option<JoinHandle<()>>>,
+    shared: Arc<Shared>,
+    run: u64,
 }
 
 #[uniffi::export]
@@ -479,6 +484,7 @@ impl SyncHandle {
         if let Some(task) = lock(&self.task).take() {
             task.abort();
         }
+        self.shared.end_sync_run(self.run);
     }
 
     /// True until stopped.

@@ -137,3 +137,31 @@ fn a_failing_presenter_is_counted_and_a_shut_down_agent_says_so() {
     let again = open(dir.path(), &Arc::new(Host::default())).unwrap();
     assert_eq!(again.current_screen(), ScreenModel::Enrollment);
 }
+
+#[test]
+fn a_stopped_sync_task_frees_its_slot_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Arc::new(Host::default());
+    let agent = open(dir.path(), &host).unwrap();
+    let first = agent
+        .start_sync(lanyard_ffi::SyncSettings::default())
+        .unwrap();
+    assert!(agent.status().unwrap().syncing);
+    assert!(matches!(
+        agent.start_sync(lanyard_ffi::SyncSettings::default()),
+        Err(ApiError::SyncAlreadyRunning)
+    ));
+    first.stop();
+    assert!(!first.is_running());
+    assert!(!agent.status().unwrap().syncing);
+    // A new loop may start straight away, and the old handle's release leaves it alone.
+    let second = agent
+        .start_sync(lanyard_ffi::SyncSettings::default())
+        .unwrap();
+    drop(first);
+    assert!(second.is_running());
+    assert!(agent.status().unwrap().syncing);
+    drop(second);
+    assert!(!agent.status().unwrap().syncing);
+    agent.shutdown();
+}
