@@ -227,8 +227,9 @@ pub struct CommandRecord {
     pub id: String,
     /// Payload type, e.g. `grant_checkout`, `check_in`, `lock`.
     pub kind: String,
-    /// `pending` → `delivered` → `acknowledged`, or `failed` (refused by the device) or
-    /// `expired` (never applied in time).
+    /// `pending` → `delivered` → `acknowledged`, or `failed` (refused by the device),
+    /// `superseded` (a check-in the phone refused because it was handed to someone after
+    /// the check-in was issued) or `expired` (never applied in time).
     pub state: String,
     /// Queued (ms since epoch).
     pub created_at: i64,

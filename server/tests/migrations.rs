@@ -48,3 +48,64 @@ fn a_newer_database_is_refused() {
         Err(db::DbError::TooNew { found: 999, .. })
     ));
 }
+
+#[test]
+fn the_command_table_rebuild_keeps_every_command_and_allows_superseded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v11.db");
+    {
+        let mut conn = Connection::open(&path).unwrap();
+        let tx = conn.transaction().unwrap();
+        migrations::apply(&tx, 0, 11).unwrap();
+        tx.execute(
+            "INSERT INTO device (id, credential_hash, status, enrolled_at)
+             VALUES ('dev-1', x'01', 'checked_in', 1)",
+            [],
+        )
+        .unwrap();
+        for (id, state) in [
+            ("c-1", "acknowledged"),
+            ("c-2", "failed"),
+            ("c-3", "pending"),
+        ] {
+            tx.execute(
+                "INSERT INTO command (id, device_id, kind, payload, signature, state,
+                                      created_at, expires_at, updated_at)
+                 VALUES (?1, 'dev-1', 'check_in', '{}', 'sig', ?2, 1, 2, 3)",
+                rusqlite::params![id, state],
+            )
+            .unwrap();
+        }
+        assert!(
+            tx.execute(
+                "UPDATE command SET state = 'superseded' WHERE id = 'c-3'",
+                []
+            )
+            .is_err(),
+            "v11 has no such state"
+        );
+        tx.commit().unwrap();
+    }
+    assert_eq!(db::migrate(&path).unwrap(), migrations::latest());
+    let conn = Connection::open(&path).unwrap();
+    let rows: Vec<(String, String)> = conn
+        .prepare("SELECT id, state FROM command ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("c-1".to_owned(), "acknowledged".to_owned()),
+            ("c-2".to_owned(), "failed".to_owned()),
+            ("c-3".to_owned(), "pending".to_owned())
+        ]
+    );
+    conn.execute(
+        "UPDATE command SET state = 'superseded' WHERE id = 'c-3'",
+        [],
+    )
+    .unwrap();
+}

@@ -97,6 +97,16 @@ async fn a_rule_check_in_queued_before_a_tap_never_takes_the_phone_from_its_new_
             .contains("refused the check-in"),
         "{run}"
     );
+    let (_, commands) = admin
+        .get(&format!("/api/v1/devices/{}/commands", phone.id))
+        .await;
+    let check_in = commands
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "check_in")
+        .unwrap();
+    assert_eq!(check_in["state"], "superseded", "{commands}");
     let (_, device) = admin.get(&format!("/api/v1/devices/{}", phone.id)).await;
     assert_eq!(
         (device["status"].as_str(), device["device_user"].as_str()),

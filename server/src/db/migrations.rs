@@ -233,6 +233,29 @@ pub const MIGRATIONS: &[&str] = &[
     // being handed out until they finish.
     "ALTER TABLE workflow_run ADD COLUMN holds_device INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX workflow_run_holding ON workflow_run (device_id) WHERE holds_device = 1;",
+    // v12: a command the phone refused because a later checkout superseded it (a
+    // check-in queued before a tap) is `superseded`, not `failed`. SQLite cannot change a
+    // CHECK constraint in place: the table is rebuilt with its rows.
+    "CREATE TABLE command_v12 (
+        id          TEXT    PRIMARY KEY,
+        device_id   TEXT    NOT NULL REFERENCES device (id) ON DELETE CASCADE,
+        kind        TEXT    NOT NULL,
+        payload     TEXT    NOT NULL,
+        signature   TEXT    NOT NULL,
+        state       TEXT    NOT NULL
+                    CHECK (state IN ('pending', 'delivered', 'acknowledged', 'failed', 'expired',
+                                     'superseded')),
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    INSERT INTO command_v12 (id, device_id, kind, payload, signature, state, created_at,
+                             expires_at, updated_at)
+        SELECT id, device_id, kind, payload, signature, state, created_at, expires_at,
+               updated_at FROM command;
+    DROP TABLE command;
+    ALTER TABLE command_v12 RENAME TO command;
+    CREATE INDEX command_device_state ON command (device_id, state);",
 ];
 
 /// The schema version this build writes.

@@ -288,14 +288,19 @@ fn mirror(
                 Report::Undocked => docked = Some(false),
                 Report::CommandRejected {
                     command_id: Some(id),
-                    ..
+                    rejection,
                 } => {
-                    // A refusal of a command still outstanding marks it failed; a replay of
-                    // one already acknowledged changes nothing.
+                    // A refusal of a command still outstanding marks it failed (or
+                    // superseded by a later checkout); a replay of one already
+                    // acknowledged changes nothing.
+                    let state = match rejection {
+                        lanyard_protocol::CommandRejection::Superseded => "superseded",
+                        _ => "failed",
+                    };
                     tx.execute(
-                        "UPDATE command SET state = 'failed', updated_at = ?3
+                        "UPDATE command SET state = ?4, updated_at = ?3
                          WHERE id = ?1 AND device_id = ?2 AND state IN ('pending', 'delivered')",
-                        params![id.as_str(), device_id, now.as_millis()],
+                        params![id.as_str(), device_id, now.as_millis(), state],
                     )?;
                 }
                 Report::ComplianceTier {

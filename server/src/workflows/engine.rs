@@ -736,10 +736,10 @@ async fn poll<S: Storage>(
                 }
                 // The phone refuses a check-in meant for an earlier holder: the one it
                 // has now took it after the rule fired (or after IT queued it).
-                (Some("failed"), "checkout_pending" | "checked_out") => Outcome::Skipped(format!(
-                    "the phone is with {} and refused the check-in: a checkout granted after \
-                     it was issued is never ended by it",
-                    device.device_user.as_deref().unwrap_or("a user")
+                (Some("superseded"), _) => Outcome::Skipped(format!(
+                    "the phone refused the check-in: it was handed to {} after the check-in \
+                     was issued, and a later checkout is never ended by it",
+                    device.device_user.as_deref().unwrap_or("a clinician")
                 )),
                 (Some("failed"), _) => {
                     Outcome::Failed("the phone refused the check-in command".into())
