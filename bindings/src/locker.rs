@@ -12,7 +12,7 @@ use lanyard_agent::store::Store;
 use lanyard_agent::sync::http::HttpTransport;
 use lanyard_agent::sync::{SyncClient, SyncConfig, Transport, TransportError};
 use lanyard_agent::{Event, FactsUpdate};
-use lanyard_protocol::enroll::{EnrollRequest, EnrollResponse};
+use lanyard_protocol::enroll::EnrollResponse;
 use lanyard_protocol::events::LogoutOutcome;
 use lanyard_protocol::{BadgeId, DockLocation, Password, Pin};
 use tokio::runtime::Runtime;
@@ -382,22 +382,18 @@ impl LockerAgent {
         let transport = HttpTransport::new(invite.server.clone(), REQUEST_TIMEOUT)?;
         let shared = Arc::clone(&self.shared);
         let server = invite.server.clone();
-        let req = EnrollRequest {
-            v: lanyard_protocol::PROTOCOL_VERSION,
-            token: invite.token,
-            device: info,
-        };
+        let req = lanyard_agent::sync::enroll_request(&invite, info);
         // No lock is held while the server answers; the answer is applied under it.
         self.block_on(async move {
             let response = transport.enroll(&req).await;
-            complete_enrollment(&shared, transport, server, response)
+            finish_enrollment(&shared, transport, server, response)
         })?
     }
 }
 
 /// Applies the server's enrollment answer: keeps the credential and server URL in the
 /// secret store, pins the key, applies the policy, and wakes the sync task.
-fn complete_enrollment(
+fn finish_enrollment(
     shared: &Arc<Shared>,
     transport: HttpTransport,
     server: Url,
@@ -406,25 +402,15 @@ fn complete_enrollment(
     let resp = response?;
     let now = shared.now();
     let secrets = &shared.host.secrets;
-    let credential = DeviceCredential::new(resp.device_id.clone(), resp.device_credential);
-    credential.save(secrets)?;
+    // The server URL belongs with the credential: a restarted app needs both.
     secrets.put(SERVER_URL_KEY, server.as_str().as_bytes())?;
     let effects = {
         let mut inner = lock(&shared.inner);
         if inner.agent.locker().enrollment.is_some() {
             return Err(ApiError::AlreadyEnrolled);
         }
-        let effects = inner
-            .agent
-            .enroll(resp.device_id, resp.server_key, &resp.policy, now)?;
-        if inner.agent.locker().enrollment.is_none() {
-            drop(inner);
-            DeviceCredential::forget(secrets)?;
-            return Err(ApiError::EnrollmentRefused {
-                code: "refused_by_device".into(),
-                reason: "the initial policy does not verify under the server key".into(),
-            });
-        }
+        let (credential, effects) =
+            lanyard_agent::sync::complete_enrollment(resp, secrets, &mut inner.agent, now)?;
         inner.client = Some(SyncClient::new(
             transport,
             credential,

@@ -337,12 +337,29 @@ pub async fn enroll<T: Transport>(
             "this device is already enrolled".into(),
         ));
     }
-    let req = EnrollRequest {
+    let resp = transport.enroll(&enroll_request(invite, device)).await?;
+    complete_enrollment(resp, secrets, agent, now)
+}
+
+/// The request that redeems `invite` for this device.
+pub fn enroll_request(invite: &EnrollmentInvite, device: DeviceInfo) -> EnrollRequest {
+    EnrollRequest {
         v: PROTOCOL_VERSION,
         token: invite.token.clone(),
         device,
-    };
-    let resp = transport.enroll(&req).await?;
+    }
+}
+
+/// Applies the server's answer to an enrollment: keeps the device credential in the
+/// host's secret store, pins the server key and applies the signed initial policy. A
+/// policy that does not verify undoes the credential. Hosts that must not hold the agent
+/// across the network call (the FFI) send the request themselves and call this.
+pub fn complete_enrollment(
+    resp: EnrollResponse,
+    secrets: &dyn SecretStore,
+    agent: &mut Agent,
+    now: Timestamp,
+) -> Result<(DeviceCredential, Vec<Effect>), EnrollError> {
     let credential = DeviceCredential::new(resp.device_id.clone(), resp.device_credential);
     credential.save(secrets)?;
     let effects = agent.enroll(resp.device_id, resp.server_key, &resp.policy, now)?;
