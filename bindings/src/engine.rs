@@ -74,6 +74,15 @@ struct Sender {
     credential: DeviceCredential,
 }
 
+impl Sender {
+    fn of(client: &SyncClient<HttpTransport>) -> Sender {
+        Sender {
+            transport: client.transport().clone(),
+            credential: client.credential().clone(),
+        }
+    }
+}
+
 impl Shared {
     pub(crate) fn new(inner: Inner, host: Host, runtime: Handle) -> Shared {
         Shared {
@@ -201,12 +210,7 @@ impl Shared {
     }
 
     fn sender(&self) -> Option<Sender> {
-        let inner = lock(&self.inner);
-        let client = inner.client.as_ref()?;
-        Some(Sender {
-            transport: client.transport().clone(),
-            credential: client.credential().clone(),
-        })
+        lock(&self.inner).client.as_ref().map(Sender::of)
     }
 
     /// Asks the server in the background; the answer (or its absence, which falls back
@@ -267,11 +271,7 @@ impl Shared {
         };
         let mut req = client.prepare(&inner.agent)?;
         req.wait_secs = if req.events.is_empty() { wait_secs } else { 0 };
-        let sender = Sender {
-            transport: client.transport().clone(),
-            credential: client.credential().clone(),
-        };
-        Ok(Some((req, sender)))
+        Ok(Some((req, Sender::of(client))))
     }
 
     fn apply_sync(
