@@ -13,8 +13,8 @@ use lanyard_protocol::events::{GrantRejection, LogoutOutcome, Report};
 use lanyard_protocol::kdf::SlowHash;
 use lanyard_protocol::policy::EmergencyPin;
 use lanyard_protocol::{
-    AppId, Cause, CommandRejection, Credential, DenialCode, DeviceStatus, Password, Policy,
-    ServerCommand, Timestamp, UnlockMethod,
+    AppId, Cause, CheckoutGrant, CommandRejection, Credential, DenialCode, DeviceStatus, GrantId,
+    Password, Policy, ServerCommand, Timestamp, UnlockMethod,
 };
 
 fn authorize_request(h: &Harness) -> Option<lanyard_protocol::AuthorizeRequest> {
@@ -773,4 +773,59 @@ fn a_blank_page_comes_first_when_the_policy_asks_for_it_even_with_no_apps() {
         };
         assert_eq!(h.status(), want);
     }
+}
+
+#[test]
+fn a_grant_for_a_tap_the_phone_gave_up_on_never_unlocks_it() {
+    let mut h = Harness::new();
+    h.tap("0012345");
+    let req = authorize_request(&h).expect("asked the server");
+    // The server is stalled past the timeout: the clinician is told the tap failed.
+    h.advance_secs(5);
+    assert_eq!(h.status(), DeviceStatus::CheckedIn);
+    let reports = h.last_reports();
+    assert!(
+        reports.iter().any(|r| matches!(
+            r,
+            Report::AuthorizationAbandoned { request_id } if *request_id == req.request_id
+        )),
+        "the phone tells the server it gave up: {reports:?}"
+    );
+    // The late answer (or the next sync bringing it) is refused and reported.
+    h.command(ServerCommand::GrantCheckout(CheckoutGrant {
+        grant_id: GrantId::new("g-late"),
+        request_id: Some(req.request_id.clone()),
+        user: user("alice"),
+        method: UnlockMethod::PhoneBadge,
+        display_text: None,
+    }));
+    assert_eq!(h.status(), DeviceStatus::CheckedIn);
+    assert!(h.last_reports().iter().any(|r| matches!(
+        r,
+        Report::CommandRejected {
+            rejection: CommandRejection::Abandoned,
+            ..
+        }
+    )));
+    // A grant answering an older request while a newer one waits is refused too; the
+    // answer to the newer one unlocks.
+    h.send(Event::SyncSucceeded);
+    h.tap("0012345");
+    let newer = authorize_request(&h).expect("asked again");
+    h.command(ServerCommand::GrantCheckout(CheckoutGrant {
+        grant_id: GrantId::new("g-old"),
+        request_id: Some(req.request_id),
+        user: user("alice"),
+        method: UnlockMethod::PhoneBadge,
+        display_text: None,
+    }));
+    assert_eq!(h.status(), DeviceStatus::CheckedIn);
+    h.command(ServerCommand::GrantCheckout(CheckoutGrant {
+        grant_id: GrantId::new("g-new"),
+        request_id: Some(newer.request_id),
+        user: user("alice"),
+        method: UnlockMethod::PhoneBadge,
+        display_text: None,
+    }));
+    assert_eq!(h.status(), DeviceStatus::CheckoutPending);
 }

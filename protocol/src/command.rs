@@ -53,6 +53,21 @@ pub enum ServerCommand {
     Unenroll,
 }
 
+impl ServerCommand {
+    /// The command's type name, as serde's `type` tag writes it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerCommand::GrantCheckout(_) => "grant_checkout",
+            ServerCommand::DenyCheckout { .. } => "deny_checkout",
+            ServerCommand::CheckIn { .. } => "check_in",
+            ServerCommand::PasscodeClearResult { .. } => "passcode_clear_result",
+            ServerCommand::Lock { .. } => "lock",
+            ServerCommand::ExtendCheckout { .. } => "extend_checkout",
+            ServerCommand::Unenroll => "unenroll",
+        }
+    }
+}
+
 /// The signed body of one command: who it is for, when it is valid, what it says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandEnvelope {
@@ -103,6 +118,10 @@ pub enum CommandRejection {
     /// belongs to someone the command was never meant for.
     #[error("command superseded by a later checkout")]
     Superseded,
+    /// A grant answering a request the phone had already given up on (it told the
+    /// clinician the tap failed): it must never unlock the phone later.
+    #[error("grant answers a request this device gave up")]
+    Abandoned,
 }
 
 impl From<SignatureError> for CommandRejection {

@@ -123,6 +123,13 @@ pub enum Report {
         /// The request id.
         request_id: RequestId,
     },
+    /// The device stopped waiting for the server's answer to a request (timeout or
+    /// transport failure) and told the clinician so: whatever the server decided for
+    /// it must not hold the device or the clinician.
+    AuthorizationAbandoned {
+        /// The request id.
+        request_id: RequestId,
+    },
     /// A badge or PIN unlocked the device with no server (reported on reconnect).
     OfflineUnlock {
         /// Offline badge or emergency PIN.

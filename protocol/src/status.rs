@@ -24,6 +24,51 @@ pub enum DeviceStatus {
     Blocked,
 }
 
+impl DeviceStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [DeviceStatus; 6] = [
+        DeviceStatus::Unenrolled,
+        DeviceStatus::CheckedIn,
+        DeviceStatus::CheckoutPending,
+        DeviceStatus::CheckedOut,
+        DeviceStatus::Returning,
+        DeviceStatus::Blocked,
+    ];
+
+    /// The wire (and stored) name, as serde writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Unenrolled => "unenrolled",
+            DeviceStatus::CheckedIn => "checked_in",
+            DeviceStatus::CheckoutPending => "checkout_pending",
+            DeviceStatus::CheckedOut => "checked_out",
+            DeviceStatus::Returning => "returning",
+            DeviceStatus::Blocked => "blocked",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<DeviceStatus> {
+        DeviceStatus::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+}
+
+#[cfg(test)]
+mod status_name_tests {
+    use super::DeviceStatus;
+
+    #[test]
+    fn names_match_serde() {
+        for s in DeviceStatus::ALL {
+            assert_eq!(
+                serde_json::to_value(s).ok(),
+                Some(serde_json::Value::String(s.as_str().into()))
+            );
+            assert_eq!(DeviceStatus::parse(s.as_str()), Some(s));
+        }
+    }
+}
+
 /// How a user came to hold a device.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

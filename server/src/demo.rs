@@ -195,7 +195,7 @@ pub async fn seed<S: Storage>(st: &AppState<S>, server_url: &str) -> anyhow::Res
                 ],
             };
             st.storage
-                .apply_sync(id, vec![record], vec![], now)
+                .transact(move |tx| crate::domain::sync::apply(tx, &id, vec![record], &[], now))
                 .await
                 .map_err(err)?;
         }

@@ -67,8 +67,11 @@ impl From<StorageError> for AppError {
         match e {
             StorageError::NotFound(what) => AppError::NotFound(format!("{what} not found")),
             StorageError::Conflict(what) => AppError::Conflict(format!("{what} already exists")),
-            StorageError::Refused(why) => AppError::Unprocessable(why),
-            StorageError::Db(e) => AppError::Internal(anyhow::Error::new(e)),
+            StorageError::Rejected(why) => AppError::Unprocessable(why),
+            StorageError::Unavailable(e) => AppError::Internal(anyhow::Error::new(e)),
+            StorageError::Corrupt(e) => {
+                AppError::Internal(anyhow::anyhow!("stored data is unreadable: {e}"))
+            }
             StorageError::Internal(e) => AppError::Internal(anyhow::anyhow!(e)),
         }
     }

@@ -8,10 +8,12 @@ pub mod api;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub(crate) mod domain;
 pub mod email;
 pub mod error;
 pub mod extract;
 pub mod import;
+pub(crate) mod jobs;
 pub mod keys;
 pub mod lookup;
 pub mod mdm;
@@ -362,6 +364,8 @@ pub async fn launch_with_listener(
     let engine = workflows::engine::spawn(state.clone());
     let scheduler = workflows::schedule::spawn(state.clone());
     let mailer = state.smtp.clone().map(|m| email::spawn(state.clone(), m));
+    let grant_sweeper = jobs::grant_sweeper::spawn(state.clone());
+    let transitions = jobs::transitions::spawn(state.clone());
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
@@ -371,6 +375,8 @@ pub async fn launch_with_listener(
     }
     engine.abort();
     scheduler.abort();
+    grant_sweeper.abort();
+    transitions.abort();
     if let Some(mailer) = mailer {
         mailer.abort();
     }

@@ -112,6 +112,9 @@ pub struct Device {
     /// to clear it), `clear_failed` (the MDM could not, or no answer by the deadline:
     /// IT should look), `absent`; unknown when empty.
     pub passcode: Option<String>,
+    /// On a charger now (the phone's or the cart hub's last word).
+    #[serde(default)]
+    pub docked: bool,
 }
 
 /// One page of a list, with the cursor for the next.

@@ -2,8 +2,8 @@
 
 use lanyard_protocol::events::{GrantRejection, Report};
 use lanyard_protocol::{
-    AuthorizeRequest, BadgeId, Cause, CheckoutGrant, Credential, GrantId, Password, Pin, RequestId,
-    UnlockMethod, UserRef,
+    AuthorizeRequest, BadgeId, Cause, CheckoutGrant, CommandId, CommandRejection, Credential,
+    GrantId, Password, Pin, RequestId, UnlockMethod, UserRef,
 };
 
 use super::Ctx;
@@ -125,6 +125,11 @@ impl Locker {
             return;
         };
         self.link.reachable = false;
+        // Whatever the server decided for this request arrives too late: the phone
+        // refuses it (Abandoned) and tells the server, which frees it at once.
+        cx.report(Report::AuthorizationAbandoned {
+            request_id: pending.request_id.clone(),
+        });
         match pending.badge {
             Some(badge) => self.offline_badge(&badge, Some(pending.request_id), cx),
             None => {
@@ -258,13 +263,21 @@ impl Locker {
     /// A grant from the server (phone tap, password, or cart-reader tap).
     pub(super) fn on_grant(
         &mut self,
+        command_id: CommandId,
         grant: CheckoutGrant,
         issued_at: lanyard_protocol::Timestamp,
         cx: &mut Ctx,
     ) {
-        if grant.request_id.is_some()
-            && self.pending_auth.as_ref().map(|p| &p.request_id) == grant.request_id.as_ref()
-        {
+        if let Some(request_id) = &grant.request_id {
+            if self.pending_auth.as_ref().map(|p| &p.request_id) != Some(request_id) {
+                // Not the request the phone waits for: one it gave up on (the clinician
+                // was told the tap failed) or an older one. Never unlock for it.
+                cx.report(Report::CommandRejected {
+                    command_id: Some(command_id),
+                    rejection: CommandRejection::Abandoned,
+                });
+                return;
+            }
             self.pending_auth = None;
         }
         let mut assignment = self.assignment(

@@ -108,9 +108,11 @@ impl Locker {
             });
             return;
         }
-        self.remember_command(env.command_id, env.expires_at);
+        self.remember_command(env.command_id.clone(), env.expires_at);
         match env.payload {
-            ServerCommand::GrantCheckout(grant) => self.on_grant(grant, env.issued_at, cx),
+            ServerCommand::GrantCheckout(grant) => {
+                self.on_grant(env.command_id, grant, env.issued_at, cx);
+            }
             ServerCommand::DenyCheckout { request_id, code } => {
                 if self
                     .pending_auth

@@ -570,7 +570,7 @@ pub(crate) async fn queue_command<S: Storage>(
         expires_at: envelope.expires_at,
         delivered: false,
     };
-    st.storage.insert_command(command, None, actor, now).await?;
+    st.storage.insert_command(command, actor, now).await?;
     st.wake(device_id);
     Ok(ActionQueued {
         command_id: envelope.command_id.to_string(),

@@ -11,8 +11,10 @@ use lanyard_protocol::{
     DenialCode, GrantId, PROTOCOL_VERSION, ServerCommand, UnlockMethod, UserRef,
 };
 
+use crate::domain::grants::{Freed, PhoneTap};
 use crate::error::AppError;
 use crate::extract::{ApiJson, DeviceCaller};
+use crate::keys::ServerKeys;
 use crate::keys::{hex, random_bytes, random_token, sha256};
 use crate::state::AppState;
 use crate::storage::{NewCommand, NewDevice, Storage, StorageError};
@@ -118,18 +120,11 @@ pub async fn sync<S: Storage>(
     let now = st.now();
     let had_events = !req.events.is_empty();
     let had_handled = !req.handled_commands.is_empty();
-    let wants_passcode_clear = req.events.iter().any(|r| {
-        r.reports.iter().any(|x| {
-            matches!(
-                x,
-                lanyard_protocol::events::Report::PasscodeClearRequested { .. }
-            )
-        })
-    });
     metrics::counter!("lanyard_sync_events_received_total").increment(req.events.len() as u64);
+    let (events, handled, device_id) = (req.events, req.handled_commands, device.id.clone());
     let applied = st
         .storage
-        .apply_sync(device.id.clone(), req.events, req.handled_commands, now)
+        .transact(move |tx| crate::domain::sync::apply(tx, &device_id, events, &handled, now))
         .await?;
     if had_events {
         // A cart waiting on this phone's grant may be free now (unplugged or lapsed).
@@ -137,17 +132,21 @@ pub async fn sync<S: Storage>(
             st.wake(&crate::api::launchpad::cart_key(cart));
         }
     }
-    if wants_passcode_clear {
+    wake_freed(&st, &applied.freed);
+    if applied.passcode_clear_requested {
         crate::mdm::request_passcode_clear(&st, &device).await;
     }
-    // Automation rules see each status change once; a failure to deploy is logged, never
-    // a reason to refuse the phone's records (they are stored already).
-    if let Err(e) =
-        crate::workflows::triggers::on_transitions(&st, &device.id, &applied.transitions).await
+    let transitions_applied = !applied.transitions.is_empty();
+    // Automation rules see each status change once: the sync queued them in its own
+    // transaction; draining them here is the fast path (the outbox job retries what a
+    // failure or a crash leaves). A failure never refuses the phone's records.
+    if transitions_applied
+        && let Err(e) =
+            crate::workflows::triggers::drain(&st, &device.id, Some(applied.transitions)).await
     {
-        tracing::warn!(device = %device.id, error = %e, "automation rules not evaluated");
+        tracing::warn!(device = %device.id, error = %e, "automation rules not evaluated yet");
     }
-    if !applied.transitions.is_empty() || had_handled {
+    if transitions_applied || had_handled {
         // A run may be waiting on this phone's status or on a command it just handled
         // (the engine also looks every second, so other syncs need not wake it).
         crate::workflows::engine::wake(&st);
@@ -261,94 +260,111 @@ pub async fn authorize<S: Storage>(
             "must be 1 to 128 characters",
         ));
     }
-    let payload = match resolve(&st, req.credential).await? {
-        Resolved::Denied(code) => ServerCommand::DenyCheckout {
-            request_id: req.request_id.clone(),
-            code,
-        },
+    let now = st.now();
+    let (user, limit, method) = match resolve(&st, req.credential).await? {
         Resolved::User {
             user,
             limit,
             method,
-        } => {
-            let holder = device.device_user.as_deref();
-            let code = if device.admin_state.is_some() {
-                // Lost or retired phones are never handed out.
-                Some(DenialCode::DeviceUnavailable)
-            } else if holder.is_none() && st.storage.run_holding(device.id.clone()).await?.is_some()
-            {
-                // An OS update or an erase is under way on this phone.
-                Some(DenialCode::DeviceUnavailable)
-            } else if holder.is_some_and(|h| h != user.username) {
-                Some(DenialCode::DeviceUnavailable)
-            } else if holder != Some(user.username.as_str())
-                && st
-                    .storage
-                    .devices_held_by(user.username.clone(), device.id.clone())
-                    .await?
-                    >= limit
-            {
-                Some(DenialCode::UserHasDevice)
-            } else {
-                None
+        } => (user, limit, method),
+        Resolved::Denied(code) => {
+            let payload = ServerCommand::DenyCheckout {
+                request_id: req.request_id.clone(),
+                code,
             };
-            match code {
-                Some(code) => ServerCommand::DenyCheckout {
-                    request_id: req.request_id.clone(),
-                    code,
-                },
-                None => {
-                    let display_text = crate::workflows::triggers::checkout_display_text(
-                        &st,
-                        Some(&device.id),
-                        None,
-                        &user,
-                    )
-                    .await?;
-                    ServerCommand::GrantCheckout(CheckoutGrant {
-                        grant_id: GrantId::new(format!("g-{}", hex(&random_bytes(8)?))),
-                        request_id: Some(req.request_id.clone()),
-                        user,
-                        method,
-                        display_text,
-                    })
-                }
-            }
+            let command = sign_decision(&st, &device.id, payload, now)?;
+            let signed = command.signed.clone();
+            st.storage.insert_command(command, None, now).await?;
+            return Ok(Json(AuthorizeResponse { command: signed }));
         }
     };
-    let grant_to = match &payload {
-        ServerCommand::GrantCheckout(g) => Some(g.user.username.clone()),
-        _ => None,
-    };
-    let kind = if grant_to.is_some() {
-        "grant_checkout"
-    } else {
-        "deny_checkout"
-    };
-    let now = st.now();
+    // Read before the transaction: rules and templates only shape the grant's text.
+    let display_text =
+        crate::workflows::triggers::checkout_display_text(&st, Some(&device.id), None, &user)
+            .await?;
+    let keys = st.keys.clone();
+    let device_id = device.id.clone();
+    let request_id = req.request_id.clone();
+    let decision = st
+        .storage
+        .transact(move |tx| {
+            let answer = |denial: Option<DenialCode>| {
+                let payload = match denial {
+                    Some(code) => ServerCommand::DenyCheckout {
+                        request_id: request_id.clone(),
+                        code,
+                    },
+                    None => ServerCommand::GrantCheckout(CheckoutGrant {
+                        grant_id: GrantId::new(format!(
+                            "g-{}",
+                            hex(&random_bytes(8).map_err(crate::keys::to_storage)?)
+                        )),
+                        request_id: Some(request_id.clone()),
+                        user: user.clone(),
+                        method,
+                        display_text: display_text.clone(),
+                    }),
+                };
+                decision_command(&keys, &device_id, payload, now)
+            };
+            let tap = PhoneTap {
+                device_id: &device_id,
+                request_id: request_id.as_str(),
+                username: &user.username,
+                limit,
+            };
+            crate::domain::grants::authorize_phone(tx, &tap, &answer, now)
+        })
+        .await?;
+    wake_freed(&st, &decision.freed);
+    let signed = decision.command.signed;
+    Ok(Json(AuthorizeResponse { command: signed }))
+}
+
+/// Signs an answer to a phone's authorize request.
+fn decision_command(
+    keys: &ServerKeys,
+    device_id: &str,
+    payload: ServerCommand,
+    now: lanyard_protocol::Timestamp,
+) -> Result<NewCommand, StorageError> {
     let envelope = CommandEnvelope {
         v: PROTOCOL_VERSION,
-        device_id: req.device_id,
-        command_id: CommandId::new(format!("c-{}", hex(&random_bytes(8)?))),
+        device_id: device_id.into(),
+        command_id: CommandId::new(format!(
+            "c-{}",
+            hex(&random_bytes(8).map_err(crate::keys::to_storage)?)
+        )),
         issued_at: now,
         expires_at: now.plus_secs(DECISION_TTL_SECS),
         payload,
     };
-    let signed = st
-        .keys
-        .signing
-        .sign(&envelope)
-        .map_err(anyhow::Error::new)?;
-    let command = NewCommand {
+    let signed = crate::keys::sign_command(keys, &envelope)?;
+    Ok(NewCommand {
         id: envelope.command_id.clone(),
-        device_id: device.id.clone(),
-        kind,
-        signed: signed.clone(),
+        device_id: device_id.to_owned(),
+        kind: envelope.payload.kind(),
+        signed,
         expires_at: envelope.expires_at,
+        // Answered inline: the phone has it once the response arrives.
         delivered: true,
-    };
-    st.storage
-        .insert_command(command, grant_to, None, now)
-        .await?;
-    Ok(Json(AuthorizeResponse { command: signed }))
+    })
+}
+
+fn sign_decision<S: Storage>(
+    st: &AppState<S>,
+    device_id: &str,
+    payload: ServerCommand,
+    now: lanyard_protocol::Timestamp,
+) -> Result<NewCommand, AppError> {
+    Ok(decision_command(&st.keys, device_id, payload, now)?)
+}
+
+/// Wakes the carts whose waiting taps a freed phone may let through.
+pub(crate) fn wake_freed<S: Storage>(st: &AppState<S>, freed: &[Freed]) {
+    for f in freed {
+        if let Some(cart) = &f.launchpad_id {
+            st.wake(&crate::api::launchpad::cart_key(cart));
+        }
+    }
 }

@@ -16,11 +16,13 @@ use lanyard_protocol::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::domain::grants::{CartClaim, CartTap, claim_at_cart};
 use crate::error::AppError;
 use crate::extract::{ApiJson, LaunchpadCaller};
+use crate::keys::ServerKeys;
 use crate::keys::{random_bytes, sign_command};
 use crate::state::AppState;
-use crate::storage::{CartClaim, CartTap, NewCommand, Storage};
+use crate::storage::{NewCommand, Storage, StorageError};
 
 /// Beep: checked out, take the phone at the flashing port.
 pub const BEEP_SUCCESS: u8 = 1;
@@ -88,26 +90,39 @@ fn min_battery(policy: &Policy) -> u8 {
         .unwrap_or(DEFAULT_MIN_BATTERY)
 }
 
+/// Who a badge belongs to.
+enum Resolved {
+    /// A user, with their device limit.
+    User(UserRef, u32),
+    /// Nobody.
+    Unknown,
+    /// The external lookup service did not answer: the reader beeps 3 and the clinician
+    /// tries again. (A failure of Lanyard's own database is a 500 instead, which the
+    /// reader reports as a server fault.)
+    LookupUnavailable,
+}
+
 /// The user behind a badge: local table first, then the external lookup service.
-async fn resolve<S: Storage>(
-    st: &AppState<S>,
-    badge: &BadgeId,
-) -> Result<Option<(UserRef, u32)>, AppError> {
-    if let Some(found) = st.storage.user_by_badge(st.keys.badge_hash(badge)).await? {
+async fn resolve<S: Storage>(st: &AppState<S>, badge: &BadgeId) -> Result<Resolved, AppError> {
+    if let Some((user, limit)) = st.storage.user_by_badge(st.keys.badge_hash(badge)).await? {
         crate::offline::learn(st, badge);
-        return Ok(Some(found));
+        return Ok(Resolved::User(user, limit));
     }
     let Some(lookup) = &st.badge_lookup else {
-        return Ok(None);
+        return Ok(Resolved::Unknown);
     };
-    let Some(username) = lookup.lookup(badge).await? else {
-        return Ok(None);
+    let username = match lookup.lookup(badge).await {
+        Ok(Some(username)) => username,
+        Ok(None) => return Ok(Resolved::Unknown),
+        Err(e) => {
+            tracing::warn!(error = %e, "badge lookup failed");
+            return Ok(Resolved::LookupUnavailable);
+        }
     };
-    Ok(st
-        .storage
-        .user_password(username)
-        .await?
-        .map(|(user, limit, _)| (user, limit)))
+    Ok(match st.storage.user_password(username).await? {
+        Some((user, limit, _)) => Resolved::User(user, limit),
+        None => Resolved::Unknown,
+    })
 }
 
 /// `POST /launchpad/v1/tap`.
@@ -125,14 +140,12 @@ pub async fn tap<S: Storage>(
         ));
     }
     let badge = BadgeId::new(raw);
-    let (user, limit) = match resolve(&st, &badge).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return Ok(beep(BEEP_BADGE_NOT_FOUND, "badge not found")),
-        Err(AppError::Internal(e)) => {
-            tracing::warn!(cart = %cart.id, error = %format!("{e:#}"), "badge lookup failed");
+    let (user, limit) = match resolve(&st, &badge).await? {
+        Resolved::User(user, limit) => (user, limit),
+        Resolved::Unknown => return Ok(beep(BEEP_BADGE_NOT_FOUND, "badge not found")),
+        Resolved::LookupUnavailable => {
             return Ok(beep(BEEP_NO_DEVICE, "badge lookup service unavailable"));
         }
-        Err(e) => return Err(e),
     };
     let presentation =
         crate::workflows::triggers::checkout_presentation(&st, None, Some(&cart.id), &user).await?;
@@ -146,50 +159,40 @@ pub async fn tap<S: Storage>(
     let window = policy.checkout.undock_window_secs;
     // A tap waits behind an earlier grant at this cart, but never longer than one window.
     let give_up = st.now().plus_secs(window + HOLD_SLACK_SECS);
+    let min_battery = min_battery(policy);
     loop {
         let now = st.now();
-        let tap = CartTap {
-            launchpad_id: cart.id.clone(),
-            username: user.username.clone(),
-            limit,
-            min_battery: min_battery(policy),
-            hold_until: now.plus_secs(window + HOLD_SLACK_SECS),
-        };
         let keys = st.keys.clone();
         let grant_user = user.clone();
         let display_text = display_text.clone();
-        let sign = Box::new(move |device_id: &str| {
-            let envelope = CommandEnvelope {
-                v: PROTOCOL_VERSION,
-                device_id: device_id.into(),
-                command_id: CommandId::new(format!(
-                    "c-{}",
-                    crate::keys::hex(&random_bytes(8).map_err(crate::keys::to_storage)?)
-                )),
-                issued_at: now,
-                expires_at: now.plus_secs(window + HOLD_SLACK_SECS),
-                payload: ServerCommand::GrantCheckout(CheckoutGrant {
-                    grant_id: GrantId::new(format!(
-                        "g-{}",
-                        crate::keys::hex(&random_bytes(8).map_err(crate::keys::to_storage)?)
-                    )),
-                    request_id: None,
-                    user: grant_user,
-                    method: UnlockMethod::CartBadge,
-                    display_text,
-                }),
-            };
-            let signed = sign_command(&keys, &envelope)?;
-            Ok(NewCommand {
-                id: envelope.command_id,
-                device_id: device_id.to_owned(),
-                kind: "grant_checkout",
-                signed,
-                expires_at: envelope.expires_at,
-                delivered: false,
+        let (cart_id, username) = (cart.id.clone(), user.username.clone());
+        let expires_at = now.plus_secs(window + HOLD_SLACK_SECS);
+        let claimed = st
+            .storage
+            .transact(move |tx| {
+                let sign = |device_id: &str| {
+                    cart_grant(
+                        &keys,
+                        device_id,
+                        &grant_user,
+                        &display_text,
+                        now,
+                        expires_at,
+                    )
+                };
+                let tap = CartTap {
+                    launchpad_id: &cart_id,
+                    username: &username,
+                    limit,
+                    min_battery,
+                    hold_until: expires_at,
+                };
+                claim_at_cart(tx, &tap, &sign, now)
             })
-        });
-        match st.storage.claim_cart_device(tap, sign, now).await? {
+            .await?;
+        let (claim, freed) = claimed;
+        crate::api::device::wake_freed(&st, &freed);
+        match claim {
             CartClaim::Granted { device_id, port } => {
                 st.wake(&device_id);
                 tracing::info!(cart = %cart.id, device = %device_id, user = %user.username, "cart tap granted");
@@ -223,6 +226,45 @@ pub async fn tap<S: Storage>(
             }
         }
     }
+}
+
+/// Signs a cart grant for the phone the cart picked.
+fn cart_grant(
+    keys: &ServerKeys,
+    device_id: &str,
+    user: &UserRef,
+    display_text: &Option<String>,
+    now: lanyard_protocol::Timestamp,
+    expires_at: lanyard_protocol::Timestamp,
+) -> Result<NewCommand, StorageError> {
+    let random = || {
+        random_bytes(8)
+            .map(|b| crate::keys::hex(&b))
+            .map_err(crate::keys::to_storage)
+    };
+    let envelope = CommandEnvelope {
+        v: PROTOCOL_VERSION,
+        device_id: device_id.into(),
+        command_id: CommandId::new(format!("c-{}", random()?)),
+        issued_at: now,
+        expires_at,
+        payload: ServerCommand::GrantCheckout(CheckoutGrant {
+            grant_id: GrantId::new(format!("g-{}", random()?)),
+            request_id: None,
+            user: user.clone(),
+            method: UnlockMethod::CartBadge,
+            display_text: display_text.clone(),
+        }),
+    };
+    let signed = sign_command(keys, &envelope)?;
+    Ok(NewCommand {
+        id: envelope.command_id,
+        device_id: device_id.to_owned(),
+        kind: "grant_checkout",
+        signed,
+        expires_at,
+        delivered: false,
+    })
 }
 
 /// The wake-up key for taps waiting at a cart.

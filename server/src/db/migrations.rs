@@ -256,6 +256,30 @@ pub const MIGRATIONS: &[&str] = &[
     DROP TABLE command;
     ALTER TABLE command_v12 RENAME TO command;
     CREATE INDEX command_device_state ON command (device_id, state);",
+    // v13: the grant lifecycle. A command remembers the phone request it answers (so a
+    // request the phone gave up frees its grant), and a device held by a server grant
+    // names it until the phone's own records take over (so a grant never picked up
+    // frees the phone and the clinician); a cart remembers the grant it waits on. Phones
+    // pending today rest on their newest grant.
+    "ALTER TABLE command ADD COLUMN request_id TEXT;
+    CREATE INDEX command_request ON command (device_id, request_id) WHERE request_id IS NOT NULL;
+    ALTER TABLE device ADD COLUMN held_by_grant TEXT;
+    ALTER TABLE launchpad ADD COLUMN pending_grant TEXT;
+    CREATE INDEX device_held_by_grant ON device (held_by_grant) WHERE held_by_grant IS NOT NULL;
+    UPDATE device SET held_by_grant = (
+        SELECT c.id FROM command c WHERE c.device_id = device.id AND c.kind = 'grant_checkout'
+        ORDER BY c.created_at DESC, c.id DESC LIMIT 1)
+    WHERE status = 'checkout_pending';",
+    // v14: the transition outbox. A sync writes the status changes it applied in its own
+    // transaction; automation rules consume them (and create their runs) in another, so
+    // every change triggers exactly once, also across a crash between the two.
+    "CREATE TABLE transition_outbox (
+        device_id   TEXT    NOT NULL REFERENCES device (id) ON DELETE CASCADE,
+        seq         INTEGER NOT NULL,
+        transition  TEXT    NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (device_id, seq)
+    );",
 ];
 
 /// The schema version this build writes.

@@ -3,11 +3,11 @@
 
 pub mod offline;
 pub mod sqlite;
-mod sqlite_offline;
-mod sqlite_workflows;
+pub mod tx;
 pub mod workflows;
 
 pub use offline::OfflineStore;
+pub use tx::Tx;
 pub use workflows::{NewEmail, WorkflowStore};
 
 use std::future::Future;
@@ -22,7 +22,8 @@ use crate::model::{
     Page, Role, User,
 };
 
-/// Why a storage call failed.
+/// Why a storage call failed. The variants name what happened, never which backend:
+/// a second backend maps its own errors onto the same five meanings.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// No such record.
@@ -33,10 +34,15 @@ pub enum StorageError {
     Conflict(&'static str),
     /// The request cannot be honoured in the current state (e.g. an exhausted token).
     #[error("{0}")]
-    Refused(String),
-    /// The database failed.
+    Rejected(String),
+    /// The database could not be reached or failed (busy, disk full, writer gone).
     #[error(transparent)]
-    Db(#[from] DbError),
+    Unavailable(#[from] DbError),
+    /// A stored record cannot be read back: the database holds something this server
+    /// did not write (or a newer one did). Logged and answered as a 500, never as the
+    /// caller's fault.
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
     /// Something else on the server's side failed (keys, randomness).
     #[error("{0}")]
     Internal(String),
@@ -44,7 +50,7 @@ pub enum StorageError {
 
 impl From<rusqlite::Error> for StorageError {
     fn from(e: rusqlite::Error) -> Self {
-        StorageError::Db(DbError::Sqlite(e))
+        StorageError::Unavailable(DbError::Sqlite(e))
     }
 }
 
@@ -147,18 +153,6 @@ pub struct DeviceFilter {
     pub passcode: Option<String>,
 }
 
-/// What applying a sync did.
-#[derive(Debug, Clone)]
-pub struct SyncApplied {
-    /// Highest contiguous sequence stored.
-    pub acked_seq: u64,
-    /// Commands to deliver now (marked delivered in the same transaction).
-    pub commands: Vec<Signed>,
-    /// The status changes this sync applied for the first time, in order (what
-    /// automation rules trigger on; a repeated batch yields none).
-    pub transitions: Vec<lanyard_protocol::events::Transition>,
-}
-
 /// A command to queue for a device.
 #[derive(Debug, Clone)]
 pub struct NewCommand {
@@ -176,44 +170,6 @@ pub struct NewCommand {
     pub delivered: bool,
 }
 
-/// The outcome of a badge tap at a cart.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CartClaim {
-    /// This device was granted; its port should flash.
-    Granted {
-        /// The device.
-        device_id: String,
-        /// Its port, when known.
-        port: Option<u32>,
-    },
-    /// The cart still waits for an earlier grant to be unplugged or to lapse.
-    Busy {
-        /// When that grant lapses.
-        until: Timestamp,
-    },
-    /// No docked, checked-in device with enough battery.
-    NoDevice,
-    /// The user already holds as many devices as allowed.
-    UserHasDevice,
-}
-
-/// Builds the signed grant for the chosen device, inside the claiming transaction.
-pub type GrantSigner = Box<dyn FnOnce(&str) -> Result<NewCommand, StorageError> + Send>;
-
-/// A cart tap to claim a device for.
-pub struct CartTap {
-    /// The cart.
-    pub launchpad_id: String,
-    /// Who tapped.
-    pub username: String,
-    /// Their device limit.
-    pub limit: u32,
-    /// Lowest battery a granted device may have.
-    pub min_battery: u8,
-    /// How long the cart waits for the unplug.
-    pub hold_until: Timestamp,
-}
-
 /// An API token's identity.
 #[derive(Debug, Clone)]
 pub struct ApiToken {
@@ -227,6 +183,15 @@ pub struct ApiToken {
 
 /// Everything the server stores. Methods are async so a networked backend fits too.
 pub trait Storage: WorkflowStore + OfflineStore + Clone + Send + Sync + 'static {
+    /// Runs `work` in one transaction: everything it reads and writes through the
+    /// [`Tx`] commits together once it returns `Ok`, or not at all. The domain opens
+    /// one wherever it checks and then acts. `work` runs off the async threads and
+    /// must not block on anything but the database.
+    fn transact<T, F>(&self, work: F) -> impl Future<Output = Result<T, StorageError>> + Send
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Tx) -> Result<T, StorageError> + Send + 'static;
+
     /// The API token with this hash, if it exists and is not revoked.
     fn api_token(
         &self,
@@ -327,13 +292,6 @@ pub trait Storage: WorkflowStore + OfflineStore + Clone + Send + Sync + 'static 
         &self,
         credential_hash: Vec<u8>,
     ) -> impl Future<Output = Result<Option<Launchpad>, StorageError>> + Send;
-    /// Claims the best device in a cart for a tap and queues its signed grant, atomically.
-    fn claim_cart_device(
-        &self,
-        tap: CartTap,
-        sign: GrantSigner,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<CartClaim, StorageError>> + Send;
     /// A cart's hub saw a phone arrive at or leave `port` (identified by serial when the
     /// hub can read it, else by what was last docked there). Returns the device, if known.
     fn launchpad_port_event(
@@ -461,30 +419,12 @@ pub trait Storage: WorkflowStore + OfflineStore + Clone + Send + Sync + 'static 
     fn device_status_counts(
         &self,
     ) -> impl Future<Output = Result<Vec<(String, u64)>, StorageError>> + Send;
-    /// Devices other than `except` that `username` holds.
-    fn devices_held_by(
-        &self,
-        username: String,
-        except: String,
-    ) -> impl Future<Output = Result<u32, StorageError>> + Send;
-
-    /// Stores a device's events idempotently by `(device, seq)`, mirrors its status,
-    /// marks the commands it handled as acknowledged, and takes the commands to deliver
-    /// (as [`Storage::take_commands`]), all in one transaction.
-    fn apply_sync(
-        &self,
-        device_id: String,
-        events: Vec<EventRecord>,
-        handled: Vec<CommandId>,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<SyncApplied, StorageError>> + Send;
-    /// Queues (or records) a signed command; a grant also marks the device as pending
-    /// for that user until the device reports otherwise. With an `actor` (an admin
-    /// action), the audit log records it in the same transaction.
+    /// Queues (or records) a signed command that grants nothing (grants are decided in
+    /// [`crate::domain::grants`]). With an `actor` (an admin action), the audit log
+    /// records it in the same transaction.
     fn insert_command(
         &self,
         command: NewCommand,
-        grant_to: Option<String>,
         actor: Option<String>,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;

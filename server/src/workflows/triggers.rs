@@ -163,34 +163,83 @@ pub fn runs_for(rule: &Rule, device_id: &str, origin: &str) -> Vec<NewRun> {
         .collect()
 }
 
-/// A device's sync applied these status changes: deploy what the rules say.
-pub async fn on_transitions<S: Storage>(
+/// Consumes a device's queued status changes (the transition outbox the sync wrote in
+/// its own transaction): deploys what the rules say, removing each change in the same
+/// transaction that creates its runs. Each change triggers exactly once, whoever drains
+/// it (the sync that queued it, or [`crate::jobs`] after a crash) and however many
+/// drain at once. `known`: the changes the caller just queued, saving a read.
+pub async fn drain<S: Storage>(
     st: &AppState<S>,
     device_id: &str,
-    transitions: &[Transition],
-) -> Result<(), AppError> {
-    let triggers: Vec<&str> = transitions.iter().flat_map(fired).collect();
-    if triggers.is_empty() {
-        return Ok(());
+    known: Option<Vec<(u64, Transition)>>,
+) -> Result<usize, AppError> {
+    let queued = match known {
+        Some(t) => t,
+        None => {
+            let d = device_id.to_owned();
+            st.storage
+                .transact(move |tx| tx.queued_transitions(&d))
+                .await?
+        }
+    };
+    if queued.is_empty() {
+        return Ok(0);
     }
     let mut rules = st.storage.list_rules().await?;
     rules.sort_by_key(|r| r.position);
-    if rules.is_empty() {
-        return Ok(());
-    }
-    let cx = context(st, device_id).await?;
-    let mut runs = Vec::new();
-    for trigger in triggers {
-        if let Some(rule) = first_match(&rules, trigger, &cx) {
-            tracing::info!(device = %device_id, rule = %rule.id, trigger, "automation rule matched");
-            runs.extend(runs_for(rule, device_id, trigger));
+    let fires =
+        queued.iter().any(|(_, t)| !fired(t).is_empty()) && rules.iter().any(|r| r.spec.enabled);
+    let cx = if fires {
+        Some(context(st, device_id).await?)
+    } else {
+        None
+    };
+    let mut per_seq: Vec<(u64, Vec<NewRun>)> = Vec::with_capacity(queued.len());
+    for (seq, t) in &queued {
+        let mut runs = Vec::new();
+        if let Some(cx) = &cx {
+            for trigger in fired(t) {
+                if let Some(rule) = first_match(&rules, trigger, cx) {
+                    tracing::info!(device = %device_id, rule = %rule.id, trigger, "automation rule matched");
+                    runs.extend(runs_for(rule, device_id, trigger));
+                }
+            }
         }
+        per_seq.push((*seq, runs));
     }
-    if !runs.is_empty() {
-        st.storage.create_runs(runs, st.now()).await?;
+    let d = device_id.to_owned();
+    let now = st.now();
+    let created = st
+        .storage
+        .transact(move |tx| {
+            let mut created = 0;
+            for (seq, runs) in per_seq {
+                // Another drain took this change first: its runs are its own.
+                if tx.consume_transition(&d, seq)? && !runs.is_empty() {
+                    created += tx.create_runs(runs, now)?.len();
+                }
+            }
+            Ok(created)
+        })
+        .await?;
+    if created > 0 {
         super::engine::wake(st);
     }
-    Ok(())
+    Ok(created)
+}
+
+/// Drains every device's leftover transitions (a crash between a sync and its drain),
+/// at most `limit` devices a pass. Returns how many runs were created.
+pub async fn drain_leftovers<S: Storage>(st: &AppState<S>, limit: u32) -> Result<usize, AppError> {
+    let devices = st
+        .storage
+        .transact(move |tx| tx.devices_with_transitions(limit))
+        .await?;
+    let mut created = 0;
+    for d in devices {
+        created += drain(st, &d, None).await?;
+    }
+    Ok(created)
 }
 
 /// The text a phone shows when unlocked for `user`: the Check Out Device action of the

@@ -1,5 +1,11 @@
 //! [`Storage`] on SQLite through [`Db`]: writes go to the batching writer, reads to the
-//! read pool.
+//! read pool. One file per concern: this one holds people, carts, devices and sync;
+//! `tx` the repository operations the domain runs inside one transaction; `offline` and
+//! `workflows` their stores.
+
+mod offline;
+mod tx;
+mod workflows;
 
 use lanyard_protocol::events::Report;
 use lanyard_protocol::kdf::SlowHash;
@@ -8,8 +14,8 @@ use lanyard_protocol::{CommandId, DeviceStatus, EventRecord, Policy, Signed, Tim
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    ApiToken, CartClaim, CartTap, DeviceFilter, GrantSigner, LaunchpadPatch, NewCommand, NewDevice,
-    NewEnrollmentToken, NewUser, Storage, StorageError, SyncApplied, UserPatch,
+    ApiToken, DeviceFilter, LaunchpadPatch, NewCommand, NewDevice, NewEnrollmentToken, NewUser,
+    Storage, StorageError, UserPatch,
 };
 use crate::db::Db;
 use crate::model::{
@@ -37,7 +43,7 @@ impl SqliteStorage {
         self.db
             .read(move |c| Ok(f(c)))
             .await
-            .map_err(StorageError::Db)?
+            .map_err(StorageError::Unavailable)?
     }
 
     pub(super) async fn write<T, F>(&self, f: F) -> Result<T, StorageError>
@@ -49,11 +55,8 @@ impl SqliteStorage {
     }
 }
 
-fn status_name(s: DeviceStatus) -> String {
-    serde_json::to_value(s)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+fn status_name(s: DeviceStatus) -> &'static str {
+    s.as_str()
 }
 
 fn to_u32(v: i64) -> u32 {
@@ -107,7 +110,7 @@ fn launchpad_row(r: &Row<'_>) -> rusqlite::Result<Launchpad> {
 }
 
 const DEVICE_COLUMNS: &str = "id, serial, udid, model, os_version, name, battery, status, device_home, \
-     device_user, last_launchpad, last_port, last_contact, last_seq, overdue, admin_state, passcode";
+     device_user, last_launchpad, last_port, last_contact, last_seq, overdue, admin_state, passcode, docked";
 
 fn device_row(r: &Row<'_>) -> rusqlite::Result<Device> {
     Ok(Device {
@@ -130,6 +133,7 @@ fn device_row(r: &Row<'_>) -> rusqlite::Result<Device> {
         overdue: r.get(14)?,
         admin_state: r.get(15)?,
         passcode: r.get(16)?,
+        docked: r.get(17)?,
     })
 }
 
@@ -175,7 +179,7 @@ pub(super) fn page<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String)
 
 /// Undelivered and unacknowledged commands for a device, marked delivered; expired ones
 /// marked expired and left out. The common case (nothing queued) is one indexed read.
-fn take_commands(
+pub(super) fn take_commands(
     tx: &rusqlite::Transaction<'_>,
     device_id: &str,
     now: Timestamp,
@@ -216,6 +220,95 @@ fn take_commands(
         out.push(signed);
     }
     Ok(out)
+}
+
+/// Stores a device's records idempotently by `(device, seq)`, mirrors the ones now
+/// contiguous into the device row, and marks the commands it handled acknowledged.
+/// Returns the highest contiguous sequence and the records applied for the first time.
+pub(super) fn apply_records(
+    tx: &rusqlite::Transaction<'_>,
+    device_id: &str,
+    events: Vec<EventRecord>,
+    handled: &[CommandId],
+    now: Timestamp,
+) -> Result<(u64, Vec<EventRecord>), StorageError> {
+    {
+        let (old, server_status): (i64, String) = tx.query_row(
+            "SELECT last_seq, status FROM device WHERE id = ?1",
+            [device_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        {
+            let mut insert = tx.prepare_cached(
+                    "INSERT INTO device_event (device_id, seq, at, record, received_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (device_id, seq) DO NOTHING",
+                )?;
+            for r in &events {
+                let json =
+                    serde_json::to_string(r).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+                insert.execute(params![
+                    device_id,
+                    seq(r.seq),
+                    r.at.as_millis(),
+                    json,
+                    now.as_millis()
+                ])?;
+            }
+        }
+        // Advance through every sequence now stored without a gap. Records of this
+        // request are taken from memory; only ones that arrived earlier out of order
+        // are read back.
+        let mut last = old;
+        let mut applied: Vec<EventRecord> = Vec::new();
+        let mut in_request: std::collections::HashMap<u64, EventRecord> =
+            events.into_iter().map(|r| (r.seq, r)).collect();
+        {
+            let mut next = tx.prepare_cached(
+                "SELECT record FROM device_event WHERE device_id = ?1 AND seq = ?2",
+            )?;
+            loop {
+                let want = u64::try_from(last + 1).unwrap_or(u64::MAX);
+                if let Some(record) = in_request.remove(&want) {
+                    applied.push(record);
+                    last += 1;
+                    continue;
+                }
+                let json: Option<String> = next
+                    .query_row(params![device_id, last + 1], |r| r.get(0))
+                    .optional()?;
+                let Some(json) = json else { break };
+                let record: EventRecord = serde_json::from_str(&json)
+                    .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+                applied.push(record);
+                last += 1;
+            }
+        }
+        let acked = u64::try_from(last).unwrap_or(0);
+        // Only a checkout the server marked pending can be undone by stale records.
+        let pending_grant = server_status == status_name(DeviceStatus::CheckoutPending);
+        mirror(
+            tx,
+            device_id,
+            pending_grant.then_some(handled),
+            &applied,
+            acked,
+            now,
+        )?;
+        if applied.is_empty() {
+            tx.execute(
+                "UPDATE device SET last_seq = ?2 WHERE id = ?1",
+                params![device_id, last],
+            )?;
+        }
+        let mut ack = tx.prepare_cached(
+                "UPDATE command SET state = 'acknowledged', updated_at = ?3 WHERE id = ?1 AND device_id = ?2
+                   AND state IN ('pending', 'delivered')",
+            )?;
+        for id in handled {
+            ack.execute(params![id.as_str(), device_id, now.as_millis()])?;
+        }
+        Ok((acked, applied))
+    }
 }
 
 /// A record as JSON for the audit log.
@@ -344,22 +437,23 @@ fn mirror(
     // A grant the phone has not applied yet: records it made before receiving it still
     // say "checked in, nobody", and must not undo the pending checkout the grant set
     // (else the cart could hand the same phone, or the user a second one, meanwhile).
-    // The phone's own record of the grant, or its refusal, settles it.
-    // `pending_grant` carries the commands this sync reports handled when the server
-    // holds the device as checkout-pending (the only case a stale record can undo).
+    // The phone's own record of the grant, or its refusal, settles it; so does the
+    // grant's lapse (domain::grants).
     let grant_in_flight = match pending_grant {
         Some(handled) if newest.status == DeviceStatus::CheckedIn => {
-            let mut stmt = tx.prepare_cached(
-                "SELECT id FROM command WHERE device_id = ?1 AND kind = 'grant_checkout'
-               AND state IN ('pending', 'delivered') AND expires_at > ?2",
-            )?;
-            let outstanding: Vec<String> = stmt
-                .query_map(params![device_id, now.as_millis()], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            // A grant this very sync reports handled is not in flight any more.
-            outstanding
-                .iter()
-                .any(|id| !handled.iter().any(|h| h.as_str() == id))
+            let held: Option<(String, String, i64)> = tx
+                .prepare_cached(
+                    "SELECT c.id, c.state, c.expires_at FROM device d
+                     JOIN command c ON c.id = d.held_by_grant WHERE d.id = ?1",
+                )?
+                .query_row([device_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            held.is_some_and(|(id, state, expires_at)| {
+                matches!(state.as_str(), "pending" | "delivered")
+                    && expires_at > now.as_millis()
+                    // A grant this very sync reports handled is not in flight any more.
+                    && !handled.iter().any(|h| h.as_str() == id)
+            })
         }
         _ => false,
     };
@@ -371,10 +465,17 @@ fn mirror(
         )?
     } else {
         (
-            status_name(newest.status),
+            status_name(newest.status).to_owned(),
             newest.user.as_ref().map(|u| u.username.clone()),
         )
     };
+    if !grant_in_flight {
+        // The phone's own records now say who holds it.
+        tx.prepare_cached(
+            "UPDATE device SET held_by_grant = NULL WHERE id = ?1 AND held_by_grant IS NOT NULL",
+        )?
+        .execute([device_id])?;
+    }
     tx.execute(
         "UPDATE device SET status = ?2, device_user = ?3, last_seq = ?4, last_contact = ?5,
             last_launchpad = CASE WHEN ?6 THEN ?7 ELSE last_launchpad END,
@@ -416,6 +517,14 @@ fn mirror(
 }
 
 impl Storage for SqliteStorage {
+    async fn transact<T, F>(&self, work: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn crate::storage::Tx) -> Result<T, StorageError> + Send + 'static,
+    {
+        self.write(move |tx| work(&tx::SqliteTx(tx))).await
+    }
+
     async fn api_token(&self, token_hash: Vec<u8>) -> Result<Option<ApiToken>, StorageError> {
         self.read(move |c| {
             let row: Option<(i64, String, String)> = c
@@ -455,10 +564,10 @@ impl Storage for SqliteStorage {
     ) -> Result<User, StorageError> {
         self.write(move |tx| {
             let password = match &user.password {
-                Some(h) => Some(serde_json::to_string(h).map_err(|e| StorageError::Refused(e.to_string()))?),
+                Some(h) => Some(serde_json::to_string(h).map_err(|e| StorageError::Corrupt(e.to_string()))?),
                 None => None,
             };
-            let groups = serde_json::to_string(&user.groups).map_err(|e| StorageError::Refused(e.to_string()))?;
+            let groups = serde_json::to_string(&user.groups).map_err(|e| StorageError::Corrupt(e.to_string()))?;
             let inserted = tx.execute(
                 "INSERT INTO app_user (username, display_name, email, groups_json, device_limit, password_hash, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -825,76 +934,6 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn claim_cart_device(
-        &self,
-        tap: CartTap,
-        sign: GrantSigner,
-        now: Timestamp,
-    ) -> Result<CartClaim, StorageError> {
-        self.write(move |tx| {
-            let pending: Option<(Option<String>, Option<i64>)> = tx
-                .query_row(
-                    "SELECT pending_device, pending_until FROM launchpad WHERE id = ?1",
-                    [&tap.launchpad_id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let Some((pending_device, pending_until)) = pending else {
-                return Err(StorageError::NotFound("launchpad"));
-            };
-            // A user who already holds a device hears so at once, even at a busy cart.
-            let held: i64 = tx.query_row("SELECT COUNT(*) FROM device WHERE device_user = ?1", [&tap.username], |r| r.get(0))?;
-            if held >= i64::from(tap.limit) {
-                return Ok(CartClaim::UserHasDevice);
-            }
-            if let (Some(device), Some(until)) = (pending_device, pending_until) {
-                let still_pending: bool = tx.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM device WHERE id = ?1 AND status = 'checkout_pending' AND docked = 1)",
-                    [&device],
-                    |r| r.get(0),
-                )?;
-                if until > now.as_millis() && still_pending {
-                    return Ok(CartClaim::Busy { until: Timestamp(until) });
-                }
-            }
-            // Best device: docked here, checked in, enough battery; highest battery, then
-            // lowest port, then id, so the choice is deterministic.
-            let chosen: Option<(String, Option<i64>)> = tx
-                .query_row(
-                    "SELECT id, last_port FROM device
-                     WHERE last_launchpad = ?1 AND status = 'checked_in' AND docked = 1
-                       AND admin_state IS NULL
-                       AND NOT EXISTS (SELECT 1 FROM workflow_run r WHERE r.device_id = device.id
-                           AND r.holds_device = 1 AND r.state IN ('queued', 'running'))
-                       AND COALESCE(battery, -1) >= ?2
-                     ORDER BY battery DESC, COALESCE(last_port, 1000000) ASC, id ASC
-                     LIMIT 1",
-                    params![tap.launchpad_id, i64::from(tap.min_battery)],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let Some((device_id, port)) = chosen else {
-                return Ok(CartClaim::NoDevice);
-            };
-            let cmd = sign(&device_id)?;
-            tx.execute(
-                "INSERT INTO command (id, device_id, kind, payload, signature, state, created_at, expires_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?6)",
-                params![cmd.id.as_str(), cmd.device_id, cmd.kind, cmd.signed.payload, cmd.signed.signature, now.as_millis(), cmd.expires_at.as_millis()],
-            )?;
-            tx.execute(
-                "UPDATE device SET status = ?2, device_user = ?3 WHERE id = ?1",
-                params![device_id, status_name(DeviceStatus::CheckoutPending), tap.username],
-            )?;
-            tx.execute(
-                "UPDATE launchpad SET pending_device = ?2, pending_until = ?3 WHERE id = ?1",
-                params![tap.launchpad_id, device_id, tap.hold_until.as_millis()],
-            )?;
-            Ok(CartClaim::Granted { device_id, port: port.map(to_u32) })
-        })
-        .await
-    }
-
     async fn launchpad_port_event(
         &self,
         launchpad_id: String,
@@ -1003,10 +1042,10 @@ impl Storage for SqliteStorage {
                 return Err(StorageError::NotFound("enrollment token"));
             };
             if expires_at <= now.as_millis() {
-                return Err(StorageError::Refused("enrollment token has expired".into()));
+                return Err(StorageError::Rejected("enrollment token has expired".into()));
             }
             if uses_left == Some(0) {
-                return Err(StorageError::Refused("enrollment token has been used up".into()));
+                return Err(StorageError::Rejected("enrollment token has been used up".into()));
             }
             tx.execute(
                 "UPDATE enrollment_token SET uses_left = uses_left - 1 WHERE token_hash = ?1 AND uses_left IS NOT NULL",
@@ -1350,89 +1389,9 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn devices_held_by(&self, username: String, except: String) -> Result<u32, StorageError> {
-        self.read(move |c| {
-            let n: i64 = c.query_row(
-                "SELECT COUNT(*) FROM device WHERE device_user = ?1 AND id <> ?2",
-                params![username, except],
-                |r| r.get(0),
-            )?;
-            Ok(to_u32(n))
-        })
-        .await
-    }
-
-    async fn apply_sync(
-        &self,
-        device_id: String,
-        events: Vec<EventRecord>,
-        handled: Vec<CommandId>,
-        now: Timestamp,
-    ) -> Result<SyncApplied, StorageError> {
-        self.write(move |tx| {
-            let (old, server_status): (i64, String) = tx.query_row(
-                "SELECT last_seq, status FROM device WHERE id = ?1",
-                [&device_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO device_event (device_id, seq, at, record, received_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (device_id, seq) DO NOTHING",
-                )?;
-                for r in &events {
-                    let json = serde_json::to_string(r).map_err(|e| StorageError::Refused(e.to_string()))?;
-                    insert.execute(params![device_id, seq(r.seq), r.at.as_millis(), json, now.as_millis()])?;
-                }
-            }
-            // Advance through every sequence now stored without a gap. Records of this
-            // request are taken from memory; only ones that arrived earlier out of order
-            // are read back.
-            let mut last = old;
-            let mut applied: Vec<EventRecord> = Vec::new();
-            let mut in_request: std::collections::HashMap<u64, EventRecord> =
-                events.into_iter().map(|r| (r.seq, r)).collect();
-            {
-                let mut next = tx.prepare_cached("SELECT record FROM device_event WHERE device_id = ?1 AND seq = ?2")?;
-                loop {
-                    let want = u64::try_from(last + 1).unwrap_or(u64::MAX);
-                    if let Some(record) = in_request.remove(&want) {
-                        applied.push(record);
-                        last += 1;
-                        continue;
-                    }
-                    let json: Option<String> = next.query_row(params![device_id, last + 1], |r| r.get(0)).optional()?;
-                    let Some(json) = json else { break };
-                    let record: EventRecord = serde_json::from_str(&json).map_err(|e| StorageError::Refused(e.to_string()))?;
-                    applied.push(record);
-                    last += 1;
-                }
-            }
-            let acked = u64::try_from(last).unwrap_or(0);
-            // Only a checkout the server marked pending can be undone by stale records.
-            let pending_grant = server_status == status_name(DeviceStatus::CheckoutPending);
-            mirror(tx, &device_id, pending_grant.then_some(handled.as_slice()), &applied, acked, now)?;
-            if applied.is_empty() {
-                tx.execute("UPDATE device SET last_seq = ?2 WHERE id = ?1", params![device_id, last])?;
-            }
-            let mut ack = tx.prepare_cached(
-                "UPDATE command SET state = 'acknowledged', updated_at = ?3 WHERE id = ?1 AND device_id = ?2
-                   AND state IN ('pending', 'delivered')",
-            )?;
-            for id in &handled {
-                ack.execute(params![id.as_str(), device_id, now.as_millis()])?;
-            }
-            let commands = take_commands(tx, &device_id, now)?;
-            let transitions = applied.into_iter().filter_map(|r| r.transition).collect();
-            Ok(SyncApplied { acked_seq: acked, commands, transitions })
-        })
-        .await
-    }
-
     async fn insert_command(
         &self,
         cmd: NewCommand,
-        grant_to: Option<String>,
         actor: Option<String>,
         now: Timestamp,
     ) -> Result<(), StorageError> {
@@ -1451,12 +1410,6 @@ impl Storage for SqliteStorage {
                     cmd.expires_at.as_millis(),
                 ],
             )?;
-            if let Some(username) = grant_to {
-                tx.execute(
-                    "UPDATE device SET status = ?2, device_user = ?3 WHERE id = ?1",
-                    params![cmd.device_id, status_name(DeviceStatus::CheckoutPending), username],
-                )?;
-            }
             if let Some(actor) = actor {
                 let before = get_device(tx, &cmd.device_id)?;
                 let after = serde_json::json!({"command_id": cmd.id.as_str(), "command": cmd.kind});
@@ -1565,7 +1518,7 @@ impl Storage for SqliteStorage {
             }
             if let Some(v) = &value {
                 if !value_type.accepts(v) {
-                    return Err(StorageError::Refused(format!("{name} takes a {} value", value_type.as_str())));
+                    return Err(StorageError::Rejected(format!("{name} takes a {} value", value_type.as_str())));
                 }
             }
             let before: Option<String> = tx
@@ -1607,7 +1560,7 @@ impl Storage for SqliteStorage {
             let mut out = std::collections::BTreeMap::new();
             for row in rows {
                 let (name, json) = row?;
-                let value = serde_json::from_str(&json).map_err(|e| StorageError::Internal(format!("stored attribute value: {e}")))?;
+                let value = serde_json::from_str(&json).map_err(|e| StorageError::Corrupt(format!("stored attribute value: {e}")))?;
                 out.insert(name, value);
             }
             Ok(out)
@@ -1661,7 +1614,7 @@ impl Storage for SqliteStorage {
             let mut items = Vec::new();
             for json in rows {
                 let record: EventRecord =
-                    serde_json::from_str(&json?).map_err(|e| StorageError::Internal(format!("stored event unreadable: {e}")))?;
+                    serde_json::from_str(&json?).map_err(|e| StorageError::Corrupt(format!("stored event: {e}")))?;
                 items.push(record);
             }
             Ok(page(items, limit, |r| r.seq.to_string()))
@@ -1682,14 +1635,14 @@ impl Storage for SqliteStorage {
             .await?;
         if let Some(body) = stored {
             return serde_json::from_str(&body)
-                .map_err(|e| StorageError::Refused(format!("stored policy is unreadable: {e}")));
+                .map_err(|e| StorageError::Corrupt(format!("stored policy: {e}")));
         }
         let policy = Policy {
             version: 1,
             ..Policy::default()
         };
         let body =
-            serde_json::to_string(&policy).map_err(|e| StorageError::Refused(e.to_string()))?;
+            serde_json::to_string(&policy).map_err(|e| StorageError::Corrupt(e.to_string()))?;
         self.write(move |tx| {
             tx.execute(
                 "INSERT INTO policy (id, version, body, updated_at) VALUES (1, 1, ?1, 0) ON CONFLICT (id) DO NOTHING",

@@ -3,12 +3,10 @@
 use lanyard_protocol::Timestamp;
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
-use super::StorageError;
-use super::sqlite::{
-    SqliteStorage, audit, get_device, get_launchpad, is_unique_violation, json, page,
-};
-use super::workflows::{NewEmail, WorkflowStore};
+use super::{SqliteStorage, audit, get_device, get_launchpad, is_unique_violation, json, page};
 use crate::model::{Launchpad, Page};
+use crate::storage::StorageError;
+use crate::storage::workflows::{NewEmail, WorkflowStore};
 use crate::workflows::model::{Rule, RuleSpec, Workflow};
 use crate::workflows::run::{Email, NewRun, Run, RunState, Step};
 
@@ -150,7 +148,7 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<(Run, Workflow)> {
     Ok((run, workflow))
 }
 
-fn insert_runs(
+pub(super) fn insert_runs(
     tx: &Transaction<'_>,
     runs: Vec<NewRun>,
     now: i64,
@@ -307,7 +305,7 @@ impl WorkflowStore for SqliteStorage {
             let mut stmt = tx.prepare(&format!("SELECT {RULE_COLUMNS} FROM automation_rule"))?;
             let rules: Vec<Rule> = stmt.query_map([], rule_row)?.collect::<Result<_, _>>()?;
             if let Some(r) = rules.iter().find(|r| r.spec.workflows.contains(&id)) {
-                return Err(StorageError::Refused(format!(
+                return Err(StorageError::Rejected(format!(
                     "workflow {id:?} is deployed by rule {:?}; change the rule first",
                     r.id
                 )));
@@ -319,7 +317,7 @@ impl WorkflowStore for SqliteStorage {
             if let Some(w) = all.iter().find(|w| {
                 crate::workflows::validate::on_failure_target(&w.spec) == Some(id.as_str())
             }) {
-                return Err(StorageError::Refused(format!(
+                return Err(StorageError::Rejected(format!(
                     "workflow {id:?} runs when {:?} fails; change that workflow first",
                     w.id
                 )));
@@ -493,7 +491,7 @@ impl WorkflowStore for SqliteStorage {
                     |r| r.get(0),
                 )?;
                 if taken {
-                    return Err(StorageError::Refused(format!(
+                    return Err(StorageError::Rejected(format!(
                         "a workflow named {:?} (or with id {:?}) already exists; the standard set installs into a server without it",
                         w.spec.name, w.id
                     )));
@@ -504,7 +502,7 @@ impl WorkflowStore for SqliteStorage {
             for (id, spec) in &rules {
                 let rule = match insert_rule(tx, id, spec, now.as_millis()) {
                     Err(StorageError::Conflict(_)) => {
-                        return Err(StorageError::Refused(format!(
+                        return Err(StorageError::Rejected(format!(
                             "a rule named {:?} (or with id {id:?}) already exists",
                             spec.name
                         )));
@@ -573,7 +571,7 @@ impl WorkflowStore for SqliteStorage {
                 .optional()?
                 .ok_or(StorageError::NotFound("run"))?;
             if !run.state.active() {
-                return Err(StorageError::Refused(format!("run {id} already ended ({})", run.state.as_str())));
+                return Err(StorageError::Rejected(format!("run {id} already ended ({})", run.state.as_str())));
             }
             let before = Some(json(&run));
             let why = format!("cancelled by {actor}");
@@ -760,9 +758,8 @@ impl WorkflowStore for SqliteStorage {
                 .query_row("SELECT body FROM policy WHERE id = 1", [], |r| r.get(0))
                 .optional()?;
             let before: lanyard_protocol::Policy = match &stored {
-                Some(body) => serde_json::from_str(body).map_err(|e| {
-                    StorageError::Internal(format!("stored policy is unreadable: {e}"))
-                })?,
+                Some(body) => serde_json::from_str(body)
+                    .map_err(|e| StorageError::Corrupt(format!("stored policy: {e}")))?,
                 None => lanyard_protocol::Policy {
                     version: 1,
                     ..lanyard_protocol::Policy::default()

@@ -3,9 +3,9 @@
 use lanyard_protocol::UserRef;
 use rusqlite::{OptionalExtension, params};
 
-use super::StorageError;
-use super::offline::{OfflineBadge, OfflineListRow, OfflineStore};
-use super::sqlite::SqliteStorage;
+use super::SqliteStorage;
+use crate::storage::StorageError;
+use crate::storage::offline::{OfflineBadge, OfflineListRow, OfflineStore};
 
 impl OfflineStore for SqliteStorage {
     async fn set_offline_hash(

@@ -1,0 +1,421 @@
+//! Who may take which phone: the checks and the grant, in one transaction, and the
+//! grant's lifecycle after it.
+//!
+//! Every function here runs inside a transaction the caller opened with
+//! [`crate::storage::Storage::transact`]: the checks read the rows the grant then
+//! writes, so two taps can never both pass a check only one of them may pass (SQLite
+//! runs write transactions one at a time; a backend with concurrent writers must lock
+//! the rows these functions read, which its `Tx` does).
+//!
+//! A grant's life: the server marks the phone `checkout_pending` for the user and
+//! remembers the grant (`held_by_grant`). The phone's own records take over when they
+//! arrive. Until then the grant holds the phone and counts against the user's limit;
+//! when it can no longer be applied — expired unanswered, refused by the phone, or
+//! answering a request the phone gave up — the phone and the clinician are freed at
+//! once ([`release_if_lapsed`]), audited as `device.grant_lapsed`.
+
+use lanyard_protocol::{DenialCode, DeviceStatus, Timestamp};
+
+use crate::model::Device;
+use crate::storage::tx::{AuditEntry, CartWait, CommandState, GrantRow, Holding, Tx};
+use crate::storage::{NewCommand, StorageError};
+
+/// How long an acknowledged grant still holds the phone without the phone's own
+/// records: they normally arrive in the same sync as the acknowledgement, so this only
+/// covers a phone that went dark right after taking the grant.
+pub(crate) const ACKNOWLEDGED_GRACE_SECS: u64 = 120;
+
+/// The actor of changes the server makes by itself.
+pub(crate) const SERVER_ACTOR: &str = "lanyard";
+
+/// A phone freed because the grant holding it lapsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Freed {
+    /// The phone.
+    pub device_id: String,
+    /// The cart it was last in (taps waiting there may go on).
+    pub launchpad_id: Option<String>,
+    /// Who it was held for.
+    pub user: Option<String>,
+}
+
+fn status_is(device: &Device, status: DeviceStatus) -> bool {
+    device.status == status.as_str()
+}
+
+/// Whether a grant can still be applied by the phone at `now`.
+fn live(grant: &GrantRow, now: Timestamp) -> bool {
+    match grant.state {
+        CommandState::Pending | CommandState::Delivered => grant.expires_at > now,
+        CommandState::Acknowledged => grant.expires_at.plus_secs(ACKNOWLEDGED_GRACE_SECS) > now,
+        CommandState::Failed | CommandState::Expired | CommandState::Superseded => false,
+    }
+}
+
+/// Frees `device_id` if its status rests on a grant that can no longer be applied.
+pub(crate) fn release_if_lapsed(
+    tx: &dyn Tx,
+    device_id: &str,
+    now: Timestamp,
+) -> Result<Option<Freed>, StorageError> {
+    let Some(grant) = tx.held_grant(device_id)? else {
+        return Ok(None);
+    };
+    if live(&grant, now) {
+        return Ok(None);
+    }
+    let Some(device) = tx.device(device_id)? else {
+        return Ok(None);
+    };
+    // A grant nobody took is over: it must not be delivered later either.
+    tx.settle_command(&grant.command_id, CommandState::Expired, now)?;
+    tx.set_holding(
+        device_id,
+        &Holding {
+            status: DeviceStatus::CheckedIn,
+            user: None,
+            grant: None,
+        },
+    )?;
+    tx.audit(
+        &AuditEntry {
+            actor: SERVER_ACTOR,
+            action: "device.grant_lapsed",
+            target_kind: "device",
+            target_id: device_id,
+            before: Some(serde_json::json!({
+                "status": device.status, "device_user": device.device_user,
+                "grant": grant.command_id, "grant_state": grant.state.as_str(),
+            })),
+            after: Some(serde_json::json!({"status": "checked_in", "device_user": null})),
+        },
+        now,
+    )?;
+    tracing::info!(device = %device_id, grant = %grant.command_id, state = grant.state.as_str(), "grant lapsed: phone freed");
+    Ok(Some(Freed {
+        device_id: device_id.to_owned(),
+        launchpad_id: device.last_launchpad,
+        user: device.device_user,
+    }))
+}
+
+/// Frees every phone of `username` whose grant lapsed; returns the phones they still hold.
+fn held_by(
+    tx: &dyn Tx,
+    username: &str,
+    now: Timestamp,
+    freed: &mut Vec<Freed>,
+) -> Result<Vec<Device>, StorageError> {
+    let mut held = Vec::new();
+    for d in tx.devices_held_by(username)? {
+        match release_if_lapsed(tx, &d.id, now)? {
+            Some(f) => freed.push(f),
+            None => held.push(d),
+        }
+    }
+    Ok(held)
+}
+
+/// The phone gave up waiting for its request `request_id`: a grant answering it must
+/// never unlock the phone later, and holds nobody.
+pub(crate) fn abandon_request(
+    tx: &dyn Tx,
+    device_id: &str,
+    request_id: &str,
+    now: Timestamp,
+) -> Result<Option<Freed>, StorageError> {
+    let mut any = false;
+    for id in tx.commands_for_request(device_id, request_id)? {
+        any |= tx.settle_command(&id, CommandState::Failed, now)?;
+    }
+    if any {
+        release_if_lapsed(tx, device_id, now)
+    } else {
+        Ok(None)
+    }
+}
+
+/// A clinician identified at a phone.
+#[derive(Debug, Clone)]
+pub(crate) struct PhoneTap<'a> {
+    /// The phone.
+    pub device_id: &'a str,
+    /// The phone's request.
+    pub request_id: &'a str,
+    /// Who.
+    pub username: &'a str,
+    /// Their device limit.
+    pub limit: u32,
+}
+
+/// What a phone tap decided.
+#[derive(Debug)]
+pub(crate) struct PhoneDecision {
+    /// The command answering the phone (a grant or a denial), stored.
+    pub command: NewCommand,
+    /// Phones freed on the way (their carts may wake).
+    pub freed: Vec<Freed>,
+}
+
+/// Decides a tap on a phone and stores the answer, in the caller's transaction.
+/// `answer` builds the signed command: `None` for a grant, `Some(code)` for a denial.
+pub(crate) fn authorize_phone(
+    tx: &dyn Tx,
+    tap: &PhoneTap<'_>,
+    answer: &dyn Fn(Option<DenialCode>) -> Result<NewCommand, StorageError>,
+    now: Timestamp,
+) -> Result<PhoneDecision, StorageError> {
+    let mut freed = Vec::new();
+    if let Some(f) = release_if_lapsed(tx, tap.device_id, now)? {
+        freed.push(f);
+    }
+    let device = tx
+        .device(tap.device_id)?
+        .ok_or(StorageError::NotFound("device"))?;
+    let others = held_by(tx, tap.username, now, &mut freed)?
+        .into_iter()
+        .filter(|d| d.id != tap.device_id)
+        .count();
+    let holder = device.device_user.as_deref();
+    let denial = if device.admin_state.is_some() {
+        // Lost or retired phones are never handed out.
+        Some(DenialCode::DeviceUnavailable)
+    } else if holder.is_some_and(|h| h != tap.username) {
+        Some(DenialCode::DeviceUnavailable)
+    } else if holder.is_none() && tx.in_service_run(tap.device_id)? {
+        // An OS update or an erase is under way on this phone.
+        Some(DenialCode::DeviceUnavailable)
+    } else if holder != Some(tap.username) && u32::try_from(others).unwrap_or(u32::MAX) >= tap.limit
+    {
+        Some(DenialCode::UserHasDevice)
+    } else {
+        None
+    };
+    let command = answer(denial)?;
+    if denial.is_none() {
+        // This request replaces any grant still on its way to the phone.
+        for g in tx.outstanding_grants(tap.device_id)? {
+            tx.settle_command(&g.command_id, CommandState::Superseded, now)?;
+        }
+    }
+    tx.insert_command(&command, Some(tap.request_id), now)?;
+    if denial.is_none() {
+        tx.set_holding(
+            tap.device_id,
+            &Holding {
+                status: DeviceStatus::CheckoutPending,
+                user: Some(tap.username),
+                grant: Some(command.id.as_str()),
+            },
+        )?;
+    }
+    Ok(PhoneDecision { command, freed })
+}
+
+/// A badge tapped at a cart's reader.
+#[derive(Debug, Clone)]
+pub(crate) struct CartTap<'a> {
+    /// The cart.
+    pub launchpad_id: &'a str,
+    /// Who tapped.
+    pub username: &'a str,
+    /// Their device limit.
+    pub limit: u32,
+    /// Lowest battery a granted phone may have.
+    pub min_battery: u8,
+    /// How long the cart waits for the unplug.
+    pub hold_until: Timestamp,
+}
+
+/// The outcome of a badge tap at a cart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CartClaim {
+    /// This phone was granted; its port should flash.
+    Granted {
+        /// The phone.
+        device_id: String,
+        /// Its port, when known.
+        port: Option<u32>,
+    },
+    /// The cart still waits for an earlier grant to be unplugged or to lapse.
+    Busy {
+        /// When that wait ends.
+        until: Timestamp,
+    },
+    /// No docked, checked-in phone with enough battery.
+    NoDevice,
+    /// The user already holds as many phones as allowed.
+    UserHasDevice,
+}
+
+/// The phone a cart hands out: docked there, checked in, enough battery, not lost or
+/// retired; the highest battery first, then the lowest port, then the id, so the
+/// choice is deterministic.
+fn candidates(mut devices: Vec<Device>, min_battery: u8) -> Vec<Device> {
+    devices.retain(|d| {
+        status_is(d, DeviceStatus::CheckedIn)
+            && d.device_user.is_none()
+            && d.admin_state.is_none()
+            && d.battery.is_some_and(|b| b >= min_battery)
+    });
+    devices.sort_by(|a, b| {
+        b.battery
+            .cmp(&a.battery)
+            .then(
+                a.last_port
+                    .unwrap_or(u32::MAX)
+                    .cmp(&b.last_port.unwrap_or(u32::MAX)),
+            )
+            .then(a.id.cmp(&b.id))
+    });
+    devices
+}
+
+/// Whether the phone a cart granted last is still in the cart waiting for the clinician
+/// to take it: pending on that very grant (or, once the phone took it, pending on its
+/// own records) and still docked there. A hub-reported unplug, a lapse, a refusal or a
+/// later grant of the same phone from elsewhere all end the wait.
+fn cart_still_waits(tx: &dyn Tx, launchpad_id: &str, w: &CartWait) -> Result<bool, StorageError> {
+    let Some(d) = tx.device(&w.device_id)? else {
+        return Ok(false);
+    };
+    if !(status_is(&d, DeviceStatus::CheckoutPending)
+        && d.docked
+        && d.last_launchpad.as_deref() == Some(launchpad_id))
+    {
+        return Ok(false);
+    }
+    let Some(cart_grant) = &w.grant else {
+        return Ok(true);
+    };
+    Ok(match tx.held_grant(&w.device_id)? {
+        Some(held) => &held.command_id == cart_grant,
+        // The phone's own records hold it: on the cart's grant if the phone took it.
+        None => tx
+            .grant(cart_grant)?
+            .is_some_and(|g| g.state == CommandState::Acknowledged),
+    })
+}
+
+/// Decides a cart tap and stores the grant, in the caller's transaction. `sign` builds
+/// the signed grant for the chosen phone. Also returns the phones freed on the way.
+pub(crate) fn claim_at_cart(
+    tx: &dyn Tx,
+    tap: &CartTap<'_>,
+    sign: &dyn Fn(&str) -> Result<NewCommand, StorageError>,
+    now: Timestamp,
+) -> Result<(CartClaim, Vec<Freed>), StorageError> {
+    let mut freed = Vec::new();
+    let wait = tx.cart_wait(tap.launchpad_id)?;
+    // A user who already holds a phone hears so at once, even at a busy cart.
+    let held = held_by(tx, tap.username, now, &mut freed)?.len();
+    if u32::try_from(held).unwrap_or(u32::MAX) >= tap.limit {
+        return Ok((CartClaim::UserHasDevice, freed));
+    }
+    let devices = tx.cart_devices(tap.launchpad_id)?;
+    for d in &devices {
+        if let Some(f) = release_if_lapsed(tx, &d.id, now)? {
+            freed.push(f);
+        }
+    }
+    if let Some(w) = wait
+        && w.until > now
+        && cart_still_waits(tx, tap.launchpad_id, &w)?
+    {
+        return Ok((CartClaim::Busy { until: w.until }, freed));
+    }
+    // Re-read: a lapse above may have freed one of them.
+    let devices = if freed.is_empty() {
+        devices
+    } else {
+        tx.cart_devices(tap.launchpad_id)?
+    };
+    let mut chosen = None;
+    for d in candidates(devices, tap.min_battery) {
+        if !tx.in_service_run(&d.id)? {
+            chosen = Some(d);
+            break;
+        }
+    }
+    let Some(device) = chosen else {
+        return Ok((CartClaim::NoDevice, freed));
+    };
+    let command = sign(&device.id)?;
+    tx.insert_command(&command, None, now)?;
+    tx.set_holding(
+        &device.id,
+        &Holding {
+            status: DeviceStatus::CheckoutPending,
+            user: Some(tap.username),
+            grant: Some(command.id.as_str()),
+        },
+    )?;
+    tx.set_cart_wait(
+        tap.launchpad_id,
+        Some(&CartWait {
+            device_id: device.id.clone(),
+            until: tap.hold_until,
+            grant: Some(command.id.as_str().to_owned()),
+        }),
+    )?;
+    Ok((
+        CartClaim::Granted {
+            device_id: device.id,
+            port: device.last_port,
+        },
+        freed,
+    ))
+}
+
+/// Frees every phone whose grant lapsed (the sweeper's pass), at most `limit` looked at.
+pub(crate) fn sweep_lapsed(
+    tx: &dyn Tx,
+    limit: u32,
+    now: Timestamp,
+) -> Result<Vec<Freed>, StorageError> {
+    let mut freed = Vec::new();
+    for id in tx.devices_on_grants(limit)? {
+        if let Some(f) = release_if_lapsed(tx, &id, now)? {
+            freed.push(f);
+        }
+    }
+    Ok(freed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(state: CommandState, expires_at: i64) -> GrantRow {
+        GrantRow {
+            command_id: "c-1".into(),
+            state,
+            expires_at: Timestamp(expires_at),
+        }
+    }
+
+    #[test]
+    fn a_grant_lives_until_it_can_no_longer_be_applied() {
+        let now = Timestamp(1_000_000);
+        assert!(live(&grant(CommandState::Pending, 1_000_001), now));
+        assert!(!live(&grant(CommandState::Pending, 1_000_000), now));
+        assert!(live(&grant(CommandState::Delivered, 1_000_001), now));
+        assert!(!live(&grant(CommandState::Delivered, 999_999), now));
+        // The phone took it: its records will say what happened; until then a grace.
+        assert!(live(&grant(CommandState::Acknowledged, 999_999), now));
+        assert!(!live(
+            &grant(
+                CommandState::Acknowledged,
+                1_000_000 - i64::try_from(ACKNOWLEDGED_GRACE_SECS * 1000).unwrap_or(0)
+            ),
+            now
+        ));
+        for dead in [
+            CommandState::Failed,
+            CommandState::Expired,
+            CommandState::Superseded,
+        ] {
+            assert!(!live(&grant(dead, 2_000_000), now));
+        }
+    }
+}

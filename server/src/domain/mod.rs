@@ -1,0 +1,6 @@
+//! The server's rules. HTTP handlers parse, authenticate and call in here; every check
+//! that must hold when the server acts runs here, inside the transaction that acts
+//! (opened with [`crate::storage::Storage::transact`]); storage only stores.
+
+pub(crate) mod grants;
+pub(crate) mod sync;

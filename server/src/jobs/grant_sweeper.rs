@@ -1,0 +1,42 @@
+//! Frees phones held by grants that lapsed: a cart grant whose phone never synced, a
+//! phone grant whose answer was lost. A tap frees the clinician's own lapsed grants at
+//! once; this pass frees the rest, so a phone nobody takes goes back into service and
+//! its cart stops waiting.
+
+use std::time::Duration;
+
+use crate::domain::grants;
+use crate::state::AppState;
+use crate::storage::Storage;
+
+/// How often the sweeper looks. A lapsed grant is freed within its window plus this.
+pub(crate) const EVERY: Duration = Duration::from_secs(10);
+/// Most phones looked at in one pass (the rest wait for the next).
+const PASS_LIMIT: u32 = 500;
+
+/// One pass: frees what lapsed and wakes the carts that waited on it.
+pub(crate) async fn sweep<S: Storage>(st: &AppState<S>) -> Result<usize, crate::error::AppError> {
+    let now = st.now();
+    let freed = st
+        .storage
+        .transact(move |tx| grants::sweep_lapsed(tx, PASS_LIMIT, now))
+        .await?;
+    crate::api::device::wake_freed(st, &freed);
+    Ok(freed.len())
+}
+
+/// Runs [`sweep`] every [`EVERY`].
+pub(crate) fn spawn<S: Storage>(st: AppState<S>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            match sweep(&st).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(freed = n, "lapsed grants freed"),
+                Err(e) => tracing::warn!(error = %e, "grant sweep failed"),
+            }
+        }
+    })
+}

@@ -1,0 +1,299 @@
+//! [`Tx`] on SQLite: the statements the domain's transactions are made of.
+
+use lanyard_protocol::events::Transition;
+use lanyard_protocol::{CommandId, EventRecord, Signed, Timestamp};
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::{DEVICE_COLUMNS, device_row, status_name};
+use crate::model::Device;
+use crate::storage::tx::{AuditEntry, CartWait, CommandState, GrantRow, Holding, Tx};
+use crate::storage::{NewCommand, StorageError};
+use crate::workflows::run::NewRun;
+
+/// One open write transaction of the SQLite writer.
+pub(super) struct SqliteTx<'a, 'c>(pub(super) &'a Transaction<'c>);
+
+fn grant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+}
+
+fn to_grant(
+    (command_id, state, expires_at): (String, String, i64),
+) -> Result<GrantRow, StorageError> {
+    let state = CommandState::parse(&state)
+        .ok_or_else(|| StorageError::Corrupt(format!("command state {state:?}")))?;
+    Ok(GrantRow {
+        command_id,
+        state,
+        expires_at: Timestamp(expires_at),
+    })
+}
+
+impl Tx for SqliteTx<'_, '_> {
+    fn device(&self, id: &str) -> Result<Option<Device>, StorageError> {
+        Ok(self
+            .0
+            .prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM device WHERE id = ?1"
+            ))?
+            .query_row([id], device_row)
+            .optional()?)
+    }
+
+    fn devices_held_by(&self, username: &str) -> Result<Vec<Device>, StorageError> {
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM device WHERE device_user = ?1 ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([username], device_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn in_service_run(&self, device_id: &str) -> Result<bool, StorageError> {
+        Ok(self.0.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM workflow_run WHERE device_id = ?1 AND holds_device = 1
+               AND state IN ('queued', 'running'))",
+        )?
+        .query_row([device_id], |r| r.get(0))?)
+    }
+
+    fn cart_devices(&self, launchpad_id: &str) -> Result<Vec<Device>, StorageError> {
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM device WHERE last_launchpad = ?1 AND docked = 1 ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([launchpad_id], device_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn cart_wait(&self, launchpad_id: &str) -> Result<Option<CartWait>, StorageError> {
+        type Row = (Option<String>, Option<i64>, Option<String>);
+        let row: Option<Row> = self
+            .0
+            .prepare_cached(
+                "SELECT pending_device, pending_until, pending_grant FROM launchpad WHERE id = ?1",
+            )?
+            .query_row([launchpad_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        let Some((device, until, grant)) = row else {
+            return Err(StorageError::NotFound("launchpad"));
+        };
+        Ok(device.zip(until).map(|(device_id, until)| CartWait {
+            device_id,
+            until: Timestamp(until),
+            grant,
+        }))
+    }
+
+    fn set_cart_wait(
+        &self,
+        launchpad_id: &str,
+        wait: Option<&CartWait>,
+    ) -> Result<(), StorageError> {
+        self.0
+            .prepare_cached(
+                "UPDATE launchpad SET pending_device = ?2, pending_until = ?3, pending_grant = ?4
+             WHERE id = ?1",
+            )?
+            .execute(params![
+                launchpad_id,
+                wait.map(|w| w.device_id.as_str()),
+                wait.map(|w| w.until.as_millis()),
+                wait.and_then(|w| w.grant.as_deref()),
+            ])?;
+        Ok(())
+    }
+
+    fn insert_command(
+        &self,
+        cmd: &NewCommand,
+        request_id: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        let state = if cmd.delivered {
+            CommandState::Delivered
+        } else {
+            CommandState::Pending
+        };
+        self.0
+            .prepare_cached(
+                "INSERT INTO command (id, device_id, kind, payload, signature, state, created_at,
+                expires_at, updated_at, request_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?7, ?9)",
+            )?
+            .execute(params![
+                cmd.id.as_str(),
+                cmd.device_id,
+                cmd.kind,
+                cmd.signed.payload,
+                cmd.signed.signature,
+                state.as_str(),
+                now.as_millis(),
+                cmd.expires_at.as_millis(),
+                request_id,
+            ])?;
+        Ok(())
+    }
+
+    fn settle_command(
+        &self,
+        command_id: &str,
+        to: CommandState,
+        now: Timestamp,
+    ) -> Result<bool, StorageError> {
+        let n = self
+            .0
+            .prepare_cached(
+                "UPDATE command SET state = ?2, updated_at = ?3
+                 WHERE id = ?1 AND state IN ('pending', 'delivered')",
+            )?
+            .execute(params![command_id, to.as_str(), now.as_millis()])?;
+        Ok(n > 0)
+    }
+
+    fn outstanding_grants(&self, device_id: &str) -> Result<Vec<GrantRow>, StorageError> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT id, state, expires_at FROM command WHERE device_id = ?1
+               AND kind = 'grant_checkout' AND state IN ('pending', 'delivered')
+             ORDER BY created_at, id",
+        )?;
+        let rows = stmt
+            .query_map([device_id], grant_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(to_grant).collect()
+    }
+
+    fn commands_for_request(
+        &self,
+        device_id: &str,
+        request_id: &str,
+    ) -> Result<Vec<String>, StorageError> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT id FROM command WHERE device_id = ?1 AND request_id = ?2
+               AND state IN ('pending', 'delivered')",
+        )?;
+        let rows = stmt.query_map([device_id, request_id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn grant(&self, command_id: &str) -> Result<Option<GrantRow>, StorageError> {
+        let row = self
+            .0
+            .prepare_cached("SELECT id, state, expires_at FROM command WHERE id = ?1")?
+            .query_row([command_id], grant_row)
+            .optional()?;
+        row.map(to_grant).transpose()
+    }
+
+    fn held_grant(&self, device_id: &str) -> Result<Option<GrantRow>, StorageError> {
+        let row = self
+            .0
+            .prepare_cached(
+                "SELECT c.id, c.state, c.expires_at FROM device d
+                 JOIN command c ON c.id = d.held_by_grant WHERE d.id = ?1",
+            )?
+            .query_row([device_id], grant_row)
+            .optional()?;
+        row.map(to_grant).transpose()
+    }
+
+    fn devices_on_grants(&self, limit: u32) -> Result<Vec<String>, StorageError> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT id FROM device WHERE held_by_grant IS NOT NULL ORDER BY id LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([i64::from(limit)], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn set_holding(&self, device_id: &str, h: &Holding<'_>) -> Result<(), StorageError> {
+        self.0
+            .prepare_cached(
+                "UPDATE device SET status = ?2, device_user = ?3, held_by_grant = ?4,
+                overdue = CASE WHEN ?3 IS NULL THEN 0 ELSE overdue END
+             WHERE id = ?1",
+            )?
+            .execute(params![device_id, status_name(h.status), h.user, h.grant])?;
+        Ok(())
+    }
+
+    fn audit(&self, e: &AuditEntry<'_>, now: Timestamp) -> Result<(), StorageError> {
+        super::audit(
+            self.0,
+            e.actor,
+            e.action,
+            e.target_kind,
+            e.target_id,
+            e.before.clone(),
+            e.after.clone(),
+            now,
+        )
+    }
+
+    fn apply_records(
+        &self,
+        device_id: &str,
+        events: Vec<EventRecord>,
+        handled: &[CommandId],
+        now: Timestamp,
+    ) -> Result<(u64, Vec<EventRecord>), StorageError> {
+        super::apply_records(self.0, device_id, events, handled, now)
+    }
+
+    fn take_commands(&self, device_id: &str, now: Timestamp) -> Result<Vec<Signed>, StorageError> {
+        super::take_commands(self.0, device_id, now)
+    }
+
+    fn queue_transitions(
+        &self,
+        device_id: &str,
+        transitions: &[(u64, Transition)],
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        let mut stmt = self.0.prepare_cached(
+            "INSERT INTO transition_outbox (device_id, seq, transition, created_at)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (device_id, seq) DO NOTHING",
+        )?;
+        for (seq, t) in transitions {
+            let json = serde_json::to_string(t)
+                .map_err(|e| StorageError::Internal(format!("encode transition: {e}")))?;
+            stmt.execute(params![device_id, super::seq(*seq), json, now.as_millis()])?;
+        }
+        Ok(())
+    }
+
+    fn queued_transitions(&self, device_id: &str) -> Result<Vec<(u64, Transition)>, StorageError> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT seq, transition FROM transition_outbox WHERE device_id = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt
+            .query_map([device_id], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(seq, json)| {
+                let t = serde_json::from_str(&json)
+                    .map_err(|e| StorageError::Corrupt(format!("queued transition: {e}")))?;
+                Ok((u64::try_from(seq).unwrap_or(0), t))
+            })
+            .collect()
+    }
+
+    fn consume_transition(&self, device_id: &str, seq: u64) -> Result<bool, StorageError> {
+        let n = self
+            .0
+            .prepare_cached("DELETE FROM transition_outbox WHERE device_id = ?1 AND seq = ?2")?
+            .execute(params![device_id, super::seq(seq)])?;
+        Ok(n > 0)
+    }
+
+    fn devices_with_transitions(&self, limit: u32) -> Result<Vec<String>, StorageError> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT DISTINCT device_id FROM transition_outbox ORDER BY device_id LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([i64::from(limit)], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn create_runs(&self, runs: Vec<NewRun>, now: Timestamp) -> Result<Vec<i64>, StorageError> {
+        super::workflows::insert_runs(self.0, runs, now.as_millis())
+    }
+}

@@ -1,0 +1,198 @@
+//! The unit of work: what the domain reads and writes inside one transaction.
+//!
+//! The domain opens a transaction with [`super::Storage::transact`], decides with the
+//! rows it reads here and writes its decision here; the backend commits all of it or
+//! none. Every operation is plain storage — no rule lives behind this trait — so a
+//! second backend implements it without re-implementing any rule.
+
+use lanyard_protocol::events::Transition;
+use lanyard_protocol::{CommandId, DeviceStatus, EventRecord, Signed, Timestamp};
+
+use super::{NewCommand, StorageError};
+use crate::model::Device;
+use crate::workflows::run::NewRun;
+
+/// The states a command moves through, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandState {
+    /// Queued for the phone's next sync.
+    Pending,
+    /// Sent to the phone (by a sync, or inline as an authorize answer).
+    Delivered,
+    /// The phone reported it handled.
+    Acknowledged,
+    /// The phone refused it (or gave up the request it answers).
+    Failed,
+    /// Past its expiry before the phone took it.
+    Expired,
+    /// Replaced by a later command (a later checkout, a newer grant).
+    Superseded,
+}
+
+impl CommandState {
+    /// Every state, for the schema test.
+    pub const ALL: [CommandState; 6] = [
+        CommandState::Pending,
+        CommandState::Delivered,
+        CommandState::Acknowledged,
+        CommandState::Failed,
+        CommandState::Expired,
+        CommandState::Superseded,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandState::Pending => "pending",
+            CommandState::Delivered => "delivered",
+            CommandState::Acknowledged => "acknowledged",
+            CommandState::Failed => "failed",
+            CommandState::Expired => "expired",
+            CommandState::Superseded => "superseded",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<CommandState> {
+        CommandState::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Not yet answered by the phone.
+    pub fn outstanding(self) -> bool {
+        matches!(self, CommandState::Pending | CommandState::Delivered)
+    }
+}
+
+/// A stored grant, as the grant lifecycle needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRow {
+    /// Command id.
+    pub command_id: String,
+    /// Where it stands.
+    pub state: CommandState,
+    /// When it stops being valid for the phone.
+    pub expires_at: Timestamp,
+}
+
+/// A cart's wait for the unplug of the phone it last granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CartWait {
+    /// The phone granted.
+    pub device_id: String,
+    /// Until when later taps wait for it.
+    pub until: Timestamp,
+    /// The grant the cart waits on.
+    pub grant: Option<String>,
+}
+
+/// Who holds a device, as the server records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holding<'a> {
+    /// New status.
+    pub status: DeviceStatus,
+    /// New Device User.
+    pub user: Option<&'a str>,
+    /// The server grant the status rests on until the phone's own records arrive.
+    pub grant: Option<&'a str>,
+}
+
+/// An audit entry to append.
+#[derive(Debug, Clone)]
+pub struct AuditEntry<'a> {
+    /// Who (a username, `token:label`, `lanyard` for the server itself).
+    pub actor: &'a str,
+    /// What, e.g. `device.grant_lapsed`.
+    pub action: &'a str,
+    /// The kind of record changed.
+    pub target_kind: &'a str,
+    /// Its id.
+    pub target_id: &'a str,
+    /// Before.
+    pub before: Option<serde_json::Value>,
+    /// After.
+    pub after: Option<serde_json::Value>,
+}
+
+/// Repository operations inside one open transaction.
+pub trait Tx {
+    /// One device, read inside the transaction.
+    fn device(&self, id: &str) -> Result<Option<Device>, StorageError>;
+    /// The devices whose Device User is `username`.
+    fn devices_held_by(&self, username: &str) -> Result<Vec<Device>, StorageError>;
+    /// Whether an OS update or erase run is under way on the device.
+    fn in_service_run(&self, device_id: &str) -> Result<bool, StorageError>;
+    /// The devices last seen docked in a cart.
+    fn cart_devices(&self, launchpad_id: &str) -> Result<Vec<Device>, StorageError>;
+    /// A cart's wait; `Err(NotFound)` for an unknown cart.
+    fn cart_wait(&self, launchpad_id: &str) -> Result<Option<CartWait>, StorageError>;
+    /// Sets (or ends) a cart's wait.
+    fn set_cart_wait(
+        &self,
+        launchpad_id: &str,
+        wait: Option<&CartWait>,
+    ) -> Result<(), StorageError>;
+    /// Stores a signed command; `request_id` names the phone request it answers.
+    fn insert_command(
+        &self,
+        command: &NewCommand,
+        request_id: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), StorageError>;
+    /// Moves a command still outstanding to `to`; false when it was not outstanding.
+    fn settle_command(
+        &self,
+        command_id: &str,
+        to: CommandState,
+        now: Timestamp,
+    ) -> Result<bool, StorageError>;
+    /// The outstanding grants of a device.
+    fn outstanding_grants(&self, device_id: &str) -> Result<Vec<GrantRow>, StorageError>;
+    /// The outstanding commands of a device answering phone request `request_id`.
+    fn commands_for_request(
+        &self,
+        device_id: &str,
+        request_id: &str,
+    ) -> Result<Vec<String>, StorageError>;
+    /// One grant (or any command) by id.
+    fn grant(&self, command_id: &str) -> Result<Option<GrantRow>, StorageError>;
+    /// The grant a device's status rests on.
+    fn held_grant(&self, device_id: &str) -> Result<Option<GrantRow>, StorageError>;
+    /// Devices whose status rests on a server grant, at most `limit`.
+    fn devices_on_grants(&self, limit: u32) -> Result<Vec<String>, StorageError>;
+    /// Records who holds a device.
+    fn set_holding(&self, device_id: &str, holding: &Holding<'_>) -> Result<(), StorageError>;
+    /// Appends to the audit log.
+    fn audit(&self, entry: &AuditEntry<'_>, now: Timestamp) -> Result<(), StorageError>;
+
+    /// Stores a device's records idempotently by `(device, seq)`, mirrors the ones now
+    /// contiguous into the device row, marks the commands it handled acknowledged.
+    /// Returns the highest contiguous sequence and the records applied for the first
+    /// time, in order.
+    fn apply_records(
+        &self,
+        device_id: &str,
+        events: Vec<EventRecord>,
+        handled: &[CommandId],
+        now: Timestamp,
+    ) -> Result<(u64, Vec<EventRecord>), StorageError>;
+    /// The commands to deliver to a device now, marked delivered; expired ones are
+    /// marked expired and left out.
+    fn take_commands(&self, device_id: &str, now: Timestamp) -> Result<Vec<Signed>, StorageError>;
+
+    /// Writes status changes to the transition outbox (a repeat of `(device, seq)` is
+    /// ignored).
+    fn queue_transitions(
+        &self,
+        device_id: &str,
+        transitions: &[(u64, Transition)],
+        now: Timestamp,
+    ) -> Result<(), StorageError>;
+    /// A device's transitions still in the outbox, in sequence order.
+    fn queued_transitions(&self, device_id: &str) -> Result<Vec<(u64, Transition)>, StorageError>;
+    /// Removes one outbox entry; false when another consumer took it first.
+    fn consume_transition(&self, device_id: &str, seq: u64) -> Result<bool, StorageError>;
+    /// Devices with transitions in the outbox, at most `limit`.
+    fn devices_with_transitions(&self, limit: u32) -> Result<Vec<String>, StorageError>;
+    /// Creates workflow runs (as [`crate::storage::WorkflowStore::create_runs`]).
+    fn create_runs(&self, runs: Vec<NewRun>, now: Timestamp) -> Result<Vec<i64>, StorageError>;
+}
