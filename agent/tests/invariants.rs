@@ -367,11 +367,11 @@ fn check_step(
         "at most one record without a transition"
     );
     for e in effects {
-        if let Effect::ShowScreen(s) = e {
-            if s.is_unlocked() {
-                let u = after.user().expect("unlocked screen with no assigned user");
-                prop_assert_eq!(s.display_name(), Some(u.display_name.as_str()));
-            }
+        if let Effect::ShowScreen(s) = e
+            && s.is_unlocked()
+        {
+            let u = after.user().expect("unlocked screen with no assigned user");
+            prop_assert_eq!(s.display_name(), Some(u.display_name.as_str()));
         }
     }
     Ok(())

@@ -298,10 +298,10 @@ pub fn parse_webhook(
     hmac_key: Option<&[u8]>,
     signature: Option<&str>,
 ) -> Result<WebhookEvent, WebhookError> {
-    if let Some(key) = hmac_key {
-        if !signature_valid(body, key, signature) {
-            return Err(WebhookError::BadSignature);
-        }
+    if let Some(key) = hmac_key
+        && !signature_valid(body, key, signature)
+    {
+        return Err(WebhookError::BadSignature);
     }
     let raw: RawEvent =
         serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;

@@ -261,10 +261,10 @@ impl Policy {
             if seen.contains(&kind) {
                 return Err(PolicyError::DuplicateCondition(kind));
             }
-            if let Condition::BatteryBelowCheckoutMinimum { min_percent } = rule.condition {
-                if min_percent > 100 {
-                    return Err(PolicyError::BatteryOutOfRange(min_percent));
-                }
+            if let Condition::BatteryBelowCheckoutMinimum { min_percent } = rule.condition
+                && min_percent > 100
+            {
+                return Err(PolicyError::BatteryOutOfRange(min_percent));
             }
             seen.push(kind);
         }

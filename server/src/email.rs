@@ -108,19 +108,3 @@ pub async fn deliver_due<S: Storage>(
     }
     Ok(sent)
 }
-
-/// Delivers the outbox until the server stops: when an email is queued, and every
-/// few seconds for retries that come due.
-pub fn spawn<S: Storage>(
-    st: AppState<S>,
-    mailer: std::sync::Arc<Mailer>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            if let Err(e) = deliver_due(&st, &mailer).await {
-                tracing::warn!(error = %e, "email outbox pass failed");
-            }
-            let _ = tokio::time::timeout(Duration::from_secs(5), st.mailer.notified()).await;
-        }
-    })
-}

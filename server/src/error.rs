@@ -47,6 +47,10 @@ pub enum AppError {
     /// The request is understood but cannot be honoured now (422).
     #[error("{0}")]
     Unprocessable(String),
+    /// The server cannot answer now (503): it is stopping, or its database is not
+    /// ready. The client tries again (another replica, or this one after a restart).
+    #[error("{0}")]
+    Unavailable(String),
     /// Something failed on the server's side (500).
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -95,6 +99,7 @@ impl IntoResponse for AppError {
             AppError::Unprocessable(m) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", m.clone())
             }
+            AppError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m.clone()),
             AppError::Internal(e) => {
                 tracing::error!(error = %format!("{e:#}"), "internal error");
                 (

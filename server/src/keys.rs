@@ -74,8 +74,17 @@ pub fn sha256(data: &[u8]) -> Vec<u8> {
         .to_vec()
 }
 
-/// Writes a new secret file readable by the owner only; refuses to overwrite.
-fn create_secret_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes a new secret file readable by the owner only, atomically: the bytes go to a
+/// temporary file that is synced, then linked to its name (which fails if another
+/// opener got there first), so a crash can never leave an empty or half-written key
+/// under the real name. Returns the bytes now under that name: ours, or the winner's.
+fn create_secret_file(path: &Path, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("secret");
+    let tmp = dir.join(format!(".{name}.{}.tmp", hex(&random_bytes(6)?)));
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -83,12 +92,32 @@ fn create_secret_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut f = options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    Ok(())
+    let written = (|| -> anyhow::Result<()> {
+        let mut f = options
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        Ok(())
+    })();
+    let linked = written.and_then(|()| fs::hard_link(&tmp, path).map_err(anyhow::Error::from));
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            // The name itself must survive a crash too.
+            if let Ok(d) = fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+            Ok(bytes.to_vec())
+        }
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::AlreadyExists) =>
+        {
+            fs::read(path).with_context(|| format!("reading {}", path.display()))
+        }
+        Err(e) => Err(e.context(format!("creating {}", path.display()))),
+    }
 }
 
 fn load_or_create(
@@ -107,9 +136,11 @@ fn load_or_create(
         return fs::read(path).with_context(|| format!("reading {}", path.display()));
     }
     let bytes = make()?;
-    create_secret_file(path, &bytes)?;
-    tracing::info!(file = %path.display(), "created a new server secret");
-    Ok(bytes)
+    let stored = create_secret_file(path, &bytes)?;
+    if stored == bytes {
+        tracing::info!(file = %path.display(), "created a new server secret");
+    }
+    Ok(stored)
 }
 
 impl ServerKeys {
@@ -242,5 +273,27 @@ mod tests {
                 assert_eq!(mode, 0o600, "{f}");
             }
         }
+    }
+
+    #[test]
+    fn openers_racing_on_a_new_data_dir_agree_on_one_key_and_leave_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        let openers: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || ServerKeys::load_or_create(&path).unwrap())
+            })
+            .collect();
+        let keys: Vec<ServerKeys> = openers.into_iter().map(|t| t.join().unwrap()).collect();
+        for k in &keys {
+            assert_eq!(k.signing.verifying_key(), keys[0].signing.verifying_key());
+        }
+        let leftovers: Vec<_> = fs::read_dir(&path)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }

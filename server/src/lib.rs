@@ -8,7 +8,7 @@ pub mod api;
 pub mod config;
 pub mod db;
 pub mod demo;
-pub(crate) mod domain;
+pub mod domain;
 pub mod email;
 pub mod error;
 pub mod extract;
@@ -20,6 +20,7 @@ pub mod mdm;
 pub mod mdm_actions;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod offline;
 pub mod openapi;
 pub mod qr;
@@ -129,10 +130,20 @@ async fn healthz() -> Json<Health> {
     })
 }
 
-/// `GET /readyz`: the database answers.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Health), (status = 500, body = crate::error::ErrorBody)))]
+/// `GET /readyz`: the database takes a write (the writer is alive, the disk is not
+/// full) and the server is not stopping.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Health), (status = 503, body = crate::error::ErrorBody)))]
 async fn readyz<S: Storage>(State(st): State<AppState<S>>) -> Result<Json<Health>, AppError> {
-    st.storage.current_policy().await?;
+    if st.is_stopping() {
+        return Err(AppError::Unavailable("the server is stopping".into()));
+    }
+    let now = st.now();
+    if let Err(e) = st.storage.transact(move |tx| tx.mark_ready(now)).await {
+        tracing::error!(error = %e, "not ready: the database does not take writes");
+        return Err(AppError::Unavailable(
+            "the database does not take writes".into(),
+        ));
+    }
     Ok(healthz().await)
 }
 
@@ -346,6 +357,98 @@ pub fn open_state(config: &ServerConfig, clock: Clock) -> anyhow::Result<AppStat
     Ok(state)
 }
 
+/// The lock file that keeps a second `serve` off a data directory.
+pub const LOCK_FILE: &str = "lanyard.lock";
+
+/// Exclusive hold of a data directory by one serving process (an OS file lock: a
+/// crashed holder releases it with its last file descriptor). The CLI's one-shot
+/// commands (tokens, imports, workflow installs) do not take it: they are safe beside
+/// a running server.
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+impl DataDirLock {
+    /// Takes the lock of `data_dir`, or says who holds it.
+    pub fn acquire(data_dir: &std::path::Path) -> anyhow::Result<DataDirLock> {
+        use std::io::Write;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        let path = data_dir.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                anyhow::bail!(
+                    "another lanyard-server (pid {}) is already serving {}; stop it first or give \
+                     this one its own --data-dir (two servers on one data directory would \
+                     each act on their own)",
+                    holder.trim(),
+                    data_dir.display()
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(anyhow::Error::new(e).context(format!("locking {}", path.display())));
+            }
+        }
+        file.set_len(0)?;
+        write!(file, "{}", std::process::id())?;
+        Ok(DataDirLock { _file: file })
+    }
+}
+
+/// A server whose data directory is open (locked, database migrated, keys loaded),
+/// ready to serve.
+pub struct Server {
+    state: AppState<SqliteStorage>,
+    _lock: DataDirLock,
+}
+
+impl Server {
+    /// Locks and opens the data directory of `config`.
+    pub fn open(config: &ServerConfig) -> anyhow::Result<Server> {
+        let lock = DataDirLock::acquire(&config.data_dir)?;
+        let clock = config.clock.clone().map_or_else(system_clock, |c| c.0);
+        let state = open_state(config, clock)?;
+        Ok(Server { state, _lock: lock })
+    }
+
+    /// The open state (to seed demo data before serving).
+    pub fn state(&self) -> &AppState<SqliteStorage> {
+        &self.state
+    }
+
+    /// Serves on `listener` until `shutdown` resolves; then answers what waits (long
+    /// polls, cart taps), lets requests in flight finish and the background jobs end
+    /// their pass, and returns.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        metrics::handle();
+        let jobs = jobs::start(&self.state);
+        let st = self.state.clone();
+        let served = axum::serve(listener, router(self.state.clone()))
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                st.begin_stop();
+            })
+            .await
+            .context("serving HTTP");
+        self.state.begin_stop();
+        jobs.drain().await;
+        served
+    }
+}
+
 /// Serves on an already-bound listener until `shutdown` resolves. Tests bind port 0
 /// and pass the listener in, so they never race for a port.
 pub async fn launch_with_listener(
@@ -353,34 +456,7 @@ pub async fn launch_with_listener(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let clock = config.clock.clone().map_or_else(system_clock, |c| c.0);
-    let state = open_state(&config, clock)?;
-    metrics::handle();
-    // Without an MDM no command is ever outstanding, so there is nothing to sweep.
-    let sweeper = state
-        .mdm
-        .is_some()
-        .then(|| mdm::spawn_deadline_sweeper(state.clone()));
-    let engine = workflows::engine::spawn(state.clone());
-    let scheduler = workflows::schedule::spawn(state.clone());
-    let mailer = state.smtp.clone().map(|m| email::spawn(state.clone(), m));
-    let grant_sweeper = jobs::grant_sweeper::spawn(state.clone());
-    let transitions = jobs::transitions::spawn(state.clone());
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP");
-    if let Some(sweeper) = sweeper {
-        sweeper.abort();
-    }
-    engine.abort();
-    scheduler.abort();
-    grant_sweeper.abort();
-    transitions.abort();
-    if let Some(mailer) = mailer {
-        mailer.abort();
-    }
-    served
+    Server::open(&config)?.serve(listener, shutdown).await
 }
 
 /// A server running on a background task, for tests and the embedded simulator.
@@ -401,9 +477,11 @@ impl EmbeddedServer {
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr().context("reading bound address")?;
         config.listen = addr;
-        prepare_data_dir(&config)?;
+        // Opened before returning: a caller may open the same data directory at once
+        // (as the CLI would) and must find it migrated.
+        let server = Server::open(&config)?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(launch_with_listener(listener, config, async {
+        let task = tokio::spawn(server.serve(listener, async {
             let _ = rx.await;
         }));
         Ok(EmbeddedServer {

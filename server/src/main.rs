@@ -9,7 +9,7 @@ use lanyard_server::config::{DEFAULT_DATA_DIR, DEFAULT_LISTEN, FileConfig, LogFo
 use lanyard_server::model::Role;
 use lanyard_server::state::system_clock;
 use lanyard_server::storage::Storage;
-use lanyard_server::{ServerConfig, launch_with_listener, open_state};
+use lanyard_server::{ServerConfig, open_state};
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -201,11 +201,15 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     if let Some(mins) = args.mdm_deadline_mins.or(file.mdm_deadline_mins) {
         config.mdm_deadline_secs = mins.saturating_mul(60);
     }
+    // Signals first, then the data directory: "listening" is printed only once a
+    // SIGTERM would be handled and the database is open (a script that waits for the
+    // line may then stop us cleanly or send requests).
+    let shutdown = shutdown_signal()?;
+    let server = lanyard_server::Server::open(&config)?;
     // One line on stdout with the real address, for scripts and tests using port 0.
     println!("lanyard-server listening on http://{addr}");
     if demo {
-        let state = open_state(&config, system_clock())?;
-        for line in lanyard_server::demo::seed(&state, &format!("http://{addr}"))
+        for line in lanyard_server::demo::seed(server.state(), &format!("http://{addr}"))
             .await?
             .lines
         {
@@ -213,36 +217,42 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
         }
     }
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
-    launch_with_listener(listener, config, shutdown_signal()).await
+    server.serve(listener, shutdown).await
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGINT or SIGTERM, registered now (not when first awaited), so a signal that
+/// arrives while the data directory opens is not lost.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+            tracing::info!("shutting down");
+        })
     }
-    tracing::info!("shutting down");
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        })
+    }
 }
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,tower_http=warn".into());
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours for a person at a terminal, plain text for log files and collectors.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),

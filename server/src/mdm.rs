@@ -396,22 +396,6 @@ pub async fn expire_overdue<S: Storage>(st: &AppState<S>) -> Result<usize, AppEr
 /// How far before the deadline the sweep looks for unanswered commands.
 const SWEEP_LOOKBACK_MS: i64 = 7 * 24 * 3600 * 1000;
 
-/// Runs [`expire_overdue`] every minute until the server stops.
-pub fn spawn_deadline_sweeper<S: Storage>(st: AppState<S>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            match expire_overdue(&st).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(expired = n, "MDM commands past their deadline"),
-                Err(e) => tracing::warn!(error = %e, "MDM deadline sweep failed"),
-            }
-        }
-    })
-}
-
 /// Reads the MDM's answer to an enqueue for `udid`: `sent` (with a push problem
 /// noted) or `send_failed` with the reason.
 pub(crate) fn enqueue_outcome(

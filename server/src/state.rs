@@ -9,6 +9,9 @@ use tokio::sync::Notify;
 use crate::keys::ServerKeys;
 use crate::storage::Storage;
 
+/// How long a cached policy is trusted before its version is read again.
+pub const POLICY_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Wrong passwords allowed per username before checks are delayed.
 pub const PASSWORD_FREE_ATTEMPTS: u32 = 5;
 
@@ -42,24 +45,27 @@ pub struct AppState<S> {
     pub mdm_webhook_key: Option<Arc<Vec<u8>>>,
     /// How long an MDM command may go unanswered before it is given up.
     pub mdm_deadline_secs: u64,
-    /// Wakes the workflow engine (a run was created, or something a run waits on
-    /// happened).
-    pub engine: Arc<Notify>,
-    /// Wakes the email sender (an email was queued).
-    pub mailer: Arc<Notify>,
+    /// Wake-ups: long-polls, cart waits, the engine and the mailer.
+    pub notifier: Arc<dyn crate::notify::Notifier>,
     /// The SMTP relay, if configured.
     pub smtp: Option<Arc<crate::email::Mailer>>,
     /// PBKDF2 iterations of offline badge hashes.
     pub offline_iterations: u32,
     /// Offline list bookkeeping kept in memory between syncs.
     pub offline: Arc<crate::offline::OfflineCache>,
-    /// One wake-up per device with a long-poll waiting for commands.
-    waiters: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
     /// Consecutive wrong passwords per username, and until when checks are refused.
     password_failures: Arc<Mutex<HashMap<String, (u32, Timestamp)>>>,
-    /// The policy in force and its signed form, read once (every sync compares versions).
-    policy: Arc<std::sync::RwLock<Option<Arc<SignedPolicy>>>>,
+    /// The policy in force and its signed form, with when its version was last checked
+    /// against the database (every sync compares versions; a change made by the CLI
+    /// or another process is seen within [`POLICY_RECHECK`]).
+    policy: Arc<std::sync::RwLock<Option<CheckedPolicy>>>,
+    /// Set once the server is stopping: long-polls answer, cart waits end, jobs finish
+    /// their pass and stop.
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
 }
+
+/// A cached policy and when its version was last compared with the database's.
+type CheckedPolicy = (Arc<SignedPolicy>, std::time::Instant);
 
 /// The policy in force, with its signature made once.
 pub struct SignedPolicy {
@@ -79,14 +85,13 @@ impl<S: Clone> Clone for AppState<S> {
             mdm: self.mdm.clone(),
             mdm_webhook_key: self.mdm_webhook_key.clone(),
             mdm_deadline_secs: self.mdm_deadline_secs,
-            engine: self.engine.clone(),
-            mailer: self.mailer.clone(),
+            notifier: self.notifier.clone(),
             smtp: self.smtp.clone(),
             offline_iterations: self.offline_iterations,
             offline: self.offline.clone(),
-            waiters: self.waiters.clone(),
             password_failures: self.password_failures.clone(),
             policy: self.policy.clone(),
+            stop: self.stop.clone(),
         }
     }
 }
@@ -102,22 +107,47 @@ impl<S: Storage> AppState<S> {
             mdm: None,
             mdm_webhook_key: None,
             mdm_deadline_secs: crate::DEFAULT_MDM_DEADLINE_SECS,
-            engine: Arc::default(),
-            mailer: Arc::default(),
+            notifier: Arc::new(crate::notify::LocalNotifier::default()),
             smtp: None,
             offline_iterations: crate::offline::DEFAULT_ITERATIONS,
             offline: Arc::default(),
-            waiters: Arc::default(),
             password_failures: Arc::default(),
             policy: Arc::default(),
+            stop: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
 
-    /// The policy in force, signed; loaded from storage on first use. (An admin change
-    /// of policy must call [`AppState::invalidate_policy`].)
+    /// Asks everything waiting on this server to finish: it is stopping.
+    pub fn begin_stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Whether the server is stopping.
+    pub fn is_stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Resolves once the server is stopping.
+    pub async fn stopping(&self) {
+        let mut rx = self.stop.subscribe();
+        let _ = rx.wait_for(|stopping| *stopping).await;
+    }
+
+    /// The policy in force, signed. The cached copy is checked against the database's
+    /// version at most every [`POLICY_RECHECK`] (one indexed read), so a policy changed
+    /// by the CLI or another process reaches syncing phones within about a second.
     pub async fn policy(&self) -> Result<Arc<SignedPolicy>, crate::error::AppError> {
-        if let Some(p) = self.policy.read().ok().and_then(|p| p.clone()) {
-            return Ok(p);
+        let cached = self.policy.read().ok().and_then(|p| p.clone());
+        if let Some((p, checked)) = &cached {
+            if checked.elapsed() < POLICY_RECHECK {
+                return Ok(p.clone());
+            }
+            if self.storage.policy_version().await? == Some(p.policy.version) {
+                if let Ok(mut slot) = self.policy.write() {
+                    *slot = Some((p.clone(), std::time::Instant::now()));
+                }
+                return Ok(p.clone());
+            }
         }
         let policy = self.storage.current_policy().await?;
         let signed = self
@@ -127,12 +157,13 @@ impl<S: Storage> AppState<S> {
             .map_err(anyhow::Error::new)?;
         let fresh = Arc::new(SignedPolicy { policy, signed });
         if let Ok(mut slot) = self.policy.write() {
-            *slot = Some(fresh.clone());
+            *slot = Some((fresh.clone(), std::time::Instant::now()));
         }
         Ok(fresh)
     }
 
-    /// Forgets the cached policy after it changed.
+    /// Forgets the cached policy after it changed here (other processes' changes are
+    /// found by the version check).
     pub fn invalidate_policy(&self) {
         if let Ok(mut slot) = self.policy.write() {
             *slot = None;
@@ -177,14 +208,14 @@ impl<S: Storage> AppState<S> {
         (self.clock)()
     }
 
-    /// The wake-up a long-poll for `device` waits on.
-    pub fn waiter(&self, device: &str) -> Arc<Notify> {
-        let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        w.entry(device.to_owned()).or_default().clone()
+    /// A subscription to `topic` (see [`crate::notify`]): take it before looking,
+    /// then wait on it.
+    pub fn waiter(&self, topic: &str) -> Arc<Notify> {
+        self.notifier.subscribe(topic)
     }
 
-    /// Wakes `device`'s long-poll (or lets its next one return at once).
-    pub fn wake(&self, device: &str) {
-        self.waiter(device).notify_one();
+    /// Wakes `topic`'s waiter (or lets its next wait return at once).
+    pub fn wake(&self, topic: &str) {
+        self.notifier.notify(topic);
     }
 }

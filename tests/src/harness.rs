@@ -158,6 +158,31 @@ impl Phone {
             .unwrap()
     }
 
+    /// Placed in `cart` at `port` with `battery` percent, and synced.
+    pub async fn dock(&mut self, cart: &str, port: u32, battery: u8) {
+        self.agent
+            .handle(
+                Event::Docked {
+                    location: lanyard_protocol::DockLocation {
+                        launchpad: Some(cart.into()),
+                        port: Some(port),
+                    },
+                },
+                now(),
+            )
+            .unwrap();
+        self.agent
+            .handle(
+                Event::PlatformFacts(lanyard_agent::FactsUpdate {
+                    battery_percent: Some(battery),
+                    ..Default::default()
+                }),
+                now(),
+            )
+            .unwrap();
+        self.sync().await;
+    }
+
     /// One sync, leaving whatever the commands it brought produced for the next one.
     pub async fn sync_step(&mut self) {
         let (outcome, _) = self.client.sync_once(&mut self.agent, now()).await.unwrap();

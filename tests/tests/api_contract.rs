@@ -735,10 +735,10 @@ fn refs(v: &Value, out: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
             for (k, v) in m {
-                if k == "$ref" {
-                    if let Some(s) = v.as_str() {
-                        out.push(s.to_owned());
-                    }
+                if k == "$ref"
+                    && let Some(s) = v.as_str()
+                {
+                    out.push(s.to_owned());
                 }
                 refs(v, out);
             }

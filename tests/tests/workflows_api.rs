@@ -268,10 +268,11 @@ async fn the_standard_set_matches_the_reference_architecture_guide() {
         if let Some(title) = line.strip_prefix("- ") {
             current = Some(title.trim().to_owned());
             expected.entry(title.trim().to_owned()).or_default();
-        } else if let (Some(item), Some(f)) = (line.trim().strip_prefix("- "), &current) {
-            if !item.starts_with('(') && !item.starts_with('⚠') {
-                expected.get_mut(f).unwrap().push(item.trim().to_owned());
-            }
+        } else if let (Some(item), Some(f)) = (line.trim().strip_prefix("- "), &current)
+            && !item.starts_with('(')
+            && !item.starts_with('⚠')
+        {
+            expected.get_mut(f).unwrap().push(item.trim().to_owned());
         }
     }
     assert_eq!(expected.len(), 5);

@@ -127,11 +127,11 @@ impl Locker {
     /// Deadlines that fall due by time alone.
     fn pass_time(&mut self, cx: &mut Ctx) {
         let now = cx.now;
-        if let Phase::CheckoutPending(p) = &self.phase {
-            if now >= p.expires_at {
-                self.set_notice("Checkout timed out. Tap your badge again.", now);
-                self.enter(Phase::CheckedIn, Cause::GrantExpired, cx);
-            }
+        if let Phase::CheckoutPending(p) = &self.phase
+            && now >= p.expires_at
+        {
+            self.set_notice("Checkout timed out. Tap your badge again.", now);
+            self.enter(Phase::CheckedIn, Cause::GrantExpired, cx);
         }
         if matches!(&self.phase, Phase::Returning(r) if now >= r.deadline) {
             self.finish_return(cx);

@@ -159,13 +159,13 @@ impl Store {
                 Effect::Record(r) => Some(r),
                 _ => None,
             }) {
-                if let Some(expected) = next {
-                    if record.seq != expected {
-                        return Err(StoreError::SequenceGap {
-                            expected,
-                            got: record.seq,
-                        });
-                    }
+                if let Some(expected) = next
+                    && record.seq != expected
+                {
+                    return Err(StoreError::SequenceGap {
+                        expected,
+                        got: record.seq,
+                    });
                 }
                 let json = serde_json::to_string(record).map_err(corrupt("outbox record"))?;
                 insert.execute(params![

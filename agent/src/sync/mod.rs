@@ -253,10 +253,10 @@ impl<T: Transport> SyncClient<T> {
         now: Timestamp,
     ) -> Result<Vec<Effect>, StoreError> {
         let effects = agent.receive_command(command, now)?;
-        if let Some(id) = crate::runtime::claimed_command_id(command) {
-            if !self.handled.contains(&id) {
-                self.handled.push(id);
-            }
+        if let Some(id) = crate::runtime::claimed_command_id(command)
+            && !self.handled.contains(&id)
+        {
+            self.handled.push(id);
         }
         Ok(effects)
     }

@@ -65,10 +65,10 @@ pub fn checked_user(body: CreateUser) -> Result<(NewUser, Option<String>), AppEr
     if device_limit > 10 {
         return Err(AppError::invalid("device_limit", "must be 0 to 10"));
     }
-    if let Some(p) = &body.password {
-        if p.chars().count() < 8 || p.len() > 256 {
-            return Err(AppError::invalid("password", "must be 8 to 256 characters"));
-        }
+    if let Some(p) = &body.password
+        && (p.chars().count() < 8 || p.len() > 256)
+    {
+        return Err(AppError::invalid("password", "must be 8 to 256 characters"));
     }
     let user = NewUser {
         username,
@@ -102,13 +102,13 @@ fn checked_ports(ports: u32) -> Result<u32, AppError> {
 /// An IANA time zone known to the tz database, or absent (empty text).
 fn checked_timezone(value: Option<&str>) -> Result<Option<String>, AppError> {
     let tz = validate::optional_text("timezone", value, 64)?;
-    if let Some(tz) = &tz {
-        if !crate::workflows::validate::valid_timezone(tz) {
-            return Err(AppError::invalid(
-                "timezone",
-                "must be an IANA zone name such as America/Chicago",
-            ));
-        }
+    if let Some(tz) = &tz
+        && !crate::workflows::validate::valid_timezone(tz)
+    {
+        return Err(AppError::invalid(
+            "timezone",
+            "must be an IANA zone name such as America/Chicago",
+        ));
     }
     Ok(tz)
 }
@@ -427,18 +427,19 @@ pub async fn list_devices<S: Storage>(
     ApiQuery(q): ApiQuery<DeviceQuery>,
 ) -> Result<Json<Page<Device>>, AppError> {
     let limit = validate::limit(q.limit)?;
-    if let Some(s) = &q.status {
-        if !STATUSES.contains(&s.as_str()) {
-            return Err(AppError::invalid(
-                "status",
-                format!("must be one of {}", STATUSES.join(", ")),
-            ));
-        }
+    if let Some(s) = &q.status
+        && !STATUSES.contains(&s.as_str())
+    {
+        return Err(AppError::invalid(
+            "status",
+            format!("must be one of {}", STATUSES.join(", ")),
+        ));
     }
-    if let Some(s) = &q.admin_state {
-        if s != "lost" && s != "retired" {
-            return Err(AppError::invalid("admin_state", "must be lost or retired"));
-        }
+    if let Some(s) = &q.admin_state
+        && s != "lost"
+        && s != "retired"
+    {
+        return Err(AppError::invalid("admin_state", "must be lost or retired"));
     }
     if let Some(p) = &q.passcode
         && !PASSCODE_STATES.contains(&p.as_str())
@@ -571,7 +572,7 @@ pub(crate) async fn queue_command<S: Storage>(
         delivered: false,
     };
     st.storage.insert_command(command, actor, now).await?;
-    st.wake(device_id);
+    st.wake(&crate::notify::device_topic(device_id));
     Ok(ActionQueued {
         command_id: envelope.command_id.to_string(),
         expires_at: envelope.expires_at,

@@ -121,6 +121,9 @@ pub async fn sync<S: Storage>(
     let had_events = !req.events.is_empty();
     let had_handled = !req.handled_commands.is_empty();
     metrics::counter!("lanyard_sync_events_received_total").increment(req.events.len() as u64);
+    // Subscribed before the commands are taken: one queued after that wakes the
+    // long-poll below instead of waiting for the next sync.
+    let waiter = (req.wait_secs > 0).then(|| st.waiter(&crate::notify::device_topic(&device.id)));
     let (events, handled, device_id) = (req.events, req.handled_commands, device.id.clone());
     let applied = st
         .storage
@@ -152,10 +155,15 @@ pub async fn sync<S: Storage>(
         crate::workflows::engine::wake(&st);
     }
     let mut commands = applied.commands;
-    if commands.is_empty() && req.wait_secs > 0 {
+    if let Some(waiter) = waiter.filter(|_| commands.is_empty()) {
         let wait = Duration::from_secs(u64::from(req.wait_secs.min(MAX_WAIT_SECS)));
-        let waiter = st.waiter(&device.id);
-        if tokio::time::timeout(wait, waiter.notified()).await.is_ok() {
+        // A stopping server answers at once (with nothing): the phone syncs again,
+        // with this server's successor or another replica.
+        let woken = tokio::select! {
+            r = tokio::time::timeout(wait, waiter.notified()) => r.is_ok(),
+            () = st.stopping() => false,
+        };
+        if woken {
             commands = st
                 .storage
                 .take_commands(device.id.clone(), st.now())

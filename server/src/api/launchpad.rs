@@ -194,7 +194,7 @@ pub async fn tap<S: Storage>(
         crate::api::device::wake_freed(&st, &freed);
         match claim {
             CartClaim::Granted { device_id, port } => {
-                st.wake(&device_id);
+                st.wake(&crate::notify::device_topic(&device_id));
                 tracing::info!(cart = %cart.id, device = %device_id, user = %user.username, "cart tap granted");
                 metrics::counter!("lanyard_cart_taps_total", "beep" => BEEP_SUCCESS.to_string())
                     .increment(1);
@@ -222,7 +222,15 @@ pub async fn tap<S: Storage>(
                     ));
                 }
                 let wait = Duration::from_millis(deadline.millis_since(now).max(50));
-                let _ = tokio::time::timeout(wait, st.waiter(&cart_key(&cart.id)).notified()).await;
+                let waiter = st.waiter(&cart_key(&cart.id));
+                tokio::select! {
+                    _ = tokio::time::timeout(wait, waiter.notified()) => {}
+                    () = st.stopping() => {
+                        return Err(AppError::Unavailable(
+                            "the server is stopping; tap again".into(),
+                        ));
+                    }
+                }
             }
         }
     }
@@ -269,7 +277,7 @@ fn cart_grant(
 
 /// The wake-up key for taps waiting at a cart.
 pub fn cart_key(cart: &str) -> String {
-    format!("cart:{cart}")
+    crate::notify::cart_topic(cart)
 }
 
 /// `POST /launchpad/v1/ports` body: what the cart's hub saw at one port.

@@ -279,6 +279,11 @@ pub const MIGRATIONS: &[&str] = &[
         transition  TEXT    NOT NULL,
         created_at  INTEGER NOT NULL,
         PRIMARY KEY (device_id, seq)
+    );
+    -- /readyz writes here: a server whose writer died or whose disk is full is not ready.
+    CREATE TABLE readiness (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        checked_at  INTEGER NOT NULL
     );",
 ];
 

@@ -16,6 +16,8 @@ use tokio::sync::oneshot;
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 256;
+/// Most read connections open (and reads running) at once; further reads queue.
+pub const MAX_READERS: usize = 16;
 
 /// What can go wrong in the database layer.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,8 @@ pub struct Db {
     path: Arc<PathBuf>,
     writer: mpsc::Sender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// One permit per read connection: the pool never grows past [`MAX_READERS`].
+    read_permits: Arc<tokio::sync::Semaphore>,
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -103,6 +107,7 @@ impl Db {
             path: Arc::new(path.to_owned()),
             writer: tx,
             readers: Arc::new(Mutex::new(Vec::new())),
+            read_permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
         })
     }
 
@@ -135,9 +140,16 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
     {
+        let permit = self
+            .read_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| DbError::Join(e.to_string()))?;
         let readers = self.readers.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let pooled = readers.lock().ok().and_then(|mut p| p.pop());
             let conn = match pooled {
                 Some(c) => c,
@@ -158,20 +170,41 @@ impl Db {
     }
 }
 
+/// A write job panicked: its changes were rolled back, the writer goes on.
+#[derive(Debug, thiserror::Error)]
+#[error("a database write panicked: {0}")]
+pub struct WritePanicked(pub String);
+
 fn run_in_savepoint<T, E, F>(tx: &Transaction<'_>, f: F) -> Result<T, E>
 where
     E: From<rusqlite::Error>,
     F: FnOnce(&Transaction<'_>) -> Result<T, E>,
 {
     tx.execute_batch("SAVEPOINT job")?;
-    match f(tx) {
-        Ok(v) => {
+    // A bug in one write must cost that write, not the writer thread every other
+    // request depends on.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(tx)));
+    match outcome {
+        Ok(Ok(v)) => {
             tx.execute_batch("RELEASE job")?;
             Ok(v)
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
             Err(e)
+        }
+        Err(panic) => {
+            tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(panic = %what, "a database write panicked; rolled back");
+            Err(E::from(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+                Some(WritePanicked(what).to_string()),
+            )))
         }
     }
 }
@@ -207,5 +240,43 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
     });
     for reply in replies {
         reply(committed.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_write_rolls_back_alone_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let panicked = db
+            .write(|tx| -> Result<(), rusqlite::Error> {
+                tx.execute(
+                    "INSERT INTO policy (id, version, body, updated_at) VALUES (1, 7, '{}', 0)",
+                    [],
+                )?;
+                panic!("a bug in one write");
+            })
+            .await
+            .unwrap();
+        assert!(
+            panicked
+                .unwrap_err()
+                .to_string()
+                .contains("a bug in one write")
+        );
+        // Its insert is gone; the writer still takes writes.
+        let version: Option<i64> = db
+            .write(|tx| -> Result<Option<i64>, rusqlite::Error> {
+                use rusqlite::OptionalExtension;
+                tx.query_row("SELECT version FROM policy", [], |r| r.get(0))
+                    .optional()
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(version, None);
     }
 }

@@ -30,7 +30,7 @@ pub(crate) const SERVER_ACTOR: &str = "lanyard";
 
 /// A phone freed because the grant holding it lapsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Freed {
+pub struct Freed {
     /// The phone.
     pub device_id: String,
     /// The cart it was last in (taps waiting there may go on).
@@ -77,12 +77,28 @@ pub(crate) fn release_if_lapsed(
             grant: None,
         },
     )?;
+    audit_lapse(tx, &device, &grant, now)?;
+    tracing::info!(device = %device_id, grant = %grant.command_id, state = grant.state.as_str(), "grant lapsed: phone freed");
+    Ok(Some(Freed {
+        device_id: device_id.to_owned(),
+        launchpad_id: device.last_launchpad,
+        user: device.device_user,
+    }))
+}
+
+/// Records that a grant stopped holding a phone without the phone ever taking it.
+fn audit_lapse(
+    tx: &dyn Tx,
+    device: &Device,
+    grant: &GrantRow,
+    now: Timestamp,
+) -> Result<(), StorageError> {
     tx.audit(
         &AuditEntry {
             actor: SERVER_ACTOR,
             action: "device.grant_lapsed",
             target_kind: "device",
-            target_id: device_id,
+            target_id: &device.id,
             before: Some(serde_json::json!({
                 "status": device.status, "device_user": device.device_user,
                 "grant": grant.command_id, "grant_state": grant.state.as_str(),
@@ -90,13 +106,46 @@ pub(crate) fn release_if_lapsed(
             after: Some(serde_json::json!({"status": "checked_in", "device_user": null})),
         },
         now,
-    )?;
-    tracing::info!(device = %device_id, grant = %grant.command_id, state = grant.state.as_str(), "grant lapsed: phone freed");
+    )
+}
+
+/// After a phone's records were applied: if they ended the hold of a grant the phone
+/// refused (or gave up), the lapse is recorded as the sweeper would have.
+pub(crate) fn settle_after_records(
+    tx: &dyn Tx,
+    before: Option<(Device, GrantRow)>,
+    now: Timestamp,
+) -> Result<Option<Freed>, StorageError> {
+    let Some((device, held)) = before else {
+        return Ok(None);
+    };
+    if tx.held_grant(&device.id)?.is_some() {
+        return Ok(None);
+    }
+    let Some(grant) = tx.grant(&held.command_id)? else {
+        return Ok(None);
+    };
+    if grant.state == CommandState::Acknowledged || grant.state.outstanding() {
+        // The phone took it (its records say what happened), or it is still on its way.
+        return Ok(None);
+    }
+    audit_lapse(tx, &device, &grant, now)?;
     Ok(Some(Freed {
-        device_id: device_id.to_owned(),
+        device_id: device.id,
         launchpad_id: device.last_launchpad,
         user: device.device_user,
     }))
+}
+
+/// The device and the grant it rests on, if any (read before applying records).
+pub(crate) fn holding(
+    tx: &dyn Tx,
+    device_id: &str,
+) -> Result<Option<(Device, GrantRow)>, StorageError> {
+    let Some(grant) = tx.held_grant(device_id)? else {
+        return Ok(None);
+    };
+    Ok(tx.device(device_id)?.map(|d| (d, grant)))
 }
 
 /// Frees every phone of `username` whose grant lapsed; returns the phones they still hold.

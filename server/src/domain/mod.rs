@@ -2,5 +2,5 @@
 //! that must hold when the server acts runs here, inside the transaction that acts
 //! (opened with [`crate::storage::Storage::transact`]); storage only stores.
 
-pub(crate) mod grants;
-pub(crate) mod sync;
+pub mod grants;
+pub mod sync;

@@ -9,7 +9,7 @@ use crate::storage::{StorageError, Tx};
 
 /// What applying a sync did.
 #[derive(Debug, Clone)]
-pub(crate) struct SyncApplied {
+pub struct SyncApplied {
     /// Highest contiguous sequence stored.
     pub acked_seq: u64,
     /// Commands to deliver now (marked delivered in the same transaction).
@@ -25,15 +25,17 @@ pub(crate) struct SyncApplied {
 }
 
 /// Applies one sync of `device_id`, in the caller's transaction.
-pub(crate) fn apply(
+pub fn apply(
     tx: &dyn Tx,
     device_id: &str,
     events: Vec<EventRecord>,
     handled: &[CommandId],
     now: Timestamp,
 ) -> Result<SyncApplied, StorageError> {
+    let held = grants::holding(tx, device_id)?;
     let (acked_seq, applied) = tx.apply_records(device_id, events, handled, now)?;
     let mut freed = Vec::new();
+    freed.extend(grants::settle_after_records(tx, held, now)?);
     let mut passcode_clear_requested = false;
     for record in &applied {
         for report in &record.reports {

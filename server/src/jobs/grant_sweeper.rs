@@ -21,22 +21,9 @@ pub(crate) async fn sweep<S: Storage>(st: &AppState<S>) -> Result<usize, crate::
         .storage
         .transact(move |tx| grants::sweep_lapsed(tx, PASS_LIMIT, now))
         .await?;
+    if !freed.is_empty() {
+        tracing::info!(freed = freed.len(), "lapsed grants freed");
+    }
     crate::api::device::wake_freed(st, &freed);
     Ok(freed.len())
-}
-
-/// Runs [`sweep`] every [`EVERY`].
-pub(crate) fn spawn<S: Storage>(st: AppState<S>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(EVERY);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            match sweep(&st).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(freed = n, "lapsed grants freed"),
-                Err(e) => tracing::warn!(error = %e, "grant sweep failed"),
-            }
-        }
-    })
 }

@@ -482,4 +482,6 @@ pub trait Storage: WorkflowStore + OfflineStore + Clone + Send + Sync + 'static 
 
     /// The policy in force (created with defaults on first run).
     fn current_policy(&self) -> impl Future<Output = Result<Policy, StorageError>> + Send;
+    /// The stored policy's version (none before first use): what caches compare.
+    fn policy_version(&self) -> impl Future<Output = Result<Option<u64>, StorageError>> + Send;
 }

@@ -161,6 +161,8 @@ pub trait Tx {
     fn devices_on_grants(&self, limit: u32) -> Result<Vec<String>, StorageError>;
     /// Records who holds a device.
     fn set_holding(&self, device_id: &str, holding: &Holding<'_>) -> Result<(), StorageError>;
+    /// Writes the readiness probe's row (proves the database takes writes).
+    fn mark_ready(&self, now: Timestamp) -> Result<(), StorageError>;
     /// Appends to the audit log.
     fn audit(&self, entry: &AuditEntry<'_>, now: Timestamp) -> Result<(), StorageError>;
 

@@ -10,7 +10,6 @@
 //! it belongs to: done when the phone is unplugged, failed when the grant lapses.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use lanyard_mdm::profile::{
     EapType, EnterpriseWifi, Payload, Profile, WifiEncryption, WifiPayload,
@@ -37,20 +36,7 @@ const CHECK_OUT_SECS: i64 = 15 * 60;
 
 /// Wakes the engine.
 pub fn wake<S: Storage>(st: &AppState<S>) {
-    st.engine.notify_one();
-}
-
-/// Runs the engine until the server stops: on every wake-up, and every second for
-/// what it polls (command acknowledgements, MDM results, unplugs).
-pub fn spawn<S: Storage>(st: AppState<S>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            if let Err(e) = tick(&st).await {
-                tracing::warn!(error = %e, "workflow engine pass failed");
-            }
-            let _ = tokio::time::timeout(Duration::from_secs(1), st.engine.notified()).await;
-        }
-    })
+    st.wake(crate::notify::ENGINE);
 }
 
 /// One pass over the active runs. The runs one deployment created for a device (a
@@ -580,7 +566,7 @@ async fn start<S: Storage>(
                 body,
             };
             let id = st.storage.enqueue_email(email, st.now()).await?;
-            st.mailer.notify_one();
+            st.wake(crate::notify::MAILER);
             Outcome::Done(format!("queued as email {id} to {}", rcpt.join(", ")))
         }
         Action::Reboot {} => mdm(st, cx, vec![MdmCommand::RestartDevice]).await?,

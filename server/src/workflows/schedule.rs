@@ -27,7 +27,7 @@ use crate::storage::{DeviceFilter, Storage};
 /// How late an occurrence may still run (after downtime).
 pub const CATCH_UP_MS: i64 = 30 * 60 * 1000;
 /// How often the scheduler looks.
-const EVERY: Duration = Duration::from_secs(5);
+pub(crate) const EVERY: Duration = Duration::from_secs(5);
 
 /// The zone of a cart: its Timezone attribute, else UTC.
 pub fn cart_zone(timezone: Option<&str>) -> TimeZone {
@@ -160,20 +160,6 @@ pub async fn fire_due<S: Storage>(st: &AppState<S>) -> Result<usize, AppError> {
         super::engine::wake(st);
     }
     Ok(created)
-}
-
-/// Runs [`fire_due`] every few seconds until the server stops.
-pub fn spawn<S: Storage>(st: AppState<S>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(EVERY);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            if let Err(e) = fire_due(&st).await {
-                tracing::warn!(error = %e, "schedule pass failed");
-            }
-        }
-    })
 }
 
 #[cfg(test)]

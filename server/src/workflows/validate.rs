@@ -174,13 +174,13 @@ fn action(i: usize, a: &mut Action, attrs: &[AttributeDef]) -> Result<(), AppErr
             ..
         } => {
             *ssid = template(&f("ssid"), ssid, 32, attrs)?;
-            if let Some(p) = password.as_deref() {
-                if p.is_empty() || p.len() > 63 {
-                    return Err(AppError::invalid(
-                        &f("password"),
-                        "must be 1 to 63 characters",
-                    ));
-                }
+            if let Some(p) = password.as_deref()
+                && (p.is_empty() || p.len() > 63)
+            {
+                return Err(AppError::invalid(
+                    &f("password"),
+                    "must be 1 to 63 characters",
+                ));
             }
             if let Some(u) = username {
                 *u = template(&f("username"), u, 128, attrs)?;

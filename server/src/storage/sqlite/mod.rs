@@ -1516,11 +1516,10 @@ impl Storage for SqliteStorage {
             if !exists {
                 return Err(StorageError::NotFound(if table == "device" { "device" } else { "launchpad" }));
             }
-            if let Some(v) = &value {
-                if !value_type.accepts(v) {
+            if let Some(v) = &value
+                && !value_type.accepts(v) {
                     return Err(StorageError::Rejected(format!("{name} takes a {} value", value_type.as_str())));
                 }
-            }
             let before: Option<String> = tx
                 .query_row(
                     "SELECT value_json FROM attribute_value WHERE target = ?1 AND entity_id = ?2 AND name = ?3",
@@ -1618,6 +1617,17 @@ impl Storage for SqliteStorage {
                 items.push(record);
             }
             Ok(page(items, limit, |r| r.seq.to_string()))
+        })
+        .await
+    }
+
+    async fn policy_version(&self) -> Result<Option<u64>, StorageError> {
+        self.read(|c| {
+            let v: Option<i64> = c
+                .prepare_cached("SELECT version FROM policy WHERE id = 1")?
+                .query_row([], |r| r.get(0))
+                .optional()?;
+            Ok(v.map(|v| u64::try_from(v).unwrap_or(0)))
         })
         .await
     }

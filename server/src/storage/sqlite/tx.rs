@@ -214,6 +214,16 @@ impl Tx for SqliteTx<'_, '_> {
         Ok(())
     }
 
+    fn mark_ready(&self, now: Timestamp) -> Result<(), StorageError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO readiness (id, checked_at) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+            )?
+            .execute([now.as_millis()])?;
+        Ok(())
+    }
+
     fn audit(&self, e: &AuditEntry<'_>, now: Timestamp) -> Result<(), StorageError> {
         super::audit(
             self.0,
