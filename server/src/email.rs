@@ -84,7 +84,7 @@ pub async fn deliver_due<S: Storage>(
         email.attempts += 1;
         match mailer.send(&email).await {
             Ok(()) => {
-                email.state = "sent".into();
+                email.state = crate::workflows::run::EmailState::Sent;
                 email.sent_at = Some(st.now().as_millis());
                 email.last_error = None;
                 sent += 1;
@@ -94,7 +94,7 @@ pub async fn deliver_due<S: Storage>(
                 tracing::warn!(email = email.id, attempt = email.attempts, error = %why, "email not delivered");
                 email.last_error = Some(why);
                 if permanent || email.attempts >= MAX_ATTEMPTS {
-                    email.state = "failed".into();
+                    email.state = crate::workflows::run::EmailState::Failed;
                     metrics::counter!("lanyard_emails_total", "state" => "failed").increment(1);
                 } else {
                     let delay = FIRST_RETRY_SECS

@@ -90,8 +90,8 @@ pub struct Device {
     pub name: Option<String>,
     /// Battery percent.
     pub battery: Option<u8>,
-    /// Checkout status (wire status name).
-    pub status: String,
+    /// Checkout status.
+    pub status: lanyard_protocol::DeviceStatus,
     /// Device Home attribute.
     pub device_home: Option<String>,
     /// Device User attribute.
@@ -111,10 +111,65 @@ pub struct Device {
     /// The phone's passcode as it last reported: `present`, `clearing` (asked the MDM
     /// to clear it), `clear_failed` (the MDM could not, or no answer by the deadline:
     /// IT should look), `absent`; unknown when empty.
-    pub passcode: Option<String>,
+    pub passcode: Option<PasscodeState>,
     /// On a charger now (the phone's or the cart hub's last word).
     #[serde(default)]
     pub docked: bool,
+}
+
+/// Where a phone's passcode stands, as the server mirrors it.
+#[derive(utoipa::ToSchema, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PasscodeState {
+    /// The phone has a passcode (a clinician set one, or it was never cleared).
+    Present,
+    /// The MDM was asked to clear it (or a retry is under way).
+    Clearing,
+    /// The MDM could not clear it, or did not answer in time: IT should look.
+    ClearFailed,
+    /// No passcode.
+    Absent,
+}
+
+impl PasscodeState {
+    /// Every state.
+    pub const ALL: [PasscodeState; 4] = [
+        PasscodeState::Present,
+        PasscodeState::Clearing,
+        PasscodeState::ClearFailed,
+        PasscodeState::Absent,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PasscodeState::Present => "present",
+            PasscodeState::Clearing => "clearing",
+            PasscodeState::ClearFailed => "clear_failed",
+            PasscodeState::Absent => "absent",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<PasscodeState> {
+        PasscodeState::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+/// Reads a state column into its enum: a value no build of this server writes is a
+/// corrupt row (a logged 500), never silently another state.
+pub(crate) fn stored_state<T>(
+    column: usize,
+    value: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
+    parse(value).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            rusqlite::types::Type::Text,
+            format!("unknown stored state {value:?}").into(),
+        )
+    })
 }
 
 /// One page of a list, with the cursor for the next.

@@ -1,7 +1,6 @@
 //! Shared state of the HTTP handlers.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use lanyard_protocol::Timestamp;
 use tokio::sync::Notify;
@@ -11,9 +10,6 @@ use crate::storage::Storage;
 
 /// How long a cached policy is trusted before its version is read again.
 pub const POLICY_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Wrong passwords allowed per username before checks are delayed.
-pub const PASSWORD_FREE_ATTEMPTS: u32 = 5;
 
 /// A source of the current time (injectable for tests).
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
@@ -53,8 +49,6 @@ pub struct AppState<S> {
     pub offline_iterations: u32,
     /// Offline list bookkeeping kept in memory between syncs.
     pub offline: Arc<crate::offline::OfflineCache>,
-    /// Consecutive wrong passwords per username, and until when checks are refused.
-    password_failures: Arc<Mutex<HashMap<String, (u32, Timestamp)>>>,
     /// The policy in force and its signed form, with when its version was last checked
     /// against the database (every sync compares versions; a change made by the CLI
     /// or another process is seen within [`POLICY_RECHECK`]).
@@ -89,7 +83,6 @@ impl<S: Clone> Clone for AppState<S> {
             smtp: self.smtp.clone(),
             offline_iterations: self.offline_iterations,
             offline: self.offline.clone(),
-            password_failures: self.password_failures.clone(),
             policy: self.policy.clone(),
             stop: self.stop.clone(),
         }
@@ -111,7 +104,6 @@ impl<S: Storage> AppState<S> {
             smtp: None,
             offline_iterations: crate::offline::DEFAULT_ITERATIONS,
             offline: Arc::default(),
-            password_failures: Arc::default(),
             policy: Arc::default(),
             stop: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
@@ -167,39 +159,6 @@ impl<S: Storage> AppState<S> {
     pub fn invalidate_policy(&self) {
         if let Ok(mut slot) = self.policy.write() {
             *slot = None;
-        }
-    }
-
-    /// Whether password checks for `username` are refused at `now` (too many failures).
-    pub fn password_locked(&self, username: &str, now: Timestamp) -> bool {
-        let failures = self
-            .password_failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        failures
-            .get(username)
-            .is_some_and(|(_, until)| *until > now)
-    }
-
-    /// Records a password check: success clears the count; after the free attempts each
-    /// failure locks the username for 1 minute, doubling up to an hour. Kept in memory:
-    /// a restart forgets it (documented in docs/security.md).
-    pub fn record_password(&self, username: &str, ok: bool, now: Timestamp) {
-        let mut failures = self
-            .password_failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if ok {
-            failures.remove(username);
-            return;
-        }
-        let entry = failures
-            .entry(username.to_owned())
-            .or_insert((0, Timestamp::EPOCH));
-        entry.0 = entry.0.saturating_add(1);
-        if entry.0 >= PASSWORD_FREE_ATTEMPTS {
-            let over = (entry.0 - PASSWORD_FREE_ATTEMPTS).min(6);
-            entry.1 = now.plus_secs((60u64 << over).min(3600));
         }
     }
 

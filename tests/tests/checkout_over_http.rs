@@ -529,8 +529,24 @@ async fn repeated_wrong_passwords_lock_the_username_for_a_while() {
             .await
             .contains("Too many wrong passwords")
     );
+    // The lockout is stored: a restarted server on the same data keeps it.
+    let addr = server.server.addr;
+    let data_dir = server.data_dir;
+    server.server.stop().await.unwrap();
+    let restarted = lanyard_server::EmbeddedServer::start(lanyard_server::ServerConfig::new(
+        addr,
+        data_dir.path().join("data"),
+    ))
+    .await
+    .unwrap();
+    assert!(
+        try_password("correct horse")
+            .await
+            .contains("Too many wrong passwords"),
+        "still locked after the restart"
+    );
     assert_eq!(phone.status(), DeviceStatus::CheckedIn);
-    server.stop().await.unwrap();
+    restarted.stop().await.unwrap();
 }
 
 #[tokio::test]

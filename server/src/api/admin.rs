@@ -417,8 +417,6 @@ const STATUSES: [&str; 6] = [
     "blocked",
 ];
 
-const PASSCODE_STATES: [&str; 4] = ["present", "clearing", "clear_failed", "absent"];
-
 /// `GET /api/v1/devices`.
 #[utoipa::path(get, path = "/api/v1/devices", tag = "admin", description = "Any role.", params(DeviceQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, body = Page<Device>)), security(("api_token" = [])))]
 pub async fn list_devices<S: Storage>(
@@ -442,11 +440,15 @@ pub async fn list_devices<S: Storage>(
         return Err(AppError::invalid("admin_state", "must be lost or retired"));
     }
     if let Some(p) = &q.passcode
-        && !PASSCODE_STATES.contains(&p.as_str())
+        && crate::model::PasscodeState::parse(p).is_none()
     {
+        let names: Vec<&str> = crate::model::PasscodeState::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
         return Err(AppError::invalid(
             "passcode",
-            format!("must be one of {}", PASSCODE_STATES.join(", ")),
+            format!("must be one of {}", names.join(", ")),
         ));
     }
     let filter = DeviceFilter {

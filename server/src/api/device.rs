@@ -191,6 +191,22 @@ pub async fn sync<S: Storage>(
     }))
 }
 
+/// Longest username a password request may carry.
+const MAX_USERNAME: usize = 128;
+
+async fn record_password<S: Storage>(
+    st: &AppState<S>,
+    username: &str,
+    ok: bool,
+    now: lanyard_protocol::Timestamp,
+) -> Result<(), AppError> {
+    let u = username.to_owned();
+    st.storage
+        .transact(move |tx| crate::domain::lockouts::record(tx, &u, ok, now))
+        .await?;
+    Ok(())
+}
+
 /// Who presented what, once resolved.
 enum Resolved {
     User {
@@ -223,20 +239,31 @@ async fn resolve<S: Storage>(
         Credential::Password { username, password } => {
             let username = username.trim().to_owned();
             let now = st.now();
-            if st.password_locked(&username, now) {
+            if username.is_empty() || username.len() > MAX_USERNAME {
+                return Err(AppError::invalid(
+                    "credential.username",
+                    format!("must be 1 to {MAX_USERNAME} characters"),
+                ));
+            }
+            let u = username.clone();
+            let locked = st
+                .storage
+                .transact(move |tx| crate::domain::lockouts::locked_until(tx, &u, now))
+                .await?;
+            if locked.is_some() {
                 return Ok(Resolved::Denied(DenialCode::TooManyAttempts));
             }
             let found = st.storage.user_password(username.clone()).await?;
             let Some((user, limit, Some(hash))) = found else {
                 // Unknown users count too, so probing usernames is throttled the same way.
-                st.record_password(&username, false, now);
+                record_password(st, &username, false, now).await?;
                 return Ok(Resolved::Denied(DenialCode::InvalidCredentials));
             };
             // PBKDF2 is slow on purpose: keep it off the async threads.
             let ok = tokio::task::spawn_blocking(move || hash.verify(password.expose().as_bytes()))
                 .await
                 .map_err(|e| AppError::Internal(anyhow::anyhow!("password check: {e}")))?;
-            st.record_password(&username, ok, now);
+            record_password(st, &username, ok, now).await?;
             Ok(if ok {
                 Resolved::User {
                     user,

@@ -280,11 +280,35 @@ pub const MIGRATIONS: &[&str] = &[
         created_at  INTEGER NOT NULL,
         PRIMARY KEY (device_id, seq)
     );
+    -- Wrong passwords per username and the lockout they earned: in the database, so every
+    -- server process (and a restarted one) applies the same lockout. Rows of usernames
+    -- quiet for a day are pruned as new failures arrive.
+    CREATE TABLE password_failure (
+        username     TEXT    PRIMARY KEY,
+        failures     INTEGER NOT NULL CHECK (failures >= 0),
+        locked_until INTEGER NOT NULL,
+        updated_at   INTEGER NOT NULL
+    );
+    CREATE INDEX password_failure_age ON password_failure (updated_at);
     -- /readyz writes here: a server whose writer died or whose disk is full is not ready.
     CREATE TABLE readiness (
         id          INTEGER PRIMARY KEY CHECK (id = 1),
         checked_at  INTEGER NOT NULL
     );",
+    // v15: a device's status and passcode state are checked by the database as every
+    // other state is (SQLite cannot add a CHECK to a table in place: triggers do it).
+    "CREATE TRIGGER device_states_insert BEFORE INSERT ON device
+     WHEN NEW.status NOT IN ('unenrolled', 'checked_in', 'checkout_pending', 'checked_out',
+                             'returning', 'blocked')
+       OR (NEW.passcode IS NOT NULL
+           AND NEW.passcode NOT IN ('present', 'clearing', 'clear_failed', 'absent'))
+     BEGIN SELECT RAISE(ABORT, 'device status or passcode state is not one the server knows'); END;
+    CREATE TRIGGER device_states_update BEFORE UPDATE OF status, passcode ON device
+     WHEN NEW.status NOT IN ('unenrolled', 'checked_in', 'checkout_pending', 'checked_out',
+                             'returning', 'blocked')
+       OR (NEW.passcode IS NOT NULL
+           AND NEW.passcode NOT IN ('present', 'clearing', 'clear_failed', 'absent'))
+     BEGIN SELECT RAISE(ABORT, 'device status or passcode state is not one the server knows'); END;",
 ];
 
 /// The schema version this build writes.

@@ -40,7 +40,7 @@ pub struct Freed {
 }
 
 fn status_is(device: &Device, status: DeviceStatus) -> bool {
-    device.status == status.as_str()
+    device.status == status
 }
 
 /// Whether a grant can still be applied by the phone at `now`.

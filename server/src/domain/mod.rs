@@ -3,4 +3,5 @@
 //! (opened with [`crate::storage::Storage::transact`]); storage only stores.
 
 pub mod grants;
+pub mod lockouts;
 pub mod sync;

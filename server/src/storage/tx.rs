@@ -161,6 +161,17 @@ pub trait Tx {
     fn devices_on_grants(&self, limit: u32) -> Result<Vec<String>, StorageError>;
     /// Records who holds a device.
     fn set_holding(&self, device_id: &str, holding: &Holding<'_>) -> Result<(), StorageError>;
+    /// Consecutive wrong passwords for `username` and the lockout's end.
+    fn password_failures(&self, username: &str) -> Result<Option<(u32, Timestamp)>, StorageError>;
+    /// Stores (or, with `None`, clears) a username's failures.
+    fn set_password_failures(
+        &self,
+        username: &str,
+        failures: Option<(u32, Timestamp)>,
+        now: Timestamp,
+    ) -> Result<(), StorageError>;
+    /// Forgets the failures of usernames quiet since `before`.
+    fn prune_password_failures(&self, before: Timestamp) -> Result<usize, StorageError>;
     /// Writes the readiness probe's row (proves the database takes writes).
     fn mark_ready(&self, now: Timestamp) -> Result<(), StorageError>;
     /// Appends to the audit log.

@@ -330,7 +330,7 @@ async fn start<S: Storage>(
             if !*clear_passcode {
                 return Ok(Outcome::Skipped(unsupported.join("; ")));
             }
-            if device.passcode.as_deref() == Some("absent") {
+            if device.passcode == Some(crate::model::PasscodeState::Absent) {
                 unsupported.insert(0, "no passcode on the phone".into());
                 return Ok(Outcome::Done(unsupported.join("; ")));
             }
@@ -463,7 +463,7 @@ async fn start<S: Storage>(
             set_attribute(st, &device.id, attribute, value, actor).await?
         }
         Action::CheckOutDevice { .. } => {
-            check_out_progress(&device.status, device.device_user.as_deref(), 0)
+            check_out_progress(device.status.as_str(), device.device_user.as_deref(), 0)
         }
         Action::CheckInDevice { .. }
             if origin != "on_demand"
@@ -706,7 +706,7 @@ async fn poll<S: Storage>(
     match action {
         Action::CheckOutDevice { .. } => {
             return Ok(check_out_progress(
-                &device.status,
+                device.status.as_str(),
                 device.device_user.as_deref(),
                 waited,
             ));
@@ -736,7 +736,7 @@ async fn poll<S: Storage>(
                 _ if waited > i64::try_from(CHECK_IN_SECS * 1000).unwrap_or(i64::MAX) => {
                     Outcome::Failed(format!(
                         "the phone is still {} after {} min",
-                        device.status,
+                        device.status.as_str(),
                         CHECK_IN_SECS / 60
                     ))
                 }

@@ -18,6 +18,14 @@ pub enum RunState {
 }
 
 impl RunState {
+    /// Every state.
+    pub const ALL: [RunState; 4] = [
+        RunState::Queued,
+        RunState::Running,
+        RunState::Succeeded,
+        RunState::Failed,
+    ];
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -156,6 +164,37 @@ pub struct NewRun {
     pub actor: String,
 }
 
+/// Where an email in the outbox stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailState {
+    /// Not delivered yet (retried with growing delays).
+    Pending,
+    /// Accepted by the relay.
+    Sent,
+    /// Given up.
+    Failed,
+}
+
+impl EmailState {
+    /// Every state.
+    pub const ALL: [EmailState; 3] = [EmailState::Pending, EmailState::Sent, EmailState::Failed];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmailState::Pending => "pending",
+            EmailState::Sent => "sent",
+            EmailState::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<EmailState> {
+        EmailState::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+}
+
 /// An email in the outbox.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Email {
@@ -170,8 +209,8 @@ pub struct Email {
     pub subject: String,
     /// Body (plain text).
     pub body: String,
-    /// `pending`, `sent` or `failed`.
-    pub state: String,
+    /// Where it stands.
+    pub state: EmailState,
     /// Delivery attempts so far.
     pub attempts: u32,
     /// When the next attempt is due (ms since epoch).

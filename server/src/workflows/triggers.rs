@@ -79,7 +79,7 @@ fn field_value(c: &Condition, cx: &Context) -> Option<serde_json::Value> {
     let lp = cx.launchpad.as_ref();
     let s = |v: Option<String>| v.map(Value::String);
     match c.field {
-        ConditionField::CheckoutStatus => Some(Value::String(d.status.clone())),
+        ConditionField::CheckoutStatus => Some(Value::String(d.status.as_str().into())),
         ConditionField::BatteryLevel => d.battery.map(Value::from),
         ConditionField::PortNumber => d.last_port.map(Value::from),
         ConditionField::DeviceHome => s(d.device_home.clone()),

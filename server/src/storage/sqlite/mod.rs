@@ -123,7 +123,7 @@ fn device_row(r: &Row<'_>) -> rusqlite::Result<Device> {
         battery: r
             .get::<_, Option<i64>>(6)?
             .and_then(|b| u8::try_from(b).ok()),
-        status: r.get(7)?,
+        status: crate::model::stored_state(7, &r.get::<_, String>(7)?, DeviceStatus::parse)?,
         device_home: r.get(8)?,
         device_user: r.get(9)?,
         last_launchpad: r.get(10)?,
@@ -132,7 +132,10 @@ fn device_row(r: &Row<'_>) -> rusqlite::Result<Device> {
         last_seq: u64::try_from(r.get::<_, i64>(13)?).unwrap_or(0),
         overdue: r.get(14)?,
         admin_state: r.get(15)?,
-        passcode: r.get(16)?,
+        passcode: r
+            .get::<_, Option<String>>(16)?
+            .map(|p| crate::model::stored_state(16, &p, crate::model::PasscodeState::parse))
+            .transpose()?,
         docked: r.get(17)?,
     })
 }

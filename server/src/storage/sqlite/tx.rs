@@ -214,6 +214,52 @@ impl Tx for SqliteTx<'_, '_> {
         Ok(())
     }
 
+    fn password_failures(&self, username: &str) -> Result<Option<(u32, Timestamp)>, StorageError> {
+        let row: Option<(i64, i64)> = self
+            .0
+            .prepare_cached(
+                "SELECT failures, locked_until FROM password_failure WHERE username = ?1",
+            )?
+            .query_row([username], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        Ok(row.map(|(n, until)| (u32::try_from(n).unwrap_or(u32::MAX), Timestamp(until))))
+    }
+
+    fn set_password_failures(
+        &self,
+        username: &str,
+        failures: Option<(u32, Timestamp)>,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        match failures {
+            None => {
+                self.0
+                    .prepare_cached("DELETE FROM password_failure WHERE username = ?1")?
+                    .execute([username])?;
+            }
+            Some((n, until)) => {
+                self.0
+                    .prepare_cached(
+                        "INSERT INTO password_failure (username, failures, locked_until, updated_at)
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (username) DO UPDATE SET failures = excluded.failures,
+                            locked_until = excluded.locked_until, updated_at = excluded.updated_at",
+                    )?
+                    .execute(params![username, i64::from(n), until.as_millis(), now.as_millis()])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn prune_password_failures(&self, before: Timestamp) -> Result<usize, StorageError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "DELETE FROM password_failure WHERE updated_at < ?1 AND locked_until < ?1",
+            )?
+            .execute([before.as_millis()])?)
+    }
+
     fn mark_ready(&self, now: Timestamp) -> Result<(), StorageError> {
         self.0
             .prepare_cached(

@@ -136,7 +136,7 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<(Run, Workflow)> {
         origin: r.get(4)?,
         parent_run: r.get(5)?,
         actor: r.get(6)?,
-        state: RunState::parse(&state).unwrap_or(RunState::Failed),
+        state: crate::model::stored_state(7, &state, RunState::parse)?,
         attempt: u32::try_from(r.get::<_, i64>(8)?).unwrap_or(1),
         steps: from_json(&steps)?,
         earlier_attempts: from_json(&earlier)?,
@@ -205,7 +205,11 @@ fn email_row(r: &Row<'_>) -> rusqlite::Result<Email> {
         to: from_json(&to)?,
         subject: r.get(3)?,
         body: r.get(4)?,
-        state: r.get(5)?,
+        state: crate::model::stored_state(
+            5,
+            &r.get::<_, String>(5)?,
+            crate::workflows::run::EmailState::parse,
+        )?,
         attempts: u32::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
         next_attempt_at: r.get(7)?,
         last_error: r.get(8)?,
@@ -833,7 +837,7 @@ impl WorkflowStore for SqliteStorage {
             tx.execute(
                 "UPDATE email_outbox SET state = ?2, attempts = ?3, next_attempt_at = ?4, last_error = ?5,
                    sent_at = ?6 WHERE id = ?1",
-                params![e.id, e.state, i64::from(e.attempts), e.next_attempt_at, e.last_error, e.sent_at],
+                params![e.id, e.state.as_str(), i64::from(e.attempts), e.next_attempt_at, e.last_error, e.sent_at],
             )?;
             Ok(())
         })
