@@ -9,7 +9,7 @@ use lanyard_protocol::enroll::DeviceInfo;
 use lanyard_protocol::events::{FactsReport, Report};
 use lanyard_protocol::{BadgeId, Cause, DeviceStatus, DockLocation, EventRecord, Transition};
 
-use crate::api::admin::{
+use crate::domain::directory::{
     CreateLaunchpad, CreateUser, checked_launchpad, checked_user, hash_password,
 };
 use crate::keys::{random_token, sha256};

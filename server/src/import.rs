@@ -10,7 +10,7 @@ use std::io::Read;
 use lanyard_protocol::BadgeId;
 use serde::Deserialize;
 
-use crate::api::admin::{
+use crate::domain::directory::{
     CreateLaunchpad, CreateUser, checked_launchpad, checked_user, hash_password,
 };
 use crate::error::AppError;
@@ -323,7 +323,7 @@ pub async fn devices<S: Storage>(
         };
         let home = match home_col.map(|c| record.get(c).unwrap_or_default()) {
             None => None,
-            Some(h) => match crate::api::validate::optional_text("device_home", Some(h), 128) {
+            Some(h) => match crate::validate::optional_text("device_home", Some(h), 128) {
                 Ok(v) => Some(v),
                 Err(e) => {
                     problems.push(format!("row {line}: {e}"));

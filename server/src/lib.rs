@@ -4,7 +4,6 @@
 //! JSON error contract every endpoint will share. Carts, devices, badges, sync and the
 //! admin API arrive with the Server issue; nothing here pretends to offer them.
 
-pub mod api;
 pub mod config;
 pub mod db;
 pub mod demo;
@@ -12,6 +11,7 @@ pub mod domain;
 pub mod email;
 pub mod error;
 pub mod extract;
+pub mod http;
 pub mod import;
 pub(crate) mod jobs;
 pub mod keys;
@@ -26,6 +26,7 @@ pub mod openapi;
 pub mod qr;
 pub mod state;
 pub mod storage;
+pub mod validate;
 pub mod workflows;
 
 use std::net::SocketAddr;
@@ -157,7 +158,7 @@ async fn method_not_allowed() -> AppError {
 
 /// The HTTP routes over `state`.
 pub fn router<S: Storage>(state: AppState<S>) -> Router {
-    use api::{admin, device, launchpad};
+    use http::{admin, device, launchpad};
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<S>))
@@ -217,37 +218,37 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
         .route("/api/v1/devices/{id}/retire", post(admin::retire::<S>))
         .route(
             "/api/v1/attributes",
-            get(api::attributes::list::<S>).post(api::attributes::create::<S>),
+            get(http::attributes::list::<S>).post(http::attributes::create::<S>),
         )
         .route(
             "/api/v1/devices/{id}/attributes",
-            get(api::attributes::get_device::<S>),
+            get(http::attributes::get_device::<S>),
         )
         .route(
             "/api/v1/devices/{id}/attributes/{name}",
-            put(api::attributes::set_device::<S>),
+            put(http::attributes::set_device::<S>),
         )
         .route(
             "/api/v1/launchpads/{id}/attributes",
-            get(api::attributes::get_launchpad::<S>),
+            get(http::attributes::get_launchpad::<S>),
         )
         .route(
             "/api/v1/launchpads/{id}/attributes/{name}",
-            put(api::attributes::set_launchpad::<S>),
+            put(http::attributes::set_launchpad::<S>),
         )
         .route(
             "/api/v1/devices/{id}/commands",
-            get(api::logs::commands::<S>),
+            get(http::logs::commands::<S>),
         )
-        .route("/api/v1/audit", get(api::logs::audit::<S>))
-        .route("/api/v1/audit.csv", get(api::logs::audit_csv::<S>))
+        .route("/api/v1/audit", get(http::logs::audit::<S>))
+        .route("/api/v1/audit.csv", get(http::logs::audit_csv::<S>))
         .route(
             "/api/v1/devices/{id}/activity",
-            get(api::logs::activity::<S>),
+            get(http::logs::activity::<S>),
         )
         .route(
             "/api/v1/devices/{id}/activity.csv",
-            get(api::logs::activity_csv::<S>),
+            get(http::logs::activity_csv::<S>),
         )
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/webhooks/nanomdm", post(mdm::webhook::<S>))
@@ -258,56 +259,56 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
         )
         .route(
             "/api/v1/workflows",
-            get(api::workflows::list::<S>).post(api::workflows::create::<S>),
+            get(http::workflows::list::<S>).post(http::workflows::create::<S>),
         )
         .route(
             "/api/v1/workflows/install-standard",
-            post(api::workflows::install_standard::<S>),
+            post(http::workflows::install_standard::<S>),
         )
         .route(
             "/api/v1/workflows/{id}",
-            get(api::workflows::get::<S>)
-                .put(api::workflows::replace::<S>)
-                .delete(api::workflows::delete::<S>),
+            get(http::workflows::get::<S>)
+                .put(http::workflows::replace::<S>)
+                .delete(http::workflows::delete::<S>),
         )
         .route(
             "/api/v1/workflows/{id}/clone",
-            post(api::workflows::clone::<S>),
+            post(http::workflows::clone::<S>),
         )
         .route(
             "/api/v1/workflows/{id}/deploy",
-            post(api::workflows::deploy::<S>),
+            post(http::workflows::deploy::<S>),
         )
         .route(
             "/api/v1/workflow-folders",
-            get(api::workflows::folders::<S>),
+            get(http::workflows::folders::<S>),
         )
         .route(
             "/api/v1/rules",
-            get(api::workflows::list_rules::<S>).post(api::workflows::create_rule::<S>),
+            get(http::workflows::list_rules::<S>).post(http::workflows::create_rule::<S>),
         )
         .route(
             "/api/v1/rules/{id}",
-            put(api::workflows::replace_rule::<S>).delete(api::workflows::delete_rule::<S>),
+            put(http::workflows::replace_rule::<S>).delete(http::workflows::delete_rule::<S>),
         )
         .route(
             "/api/v1/rules/{id}/move",
-            post(api::workflows::move_rule::<S>),
+            post(http::workflows::move_rule::<S>),
         )
-        .route("/api/v1/runs", get(api::workflows::runs::<S>))
-        .route("/api/v1/runs/{id}", get(api::workflows::run::<S>))
+        .route("/api/v1/runs", get(http::workflows::runs::<S>))
+        .route("/api/v1/runs/{id}", get(http::workflows::run::<S>))
         .route(
             "/api/v1/runs/{id}/cancel",
-            post(api::workflows::cancel_run::<S>),
+            post(http::workflows::cancel_run::<S>),
         )
         .route(
             "/api/v1/devices/{id}/runs",
-            get(api::workflows::device_runs::<S>),
+            get(http::workflows::device_runs::<S>),
         )
-        .route("/api/v1/emails", get(api::workflows::emails::<S>))
+        .route("/api/v1/emails", get(http::workflows::emails::<S>))
         .route(
             "/api/v1/devices/{id}/journey",
-            get(api::workflows::journey::<S>),
+            get(http::workflows::journey::<S>),
         )
         .route("/metrics", get(metrics::render::<S>))
         .route_layer(axum::middleware::from_fn(metrics::track))

@@ -381,7 +381,7 @@ async fn workflows(command: WorkflowsCommand) -> anyhow::Result<()> {
             let state = open_state(&config, system_clock())?;
             let actor = "command line (workflows install-standard)".to_owned();
             let done =
-                lanyard_server::api::workflows::install_standard_set(&state, &site, actor.clone())
+                lanyard_server::http::workflows::install_standard_set(&state, &site, actor.clone())
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
             lanyard_server::workflows::policy::sync_check_in_policy(&state, &actor)

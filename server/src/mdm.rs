@@ -363,8 +363,7 @@ async fn expire<S: Storage>(
             cleared: false,
             detail: Some(reason),
         };
-        let kind = "passcode_clear_result";
-        crate::api::admin::queue_command(st, None, device_id, result, kind, RESULT_TTL_SECS)
+        crate::domain::commands::queue_command(st, None, device_id, result, RESULT_TTL_SECS)
             .await?;
     }
     Ok(())
@@ -524,12 +523,11 @@ pub async fn webhook<S: Storage>(
                     _ => None,
                 };
                 if let Some(cmd) = outcome {
-                    crate::api::admin::queue_command(
+                    crate::domain::commands::queue_command(
                         &st,
                         None,
                         &device_id,
                         cmd,
-                        "passcode_clear_result",
                         RESULT_TTL_SECS,
                     )
                     .await?;

@@ -9,11 +9,11 @@ use axum::http::StatusCode;
 use lanyard_mdm::{InstallAction, MdmCommand, OsUpdate, Setting};
 use serde::{Deserialize, Serialize};
 
-use crate::api::validate;
 use crate::error::{AppError, ErrorBody};
 use crate::extract::{ApiJson, Caller};
 use crate::state::AppState;
 use crate::storage::Storage;
+use crate::validate;
 
 /// An MDM command IT asks for, by `command`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{admin, attributes, device, launchpad, logs, workflows};
+use crate::http::{admin, attributes, device, launchpad, logs, workflows};
 
 /// The document.
 #[derive(OpenApi)]

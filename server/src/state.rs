@@ -173,6 +173,16 @@ impl<S: Storage> AppState<S> {
         self.notifier.subscribe(topic)
     }
 
+    /// Wakes the carts whose waiting taps a phone freed by a lapsed grant may let
+    /// through.
+    pub fn wake_freed(&self, freed: &[crate::domain::grants::Freed]) {
+        for f in freed {
+            if let Some(cart) = &f.launchpad_id {
+                self.wake(&crate::notify::cart_topic(cart));
+            }
+        }
+    }
+
     /// Wakes `topic`'s waiter (or lets its next wait return at once).
     pub fn wake(&self, topic: &str) {
         self.notifier.notify(topic);

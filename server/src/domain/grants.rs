@@ -157,6 +157,10 @@ fn held_by(
 ) -> Result<Vec<Device>, StorageError> {
     let mut held = Vec::new();
     for d in tx.devices_held_by(username)? {
+        if !status_is(&d, DeviceStatus::CheckoutPending) {
+            held.push(d);
+            continue;
+        }
         match release_if_lapsed(tx, &d.id, now)? {
             Some(f) => freed.push(f),
             None => held.push(d),
@@ -362,7 +366,11 @@ pub(crate) fn claim_at_cart(
         return Ok((CartClaim::UserHasDevice, freed));
     }
     let devices = tx.cart_devices(tap.launchpad_id)?;
-    for d in &devices {
+    // Only a pending phone can rest on a grant.
+    for d in devices
+        .iter()
+        .filter(|d| status_is(d, DeviceStatus::CheckoutPending))
+    {
         if let Some(f) = release_if_lapsed(tx, &d.id, now)? {
             freed.push(f);
         }

@@ -2,6 +2,8 @@
 //! that must hold when the server acts runs here, inside the transaction that acts
 //! (opened with [`crate::storage::Storage::transact`]); storage only stores.
 
+pub mod commands;
+pub mod directory;
 pub mod grants;
 pub mod lockouts;
 pub mod sync;

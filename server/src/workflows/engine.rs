@@ -253,7 +253,7 @@ async fn reboot_and_check_in<S: Storage>(
             Err(why) => format!("reboot not sent ({why})"),
         };
     let reason = format!("{workflow} failed");
-    let q = crate::api::admin::queue_command(
+    let q = crate::domain::commands::queue_command(
         st,
         None,
         device_id,
@@ -261,7 +261,6 @@ async fn reboot_and_check_in<S: Storage>(
             reason,
             as_of: None,
         },
-        "check_in",
         CHECK_IN_SECS,
     )
     .await?;
@@ -482,12 +481,11 @@ async fn start<S: Storage>(
             // A rule's check-in ends only checkouts granted before its trigger fired;
             // IT deploying it on demand means whoever holds the phone when it arrives.
             let as_of = (origin != "on_demand").then_some(Timestamp(created_at));
-            let q = crate::api::admin::queue_command(
+            let q = crate::domain::commands::queue_command(
                 st,
                 Some(actor),
                 &device.id,
                 ServerCommand::CheckIn { reason, as_of },
-                "check_in",
                 CHECK_IN_SECS,
             )
             .await?;
@@ -816,7 +814,7 @@ fn wifi_profile(cx: &Context, action: &Action) -> Result<Result<Vec<u8>, String>
         ),
     };
     let profile = Profile {
-        identifier: format!("org.lanyard.wifi.{}", crate::api::workflows::slug(&ssid)),
+        identifier: format!("org.lanyard.wifi.{}", crate::workflows::slug(&ssid)),
         uuid: profile_uuid()?,
         display_name: format!("Wi-Fi {ssid}"),
         organization: None,

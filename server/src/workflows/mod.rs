@@ -11,3 +11,17 @@ pub mod schedule;
 pub mod standard;
 pub mod triggers;
 pub mod validate;
+
+/// An id made from a name: `Incorrect Device Home` → `incorrect-device-home`.
+pub fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let out = out.trim_end_matches('-').to_owned();
+    if out.is_empty() { "item".into() } else { out }
+}

@@ -95,7 +95,7 @@ pub async fn fire_due<S: Storage>(st: &AppState<S>) -> Result<usize, AppError> {
     loop {
         let page = st
             .storage
-            .list_launchpads(cursor, crate::api::validate::MAX_LIMIT)
+            .list_launchpads(cursor, crate::validate::MAX_LIMIT)
             .await?;
         carts.extend(page.items);
         match page.next_cursor {
@@ -135,7 +135,7 @@ pub async fn fire_due<S: Storage>(st: &AppState<S>) -> Result<usize, AppError> {
             loop {
                 let page = st
                     .storage
-                    .list_devices(filter.clone(), cursor, crate::api::validate::MAX_LIMIT)
+                    .list_devices(filter.clone(), cursor, crate::validate::MAX_LIMIT)
                     .await?;
                 for device in &page.items {
                     let cx = context(st, &device.id).await?;

@@ -10,9 +10,9 @@ use super::model::{
     WorkflowSpec,
 };
 use super::placeholder;
-use crate::api::validate;
 use crate::error::AppError;
 use crate::model::{AttributeDef, AttributeTarget};
+use crate::validate;
 
 /// Most actions in one workflow.
 const MAX_ACTIONS: usize = 50;

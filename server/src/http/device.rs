@@ -7,11 +7,11 @@ use axum::extract::State;
 use lanyard_protocol::enroll::{EnrollRequest, EnrollResponse};
 use lanyard_protocol::sync::{SyncRequest, SyncResponse};
 use lanyard_protocol::{
-    AuthorizeRequest, AuthorizeResponse, CheckoutGrant, CommandEnvelope, CommandId, Credential,
-    DenialCode, GrantId, PROTOCOL_VERSION, ServerCommand, UnlockMethod, UserRef,
+    AuthorizeRequest, AuthorizeResponse, CheckoutGrant, Credential, DenialCode, GrantId,
+    PROTOCOL_VERSION, ServerCommand, UnlockMethod, UserRef,
 };
 
-use crate::domain::grants::{Freed, PhoneTap};
+use crate::domain::grants::PhoneTap;
 use crate::error::AppError;
 use crate::extract::{ApiJson, DeviceCaller};
 use crate::keys::ServerKeys;
@@ -57,7 +57,7 @@ pub async fn enroll<S: Storage>(
         ("device.name", &req.device.name),
     ] {
         if let Some(v) = value {
-            crate::api::validate::text(field, v, 128)?;
+            crate::validate::text(field, v, 128)?;
         }
     }
     let id = format!("dev-{}", hex(&random_bytes(8)?));
@@ -132,10 +132,10 @@ pub async fn sync<S: Storage>(
     if had_events {
         // A cart waiting on this phone's grant may be free now (unplugged or lapsed).
         if let Some(cart) = &device.last_launchpad {
-            st.wake(&crate::api::launchpad::cart_key(cart));
+            st.wake(&crate::http::launchpad::cart_key(cart));
         }
     }
-    wake_freed(&st, &applied.freed);
+    st.wake_freed(&applied.freed);
     if applied.passcode_clear_requested {
         crate::mdm::request_passcode_clear(&st, &device).await;
     }
@@ -351,39 +351,20 @@ pub async fn authorize<S: Storage>(
             crate::domain::grants::authorize_phone(tx, &tap, &answer, now)
         })
         .await?;
-    wake_freed(&st, &decision.freed);
+    st.wake_freed(&decision.freed);
     let signed = decision.command.signed;
     Ok(Json(AuthorizeResponse { command: signed }))
 }
 
-/// Signs an answer to a phone's authorize request.
+/// Signs an answer to a phone's authorize request (answered inline, so delivered).
 fn decision_command(
     keys: &ServerKeys,
     device_id: &str,
     payload: ServerCommand,
     now: lanyard_protocol::Timestamp,
 ) -> Result<NewCommand, StorageError> {
-    let envelope = CommandEnvelope {
-        v: PROTOCOL_VERSION,
-        device_id: device_id.into(),
-        command_id: CommandId::new(format!(
-            "c-{}",
-            hex(&random_bytes(8).map_err(crate::keys::to_storage)?)
-        )),
-        issued_at: now,
-        expires_at: now.plus_secs(DECISION_TTL_SECS),
-        payload,
-    };
-    let signed = crate::keys::sign_command(keys, &envelope)?;
-    Ok(NewCommand {
-        id: envelope.command_id.clone(),
-        device_id: device_id.to_owned(),
-        kind: envelope.payload.kind(),
-        signed,
-        expires_at: envelope.expires_at,
-        // Answered inline: the phone has it once the response arrives.
-        delivered: true,
-    })
+    let expires_at = now.plus_secs(DECISION_TTL_SECS);
+    crate::domain::commands::new_command(keys, device_id, payload, now, expires_at, true)
 }
 
 fn sign_decision<S: Storage>(
@@ -393,13 +374,4 @@ fn sign_decision<S: Storage>(
     now: lanyard_protocol::Timestamp,
 ) -> Result<NewCommand, AppError> {
     Ok(decision_command(&st.keys, device_id, payload, now)?)
-}
-
-/// Wakes the carts whose waiting taps a freed phone may let through.
-pub(crate) fn wake_freed<S: Storage>(st: &AppState<S>, freed: &[Freed]) {
-    for f in freed {
-        if let Some(cart) = &f.launchpad_id {
-            st.wake(&crate::api::launchpad::cart_key(cart));
-        }
-    }
 }

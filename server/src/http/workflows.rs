@@ -6,30 +6,18 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use crate::api::validate;
 use crate::error::{AppError, ErrorBody};
 use crate::extract::{ApiJson, Caller};
 use crate::model::Page;
 use crate::state::AppState;
 use crate::storage::{DeviceFilter, Storage, StorageError};
+use crate::validate;
 use crate::workflows::model::{Folder, Rule, RuleSpec, Workflow, WorkflowSpec};
 use crate::workflows::run::{Email, NewRun, Run};
 use crate::workflows::standard::{self, SiteSettings};
 use crate::workflows::validate as check;
 
-/// An id made from a name: `Incorrect Device Home` → `incorrect-device-home`.
-pub fn slug(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') && !out.is_empty() {
-            out.push('-');
-        }
-    }
-    let out = out.trim_end_matches('-').to_owned();
-    if out.is_empty() { "item".into() } else { out }
-}
+use crate::workflows::slug;
 
 fn free_id(base: String, taken: impl Fn(&str) -> bool) -> String {
     if !taken(&base) {

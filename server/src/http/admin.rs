@@ -4,20 +4,22 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header::HOST};
-use lanyard_protocol::kdf::SlowHash;
 use lanyard_protocol::{BadgeId, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::validate;
 use crate::error::{AppError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, Caller};
-use crate::keys::{random_bytes, random_token, sha256};
+use crate::keys::{random_token, sha256};
 use crate::model::{Device, Launchpad, Page, User};
 use crate::state::AppState;
-use crate::storage::{DeviceFilter, NewEnrollmentToken, NewUser, Storage};
+use crate::storage::{DeviceFilter, NewEnrollmentToken, Storage};
+use crate::validate;
 
-/// PBKDF2 iterations for user passwords.
-pub const PASSWORD_ITERATIONS: u32 = 100_000;
+pub use crate::domain::directory::{
+    CreateLaunchpad, CreateUser, PASSWORD_ITERATIONS, checked_launchpad, checked_user,
+    hash_password,
+};
+use crate::domain::directory::{checked_ports, checked_timezone};
 
 /// Paging parameters.
 #[derive(utoipa::IntoParams)]
@@ -29,103 +31,6 @@ pub struct PageQuery {
     pub cursor: Option<String>,
     /// Page size (1–500, default 50).
     pub limit: Option<u32>,
-}
-
-/// `POST /api/v1/users` body.
-#[derive(utoipa::ToSchema, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateUser {
-    /// Username.
-    pub username: String,
-    /// Display name.
-    pub display_name: String,
-    /// Email.
-    pub email: Option<String>,
-    /// Directory groups.
-    #[serde(default)]
-    pub groups: Vec<String>,
-    /// Devices the user may hold at once (default 1, at most 10).
-    pub device_limit: Option<u32>,
-    /// Password for checkouts at the locker screen (8–256 characters).
-    pub password: Option<String>,
-}
-
-/// Checks a user to create (HTTP or CSV import); the password, if any, is returned
-/// apart, still to be hashed.
-pub fn checked_user(body: CreateUser) -> Result<(NewUser, Option<String>), AppError> {
-    let username = validate::username("username", &body.username)?;
-    let display_name = validate::text("display_name", &body.display_name, 128)?;
-    let email = validate::email("email", body.email.as_deref())?;
-    let groups = body
-        .groups
-        .iter()
-        .map(|g| validate::text("groups", g, 128))
-        .collect::<Result<Vec<_>, _>>()?;
-    let device_limit = body.device_limit.unwrap_or(1);
-    if device_limit > 10 {
-        return Err(AppError::invalid("device_limit", "must be 0 to 10"));
-    }
-    if let Some(p) = &body.password
-        && (p.chars().count() < 8 || p.len() > 256)
-    {
-        return Err(AppError::invalid("password", "must be 8 to 256 characters"));
-    }
-    let user = NewUser {
-        username,
-        display_name,
-        email,
-        groups,
-        device_limit,
-        password: None,
-    };
-    Ok((user, body.password))
-}
-
-/// PBKDF2 of a password, off the async threads.
-pub async fn hash_password(password: String) -> Result<SlowHash, AppError> {
-    let salt = random_bytes(16)?;
-    tokio::task::spawn_blocking(move || {
-        SlowHash::new(password.as_bytes(), salt, PASSWORD_ITERATIONS)
-    })
-    .await
-    .map_err(|e| AppError::Internal(anyhow::anyhow!("hashing: {e}")))
-}
-
-fn checked_ports(ports: u32) -> Result<u32, AppError> {
-    if (1..=64).contains(&ports) {
-        Ok(ports)
-    } else {
-        Err(AppError::invalid("ports", "must be 1 to 64"))
-    }
-}
-
-/// An IANA time zone known to the tz database, or absent (empty text).
-fn checked_timezone(value: Option<&str>) -> Result<Option<String>, AppError> {
-    let tz = validate::optional_text("timezone", value, 64)?;
-    if let Some(tz) = &tz
-        && !crate::workflows::validate::valid_timezone(tz)
-    {
-        return Err(AppError::invalid(
-            "timezone",
-            "must be an IANA zone name such as America/Chicago",
-        ));
-    }
-    Ok(tz)
-}
-
-/// Checks a cart to create (HTTP or CSV import).
-pub fn checked_launchpad(body: CreateLaunchpad) -> Result<Launchpad, AppError> {
-    let ports = checked_ports(body.ports)?;
-    let timezone = checked_timezone(body.timezone.as_deref())?;
-    Ok(Launchpad {
-        id: validate::ident("id", &body.id)?,
-        name: validate::text("name", &body.name, 128)?,
-        ports,
-        department: validate::optional_text("department", body.department.as_deref(), 128)?,
-        facility: validate::optional_text("facility", body.facility.as_deref(), 128)?,
-        manager: validate::email("manager", body.manager.as_deref())?,
-        timezone,
-    })
 }
 
 /// `POST /api/v1/users`.
@@ -205,26 +110,6 @@ pub async fn add_badge<S: Storage>(
         StatusCode::CREATED,
         Json(st.storage.get_user(username).await?),
     ))
-}
-
-/// `POST /api/v1/launchpads` body.
-#[derive(utoipa::ToSchema, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateLaunchpad {
-    /// Stable id.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// Number of ports.
-    pub ports: u32,
-    /// Launchpad Attribute: Department.
-    pub department: Option<String>,
-    /// Launchpad Attribute: Facility.
-    pub facility: Option<String>,
-    /// Launchpad Attribute: Launchpad Manager (email).
-    pub manager: Option<String>,
-    /// Launchpad Attribute: Timezone (IANA).
-    pub timezone: Option<String>,
 }
 
 /// `POST /api/v1/launchpads`.
@@ -484,14 +369,7 @@ pub struct CheckInAction {
     reason: String,
 }
 
-/// A queued device action.
-#[derive(utoipa::ToSchema, Debug, Serialize)]
-pub struct ActionQueued {
-    /// The signed command's id.
-    pub command_id: String,
-    /// When it stops being valid.
-    pub expires_at: Timestamp,
-}
+pub use crate::domain::commands::{ActionQueued, queue_command};
 
 /// How long a queued device action stays valid.
 const ACTION_TTL_SECS: u64 = 24 * 3600;
@@ -509,7 +387,7 @@ pub async fn check_in_device<S: Storage>(
         reason,
         as_of: None,
     };
-    queue_reasoned_action(&st, &caller, id, &body, make, "check_in").await
+    queue_reasoned_action(&st, &caller, id, &body, make).await
 }
 
 #[utoipa::path(post, path = "/api/v1/devices/{id}/lock", tag = "admin", description = "Locks a checked-out phone in its user's hands until they authenticate again (a phone still in the cart is checked in). Needs the admin or helpdesk role.", params(("id" = String, Path)), request_body = CheckInAction, responses((status = 202, description = "queued; delivered at the next sync", body = ActionQueued), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
@@ -521,7 +399,7 @@ pub async fn lock_device<S: Storage>(
     ApiJson(body): ApiJson<CheckInAction>,
 ) -> Result<(StatusCode, Json<ActionQueued>), AppError> {
     let make = |reason| lanyard_protocol::ServerCommand::Lock { reason };
-    queue_reasoned_action(&st, &caller, id, &body, make, "lock").await
+    queue_reasoned_action(&st, &caller, id, &body, make).await
 }
 
 /// Queues a device action that carries IT's reason, on behalf of `caller`.
@@ -531,54 +409,13 @@ async fn queue_reasoned_action<S: Storage>(
     id: String,
     body: &CheckInAction,
     make: impl FnOnce(String) -> lanyard_protocol::ServerCommand,
-    kind: &'static str,
 ) -> Result<(StatusCode, Json<ActionQueued>), AppError> {
     caller.require_device_actions()?;
     let reason = validate::text("reason", &body.reason, 256)?;
     let device = st.storage.get_device(id).await?;
     let actor = Some(caller.actor.clone());
-    let queued = queue_command(st, actor, &device.id, make(reason), kind, ACTION_TTL_SECS).await?;
+    let queued = queue_command(st, actor, &device.id, make(reason), ACTION_TTL_SECS).await?;
     Ok((StatusCode::ACCEPTED, Json(queued)))
-}
-
-/// Signs `payload` for `device_id`, queues it (audited as `actor`'s action when given)
-/// and wakes the device's long-poll.
-pub(crate) async fn queue_command<S: Storage>(
-    st: &AppState<S>,
-    actor: Option<String>,
-    device_id: &str,
-    payload: lanyard_protocol::ServerCommand,
-    kind: &'static str,
-    ttl_secs: u64,
-) -> Result<ActionQueued, AppError> {
-    let now = st.now();
-    let envelope = lanyard_protocol::CommandEnvelope {
-        v: lanyard_protocol::PROTOCOL_VERSION,
-        device_id: device_id.into(),
-        command_id: lanyard_protocol::CommandId::new(format!("c-{}", random_token(9)?)),
-        issued_at: now,
-        expires_at: now.plus_secs(ttl_secs),
-        payload,
-    };
-    let signed = st
-        .keys
-        .signing
-        .sign(&envelope)
-        .map_err(anyhow::Error::new)?;
-    let command = crate::storage::NewCommand {
-        id: envelope.command_id.clone(),
-        device_id: device_id.to_owned(),
-        kind,
-        signed,
-        expires_at: envelope.expires_at,
-        delivered: false,
-    };
-    st.storage.insert_command(command, actor, now).await?;
-    st.wake(&crate::notify::device_topic(device_id));
-    Ok(ActionQueued {
-        command_id: envelope.command_id.to_string(),
-        expires_at: envelope.expires_at,
-    })
 }
 
 /// `POST /api/v1/devices/{id}/lost` and `/found` body.
@@ -656,7 +493,6 @@ pub async fn retire<S: Storage>(
         Some(caller.actor.clone()),
         &device.id,
         unenroll,
-        "unenroll",
         ACTION_TTL_SECS * 30,
     )
     .await?;

@@ -5,5 +5,4 @@ pub mod attributes;
 pub mod device;
 pub mod launchpad;
 pub mod logs;
-pub mod validate;
 pub mod workflows;

@@ -11,8 +11,7 @@ use axum::Json;
 use axum::extract::State;
 use lanyard_protocol::policy::Condition;
 use lanyard_protocol::{
-    BadgeId, CheckoutGrant, CommandEnvelope, CommandId, GrantId, PROTOCOL_VERSION, Policy,
-    ServerCommand, UnlockMethod, UserRef,
+    BadgeId, CheckoutGrant, GrantId, Policy, ServerCommand, UnlockMethod, UserRef,
 };
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +19,7 @@ use crate::domain::grants::{CartClaim, CartTap, claim_at_cart};
 use crate::error::AppError;
 use crate::extract::{ApiJson, LaunchpadCaller};
 use crate::keys::ServerKeys;
-use crate::keys::{random_bytes, sign_command};
+use crate::keys::random_bytes;
 use crate::state::AppState;
 use crate::storage::{NewCommand, Storage, StorageError};
 
@@ -191,7 +190,7 @@ pub async fn tap<S: Storage>(
             })
             .await?;
         let (claim, freed) = claimed;
-        crate::api::device::wake_freed(&st, &freed);
+        st.wake_freed(&freed);
         match claim {
             CartClaim::Granted { device_id, port } => {
                 st.wake(&crate::notify::device_topic(&device_id));
@@ -245,34 +244,17 @@ fn cart_grant(
     now: lanyard_protocol::Timestamp,
     expires_at: lanyard_protocol::Timestamp,
 ) -> Result<NewCommand, StorageError> {
-    let random = || {
-        random_bytes(8)
-            .map(|b| crate::keys::hex(&b))
-            .map_err(crate::keys::to_storage)
-    };
-    let envelope = CommandEnvelope {
-        v: PROTOCOL_VERSION,
-        device_id: device_id.into(),
-        command_id: CommandId::new(format!("c-{}", random()?)),
-        issued_at: now,
-        expires_at,
-        payload: ServerCommand::GrantCheckout(CheckoutGrant {
-            grant_id: GrantId::new(format!("g-{}", random()?)),
-            request_id: None,
-            user: user.clone(),
-            method: UnlockMethod::CartBadge,
-            display_text: display_text.clone(),
-        }),
-    };
-    let signed = sign_command(keys, &envelope)?;
-    Ok(NewCommand {
-        id: envelope.command_id,
-        device_id: device_id.to_owned(),
-        kind: "grant_checkout",
-        signed,
-        expires_at,
-        delivered: false,
-    })
+    let grant_id = random_bytes(8)
+        .map(|b| crate::keys::hex(&b))
+        .map_err(crate::keys::to_storage)?;
+    let payload = ServerCommand::GrantCheckout(CheckoutGrant {
+        grant_id: GrantId::new(format!("g-{grant_id}")),
+        request_id: None,
+        user: user.clone(),
+        method: UnlockMethod::CartBadge,
+        display_text: display_text.clone(),
+    });
+    crate::domain::commands::new_command(keys, device_id, payload, now, expires_at, false)
 }
 
 /// The wake-up key for taps waiting at a cart.
@@ -312,7 +294,7 @@ pub async fn port_event<S: Storage>(
             format!("must be 1 to {} for this cart", cart.ports),
         ));
     }
-    let serial = crate::api::validate::optional_text("serial", body.serial.as_deref(), 128)?;
+    let serial = crate::validate::optional_text("serial", body.serial.as_deref(), 128)?;
     let device_id = st
         .storage
         .launchpad_port_event(cart.id.clone(), body.port, serial, body.docked, st.now())

@@ -8,12 +8,12 @@ use axum::response::{IntoResponse, Response};
 use lanyard_protocol::EventRecord;
 use serde::Deserialize;
 
-use super::validate;
 use crate::error::{AppError, ErrorBody};
 use crate::extract::{ApiQuery, Caller};
 use crate::model::{AuditRecord, Page};
 use crate::state::AppState;
 use crate::storage::Storage;
+use crate::validate;
 
 /// Most rows in one CSV export.
 const MAX_EXPORT: u32 = 100_000;

@@ -1,0 +1,77 @@
+//! Signed commands to phones: one builder for every command the server signs (grants,
+//! denials, check-ins, locks, passcode results, unenrollment), and queueing one for a
+//! phone's next sync.
+
+use lanyard_protocol::{CommandEnvelope, CommandId, PROTOCOL_VERSION, ServerCommand, Timestamp};
+use serde::Serialize;
+
+use crate::error::AppError;
+use crate::keys::{ServerKeys, hex, random_bytes};
+use crate::state::AppState;
+use crate::storage::{NewCommand, Storage, StorageError};
+
+/// Signs `payload` for `device_id`, valid from `now` until `expires_at`. `delivered`:
+/// answered inline (the phone has it once the response arrives) rather than queued.
+pub fn new_command(
+    keys: &ServerKeys,
+    device_id: &str,
+    payload: ServerCommand,
+    now: Timestamp,
+    expires_at: Timestamp,
+    delivered: bool,
+) -> Result<NewCommand, StorageError> {
+    let id = hex(&random_bytes(8).map_err(crate::keys::to_storage)?);
+    let envelope = CommandEnvelope {
+        v: PROTOCOL_VERSION,
+        device_id: device_id.into(),
+        command_id: CommandId::new(format!("c-{id}")),
+        issued_at: now,
+        expires_at,
+        payload,
+    };
+    let signed = crate::keys::sign_command(keys, &envelope)?;
+    Ok(NewCommand {
+        id: envelope.command_id,
+        device_id: device_id.to_owned(),
+        kind: envelope.payload.kind(),
+        signed,
+        expires_at,
+        delivered,
+    })
+}
+
+/// A queued device action.
+#[derive(utoipa::ToSchema, Debug, Serialize)]
+pub struct ActionQueued {
+    /// The signed command's id.
+    pub command_id: String,
+    /// When it stops being valid.
+    pub expires_at: Timestamp,
+}
+
+/// Signs `payload` for `device_id`, queues it (audited as `actor`'s action when given)
+/// and wakes the device's long-poll.
+pub async fn queue_command<S: Storage>(
+    st: &AppState<S>,
+    actor: Option<String>,
+    device_id: &str,
+    payload: ServerCommand,
+    ttl_secs: u64,
+) -> Result<ActionQueued, AppError> {
+    let now = st.now();
+    let command = new_command(
+        &st.keys,
+        device_id,
+        payload,
+        now,
+        now.plus_secs(ttl_secs),
+        false,
+    )?;
+    let queued = ActionQueued {
+        command_id: command.id.to_string(),
+        expires_at: command.expires_at,
+    };
+    st.storage.insert_command(command, actor, now).await?;
+    st.wake(&crate::notify::device_topic(device_id));
+    Ok(queued)
+}

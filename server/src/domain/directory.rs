@@ -1,0 +1,132 @@
+//! The rules for people and carts as IT creates them: what a valid user, password and
+//! cart are, shared by the admin API and the CSV imports (so an import row is checked
+//! exactly as the API would check it).
+
+use lanyard_protocol::kdf::SlowHash;
+use serde::Deserialize;
+
+use crate::error::AppError;
+use crate::keys::random_bytes;
+use crate::model::Launchpad;
+use crate::storage::NewUser;
+use crate::validate;
+
+/// PBKDF2 iterations for user passwords.
+pub const PASSWORD_ITERATIONS: u32 = 100_000;
+
+/// `POST /api/v1/users` body.
+#[derive(utoipa::ToSchema, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    /// Username.
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+    /// Email.
+    pub email: Option<String>,
+    /// Directory groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Devices the user may hold at once (default 1, at most 10).
+    pub device_limit: Option<u32>,
+    /// Password for checkouts at the locker screen (8–256 characters).
+    pub password: Option<String>,
+}
+
+/// Checks a user to create (HTTP or CSV import); the password, if any, is returned
+/// apart, still to be hashed.
+pub fn checked_user(body: CreateUser) -> Result<(NewUser, Option<String>), AppError> {
+    let username = validate::username("username", &body.username)?;
+    let display_name = validate::text("display_name", &body.display_name, 128)?;
+    let email = validate::email("email", body.email.as_deref())?;
+    let groups = body
+        .groups
+        .iter()
+        .map(|g| validate::text("groups", g, 128))
+        .collect::<Result<Vec<_>, _>>()?;
+    let device_limit = body.device_limit.unwrap_or(1);
+    if device_limit > 10 {
+        return Err(AppError::invalid("device_limit", "must be 0 to 10"));
+    }
+    if let Some(p) = &body.password
+        && (p.chars().count() < 8 || p.len() > 256)
+    {
+        return Err(AppError::invalid("password", "must be 8 to 256 characters"));
+    }
+    let user = NewUser {
+        username,
+        display_name,
+        email,
+        groups,
+        device_limit,
+        password: None,
+    };
+    Ok((user, body.password))
+}
+
+/// PBKDF2 of a password, off the async threads.
+pub async fn hash_password(password: String) -> Result<SlowHash, AppError> {
+    let salt = random_bytes(16)?;
+    tokio::task::spawn_blocking(move || {
+        SlowHash::new(password.as_bytes(), salt, PASSWORD_ITERATIONS)
+    })
+    .await
+    .map_err(|e| AppError::Internal(anyhow::anyhow!("hashing: {e}")))
+}
+
+pub(crate) fn checked_ports(ports: u32) -> Result<u32, AppError> {
+    if (1..=64).contains(&ports) {
+        Ok(ports)
+    } else {
+        Err(AppError::invalid("ports", "must be 1 to 64"))
+    }
+}
+
+/// An IANA time zone known to the tz database, or absent (empty text).
+pub(crate) fn checked_timezone(value: Option<&str>) -> Result<Option<String>, AppError> {
+    let tz = validate::optional_text("timezone", value, 64)?;
+    if let Some(tz) = &tz
+        && !crate::workflows::validate::valid_timezone(tz)
+    {
+        return Err(AppError::invalid(
+            "timezone",
+            "must be an IANA zone name such as America/Chicago",
+        ));
+    }
+    Ok(tz)
+}
+
+/// Checks a cart to create (HTTP or CSV import).
+pub fn checked_launchpad(body: CreateLaunchpad) -> Result<Launchpad, AppError> {
+    let ports = checked_ports(body.ports)?;
+    let timezone = checked_timezone(body.timezone.as_deref())?;
+    Ok(Launchpad {
+        id: validate::ident("id", &body.id)?,
+        name: validate::text("name", &body.name, 128)?,
+        ports,
+        department: validate::optional_text("department", body.department.as_deref(), 128)?,
+        facility: validate::optional_text("facility", body.facility.as_deref(), 128)?,
+        manager: validate::email("manager", body.manager.as_deref())?,
+        timezone,
+    })
+}
+
+/// `POST /api/v1/launchpads` body.
+#[derive(utoipa::ToSchema, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLaunchpad {
+    /// Stable id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Number of ports.
+    pub ports: u32,
+    /// Launchpad Attribute: Department.
+    pub department: Option<String>,
+    /// Launchpad Attribute: Facility.
+    pub facility: Option<String>,
+    /// Launchpad Attribute: Launchpad Manager (email).
+    pub manager: Option<String>,
+    /// Launchpad Attribute: Timezone (IANA).
+    pub timezone: Option<String>,
+}
