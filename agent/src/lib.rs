@@ -1,30 +1,16 @@
-//! The Lanyard locker core.
+//! The Lanyard agent: the locker core ([`lanyard_core`], sans-I/O, re-exported here
+//! with its paths) and the edges it needs on a phone.
 //!
-//! A sans-I/O state machine that decides, on the phone, who may use it and when it
-//! locks: [`handle`]`(state, event, now) -> (state, effects)`. No clock reads, no network,
-//! no disk inside. The host (the iOS shim, the simulator, the tests) feeds [`Event`]s and
-//! carries out [`Effect`]s; `docs/ARCHITECTURE.md` describes the rules.
-//!
-//! At the edges, [`store`] keeps the state and its outbox durable (SQLite) and
-//! [`runtime::Agent`] commits every change before its effects may run.
+//! [`store`] keeps the core's state and its outbox durable (SQLite),
+//! [`runtime::Agent`] commits every change before its effects may run, [`sync`] talks
+//! to the server over HTTP, [`secrets`] keeps the device credential, and
+//! [`enrollment`] reads enrollment links.
 
-pub mod compliance;
-pub mod effect;
 pub mod enrollment;
-pub mod event;
-mod machine;
-mod offline;
 pub mod runtime;
-pub mod screen;
 pub mod secrets;
-pub mod state;
 pub mod store;
 pub mod sync;
-pub mod verified;
 
-pub use effect::Effect;
-pub use event::{Event, FactsUpdate};
-pub use machine::handle;
-pub use screen::Screen;
-pub use state::{Locker, Phase};
-pub use verified::Verified;
+pub use lanyard_core::{Effect, Event, FactsUpdate, Locker, Phase, Screen, Verified, handle};
+pub use lanyard_core::{compliance, effect, event, screen, state, verified};

@@ -68,7 +68,7 @@ pub(crate) fn release_if_lapsed(
         return Ok(None);
     };
     // A grant nobody took is over: it must not be delivered later either.
-    tx.settle_command(&grant.command_id, CommandState::Expired, now)?;
+    tx.settle_command(device_id, &grant.command_id, CommandState::Expired, now)?;
     tx.set_holding(
         device_id,
         &Holding {
@@ -179,7 +179,7 @@ pub(crate) fn abandon_request(
 ) -> Result<Option<Freed>, StorageError> {
     let mut any = false;
     for id in tx.commands_for_request(device_id, request_id)? {
-        any |= tx.settle_command(&id, CommandState::Failed, now)?;
+        any |= tx.settle_command(device_id, &id, CommandState::Failed, now)?;
     }
     if any {
         release_if_lapsed(tx, device_id, now)
@@ -248,7 +248,7 @@ pub(crate) fn authorize_phone(
     if denial.is_none() {
         // This request replaces any grant still on its way to the phone.
         for g in tx.outstanding_grants(tap.device_id)? {
-            tx.settle_command(&g.command_id, CommandState::Superseded, now)?;
+            tx.settle_command(tap.device_id, &g.command_id, CommandState::Superseded, now)?;
         }
     }
     tx.insert_command(&command, Some(tap.request_id), now)?;

@@ -6,4 +6,5 @@ pub mod commands;
 pub mod directory;
 pub mod grants;
 pub mod lockouts;
+pub mod mirror;
 pub mod sync;

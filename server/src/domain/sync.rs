@@ -2,9 +2,11 @@
 //! trigger, and the commands it takes back — one transaction.
 
 use lanyard_protocol::events::{Report, Transition};
-use lanyard_protocol::{CommandId, EventRecord, Signed, Timestamp};
+use lanyard_protocol::{CommandId, DeviceStatus, EventRecord, Signed, Timestamp};
 
 use super::grants::{self, Freed};
+use super::mirror;
+use crate::storage::tx::{CommandState, MirrorUpdate};
 use crate::storage::{StorageError, Tx};
 
 /// What applying a sync did.
@@ -32,12 +34,67 @@ pub fn apply(
     handled: &[CommandId],
     now: Timestamp,
 ) -> Result<SyncApplied, StorageError> {
-    let held = grants::holding(tx, device_id)?;
-    let (acked_seq, applied) = tx.apply_records(device_id, events, handled, now)?;
-    let mut freed = Vec::new();
-    freed.extend(grants::settle_after_records(tx, held, now)?);
+    let before = tx
+        .device(device_id)?
+        .ok_or(StorageError::NotFound("device"))?;
+    // Only a pending phone can rest on a server grant: the grant bookkeeping below is
+    // skipped for every other sync (most of them).
+    let was_pending = before.status == DeviceStatus::CheckoutPending;
+    let held = if was_pending {
+        grants::holding(tx, device_id)?
+    } else {
+        None
+    };
+    let (acked_seq, applied) = tx.store_records(device_id, before.last_seq, events, now)?;
+    let observed = mirror::observe(&applied);
+    // Refusals first: a refused grant is no longer on its way.
+    for (command, state) in &observed.refused {
+        tx.settle_command(device_id, command.as_str(), *state, now)?;
+    }
+    if let Some((status, user)) = observed.status.clone() {
+        let in_flight = status == DeviceStatus::CheckedIn
+            && was_pending
+            && grant_in_flight(tx, device_id, handled, now)?;
+        // Records the phone made before it received a grant still say "checked in,
+        // nobody": they must not undo the pending checkout (else the cart could hand
+        // the same phone, or the user a second one, meanwhile). The phone's own
+        // record of the grant, its refusal, or the grant's lapse settles it.
+        let (status, user) = if in_flight {
+            (before.status, before.device_user.clone())
+        } else {
+            (status, user)
+        };
+        let update = MirrorUpdate {
+            // A checkout that ended is no longer overdue, whatever the last report said.
+            overdue: if user.is_none() && !in_flight {
+                Some(false)
+            } else {
+                observed.overdue
+            },
+            status,
+            user,
+            keep_grant: in_flight,
+            location: observed.location.clone(),
+            docked: observed.docked,
+            battery: observed.battery,
+            os_version: observed.os_version.clone(),
+            passcode: mirror::passcode_after(before.passcode, observed.passcode),
+            last_seq: acked_seq,
+            last_contact: now,
+        };
+        tx.set_mirror(device_id, &update)?;
+    } else {
+        tx.touch_device(device_id, acked_seq, now)?;
+    }
+    tx.acknowledge(device_id, handled, now)?;
+    let mut freed: Vec<Freed> = grants::settle_after_records(tx, held, now)?
+        .into_iter()
+        .collect();
     let mut passcode_clear_requested = false;
     for record in &applied {
+        if record.reports.is_empty() {
+            continue;
+        }
         for report in &record.reports {
             match report {
                 Report::AuthorizationAbandoned { request_id } => {
@@ -55,7 +112,9 @@ pub fn apply(
     }
     // A refusal of the grant (or its expiry) ends what it held, now rather than at the
     // sweeper's next pass.
-    freed.extend(grants::release_if_lapsed(tx, device_id, now)?);
+    if was_pending {
+        freed.extend(grants::release_if_lapsed(tx, device_id, now)?);
+    }
     let transitions: Vec<(u64, Transition)> = applied
         .into_iter()
         .filter_map(|r| r.transition.map(|t| (r.seq, t)))
@@ -71,4 +130,19 @@ pub fn apply(
         freed,
         passcode_clear_requested,
     })
+}
+
+/// Whether the grant the phone rests on is still on its way to it: outstanding, not
+/// expired, and not among the commands this very sync reports handled.
+fn grant_in_flight(
+    tx: &dyn Tx,
+    device_id: &str,
+    handled: &[CommandId],
+    now: Timestamp,
+) -> Result<bool, StorageError> {
+    Ok(tx.held_grant(device_id)?.is_some_and(|g| {
+        matches!(g.state, CommandState::Pending | CommandState::Delivered)
+            && g.expires_at > now
+            && !handled.iter().any(|h| h.as_str() == g.command_id)
+    }))
 }

@@ -96,6 +96,34 @@ pub struct Holding<'a> {
     pub grant: Option<&'a str>,
 }
 
+/// What the server mirrors of a phone after its records (`None`: unchanged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorUpdate {
+    /// Status.
+    pub status: DeviceStatus,
+    /// Device User.
+    pub user: Option<String>,
+    /// Whether the status still rests on the server's grant (else the grant is
+    /// forgotten: the phone's own records hold it now).
+    pub keep_grant: bool,
+    /// Cart and port.
+    pub location: Option<(Option<String>, Option<u32>)>,
+    /// On a charger.
+    pub docked: Option<bool>,
+    /// Battery percent.
+    pub battery: Option<u8>,
+    /// OS version.
+    pub os_version: Option<String>,
+    /// Overdue.
+    pub overdue: Option<bool>,
+    /// Passcode state.
+    pub passcode: Option<crate::model::PasscodeState>,
+    /// Highest contiguous record sequence.
+    pub last_seq: u64,
+    /// When the phone was last heard from.
+    pub last_contact: Timestamp,
+}
+
 /// An audit entry to append.
 #[derive(Debug, Clone)]
 pub struct AuditEntry<'a> {
@@ -138,9 +166,11 @@ pub trait Tx {
         request_id: Option<&str>,
         now: Timestamp,
     ) -> Result<(), StorageError>;
-    /// Moves a command still outstanding to `to`; false when it was not outstanding.
+    /// Moves a command of `device_id` still outstanding to `to`; false when it was not
+    /// outstanding (or not that device's).
     fn settle_command(
         &self,
+        device_id: &str,
         command_id: &str,
         to: CommandState,
         now: Timestamp,
@@ -177,17 +207,33 @@ pub trait Tx {
     /// Appends to the audit log.
     fn audit(&self, entry: &AuditEntry<'_>, now: Timestamp) -> Result<(), StorageError>;
 
-    /// Stores a device's records idempotently by `(device, seq)`, mirrors the ones now
-    /// contiguous into the device row, marks the commands it handled acknowledged.
-    /// Returns the highest contiguous sequence and the records applied for the first
-    /// time, in order.
-    fn apply_records(
+    /// Stores a device's records idempotently by `(device, seq)`. Returns the highest
+    /// contiguous sequence now stored and the records it newly covers, in order (the
+    /// caller writes the sequence with the mirror, or with [`Tx::touch_device`]).
+    /// `last_seq` is the sequence the device row holds (read in this transaction).
+    fn store_records(
         &self,
         device_id: &str,
+        last_seq: u64,
         events: Vec<EventRecord>,
-        handled: &[CommandId],
         now: Timestamp,
     ) -> Result<(u64, Vec<EventRecord>), StorageError>;
+    /// Records a sync that changed nothing but the sequence and the last contact.
+    fn touch_device(
+        &self,
+        device_id: &str,
+        last_seq: u64,
+        now: Timestamp,
+    ) -> Result<(), StorageError>;
+    /// Writes what the server mirrors of a phone.
+    fn set_mirror(&self, device_id: &str, mirror: &MirrorUpdate) -> Result<(), StorageError>;
+    /// Marks the commands a phone handled acknowledged (those still outstanding).
+    fn acknowledge(
+        &self,
+        device_id: &str,
+        handled: &[CommandId],
+        now: Timestamp,
+    ) -> Result<(), StorageError>;
     /// The commands to deliver to a device now, marked delivered; expired ones are
     /// marked expired and left out.
     fn take_commands(&self, device_id: &str, now: Timestamp) -> Result<Vec<Signed>, StorageError>;

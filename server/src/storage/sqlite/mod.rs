@@ -7,10 +7,8 @@ mod offline;
 mod tx;
 mod workflows;
 
-use lanyard_protocol::events::Report;
 use lanyard_protocol::kdf::SlowHash;
-use lanyard_protocol::policy::ConditionKind;
-use lanyard_protocol::{CommandId, DeviceStatus, EventRecord, Policy, Signed, Timestamp, UserRef};
+use lanyard_protocol::{DeviceStatus, EventRecord, Policy, Signed, Timestamp, UserRef};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
@@ -225,93 +223,60 @@ pub(super) fn take_commands(
     Ok(out)
 }
 
-/// Stores a device's records idempotently by `(device, seq)`, mirrors the ones now
-/// contiguous into the device row, and marks the commands it handled acknowledged.
-/// Returns the highest contiguous sequence and the records applied for the first time.
-pub(super) fn apply_records(
+/// Stores a device's records idempotently by `(device, seq)`. Returns the highest
+/// contiguous sequence now stored and the records it newly covers, in order.
+pub(super) fn store_records(
     tx: &rusqlite::Transaction<'_>,
     device_id: &str,
+    last_seq: u64,
     events: Vec<EventRecord>,
-    handled: &[CommandId],
     now: Timestamp,
 ) -> Result<(u64, Vec<EventRecord>), StorageError> {
+    let old = seq(last_seq);
     {
-        let (old, server_status): (i64, String) = tx.query_row(
-            "SELECT last_seq, status FROM device WHERE id = ?1",
-            [device_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO device_event (device_id, seq, at, record, received_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (device_id, seq) DO NOTHING",
         )?;
-        {
-            let mut insert = tx.prepare_cached(
-                    "INSERT INTO device_event (device_id, seq, at, record, received_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (device_id, seq) DO NOTHING",
-                )?;
-            for r in &events {
-                let json =
-                    serde_json::to_string(r).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-                insert.execute(params![
-                    device_id,
-                    seq(r.seq),
-                    r.at.as_millis(),
-                    json,
-                    now.as_millis()
-                ])?;
-            }
+        for r in &events {
+            let json = serde_json::to_string(r)
+                .map_err(|e| StorageError::Internal(format!("encode record: {e}")))?;
+            insert.execute(params![
+                device_id,
+                seq(r.seq),
+                r.at.as_millis(),
+                json,
+                now.as_millis()
+            ])?;
         }
-        // Advance through every sequence now stored without a gap. Records of this
-        // request are taken from memory; only ones that arrived earlier out of order
-        // are read back.
-        let mut last = old;
-        let mut applied: Vec<EventRecord> = Vec::new();
-        let mut in_request: std::collections::HashMap<u64, EventRecord> =
-            events.into_iter().map(|r| (r.seq, r)).collect();
-        {
-            let mut next = tx.prepare_cached(
-                "SELECT record FROM device_event WHERE device_id = ?1 AND seq = ?2",
-            )?;
-            loop {
-                let want = u64::try_from(last + 1).unwrap_or(u64::MAX);
-                if let Some(record) = in_request.remove(&want) {
-                    applied.push(record);
-                    last += 1;
-                    continue;
-                }
-                let json: Option<String> = next
-                    .query_row(params![device_id, last + 1], |r| r.get(0))
-                    .optional()?;
-                let Some(json) = json else { break };
-                let record: EventRecord = serde_json::from_str(&json)
-                    .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    }
+    // Advance through every sequence now stored without a gap. Records of this request
+    // are taken from memory; only ones that arrived earlier out of order are read back.
+    let mut last = old;
+    let mut applied: Vec<EventRecord> = Vec::new();
+    let mut in_request: std::collections::HashMap<u64, EventRecord> =
+        events.into_iter().map(|r| (r.seq, r)).collect();
+    {
+        let mut next =
+            tx.prepare_cached("SELECT record FROM device_event WHERE device_id = ?1 AND seq = ?2")?;
+        loop {
+            let want = u64::try_from(last + 1).unwrap_or(u64::MAX);
+            if let Some(record) = in_request.remove(&want) {
                 applied.push(record);
                 last += 1;
+                continue;
             }
+            let json: Option<String> = next
+                .query_row(params![device_id, last + 1], |r| r.get(0))
+                .optional()?;
+            let Some(json) = json else { break };
+            let record: EventRecord = serde_json::from_str(&json)
+                .map_err(|e| StorageError::Corrupt(format!("stored record: {e}")))?;
+            applied.push(record);
+            last += 1;
         }
-        let acked = u64::try_from(last).unwrap_or(0);
-        // Only a checkout the server marked pending can be undone by stale records.
-        let pending_grant = server_status == status_name(DeviceStatus::CheckoutPending);
-        mirror(
-            tx,
-            device_id,
-            pending_grant.then_some(handled),
-            &applied,
-            acked,
-            now,
-        )?;
-        if applied.is_empty() {
-            tx.execute(
-                "UPDATE device SET last_seq = ?2 WHERE id = ?1",
-                params![device_id, last],
-            )?;
-        }
-        let mut ack = tx.prepare_cached(
-                "UPDATE command SET state = 'acknowledged', updated_at = ?3 WHERE id = ?1 AND device_id = ?2
-                   AND state IN ('pending', 'delivered')",
-            )?;
-        for id in handled {
-            ack.execute(params![id.as_str(), device_id, now.as_millis()])?;
-        }
-        Ok((acked, applied))
     }
+    Ok((u64::try_from(last).unwrap_or(0), applied))
 }
 
 /// A record as JSON for the audit log.
@@ -342,178 +307,6 @@ pub(super) fn audit(
             target_id,
             before.map(|v| v.to_string()),
             after.map(|v| v.to_string()),
-        ],
-    )?;
-    Ok(())
-}
-
-/// Folds newly applied records into the device row: status and user from the newest,
-/// dock location and facts from the reports, in order.
-fn mirror(
-    tx: &rusqlite::Transaction<'_>,
-    device_id: &str,
-    pending_grant: Option<&[CommandId]>,
-    records: &[EventRecord],
-    last_seq: u64,
-    now: Timestamp,
-) -> Result<(), StorageError> {
-    let Some(newest) = records.last() else {
-        tx.execute(
-            "UPDATE device SET last_contact = ?2 WHERE id = ?1",
-            params![device_id, now.as_millis()],
-        )?;
-        return Ok(());
-    };
-    let mut launchpad: Option<Option<String>> = None;
-    let mut port: Option<Option<u32>> = None;
-    let mut overdue: Option<bool> = None;
-    let mut docked: Option<bool> = None;
-    let mut battery: Option<u8> = None;
-    let mut os: Option<String> = None;
-    let mut passcode: Option<&str> = None;
-    for r in records {
-        for report in &r.reports {
-            match report {
-                Report::Docked { location } => {
-                    docked = Some(true);
-                    if location.launchpad.is_some() || location.port.is_some() {
-                        launchpad = Some(location.launchpad.as_ref().map(|l| l.to_string()));
-                        port = Some(location.port);
-                    }
-                }
-                Report::Undocked => docked = Some(false),
-                Report::CommandRejected {
-                    command_id: Some(id),
-                    rejection,
-                } => {
-                    // A refusal of a command still outstanding marks it failed (or
-                    // superseded by a later checkout); a replay of one already
-                    // acknowledged changes nothing.
-                    let state = match rejection {
-                        lanyard_protocol::CommandRejection::Superseded => "superseded",
-                        _ => "failed",
-                    };
-                    tx.execute(
-                        "UPDATE command SET state = ?4, updated_at = ?3
-                         WHERE id = ?1 AND device_id = ?2 AND state IN ('pending', 'delivered')",
-                        params![id.as_str(), device_id, now.as_millis(), state],
-                    )?;
-                }
-                Report::ComplianceTier {
-                    condition: ConditionKind::CheckoutOverdue,
-                    ..
-                } => overdue = Some(true),
-                Report::ComplianceResolved {
-                    condition: ConditionKind::CheckoutOverdue,
-                } => overdue = Some(false),
-                Report::Facts(f) => {
-                    battery = f.battery_percent.or(battery);
-                    os = f.os_version.map(|v| v.to_string()).or(os);
-                    match f.passcode_present {
-                        Some(true)
-                            if !matches!(
-                                passcode,
-                                Some("clearing" | "clear_failed" | "retrying")
-                            ) =>
-                        {
-                            passcode = Some("present");
-                        }
-                        Some(true) => {}
-                        Some(false) => passcode = Some("absent"),
-                        None => {}
-                    }
-                }
-                // A retry keeps a failure on show until the passcode is really gone.
-                Report::PasscodeClearRequested { attempt }
-                    if *attempt > 1 && passcode != Some("clear_failed") =>
-                {
-                    passcode = Some("retrying");
-                }
-                Report::PasscodeClearRequested { attempt } if *attempt > 1 => {}
-                Report::PasscodeClearRequested { .. } => passcode = Some("clearing"),
-                Report::PasscodeClearFailed { .. } => passcode = Some("clear_failed"),
-                Report::PasscodeCleared => passcode = Some("absent"),
-                _ => {}
-            }
-        }
-    }
-    // A grant the phone has not applied yet: records it made before receiving it still
-    // say "checked in, nobody", and must not undo the pending checkout the grant set
-    // (else the cart could hand the same phone, or the user a second one, meanwhile).
-    // The phone's own record of the grant, or its refusal, settles it; so does the
-    // grant's lapse (domain::grants).
-    let grant_in_flight = match pending_grant {
-        Some(handled) if newest.status == DeviceStatus::CheckedIn => {
-            let held: Option<(String, String, i64)> = tx
-                .prepare_cached(
-                    "SELECT c.id, c.state, c.expires_at FROM device d
-                     JOIN command c ON c.id = d.held_by_grant WHERE d.id = ?1",
-                )?
-                .query_row([device_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()?;
-            held.is_some_and(|(id, state, expires_at)| {
-                matches!(state.as_str(), "pending" | "delivered")
-                    && expires_at > now.as_millis()
-                    // A grant this very sync reports handled is not in flight any more.
-                    && !handled.iter().any(|h| h.as_str() == id)
-            })
-        }
-        _ => false,
-    };
-    let (status, user) = if grant_in_flight {
-        tx.query_row(
-            "SELECT status, device_user FROM device WHERE id = ?1",
-            [device_id],
-            |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
-        )?
-    } else {
-        (
-            status_name(newest.status).to_owned(),
-            newest.user.as_ref().map(|u| u.username.clone()),
-        )
-    };
-    if !grant_in_flight {
-        // The phone's own records now say who holds it.
-        tx.prepare_cached(
-            "UPDATE device SET held_by_grant = NULL WHERE id = ?1 AND held_by_grant IS NOT NULL",
-        )?
-        .execute([device_id])?;
-    }
-    tx.execute(
-        "UPDATE device SET status = ?2, device_user = ?3, last_seq = ?4, last_contact = ?5,
-            last_launchpad = CASE WHEN ?6 THEN ?7 ELSE last_launchpad END,
-            last_port = CASE WHEN ?6 THEN ?8 ELSE last_port END,
-            battery = COALESCE(?9, battery),
-            os_version = COALESCE(?10, os_version),
-            docked = COALESCE(?11, docked),
-            overdue = COALESCE(?12, overdue),
-            -- A phone still reports its passcode while the clear is under way: that
-            -- must not hide that it is being (or could not be) cleared.
-            passcode = CASE
-                WHEN ?13 IN ('present', 'retrying') AND passcode IN ('clearing', 'clear_failed')
-                    THEN passcode
-                WHEN ?13 = 'retrying' THEN 'clearing'
-                ELSE COALESCE(?13, passcode) END
-         WHERE id = ?1",
-        params![
-            device_id,
-            status,
-            user,
-            seq(last_seq),
-            now.as_millis(),
-            launchpad.is_some(),
-            launchpad.flatten(),
-            port.flatten().map(i64::from),
-            battery.map(i64::from),
-            os,
-            docked,
-            // A checkout that ended is no longer overdue, whatever the last report said.
-            if newest.user.is_none() && !grant_in_flight {
-                Some(false)
-            } else {
-                overdue
-            },
-            passcode,
         ],
     )?;
     Ok(())

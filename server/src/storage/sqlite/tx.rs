@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{DEVICE_COLUMNS, device_row, status_name};
 use crate::model::Device;
-use crate::storage::tx::{AuditEntry, CartWait, CommandState, GrantRow, Holding, Tx};
+use crate::storage::tx::{AuditEntry, CartWait, CommandState, GrantRow, Holding, MirrorUpdate, Tx};
 use crate::storage::{NewCommand, StorageError};
 use crate::workflows::run::NewRun;
 
@@ -135,6 +135,7 @@ impl Tx for SqliteTx<'_, '_> {
 
     fn settle_command(
         &self,
+        device_id: &str,
         command_id: &str,
         to: CommandState,
         now: Timestamp,
@@ -142,10 +143,10 @@ impl Tx for SqliteTx<'_, '_> {
         let n = self
             .0
             .prepare_cached(
-                "UPDATE command SET state = ?2, updated_at = ?3
-                 WHERE id = ?1 AND state IN ('pending', 'delivered')",
+                "UPDATE command SET state = ?3, updated_at = ?4
+                 WHERE id = ?1 AND device_id = ?2 AND state IN ('pending', 'delivered')",
             )?
-            .execute(params![command_id, to.as_str(), now.as_millis()])?;
+            .execute(params![command_id, device_id, to.as_str(), now.as_millis()])?;
         Ok(n > 0)
     }
 
@@ -283,14 +284,76 @@ impl Tx for SqliteTx<'_, '_> {
         )
     }
 
-    fn apply_records(
+    fn store_records(
         &self,
         device_id: &str,
+        last_seq: u64,
         events: Vec<EventRecord>,
-        handled: &[CommandId],
         now: Timestamp,
     ) -> Result<(u64, Vec<EventRecord>), StorageError> {
-        super::apply_records(self.0, device_id, events, handled, now)
+        super::store_records(self.0, device_id, last_seq, events, now)
+    }
+
+    fn set_mirror(&self, device_id: &str, m: &MirrorUpdate) -> Result<(), StorageError> {
+        self.0
+            .prepare_cached(
+                "UPDATE device SET status = ?2, device_user = ?3,
+                    held_by_grant = CASE WHEN ?4 THEN held_by_grant ELSE NULL END,
+                    last_launchpad = CASE WHEN ?5 THEN ?6 ELSE last_launchpad END,
+                    last_port = CASE WHEN ?5 THEN ?7 ELSE last_port END,
+                    docked = COALESCE(?8, docked),
+                    battery = COALESCE(?9, battery),
+                    os_version = COALESCE(?10, os_version),
+                    overdue = COALESCE(?11, overdue),
+                    passcode = COALESCE(?12, passcode),
+                    last_seq = ?13, last_contact = ?14
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                device_id,
+                m.status.as_str(),
+                m.user,
+                m.keep_grant,
+                m.location.is_some(),
+                m.location.as_ref().and_then(|(l, _)| l.as_deref()),
+                m.location.as_ref().and_then(|(_, p)| *p).map(i64::from),
+                m.docked,
+                m.battery.map(i64::from),
+                m.os_version,
+                m.overdue,
+                m.passcode.map(|p| p.as_str()),
+                super::seq(m.last_seq),
+                m.last_contact.as_millis(),
+            ])?;
+        Ok(())
+    }
+
+    fn touch_device(
+        &self,
+        device_id: &str,
+        last_seq: u64,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        self.0
+            .prepare_cached("UPDATE device SET last_seq = ?2, last_contact = ?3 WHERE id = ?1")?
+            .execute(params![device_id, super::seq(last_seq), now.as_millis()])?;
+        Ok(())
+    }
+
+    fn acknowledge(
+        &self,
+        device_id: &str,
+        handled: &[CommandId],
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        let mut ack = self.0.prepare_cached(
+            "UPDATE command SET state = 'acknowledged', updated_at = ?3
+             WHERE id = ?1 AND device_id = ?2 AND state IN ('pending', 'delivered')",
+        )?;
+        for id in handled {
+            ack.execute(params![id.as_str(), device_id, now.as_millis()])?;
+        }
+        Ok(())
     }
 
     fn take_commands(&self, device_id: &str, now: Timestamp) -> Result<Vec<Signed>, StorageError> {
