@@ -17,7 +17,7 @@
 use lanyard_protocol::{DenialCode, DeviceStatus, Timestamp};
 
 use crate::model::Device;
-use crate::storage::tx::{AuditEntry, CartWait, CommandState, GrantRow, Holding, Tx};
+use crate::storage::tx::{AuditEntry, CartSlot, CartWait, CommandState, GrantRow, Holding, Tx};
 use crate::storage::{NewCommand, StorageError};
 
 /// How long an acknowledged grant still holds the phone without the phone's own
@@ -304,24 +304,20 @@ pub(crate) enum CartClaim {
 /// The phone a cart hands out: docked there, checked in, enough battery, not lost or
 /// retired; the highest battery first, then the lowest port, then the id, so the
 /// choice is deterministic.
-fn candidates(mut devices: Vec<Device>, min_battery: u8) -> Vec<Device> {
-    devices.retain(|d| {
-        status_is(d, DeviceStatus::CheckedIn)
-            && d.device_user.is_none()
-            && d.admin_state.is_none()
+fn candidates(mut slots: Vec<CartSlot>, min_battery: u8) -> Vec<CartSlot> {
+    slots.retain(|d| {
+        d.status == DeviceStatus::CheckedIn
+            && d.user.is_none()
+            && !d.out_of_service
             && d.battery.is_some_and(|b| b >= min_battery)
     });
-    devices.sort_by(|a, b| {
+    slots.sort_by(|a, b| {
         b.battery
             .cmp(&a.battery)
-            .then(
-                a.last_port
-                    .unwrap_or(u32::MAX)
-                    .cmp(&b.last_port.unwrap_or(u32::MAX)),
-            )
+            .then(a.port.unwrap_or(u32::MAX).cmp(&b.port.unwrap_or(u32::MAX)))
             .then(a.id.cmp(&b.id))
     });
-    devices
+    slots
 }
 
 /// Whether the phone a cart granted last is still in the cart waiting for the clinician
@@ -369,7 +365,7 @@ pub(crate) fn claim_at_cart(
     // Only a pending phone can rest on a grant.
     for d in devices
         .iter()
-        .filter(|d| status_is(d, DeviceStatus::CheckoutPending))
+        .filter(|d| d.status == DeviceStatus::CheckoutPending)
     {
         if let Some(f) = release_if_lapsed(tx, &d.id, now)? {
             freed.push(f);
@@ -418,7 +414,7 @@ pub(crate) fn claim_at_cart(
     Ok((
         CartClaim::Granted {
             device_id: device.id,
-            port: device.last_port,
+            port: device.port,
         },
         freed,
     ))

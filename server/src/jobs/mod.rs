@@ -22,6 +22,29 @@ use crate::storage::Storage;
 /// How long a stopping server waits for a job to finish its pass.
 pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Who may run a job's next pass. Each pass is taken under a lease, so with several
+/// server processes on one database each piece of background work is done by one of
+/// them, and another takes over when its holder dies (its lease runs out). Today one
+/// process serves a data directory (the lock file enforces it), so [`LocalLease`]
+/// grants every pass; a database-backed lease implements the same trait for replicas.
+pub trait Lease: Send + Sync + 'static {
+    /// Whether this process may run `job`'s pass now; holding it for `ttl` at most.
+    fn try_take(&self, job: &str, ttl: Duration) -> bool;
+}
+
+/// The lease of a lone server process: every pass is its own.
+#[derive(Debug, Default)]
+pub struct LocalLease;
+
+impl Lease for LocalLease {
+    fn try_take(&self, _job: &str, _ttl: Duration) -> bool {
+        true
+    }
+}
+
+/// How long a pass may hold its lease.
+const LEASE_TTL: Duration = Duration::from_secs(60);
+
 /// How a job waits between passes.
 pub(crate) struct Pace {
     /// The longest pause between passes.
@@ -31,9 +54,9 @@ pub(crate) struct Pace {
 }
 
 /// The running jobs of one server.
-#[derive(Default)]
 pub(crate) struct Jobs {
     running: Vec<(&'static str, JoinHandle<()>)>,
+    lease: Arc<dyn Lease>,
 }
 
 impl Jobs {
@@ -50,15 +73,18 @@ impl Jobs {
         Fut: Future<Output = Result<usize, AppError>> + Send + 'static,
     {
         let st = st.clone();
+        let lease = self.lease.clone();
         let handle = tokio::spawn(async move {
             loop {
                 if st.is_stopping() {
                     break;
                 }
-                match pass(st.clone()).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::debug!(job = name, changed = n, "job pass"),
-                    Err(e) => tracing::warn!(job = name, error = %e, "job pass failed"),
+                if lease.try_take(name, LEASE_TTL) {
+                    match pass(st.clone()).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(job = name, changed = n, "job pass"),
+                        Err(e) => tracing::warn!(job = name, error = %e, "job pass failed"),
+                    }
                 }
                 let pause = async {
                     match &pace.wake {
@@ -95,7 +121,10 @@ impl Jobs {
 
 /// Starts every background job of a server over `st`.
 pub(crate) fn start<S: Storage>(st: &AppState<S>) -> Jobs {
-    let mut jobs = Jobs::default();
+    let mut jobs = Jobs {
+        running: Vec::new(),
+        lease: Arc::new(LocalLease),
+    };
     jobs.spawn(
         st,
         "workflow_engine",

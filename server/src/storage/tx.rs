@@ -74,6 +74,23 @@ pub struct GrantRow {
     pub expires_at: Timestamp,
 }
 
+/// A phone docked in a cart, as the cart's choice needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CartSlot {
+    /// The phone.
+    pub id: String,
+    /// Its status.
+    pub status: DeviceStatus,
+    /// Its Device User.
+    pub user: Option<String>,
+    /// Marked lost or retired.
+    pub out_of_service: bool,
+    /// Battery percent.
+    pub battery: Option<u8>,
+    /// Its port.
+    pub port: Option<u32>,
+}
+
 /// A cart's wait for the unplug of the phone it last granted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CartWait {
@@ -149,8 +166,8 @@ pub trait Tx {
     fn devices_held_by(&self, username: &str) -> Result<Vec<Device>, StorageError>;
     /// Whether an OS update or erase run is under way on the device.
     fn in_service_run(&self, device_id: &str) -> Result<bool, StorageError>;
-    /// The devices last seen docked in a cart.
-    fn cart_devices(&self, launchpad_id: &str) -> Result<Vec<Device>, StorageError>;
+    /// The phones last seen docked in a cart.
+    fn cart_devices(&self, launchpad_id: &str) -> Result<Vec<CartSlot>, StorageError>;
     /// A cart's wait; `Err(NotFound)` for an unknown cart.
     fn cart_wait(&self, launchpad_id: &str) -> Result<Option<CartWait>, StorageError>;
     /// Sets (or ends) a cart's wait.

@@ -6,7 +6,9 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{DEVICE_COLUMNS, device_row, status_name};
 use crate::model::Device;
-use crate::storage::tx::{AuditEntry, CartWait, CommandState, GrantRow, Holding, MirrorUpdate, Tx};
+use crate::storage::tx::{
+    AuditEntry, CartSlot, CartWait, CommandState, GrantRow, Holding, MirrorUpdate, Tx,
+};
 use crate::storage::{NewCommand, StorageError};
 use crate::workflows::run::NewRun;
 
@@ -56,11 +58,29 @@ impl Tx for SqliteTx<'_, '_> {
         .query_row([device_id], |r| r.get(0))?)
     }
 
-    fn cart_devices(&self, launchpad_id: &str) -> Result<Vec<Device>, StorageError> {
-        let mut stmt = self.0.prepare_cached(&format!(
-            "SELECT {DEVICE_COLUMNS} FROM device WHERE last_launchpad = ?1 AND docked = 1 ORDER BY id"
-        ))?;
-        let rows = stmt.query_map([launchpad_id], device_row)?;
+    fn cart_devices(&self, launchpad_id: &str) -> Result<Vec<CartSlot>, StorageError> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT id, status, device_user, admin_state IS NOT NULL, battery, last_port
+             FROM device WHERE last_launchpad = ?1 AND docked = 1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([launchpad_id], |r| {
+            Ok(CartSlot {
+                id: r.get(0)?,
+                status: crate::model::stored_state(
+                    1,
+                    &r.get::<_, String>(1)?,
+                    lanyard_protocol::DeviceStatus::parse,
+                )?,
+                user: r.get(2)?,
+                out_of_service: r.get(3)?,
+                battery: r
+                    .get::<_, Option<i64>>(4)?
+                    .and_then(|b| u8::try_from(b).ok()),
+                port: r
+                    .get::<_, Option<i64>>(5)?
+                    .and_then(|p| u32::try_from(p).ok()),
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
