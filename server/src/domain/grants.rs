@@ -109,19 +109,15 @@ fn audit_lapse(
     )
 }
 
-/// After a phone's records were applied: if they ended the hold of a grant the phone
-/// refused (or gave up), the lapse is recorded as the sweeper would have.
+/// After a phone's records ended the hold of `held` (the grant its status rested on):
+/// if the phone refused that grant (or gave up its request), the lapse is recorded as
+/// the sweeper would have.
 pub(crate) fn settle_after_records(
     tx: &dyn Tx,
-    before: Option<(Device, GrantRow)>,
+    device: Device,
+    held: &GrantRow,
     now: Timestamp,
 ) -> Result<Option<Freed>, StorageError> {
-    let Some((device, held)) = before else {
-        return Ok(None);
-    };
-    if tx.held_grant(&device.id)?.is_some() {
-        return Ok(None);
-    }
     let Some(grant) = tx.grant(&held.command_id)? else {
         return Ok(None);
     };

@@ -51,6 +51,8 @@ pub fn apply(
     for (command, state) in &observed.refused {
         tx.settle_command(device_id, command.as_str(), *state, now)?;
     }
+    // Whether the status still rests on the grant it rested on before these records.
+    let mut still_held = held.is_some();
     if let Some((status, user)) = observed.status.clone() {
         let in_flight = status == DeviceStatus::CheckedIn
             && was_pending
@@ -83,13 +85,15 @@ pub fn apply(
             last_contact: now,
         };
         tx.set_mirror(device_id, &update)?;
+        still_held &= in_flight;
     } else {
         tx.touch_device(device_id, acked_seq, now)?;
     }
     tx.acknowledge(device_id, handled, now)?;
-    let mut freed: Vec<Freed> = grants::settle_after_records(tx, held, now)?
-        .into_iter()
-        .collect();
+    let mut freed: Vec<Freed> = Vec::new();
+    if let Some((device, grant)) = held.filter(|_| !still_held) {
+        freed.extend(grants::settle_after_records(tx, device, &grant, now)?);
+    }
     let mut passcode_clear_requested = false;
     for record in &applied {
         if record.reports.is_empty() {
@@ -112,7 +116,7 @@ pub fn apply(
     }
     // A refusal of the grant (or its expiry) ends what it held, now rather than at the
     // sweeper's next pass.
-    if was_pending {
+    if still_held {
         freed.extend(grants::release_if_lapsed(tx, device_id, now)?);
     }
     let transitions: Vec<(u64, Transition)> = applied
