@@ -168,7 +168,10 @@ pub async fn seed<S: Storage>(st: &AppState<S>, server_url: &str) -> anyhow::Res
                 info,
             };
             st.storage
-                .enroll_device(sha256(token.as_bytes()), device, now)
+                .transact({
+                    let token_hash = sha256(token.as_bytes());
+                    move |tx| crate::domain::enrollment::enroll(tx, &token_hash, &device, now)
+                })
                 .await
                 .map_err(err)?;
             let record = EventRecord {

@@ -42,7 +42,9 @@ async fn device_attributes_import_by_serial_with_typed_values() {
             info,
         };
         st.storage
-            .enroll_device(sha256(b"t"), device, now)
+            .transact(move |tx| {
+                lanyard_server::domain::enrollment::enroll(tx, &sha256(b"t"), &device, now)
+            })
             .await
             .unwrap();
     }

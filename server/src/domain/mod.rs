@@ -4,6 +4,7 @@
 
 pub mod commands;
 pub mod directory;
+pub mod enrollment;
 pub mod grants;
 pub mod lockouts;
 pub mod mirror;

@@ -70,7 +70,10 @@ pub async fn enroll<S: Storage>(
     let now = st.now();
     match st
         .storage
-        .enroll_device(sha256(token.as_bytes()), device, now)
+        .transact({
+            let token_hash = sha256(token.as_bytes());
+            move |tx| crate::domain::enrollment::enroll(tx, &token_hash, &device, now)
+        })
         .await
     {
         Ok(_) => {}

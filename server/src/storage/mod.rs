@@ -316,14 +316,6 @@ pub trait Storage: WorkflowStore + OfflineStore + Clone + Send + Sync + 'static 
         actor: String,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
-    /// Redeems a token and creates the device, atomically.
-    fn enroll_device(
-        &self,
-        token_hash: Vec<u8>,
-        device: NewDevice,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Device, StorageError>> + Send;
-
     /// The device holding this credential.
     fn device_by_credential(
         &self,

@@ -91,6 +91,19 @@ pub struct CartSlot {
     pub port: Option<u32>,
 }
 
+/// An enrollment token as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollmentTokenRow {
+    /// Uses left (`None`: unlimited until expiry).
+    pub uses_left: Option<u32>,
+    /// Expiry.
+    pub expires_at: Timestamp,
+    /// The cart its phones belong to.
+    pub launchpad_id: Option<String>,
+    /// The department that becomes their Device Home.
+    pub department: Option<String>,
+}
+
 /// A cart's wait for the unplug of the phone it last granted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CartWait {
@@ -219,6 +232,21 @@ pub trait Tx {
     ) -> Result<(), StorageError>;
     /// Forgets the failures of usernames quiet since `before`.
     fn prune_password_failures(&self, before: Timestamp) -> Result<usize, StorageError>;
+    /// The enrollment token with this hash.
+    fn enrollment_token(
+        &self,
+        token_hash: &[u8],
+    ) -> Result<Option<EnrollmentTokenRow>, StorageError>;
+    /// Takes one use of a limited token.
+    fn use_enrollment_token(&self, token_hash: &[u8]) -> Result<(), StorageError>;
+    /// Creates an enrolled phone, checked in.
+    fn insert_device(
+        &self,
+        device: &super::NewDevice,
+        launchpad_id: Option<&str>,
+        department: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), StorageError>;
     /// Writes the readiness probe's row (proves the database takes writes).
     fn mark_ready(&self, now: Timestamp) -> Result<(), StorageError>;
     /// Appends to the audit log.

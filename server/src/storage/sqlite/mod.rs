@@ -12,8 +12,8 @@ use lanyard_protocol::{DeviceStatus, EventRecord, Policy, Signed, Timestamp, Use
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    ApiToken, DeviceFilter, LaunchpadPatch, NewCommand, NewDevice, NewEnrollmentToken, NewUser,
-    Storage, StorageError, UserPatch,
+    ApiToken, DeviceFilter, LaunchpadPatch, NewCommand, NewEnrollmentToken, NewUser, Storage,
+    StorageError, UserPatch,
 };
 use crate::db::Db;
 use crate::model::{
@@ -67,14 +67,6 @@ fn seq(v: u64) -> i64 {
 
 pub(super) fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
-}
-
-/// An enrollment token as stored.
-struct TokenRow {
-    uses_left: Option<i64>,
-    expires_at: i64,
-    launchpad: Option<String>,
-    department: Option<String>,
 }
 
 const USER_COLUMNS: &str = "u.username, u.display_name, u.email, u.groups_json, u.device_limit, \
@@ -809,63 +801,6 @@ impl Storage for SqliteStorage {
             });
             audit(tx, &actor, "enrollment_token.create", "enrollment_token", &t.label, None, Some(after), now)?;
             Ok(())
-        })
-        .await
-    }
-
-    async fn enroll_device(
-        &self,
-        token_hash: Vec<u8>,
-        d: NewDevice,
-        now: Timestamp,
-    ) -> Result<Device, StorageError> {
-        self.write(move |tx| {
-            let token = tx
-                .query_row(
-                    "SELECT uses_left, expires_at, launchpad_id, department FROM enrollment_token WHERE token_hash = ?1",
-                    [&token_hash],
-                    |r| {
-                        Ok(TokenRow {
-                            uses_left: r.get(0)?,
-                            expires_at: r.get(1)?,
-                            launchpad: r.get(2)?,
-                            department: r.get(3)?,
-                        })
-                    },
-                )
-                .optional()?;
-            let Some(TokenRow { uses_left, expires_at, launchpad, department }) = token else {
-                return Err(StorageError::NotFound("enrollment token"));
-            };
-            if expires_at <= now.as_millis() {
-                return Err(StorageError::Rejected("enrollment token has expired".into()));
-            }
-            if uses_left == Some(0) {
-                return Err(StorageError::Rejected("enrollment token has been used up".into()));
-            }
-            tx.execute(
-                "UPDATE enrollment_token SET uses_left = uses_left - 1 WHERE token_hash = ?1 AND uses_left IS NOT NULL",
-                [&token_hash],
-            )?;
-            tx.execute(
-                "INSERT INTO device (id, credential_hash, serial, udid, model, os_version, name, status,
-                    device_home, last_launchpad, last_contact, enrolled_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
-                params![
-                    d.id,
-                    d.credential_hash,
-                    d.info.serial,
-                    d.info.udid,
-                    d.info.model,
-                    d.info.os_version.map(|v| v.to_string()),
-                    d.info.name,
-                    status_name(DeviceStatus::CheckedIn),
-                    department,
-                    launchpad,
-                    now.as_millis(),
-                ],
-            )?;
-            get_device(tx, &d.id)
         })
         .await
     }

@@ -7,7 +7,8 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use super::{DEVICE_COLUMNS, device_row, status_name};
 use crate::model::Device;
 use crate::storage::tx::{
-    AuditEntry, CartSlot, CartWait, CommandState, GrantRow, Holding, MirrorUpdate, Tx,
+    AuditEntry, CartSlot, CartWait, CommandState, EnrollmentTokenRow, GrantRow, Holding,
+    MirrorUpdate, Tx,
 };
 use crate::storage::{NewCommand, StorageError};
 use crate::workflows::run::NewRun;
@@ -279,6 +280,68 @@ impl Tx for SqliteTx<'_, '_> {
                 "DELETE FROM password_failure WHERE updated_at < ?1 AND locked_until < ?1",
             )?
             .execute([before.as_millis()])?)
+    }
+
+    fn enrollment_token(
+        &self,
+        token_hash: &[u8],
+    ) -> Result<Option<EnrollmentTokenRow>, StorageError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT uses_left, expires_at, launchpad_id, department FROM enrollment_token
+                 WHERE token_hash = ?1",
+            )?
+            .query_row([token_hash], |r| {
+                Ok(EnrollmentTokenRow {
+                    uses_left: r
+                        .get::<_, Option<i64>>(0)?
+                        .map(|n| u32::try_from(n).unwrap_or(0)),
+                    expires_at: Timestamp(r.get(1)?),
+                    launchpad_id: r.get(2)?,
+                    department: r.get(3)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn use_enrollment_token(&self, token_hash: &[u8]) -> Result<(), StorageError> {
+        self.0
+            .prepare_cached(
+                "UPDATE enrollment_token SET uses_left = uses_left - 1
+                 WHERE token_hash = ?1 AND uses_left > 0",
+            )?
+            .execute([token_hash])?;
+        Ok(())
+    }
+
+    fn insert_device(
+        &self,
+        d: &crate::storage::NewDevice,
+        launchpad_id: Option<&str>,
+        department: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO device (id, credential_hash, serial, udid, model, os_version, name,
+                    status, device_home, last_launchpad, last_contact, enrolled_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+            )?
+            .execute(params![
+                d.id,
+                d.credential_hash,
+                d.info.serial,
+                d.info.udid,
+                d.info.model,
+                d.info.os_version.as_ref().map(|v| v.to_string()),
+                d.info.name,
+                lanyard_protocol::DeviceStatus::CheckedIn.as_str(),
+                department,
+                launchpad_id,
+                now.as_millis(),
+            ])?;
+        Ok(())
     }
 
     fn mark_ready(&self, now: Timestamp) -> Result<(), StorageError> {
