@@ -41,6 +41,13 @@ impl Admin {
         (r.status().as_u16(), r.json().await.unwrap())
     }
 
+    /// POSTs JSON that must succeed; returns the body.
+    pub async fn ok(&self, path: &str, body: Value) -> Value {
+        let (status, answer) = self.post(path, body).await;
+        assert!(status < 300, "POST {path}: {status} {answer}");
+        answer
+    }
+
     /// GETs; returns the status and JSON body.
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let r = self

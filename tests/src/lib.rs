@@ -67,6 +67,18 @@ impl TestServer {
         Ok(token)
     }
 
+    /// An admin API client with a fresh admin token.
+    pub async fn admin(&self) -> harness::Admin {
+        harness::Admin {
+            base: self.base_url(),
+            token: self
+                .token("admin")
+                .await
+                .unwrap_or_else(|e| panic!("admin token: {e}")),
+            http: http_client(),
+        }
+    }
+
     /// Stops the server and reports how it ended.
     pub async fn stop(self) -> Result<(), String> {
         self.server.stop().await.map_err(|e| format!("{e:#}"))

@@ -14,34 +14,48 @@ use lanyard_protocol::{BadgeId, DeviceStatus, Timestamp};
 use lanyard_server::{ClockOverride, EmbeddedServer, ServerConfig};
 use serde_json::{Value, json};
 
-async fn setup(admin: &Admin) -> String {
-    let ok = |r: (u16, Value)| {
-        assert!(r.0 < 300, "{r:?}");
-        r.1
-    };
-    let cart = ok(admin
-        .post(
+/// Cart 1, alice (limit 1) with her badge; returns the cart's enrollment link and its
+/// reader credential.
+async fn setup(admin: &Admin) -> (String, String) {
+    let cart = admin
+        .ok(
             "/api/v1/launchpads",
             json!({"id": "cart-1", "name": "Cart 1", "ports": 10}),
         )
-        .await);
-    ok(admin
-        .post(
+        .await;
+    admin
+        .ok(
             "/api/v1/users",
             json!({"username": "alice", "display_name": "Alice", "device_limit": 1}),
         )
-        .await);
-    ok(admin
-        .post("/api/v1/users/alice/badges", json!({"badge": "0012345"}))
-        .await);
-    let token = ok(admin
-        .post(
+        .await;
+    admin
+        .ok("/api/v1/users/alice/badges", json!({"badge": "0012345"}))
+        .await;
+    let token = admin
+        .ok(
             "/api/v1/enrollment-tokens",
             json!({"label": "cart 1", "launchpad_id": "cart-1"}),
         )
-        .await);
-    let _ = cart;
-    token["link"].as_str().unwrap().to_owned()
+        .await;
+    (
+        token["link"].as_str().unwrap().to_owned(),
+        cart["credential"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Alice's badge tapped on `phone`: the request the core sends.
+fn alice_taps(phone: &mut Phone, at: Timestamp) -> lanyard_protocol::AuthorizeRequest {
+    let effects = phone
+        .agent
+        .handle(
+            Event::BadgeTapped {
+                badge: BadgeId::new("0012345"),
+            },
+            at,
+        )
+        .unwrap();
+    authorize_request(&effects)
 }
 
 async fn device(admin: &Admin, id: &str) -> Value {
@@ -63,12 +77,8 @@ async fn lapses(admin: &Admin, device_id: &str) -> usize {
 #[tokio::test]
 async fn a_grant_answering_a_tap_the_phone_gave_up_on_never_unlocks_it() {
     let server = TestServer::start().await.unwrap();
-    let admin = Admin {
-        base: server.base_url(),
-        token: server.token("admin").await.unwrap(),
-        http: http_client(),
-    };
-    let link = setup(&admin).await;
+    let admin = server.admin().await;
+    let (link, _) = setup(&admin).await;
     let mut a = Phone::enroll(&link).await;
     a.dock("cart-1", 1, 90).await;
     let mut b = Phone::enroll(&link).await;
@@ -77,16 +87,7 @@ async fn a_grant_answering_a_tap_the_phone_gave_up_on_never_unlocks_it() {
     // Alice taps phone A. The server decides and commits, but its answer arrives after
     // the phone's timeout: the phone has told her the tap failed.
     let t0 = now();
-    let effects = a
-        .agent
-        .handle(
-            Event::BadgeTapped {
-                badge: BadgeId::new("0012345"),
-            },
-            t0,
-        )
-        .unwrap();
-    let req = authorize_request(&effects);
+    let req = alice_taps(&mut a, t0);
     let late = a.client.send_authorization(&req).await;
     assert!(late.is_ok(), "the server answered: {late:?}");
     assert_eq!(device(&admin, &a.id).await["status"], "checkout_pending");
@@ -129,26 +130,13 @@ async fn a_grant_answering_a_tap_the_phone_gave_up_on_never_unlocks_it() {
 #[tokio::test]
 async fn an_answer_lost_with_the_server_frees_the_clinician_after_the_restart() {
     let server = TestServer::start().await.unwrap();
-    let admin = Admin {
-        base: server.base_url(),
-        token: server.token("admin").await.unwrap(),
-        http: http_client(),
-    };
-    let link = setup(&admin).await;
+    let admin = server.admin().await;
+    let (link, _) = setup(&admin).await;
     let mut a = Phone::enroll(&link).await;
     a.dock("cart-1", 1, 90).await;
 
     // The grant is committed; the server dies before the answer reaches the phone.
-    let effects = a
-        .agent
-        .handle(
-            Event::BadgeTapped {
-                badge: BadgeId::new("0012345"),
-            },
-            now(),
-        )
-        .unwrap();
-    let req = authorize_request(&effects);
+    let req = alice_taps(&mut a, now());
     let _lost = a.client.send_authorization(&req).await;
     let addr = server.server.addr;
     let data_dir = server.data_dir;
@@ -194,34 +182,12 @@ async fn a_cart_grant_nobody_picks_up_frees_the_phone_and_the_clinician() {
     let server = TestServer::start_with(|c| c.clock = Some(ClockOverride(clock)))
         .await
         .unwrap();
-    let admin = Admin {
-        base: server.base_url(),
-        token: server.token("admin").await.unwrap(),
-        http: http_client(),
-    };
-    let link = setup(&admin).await;
-    let (_, cart) = admin.get("/api/v1/launchpads").await;
-    assert_eq!(cart["items"][0]["id"], "cart-1");
-    // A reader credential: recreate the cart's through a second cart.
-    let (_, reader) = admin
-        .post(
-            "/api/v1/launchpads",
-            json!({"id": "cart-2", "name": "Cart 2", "ports": 10}),
-        )
-        .await;
-    let reader = reader["credential"].as_str().unwrap().to_owned();
-    let (_, token2) = admin
-        .post(
-            "/api/v1/enrollment-tokens",
-            json!({"label": "cart 2", "launchpad_id": "cart-2"}),
-        )
-        .await;
-    let _ = link;
-    let link2 = token2["link"].as_str().unwrap();
-    let mut a = Phone::enroll(link2).await;
-    a.dock("cart-2", 1, 90).await;
-    let mut b = Phone::enroll(link2).await;
-    b.dock("cart-2", 2, 80).await;
+    let admin = server.admin().await;
+    let (link, reader) = setup(&admin).await;
+    let mut a = Phone::enroll(&link).await;
+    a.dock("cart-1", 1, 90).await;
+    let mut b = Phone::enroll(&link).await;
+    b.dock("cart-1", 2, 80).await;
 
     let tap = || async {
         let r = http_client()
