@@ -133,17 +133,6 @@ pub(crate) fn settle_after_records(
     }))
 }
 
-/// The device and the grant it rests on, if any (read before applying records).
-pub(crate) fn holding(
-    tx: &dyn Tx,
-    device_id: &str,
-) -> Result<Option<(Device, GrantRow)>, StorageError> {
-    let Some(grant) = tx.held_grant(device_id)? else {
-        return Ok(None);
-    };
-    Ok(tx.device(device_id)?.map(|d| (d, grant)))
-}
-
 /// Frees every phone of `username` whose grant lapsed; returns the phones they still hold.
 fn held_by(
     tx: &dyn Tx,

@@ -41,7 +41,7 @@ pub fn apply(
     // skipped for every other sync (most of them).
     let was_pending = before.status == DeviceStatus::CheckoutPending;
     let held = if was_pending {
-        grants::holding(tx, device_id)?
+        tx.held_grant(device_id)?.map(|g| (before.clone(), g))
     } else {
         None
     };
