@@ -160,6 +160,9 @@ pub async fn tap<S: Storage>(
     let give_up = st.now().plus_secs(window + HOLD_SLACK_SECS);
     let min_battery = min_battery(policy);
     loop {
+        // Subscribed before looking: an unplug reported between the look and the wait
+        // still wakes this tap (else it would wait out the whole window).
+        let waiter = st.waiter(&cart_key(&cart.id));
         let now = st.now();
         let keys = st.keys.clone();
         let grant_user = user.clone();
@@ -221,7 +224,6 @@ pub async fn tap<S: Storage>(
                     ));
                 }
                 let wait = Duration::from_millis(deadline.millis_since(now).max(50));
-                let waiter = st.waiter(&cart_key(&cart.id));
                 tokio::select! {
                     _ = tokio::time::timeout(wait, waiter.notified()) => {}
                     () = st.stopping() => {
