@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use lanyard_agent::enrollment::EnrollmentInvite;
-use lanyard_e2e::harness::now;
+use lanyard_e2e::harness::{Admin, now};
 use lanyard_e2e::{TestServer, http_client};
 use lanyard_protocol::events::{FactsReport, Report};
 use lanyard_protocol::{
@@ -21,7 +21,7 @@ const TRIALS: usize = 200;
 struct Fleet {
     base: String,
     http: reqwest::Client,
-    token: String,
+    admin: Admin,
 }
 
 struct Phone {
@@ -34,27 +34,15 @@ struct Phone {
 
 impl Fleet {
     async fn start(server: &TestServer) -> Fleet {
-        let token = server.token("admin").await.unwrap();
         Fleet {
             base: server.base_url(),
             http: http_client(),
-            token,
+            admin: server.admin().await,
         }
     }
 
     async fn admin(&self, path: &str, body: Value) -> Value {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let body: Value = r.json().await.unwrap();
-        assert!(status < 300, "{path}: {status} {body}");
-        body
+        self.admin.ok(path, body).await
     }
 
     /// A cart and its reader credential.
@@ -216,14 +204,11 @@ impl Fleet {
 
     /// Devices the server says `username` holds.
     async fn held_by(&self, username: &str) -> usize {
-        let r = self
-            .http
-            .get(format!("{}/api/v1/devices?user={username}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap();
-        let body: Value = r.json().await.unwrap();
+        let (status, body) = self
+            .admin
+            .get(&format!("/api/v1/devices?user={username}"))
+            .await;
+        assert_eq!(status, 200, "{body}");
         body["items"].as_array().unwrap().len()
     }
 }

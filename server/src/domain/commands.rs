@@ -40,6 +40,12 @@ pub fn new_command(
     })
 }
 
+/// A fresh grant id.
+pub fn new_grant_id() -> Result<lanyard_protocol::GrantId, StorageError> {
+    let id = hex(&random_bytes(8).map_err(crate::keys::to_storage)?);
+    Ok(lanyard_protocol::GrantId::new(format!("g-{id}")))
+}
+
 /// A queued device action.
 #[derive(utoipa::ToSchema, Debug, Serialize)]
 pub struct ActionQueued {

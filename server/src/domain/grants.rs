@@ -35,12 +35,15 @@ pub struct Freed {
     pub device_id: String,
     /// The cart it was last in (taps waiting there may go on).
     pub launchpad_id: Option<String>,
-    /// Who it was held for.
-    pub user: Option<String>,
 }
 
-fn status_is(device: &Device, status: DeviceStatus) -> bool {
-    device.status == status
+impl Freed {
+    fn of(device: Device) -> Freed {
+        Freed {
+            device_id: device.id,
+            launchpad_id: device.last_launchpad,
+        }
+    }
 }
 
 /// Whether a grant can still be applied by the phone at `now`.
@@ -79,11 +82,7 @@ pub(crate) fn release_if_lapsed(
     )?;
     audit_lapse(tx, &device, &grant, now)?;
     tracing::info!(device = %device_id, grant = %grant.command_id, state = grant.state.as_str(), "grant lapsed: phone freed");
-    Ok(Some(Freed {
-        device_id: device_id.to_owned(),
-        launchpad_id: device.last_launchpad,
-        user: device.device_user,
-    }))
+    Ok(Some(Freed::of(device)))
 }
 
 /// Records that a grant stopped holding a phone without the phone ever taking it.
@@ -126,11 +125,7 @@ pub(crate) fn settle_after_records(
         return Ok(None);
     }
     audit_lapse(tx, &device, &grant, now)?;
-    Ok(Some(Freed {
-        device_id: device.id,
-        launchpad_id: device.last_launchpad,
-        user: device.device_user,
-    }))
+    Ok(Some(Freed::of(device)))
 }
 
 /// Frees every phone of `username` whose grant lapsed; returns the phones they still hold.
@@ -142,7 +137,7 @@ fn held_by(
 ) -> Result<Vec<Device>, StorageError> {
     let mut held = Vec::new();
     for d in tx.devices_held_by(username)? {
-        if !status_is(&d, DeviceStatus::CheckoutPending) {
+        if d.status != DeviceStatus::CheckoutPending {
             held.push(d);
             continue;
         }
@@ -313,7 +308,7 @@ fn cart_still_waits(tx: &dyn Tx, launchpad_id: &str, w: &CartWait) -> Result<boo
     let Some(d) = tx.device(&w.device_id)? else {
         return Ok(false);
     };
-    if !(status_is(&d, DeviceStatus::CheckoutPending)
+    if !(d.status == DeviceStatus::CheckoutPending
         && d.docked
         && d.last_launchpad.as_deref() == Some(launchpad_id))
     {

@@ -7,8 +7,8 @@ use axum::extract::State;
 use lanyard_protocol::enroll::{EnrollRequest, EnrollResponse};
 use lanyard_protocol::sync::{SyncRequest, SyncResponse};
 use lanyard_protocol::{
-    AuthorizeRequest, AuthorizeResponse, CheckoutGrant, Credential, DenialCode, GrantId,
-    PROTOCOL_VERSION, ServerCommand, UnlockMethod, UserRef,
+    AuthorizeRequest, AuthorizeResponse, CheckoutGrant, Credential, DenialCode, PROTOCOL_VERSION,
+    ServerCommand, UnlockMethod, UserRef,
 };
 
 use crate::domain::grants::PhoneTap;
@@ -248,6 +248,9 @@ async fn resolve<S: Storage>(
                     format!("must be 1 to {MAX_USERNAME} characters"),
                 ));
             }
+            // The lockout is read, and the attempt recorded, in transactions of their
+            // own: the PBKDF2 check between them must not hold the single writer. Two
+            // attempts racing past the check are both counted.
             let u = username.clone();
             let locked = st
                 .storage
@@ -310,7 +313,7 @@ pub async fn authorize<S: Storage>(
                 request_id: req.request_id.clone(),
                 code,
             };
-            let command = sign_decision(&st, &device.id, payload, now)?;
+            let command = decision_command(&st.keys, &device.id, payload, now)?;
             let signed = command.signed.clone();
             st.storage.insert_command(command, None, now).await?;
             return Ok(Json(AuthorizeResponse { command: signed }));
@@ -333,10 +336,7 @@ pub async fn authorize<S: Storage>(
                         code,
                     },
                     None => ServerCommand::GrantCheckout(CheckoutGrant {
-                        grant_id: GrantId::new(format!(
-                            "g-{}",
-                            hex(&random_bytes(8).map_err(crate::keys::to_storage)?)
-                        )),
+                        grant_id: crate::domain::commands::new_grant_id()?,
                         request_id: Some(request_id.clone()),
                         user: user.clone(),
                         method,
@@ -368,13 +368,4 @@ fn decision_command(
 ) -> Result<NewCommand, StorageError> {
     let expires_at = now.plus_secs(DECISION_TTL_SECS);
     crate::domain::commands::new_command(keys, device_id, payload, now, expires_at, true)
-}
-
-fn sign_decision<S: Storage>(
-    st: &AppState<S>,
-    device_id: &str,
-    payload: ServerCommand,
-    now: lanyard_protocol::Timestamp,
-) -> Result<NewCommand, AppError> {
-    Ok(decision_command(&st.keys, device_id, payload, now)?)
 }

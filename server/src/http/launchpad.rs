@@ -10,16 +10,13 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use lanyard_protocol::policy::Condition;
-use lanyard_protocol::{
-    BadgeId, CheckoutGrant, GrantId, Policy, ServerCommand, UnlockMethod, UserRef,
-};
+use lanyard_protocol::{BadgeId, CheckoutGrant, Policy, ServerCommand, UnlockMethod, UserRef};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::grants::{CartClaim, CartTap, claim_at_cart};
 use crate::error::AppError;
 use crate::extract::{ApiJson, LaunchpadCaller};
 use crate::keys::ServerKeys;
-use crate::keys::random_bytes;
 use crate::state::AppState;
 use crate::storage::{NewCommand, Storage, StorageError};
 
@@ -246,11 +243,8 @@ fn cart_grant(
     now: lanyard_protocol::Timestamp,
     expires_at: lanyard_protocol::Timestamp,
 ) -> Result<NewCommand, StorageError> {
-    let grant_id = random_bytes(8)
-        .map(|b| crate::keys::hex(&b))
-        .map_err(crate::keys::to_storage)?;
     let payload = ServerCommand::GrantCheckout(CheckoutGrant {
-        grant_id: GrantId::new(format!("g-{grant_id}")),
+        grant_id: crate::domain::commands::new_grant_id()?,
         request_id: None,
         user: user.clone(),
         method: UnlockMethod::CartBadge,

@@ -53,10 +53,6 @@ impl SqliteStorage {
     }
 }
 
-fn status_name(s: DeviceStatus) -> &'static str {
-    s.as_str()
-}
-
 fn to_u32(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(0)
 }
@@ -130,14 +126,19 @@ fn device_row(r: &Row<'_>) -> rusqlite::Result<Device> {
     })
 }
 
+/// One device by id, if it exists.
+pub(super) fn find_device(c: &Connection, id: &str) -> Result<Option<Device>, StorageError> {
+    Ok(c.prepare_cached(&DEVICE_BY_ID)?
+        .query_row([id], device_row)
+        .optional()?)
+}
+
+/// `SELECT … FROM device WHERE id = ?1`, built once (every sync reads its device).
+static DEVICE_BY_ID: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SELECT {DEVICE_COLUMNS} FROM device WHERE id = ?1"));
+
 pub(super) fn get_device(c: &Connection, id: &str) -> Result<Device, StorageError> {
-    c.query_row(
-        &format!("SELECT {DEVICE_COLUMNS} FROM device WHERE id = ?1"),
-        [id],
-        device_row,
-    )
-    .optional()?
-    .ok_or(StorageError::NotFound("device"))
+    find_device(c, id)?.ok_or(StorageError::NotFound("device"))
 }
 
 pub(super) fn get_launchpad(c: &Connection, id: &str) -> Result<Launchpad, StorageError> {

@@ -4,7 +4,7 @@ use lanyard_protocol::events::Transition;
 use lanyard_protocol::{CommandId, EventRecord, Signed, Timestamp};
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::{DEVICE_COLUMNS, device_row, status_name};
+use super::{DEVICE_COLUMNS, device_row};
 use crate::model::Device;
 use crate::storage::tx::{
     AuditEntry, CartSlot, CartWait, CommandState, EnrollmentTokenRow, GrantRow, Holding,
@@ -16,31 +16,18 @@ use crate::workflows::run::NewRun;
 /// One open write transaction of the SQLite writer.
 pub(super) struct SqliteTx<'a, 'c>(pub(super) &'a Transaction<'c>);
 
-fn grant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-}
-
-fn to_grant(
-    (command_id, state, expires_at): (String, String, i64),
-) -> Result<GrantRow, StorageError> {
-    let state = CommandState::parse(&state)
-        .ok_or_else(|| StorageError::Corrupt(format!("command state {state:?}")))?;
+/// `id, state, expires_at` of a command.
+fn grant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GrantRow> {
     Ok(GrantRow {
-        command_id,
-        state,
-        expires_at: Timestamp(expires_at),
+        command_id: r.get(0)?,
+        state: crate::model::stored_state(1, &r.get::<_, String>(1)?, CommandState::parse)?,
+        expires_at: Timestamp(r.get(2)?),
     })
 }
 
 impl Tx for SqliteTx<'_, '_> {
     fn device(&self, id: &str) -> Result<Option<Device>, StorageError> {
-        Ok(self
-            .0
-            .prepare_cached(&format!(
-                "SELECT {DEVICE_COLUMNS} FROM device WHERE id = ?1"
-            ))?
-            .query_row([id], device_row)
-            .optional()?)
+        super::find_device(self.0, id)
     }
 
     fn devices_held_by(&self, username: &str) -> Result<Vec<Device>, StorageError> {
@@ -177,10 +164,8 @@ impl Tx for SqliteTx<'_, '_> {
                AND kind = 'grant_checkout' AND state IN ('pending', 'delivered')
              ORDER BY created_at, id",
         )?;
-        let rows = stmt
-            .query_map([device_id], grant_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter().map(to_grant).collect()
+        let rows = stmt.query_map([device_id], grant_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn commands_for_request(
@@ -197,24 +182,22 @@ impl Tx for SqliteTx<'_, '_> {
     }
 
     fn grant(&self, command_id: &str) -> Result<Option<GrantRow>, StorageError> {
-        let row = self
+        Ok(self
             .0
             .prepare_cached("SELECT id, state, expires_at FROM command WHERE id = ?1")?
             .query_row([command_id], grant_row)
-            .optional()?;
-        row.map(to_grant).transpose()
+            .optional()?)
     }
 
     fn held_grant(&self, device_id: &str) -> Result<Option<GrantRow>, StorageError> {
-        let row = self
+        Ok(self
             .0
             .prepare_cached(
                 "SELECT c.id, c.state, c.expires_at FROM device d
                  JOIN command c ON c.id = d.held_by_grant WHERE d.id = ?1",
             )?
             .query_row([device_id], grant_row)
-            .optional()?;
-        row.map(to_grant).transpose()
+            .optional()?)
     }
 
     fn devices_on_grants(&self, limit: u32) -> Result<Vec<String>, StorageError> {
@@ -232,7 +215,7 @@ impl Tx for SqliteTx<'_, '_> {
                 overdue = CASE WHEN ?3 IS NULL THEN 0 ELSE overdue END
              WHERE id = ?1",
             )?
-            .execute(params![device_id, status_name(h.status), h.user, h.grant])?;
+            .execute(params![device_id, h.status.as_str(), h.user, h.grant])?;
         Ok(())
     }
 
