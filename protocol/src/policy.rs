@@ -89,6 +89,11 @@ pub struct AppLogout {
     pub name: String,
 }
 
+/// The Device User a phone records for an unlock with the emergency PIN the MDM
+/// configured (rather than the policy's): the server accepts it as an offline unlock's
+/// user.
+pub const MANAGED_PIN_USER: &str = "emergency";
+
 /// The emergency unlock PIN and who the device is assigned to when it is used.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmergencyPin {

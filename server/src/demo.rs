@@ -198,7 +198,9 @@ pub async fn seed<S: Storage>(st: &AppState<S>, server_url: &str) -> anyhow::Res
                 ],
             };
             st.storage
-                .transact(move |tx| crate::domain::sync::apply(tx, &id, vec![record], &[], now))
+                .transact(move |tx| {
+                    crate::domain::sync::apply(tx, &id, vec![record], &[], &Default::default(), now)
+                })
                 .await
                 .map_err(err)?;
         }

@@ -243,6 +243,10 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
         .route("/api/v1/audit", get(http::logs::audit::<S>))
         .route("/api/v1/audit.csv", get(http::logs::audit_csv::<S>))
         .route(
+            "/api/v1/security-events",
+            get(http::logs::security_events::<S>),
+        )
+        .route(
             "/api/v1/devices/{id}/activity",
             get(http::logs::activity::<S>),
         )

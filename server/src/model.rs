@@ -205,6 +205,30 @@ pub struct AuditRecord {
     pub after: Option<serde_json::Value>,
 }
 
+/// Something a phone, a cart or a caller sent that the server refused.
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityEvent {
+    /// Event id (increasing).
+    pub id: i64,
+    /// When (ms since epoch).
+    pub at: i64,
+    /// The phone concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// The cart concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub launchpad_id: Option<String>,
+    /// Stable kind: `unknown_grant`, `grant_for_another_user`, `user_not_granted`,
+    /// `unknown_user`, `invalid_dock`, `port_taken`, `dock_contradicts_hub`,
+    /// `value_out_of_range`, …
+    pub kind: String,
+    /// What was sent and why it was refused.
+    pub detail: String,
+    /// The phone record that carried it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
 /// What a custom attribute is attached to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -1,4 +1,4 @@
--- schema version 15
+-- schema version 16
 -- index audit_log_target
 CREATE INDEX audit_log_target ON audit_log (target_kind, target_id);
 -- index automation_rule_order
@@ -7,6 +7,8 @@ CREATE INDEX automation_rule_order ON automation_rule (trigger_kind, position);
 CREATE INDEX badge_user ON badge (username);
 -- index command_device_state
 CREATE INDEX command_device_state ON command (device_id, state);
+-- index command_grant
+CREATE INDEX command_grant ON command (grant_id) WHERE grant_id IS NOT NULL;
 -- index command_request
 CREATE INDEX command_request ON command (device_id, request_id) WHERE request_id IS NOT NULL;
 -- index device_held_by_grant
@@ -27,6 +29,11 @@ CREATE INDEX mdm_activity_kind_at ON mdm_activity (kind, at);
 CREATE INDEX mdm_activity_udid ON mdm_activity (udid, id);
 -- index password_failure_age
 CREATE INDEX password_failure_age ON password_failure (updated_at);
+-- index security_event_at
+CREATE INDEX security_event_at ON security_event (at);
+-- index security_event_device
+CREATE INDEX security_event_device ON security_event (device_id, id)
+        WHERE device_id IS NOT NULL;
 -- index workflow_run_device
 CREATE INDEX workflow_run_device ON workflow_run (device_id, id);
 -- index workflow_run_holding
@@ -110,7 +117,7 @@ CREATE TABLE "command" (
         created_at  INTEGER NOT NULL,
         expires_at  INTEGER NOT NULL,
         updated_at  INTEGER NOT NULL
-    , request_id TEXT);
+    , request_id TEXT, grant_id TEXT, grant_user TEXT);
 -- table device
 CREATE TABLE device (
         id              TEXT    PRIMARY KEY,
@@ -130,7 +137,7 @@ CREATE TABLE device (
         last_seq        INTEGER NOT NULL DEFAULT 0,
         enrolled_at     INTEGER NOT NULL
     , docked INTEGER NOT NULL DEFAULT 0, overdue INTEGER NOT NULL DEFAULT 0, admin_state TEXT
-        CHECK (admin_state IS NULL OR admin_state IN ('lost', 'retired')), passcode TEXT, held_by_grant TEXT);
+        CHECK (admin_state IS NULL OR admin_state IN ('lost', 'retired')), passcode TEXT, held_by_grant TEXT, located_by_hub INTEGER NOT NULL DEFAULT 0);
 -- table device_event
 CREATE TABLE device_event (
         device_id   TEXT    NOT NULL REFERENCES device (id) ON DELETE CASCADE,
@@ -226,6 +233,16 @@ CREATE TABLE schedule_fired (
         launchpad_id TEXT    NOT NULL,
         occurrence   INTEGER NOT NULL,
         PRIMARY KEY (rule_id, launchpad_id)
+    );
+-- table security_event
+CREATE TABLE security_event (
+        id           INTEGER PRIMARY KEY,
+        at           INTEGER NOT NULL,
+        device_id    TEXT,
+        launchpad_id TEXT,
+        kind         TEXT    NOT NULL,
+        detail       TEXT    NOT NULL,
+        seq          INTEGER
     );
 -- table transition_outbox
 CREATE TABLE transition_outbox (

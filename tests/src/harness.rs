@@ -436,3 +436,82 @@ impl SmtpSink {
         }
     }
 }
+
+/// A phone played over raw HTTP with a real enrollment, as an attacker holding a
+/// device credential would: it sends whatever records it likes.
+pub struct RawPhone {
+    /// `http://ADDR`.
+    pub base: String,
+    /// Its device id.
+    pub id: String,
+    /// Its device credential.
+    pub credential: String,
+    /// The sequence of the last record it sent.
+    pub seq: u64,
+    http: reqwest::Client,
+}
+
+impl RawPhone {
+    /// Enrolls from an enrollment link with `device`; the error is the server's answer.
+    pub async fn enroll(link: &str, device: DeviceInfo) -> Result<RawPhone, (u16, Value)> {
+        let invite: EnrollmentInvite = link.parse().unwrap();
+        let base = invite.server.as_str().trim_end_matches('/').to_owned();
+        let http = http_client();
+        let r = http
+            .post(format!("{base}/device/v1/enroll"))
+            .json(&json!({"v": 1, "token": invite.token, "device": device}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        if status != 201 && status != 200 {
+            return Err((status, body));
+        }
+        Ok(RawPhone {
+            base,
+            id: body["device_id"].as_str().unwrap().to_owned(),
+            credential: body["device_credential"].as_str().unwrap().to_owned(),
+            seq: 0,
+            http,
+        })
+    }
+
+    /// Sends one record (the next sequence) with `status`, `user`, `transition` and
+    /// `reports`; returns the sync's answer.
+    pub async fn send(
+        &mut self,
+        status: DeviceStatus,
+        user: Option<&str>,
+        transition: Option<lanyard_protocol::events::Transition>,
+        reports: Vec<lanyard_protocol::events::Report>,
+    ) -> (u16, Value) {
+        self.seq += 1;
+        let record = lanyard_protocol::EventRecord {
+            seq: self.seq,
+            at: now(),
+            status,
+            user: user.map(|u| lanyard_protocol::UserRef {
+                username: u.into(),
+                display_name: u.into(),
+            }),
+            transition,
+            reports,
+        };
+        self.sync_body(json!({"v": 1, "device_id": self.id, "events": [record]}))
+            .await
+    }
+
+    /// Posts a raw sync body with this phone's credential.
+    pub async fn sync_body(&self, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/device/v1/sync", self.base))
+            .bearer_auth(&self.credential)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+}

@@ -38,6 +38,14 @@ async fn a_crash_between_a_sync_and_its_rules_still_runs_each_trigger_once() {
             "wifi_ssid": "StMary-Provisioning", "wifi_password": "provision-me"}),
         )
         .await;
+    // The offline unlocks below are alice's: the server accepts them only for a user it
+    // knows.
+    admin
+        .ok(
+            "/api/v1/users",
+            json!({"username": "alice", "display_name": "Alice"}),
+        )
+        .await;
     let token = admin
         .ok(
             "/api/v1/enrollment-tokens",
@@ -162,7 +170,16 @@ async fn commit_sync<S: Storage>(
     let id = id.to_owned();
     let applied = state
         .storage
-        .transact(move |tx| lanyard_server::domain::sync::apply(tx, &id, vec![record], &[], now()))
+        .transact(move |tx| {
+            lanyard_server::domain::sync::apply(
+                tx,
+                &id,
+                vec![record],
+                &[],
+                &Default::default(),
+                now(),
+            )
+        })
         .await
         .unwrap();
     applied.transitions.len()

@@ -13,8 +13,7 @@ use crate::offline::{self, OfflineMiss};
 use crate::screen::fill_template;
 use crate::state::{Assignment, Block, Checkout, Locker, Pending, PendingAuth, Phase};
 
-/// The Device User recorded for an unlock with the MDM-configured emergency PIN.
-pub const MANAGED_PIN_USER: &str = "emergency";
+pub use lanyard_protocol::policy::MANAGED_PIN_USER;
 
 /// Whether someone may start an unlock in this phase: `Err(Some(hint))` refuses with a
 /// hint for the screen, `Err(None)` refuses silently (the phone is already in use).

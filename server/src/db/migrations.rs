@@ -309,6 +309,30 @@ pub const MIGRATIONS: &[&str] = &[
        OR (NEW.passcode IS NOT NULL
            AND NEW.passcode NOT IN ('present', 'clearing', 'clear_failed', 'absent'))
      BEGIN SELECT RAISE(ABORT, 'device status or passcode state is not one the server knows'); END;",
+    // v16: the trust boundary. A grant command names its grant and user, so a phone's
+    // record of a checkout is checked against what the server issued to it (grants made
+    // before this version are filled in from their signed payload); what a phone or a
+    // cart sends that the server refuses is kept as a security event; a port a cart's
+    // hub reported outranks what a phone says.
+    "ALTER TABLE command ADD COLUMN grant_id TEXT;
+    ALTER TABLE command ADD COLUMN grant_user TEXT;
+    UPDATE command SET grant_id = json_extract(payload, '$.payload.grant_id'),
+                       grant_user = json_extract(payload, '$.payload.user.username')
+     WHERE kind = 'grant_checkout';
+    CREATE INDEX command_grant ON command (grant_id) WHERE grant_id IS NOT NULL;
+    CREATE TABLE security_event (
+        id           INTEGER PRIMARY KEY,
+        at           INTEGER NOT NULL,
+        device_id    TEXT,
+        launchpad_id TEXT,
+        kind         TEXT    NOT NULL,
+        detail       TEXT    NOT NULL,
+        seq          INTEGER
+    );
+    CREATE INDEX security_event_device ON security_event (device_id, id)
+        WHERE device_id IS NOT NULL;
+    CREATE INDEX security_event_at ON security_event (at);
+    ALTER TABLE device ADD COLUMN located_by_hub INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes.

@@ -30,7 +30,12 @@ pub fn new_command(
         payload,
     };
     let signed = crate::keys::sign_command(keys, &envelope)?;
+    let grant = match &envelope.payload {
+        ServerCommand::GrantCheckout(g) => Some((g.grant_id.clone(), g.user.username.clone())),
+        _ => None,
+    };
     Ok(NewCommand {
+        grant,
         id: envelope.command_id,
         device_id: device_id.to_owned(),
         kind: envelope.payload.kind(),

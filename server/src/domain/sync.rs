@@ -4,6 +4,7 @@
 use lanyard_protocol::events::{Report, Transition};
 use lanyard_protocol::{CommandId, DeviceStatus, EventRecord, Signed, Timestamp};
 
+use super::claims::{self, ClaimContext};
 use super::grants::{self, Freed};
 use super::mirror;
 use crate::storage::tx::{CommandState, MirrorUpdate};
@@ -24,6 +25,8 @@ pub struct SyncApplied {
     pub freed: Vec<Freed>,
     /// The phone asked for its passcode to be cleared.
     pub passcode_clear_requested: bool,
+    /// Claims in the records the server refused (recorded as security events).
+    pub refused: usize,
 }
 
 /// Applies one sync of `device_id`, in the caller's transaction.
@@ -32,6 +35,7 @@ pub fn apply(
     device_id: &str,
     events: Vec<EventRecord>,
     handled: &[CommandId],
+    cx: &ClaimContext,
     now: Timestamp,
 ) -> Result<SyncApplied, StorageError> {
     let before = tx
@@ -46,6 +50,12 @@ pub fn apply(
         None
     };
     let (acked_seq, applied) = tx.store_records(device_id, before.last_seq, events, now)?;
+    // Stored as sent (the phone's own history); mirrored and acted on only as far as
+    // the server can check it.
+    let vetted = claims::vet(tx, &before, applied, cx, now)?;
+    claims::record(tx, device_id, &vetted.refused, now)?;
+    let refused = vetted.refused.len();
+    let applied = vetted.records;
     let observed = mirror::observe(&applied);
     // Refusals first: a refused grant is no longer on its way.
     for (command, state) in &observed.refused {
@@ -133,6 +143,7 @@ pub fn apply(
         transitions,
         freed,
         passcode_clear_requested,
+        refused,
     })
 }
 

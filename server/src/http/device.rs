@@ -128,9 +128,18 @@ pub async fn sync<S: Storage>(
     // long-poll below instead of waiting for the next sync.
     let waiter = (req.wait_secs > 0).then(|| st.waiter(&crate::notify::device_topic(&device.id)));
     let (events, handled, device_id) = (req.events, req.handled_commands, device.id.clone());
+    let cx = crate::domain::claims::ClaimContext {
+        emergency_user: st
+            .policy()
+            .await?
+            .policy
+            .emergency_pin
+            .as_ref()
+            .map(|p| p.user.username.clone()),
+    };
     let applied = st
         .storage
-        .transact(move |tx| crate::domain::sync::apply(tx, &device_id, events, &handled, now))
+        .transact(move |tx| crate::domain::sync::apply(tx, &device_id, events, &handled, &cx, now))
         .await?;
     if had_events {
         // A cart waiting on this phone's grant may be free now (unplugged or lapsed).

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::error::{AppError, ErrorBody};
 use crate::extract::{ApiQuery, Caller};
-use crate::model::{AuditRecord, Page};
+use crate::model::{AuditRecord, Page, SecurityEvent};
 use crate::state::AppState;
 use crate::storage::Storage;
 use crate::validate;
@@ -202,5 +202,43 @@ pub async fn commands<S: Storage>(
 ) -> Result<Json<Vec<crate::model::CommandRecord>>, AppError> {
     Ok(Json(
         st.storage.device_commands(id, validate::MAX_LIMIT).await?,
+    ))
+}
+
+/// Filters and paging of the security events.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityQuery {
+    /// Only this phone's events.
+    device_id: Option<String>,
+    /// Only this cart's events.
+    launchpad_id: Option<String>,
+    /// Only this kind, e.g. `unknown_grant`.
+    kind: Option<String>,
+    /// Events older than this id.
+    cursor: Option<i64>,
+    /// Page size.
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/security-events`: newest first.
+#[utoipa::path(get, path = "/api/v1/security-events", tag = "admin", description = "What phones, carts and callers sent that the server refused: claims it could not check (a grant it never issued, a port out of range or taken, a value out of range), newest first. Any role.", params(SecurityQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, body = Page<SecurityEvent>)), security(("api_token" = [])))]
+pub async fn security_events<S: Storage>(
+    State(st): State<AppState<S>>,
+    _caller: Caller,
+    ApiQuery(q): ApiQuery<SecurityQuery>,
+) -> Result<Json<Page<SecurityEvent>>, AppError> {
+    let limit = validate::limit(q.limit)?;
+    let filter = crate::storage::security::SecurityFilter {
+        device_id: validate::optional_text("device_id", q.device_id.as_deref(), 128)?,
+        launchpad_id: validate::optional_text("launchpad_id", q.launchpad_id.as_deref(), 128)?,
+        kind: validate::optional_text("kind", q.kind.as_deref(), 64)?,
+    };
+    Ok(Json(
+        st.storage
+            .list_security_events(filter, q.cursor, limit)
+            .await?,
     ))
 }

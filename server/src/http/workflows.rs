@@ -646,7 +646,8 @@ pub async fn device_runs<S: Storage>(
 pub struct JourneyEntry {
     /// When (ms since epoch).
     pub at: i64,
-    /// `device` (the phone's own record), `workflow` (a run) or `mdm` (the MDM log).
+    /// `device` (the phone's own record), `workflow` (a run), `mdm` (the MDM log) or
+    /// `security` (something the phone sent that the server refused).
     pub source: &'static str,
     /// What happened, in a sentence.
     pub summary: String,
@@ -724,6 +725,25 @@ pub async fn journey<S: Storage>(
                 r.origin.replace('_', " ")
             ),
             reference: Some(format!("run {}", r.id)),
+        });
+    }
+    let security = st
+        .storage
+        .list_security_events(
+            crate::storage::security::SecurityFilter {
+                device_id: Some(id.clone()),
+                ..Default::default()
+            },
+            None,
+            limit,
+        )
+        .await?;
+    for e in security.items {
+        out.push(JourneyEntry {
+            at: e.at,
+            source: "security",
+            summary: format!("refused ({}): {}", e.kind.replace('_', " "), e.detail),
+            reference: e.seq.map(|s| format!("seq {s}")),
         });
     }
     for e in st.storage.mdm_activity(id).await? {

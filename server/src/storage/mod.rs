@@ -2,6 +2,7 @@
 //! a PostgreSQL backend can implement it for sites that outgrow one node.
 
 pub mod offline;
+pub mod security;
 pub mod sqlite;
 pub mod tx;
 pub mod workflows;
@@ -168,6 +169,9 @@ pub struct NewCommand {
     pub expires_at: Timestamp,
     /// `pending` (to be delivered by sync) or `delivered` (answered inline).
     pub delivered: bool,
+    /// For a grant: its id and the username it hands the phone to (what the phone's
+    /// record of the checkout is checked against).
+    pub grant: Option<(lanyard_protocol::GrantId, String)>,
 }
 
 /// An API token's identity.
@@ -182,7 +186,9 @@ pub struct ApiToken {
 }
 
 /// Everything the server stores. Methods are async so a networked backend fits too.
-pub trait Storage: WorkflowStore + OfflineStore + Clone + Send + Sync + 'static {
+pub trait Storage:
+    WorkflowStore + OfflineStore + security::SecurityStore + Clone + Send + Sync + 'static
+{
     /// Runs `work` in one transaction: everything it reads and writes through the
     /// [`Tx`] commits together once it returns `Ok`, or not at all. The domain opens
     /// one wherever it checks and then acts. `work` runs off the async threads and

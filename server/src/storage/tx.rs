@@ -154,6 +154,32 @@ pub struct MirrorUpdate {
     pub last_contact: Timestamp,
 }
 
+/// A phone docked in a port, as a claim on that port is checked against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortOccupant {
+    /// The phone.
+    pub device_id: String,
+    /// When it was last heard from.
+    pub last_contact: Option<Timestamp>,
+    /// The cart's hub reported it there.
+    pub by_hub: bool,
+}
+
+/// Something a phone, a cart or a caller sent that the server refused, kept for IT.
+#[derive(Debug, Clone)]
+pub struct NewSecurityEvent<'a> {
+    /// The phone concerned.
+    pub device_id: Option<&'a str>,
+    /// The cart concerned.
+    pub launchpad_id: Option<&'a str>,
+    /// Stable kind, e.g. `unknown_grant`, `udid_in_use`.
+    pub kind: &'a str,
+    /// What happened, in a sentence.
+    pub detail: &'a str,
+    /// The phone record that carried it.
+    pub seq: Option<u64>,
+}
+
 /// An audit entry to append.
 #[derive(Debug, Clone)]
 pub struct AuditEntry<'a> {
@@ -251,6 +277,33 @@ pub trait Tx {
     fn mark_ready(&self, now: Timestamp) -> Result<(), StorageError>;
     /// Appends to the audit log.
     fn audit(&self, entry: &AuditEntry<'_>, now: Timestamp) -> Result<(), StorageError>;
+    /// Records a security event.
+    fn record_security_event(
+        &self,
+        event: &NewSecurityEvent<'_>,
+        now: Timestamp,
+    ) -> Result<(), StorageError>;
+
+    /// The user a grant issued to `device_id` hands the phone to (`None`: the server
+    /// never issued that grant to that phone).
+    fn issued_grant(&self, device_id: &str, grant_id: &str)
+    -> Result<Option<String>, StorageError>;
+    /// Whether a directory user exists.
+    fn user_exists(&self, username: &str) -> Result<bool, StorageError>;
+    /// A cart's port count (`None`: no such cart).
+    fn launchpad_ports(&self, launchpad_id: &str) -> Result<Option<u32>, StorageError>;
+    /// Where the cart's hub last reported the phone docked, if it did and the phone
+    /// has not left since.
+    fn hub_location(&self, device_id: &str) -> Result<Option<(String, u32)>, StorageError>;
+    /// The phone (other than `except`) docked in a cart's port, most recently heard first.
+    fn port_occupant(
+        &self,
+        launchpad_id: &str,
+        port: u32,
+        except: &str,
+    ) -> Result<Option<PortOccupant>, StorageError>;
+    /// Marks every phone but `except` as no longer docked in that port.
+    fn vacate_port(&self, launchpad_id: &str, port: u32, except: &str) -> Result<(), StorageError>;
 
     /// Stores a device's records idempotently by `(device, seq)`. Returns the highest
     /// contiguous sequence now stored and the records it newly covers, in order (the

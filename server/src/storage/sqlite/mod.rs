@@ -4,6 +4,7 @@
 //! `workflows` their stores.
 
 mod offline;
+mod security;
 mod tx;
 mod workflows;
 
@@ -746,8 +747,12 @@ impl Storage for SqliteStorage {
                     .optional()?,
             };
             if let Some(id) = &device {
+                if docked {
+                    // The port holds one phone: whoever was last seen in it has left.
+                    crate::storage::Tx::vacate_port(&tx::SqliteTx(tx), &launchpad_id, port, id)?;
+                }
                 tx.execute(
-                    "UPDATE device SET docked = ?2,
+                    "UPDATE device SET docked = ?2, located_by_hub = ?2,
                         last_launchpad = CASE WHEN ?2 THEN ?3 ELSE last_launchpad END,
                         last_port = CASE WHEN ?2 THEN ?4 ELSE last_port END
                      WHERE id = ?1",
@@ -1128,25 +1133,21 @@ impl Storage for SqliteStorage {
         now: Timestamp,
     ) -> Result<(), StorageError> {
         self.write(move |tx| {
-            tx.execute(
-                "INSERT INTO command (id, device_id, kind, payload, signature, state, created_at, expires_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?7)",
-                params![
-                    cmd.id.as_str(),
-                    cmd.device_id,
-                    cmd.kind,
-                    cmd.signed.payload,
-                    cmd.signed.signature,
-                    if cmd.delivered { "delivered" } else { "pending" },
-                    now.as_millis(),
-                    cmd.expires_at.as_millis(),
-                ],
-            )?;
+            crate::storage::Tx::insert_command(&tx::SqliteTx(tx), &cmd, None, now)?;
             if let Some(actor) = actor {
                 let before = get_device(tx, &cmd.device_id)?;
                 let after = serde_json::json!({"command_id": cmd.id.as_str(), "command": cmd.kind});
                 let action = format!("device.{}", cmd.kind);
-                audit(tx, &actor, &action, "device", &cmd.device_id, Some(json(&before)), Some(after), now)?;
+                audit(
+                    tx,
+                    &actor,
+                    &action,
+                    "device",
+                    &cmd.device_id,
+                    Some(json(&before)),
+                    Some(after),
+                    now,
+                )?;
             }
             Ok(())
         })

@@ -8,7 +8,7 @@ use super::{DEVICE_COLUMNS, device_row};
 use crate::model::Device;
 use crate::storage::tx::{
     AuditEntry, CartSlot, CartWait, CommandState, EnrollmentTokenRow, GrantRow, Holding,
-    MirrorUpdate, Tx,
+    MirrorUpdate, NewSecurityEvent, PortOccupant, Tx,
 };
 use crate::storage::{NewCommand, StorageError};
 use crate::workflows::run::NewRun;
@@ -124,8 +124,8 @@ impl Tx for SqliteTx<'_, '_> {
         self.0
             .prepare_cached(
                 "INSERT INTO command (id, device_id, kind, payload, signature, state, created_at,
-                expires_at, updated_at, request_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?7, ?9)",
+                expires_at, updated_at, request_id, grant_id, grant_user)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?7, ?9, ?10, ?11)",
             )?
             .execute(params![
                 cmd.id.as_str(),
@@ -137,6 +137,8 @@ impl Tx for SqliteTx<'_, '_> {
                 now.as_millis(),
                 cmd.expires_at.as_millis(),
                 request_id,
+                cmd.grant.as_ref().map(|(g, _)| g.as_str()),
+                cmd.grant.as_ref().map(|(_, u)| u.as_str()),
             ])?;
         Ok(())
     }
@@ -350,6 +352,110 @@ impl Tx for SqliteTx<'_, '_> {
         )
     }
 
+    fn record_security_event(
+        &self,
+        e: &NewSecurityEvent<'_>,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO security_event (at, device_id, launchpad_id, kind, detail, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                now.as_millis(),
+                e.device_id,
+                e.launchpad_id,
+                e.kind,
+                e.detail,
+                e.seq.map(super::seq),
+            ])?;
+        metrics::counter!("lanyard_security_events_total", "kind" => e.kind.to_owned())
+            .increment(1);
+        tracing::warn!(
+            device = e.device_id,
+            cart = e.launchpad_id,
+            kind = e.kind,
+            detail = e.detail,
+            "security event"
+        );
+        Ok(())
+    }
+
+    fn issued_grant(
+        &self,
+        device_id: &str,
+        grant_id: &str,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT grant_user FROM command WHERE grant_id = ?1 AND device_id = ?2",
+            )?
+            .query_row([grant_id, device_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn user_exists(&self, username: &str) -> Result<bool, StorageError> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM app_user WHERE username = ?1)")?
+            .query_row([username], |r| r.get(0))?)
+    }
+
+    fn launchpad_ports(&self, launchpad_id: &str) -> Result<Option<u32>, StorageError> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT ports FROM launchpad WHERE id = ?1")?
+            .query_row([launchpad_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn hub_location(&self, device_id: &str) -> Result<Option<(String, u32)>, StorageError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT last_launchpad, last_port FROM device
+                 WHERE id = ?1 AND located_by_hub = 1 AND docked = 1
+                   AND last_launchpad IS NOT NULL AND last_port IS NOT NULL",
+            )?
+            .query_row([device_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    fn port_occupant(
+        &self,
+        launchpad_id: &str,
+        port: u32,
+        except: &str,
+    ) -> Result<Option<PortOccupant>, StorageError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT id, last_contact, located_by_hub FROM device
+                 WHERE last_launchpad = ?1 AND last_port = ?2 AND docked = 1 AND id <> ?3
+                 ORDER BY located_by_hub DESC, last_contact DESC LIMIT 1",
+            )?
+            .query_row(params![launchpad_id, port, except], |r| {
+                Ok(PortOccupant {
+                    device_id: r.get(0)?,
+                    last_contact: r.get::<_, Option<i64>>(1)?.map(Timestamp),
+                    by_hub: r.get(2)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn vacate_port(&self, launchpad_id: &str, port: u32, except: &str) -> Result<(), StorageError> {
+        self.0
+            .prepare_cached(
+                "UPDATE device SET docked = 0, located_by_hub = 0
+                 WHERE last_launchpad = ?1 AND last_port = ?2 AND docked = 1 AND id <> ?3",
+            )?
+            .execute(params![launchpad_id, port, except])?;
+        Ok(())
+    }
+
     fn store_records(
         &self,
         device_id: &str,
@@ -368,6 +474,7 @@ impl Tx for SqliteTx<'_, '_> {
                     last_launchpad = CASE WHEN ?5 THEN ?6 ELSE last_launchpad END,
                     last_port = CASE WHEN ?5 THEN ?7 ELSE last_port END,
                     docked = COALESCE(?8, docked),
+                    located_by_hub = CASE WHEN ?8 = 0 THEN 0 ELSE located_by_hub END,
                     battery = COALESCE(?9, battery),
                     os_version = COALESCE(?10, os_version),
                     overdue = COALESCE(?11, overdue),

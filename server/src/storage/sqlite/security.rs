@@ -1,0 +1,51 @@
+//! [`SecurityStore`] on SQLite.
+
+use rusqlite::params;
+
+use super::{SqliteStorage, page};
+use crate::model::{Page, SecurityEvent};
+use crate::storage::StorageError;
+use crate::storage::security::{SecurityFilter, SecurityStore};
+
+impl SecurityStore for SqliteStorage {
+    async fn list_security_events(
+        &self,
+        filter: SecurityFilter,
+        cursor: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<SecurityEvent>, StorageError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, at, device_id, launchpad_id, kind, detail, seq FROM security_event
+                 WHERE id < ?1 AND (?2 IS NULL OR device_id = ?2)
+                   AND (?3 IS NULL OR launchpad_id = ?3) AND (?4 IS NULL OR kind = ?4)
+                 ORDER BY id DESC LIMIT ?5",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    cursor.unwrap_or(i64::MAX),
+                    filter.device_id,
+                    filter.launchpad_id,
+                    filter.kind,
+                    i64::from(limit) + 1
+                ],
+                |r| {
+                    Ok(SecurityEvent {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        device_id: r.get(2)?,
+                        launchpad_id: r.get(3)?,
+                        kind: r.get(4)?,
+                        detail: r.get(5)?,
+                        seq: r
+                            .get::<_, Option<i64>>(6)?
+                            .and_then(|s| u64::try_from(s).ok()),
+                    })
+                },
+            )?;
+            let items = rows.collect::<Result<Vec<_>, _>>()?;
+            Ok(page(items, limit, |e| e.id.to_string()))
+        })
+        .await
+    }
+}

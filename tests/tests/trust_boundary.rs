@@ -1,0 +1,221 @@
+//! The trust boundary over HTTP: a phone holding a real credential says what it likes,
+//! and the server mirrors only what it can check — each refusal a security event.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use lanyard_e2e::TestServer;
+use lanyard_e2e::harness::{Admin, Phone, RawPhone};
+use lanyard_protocol::enroll::DeviceInfo;
+use lanyard_protocol::events::{Cause, FactsReport, Report, Transition};
+use lanyard_protocol::{DeviceStatus, DockLocation, GrantId, UnlockMethod};
+use serde_json::{Value, json};
+
+/// Cart 1 (10 ports) with the standard set, alice (limit 1) and her badge; returns the
+/// enrollment link and the cart's reader credential.
+async fn setup(admin: &Admin) -> (String, String) {
+    let cart = admin
+        .ok(
+            "/api/v1/launchpads",
+            json!({"id": "cart-1", "name": "Cart 1", "ports": 10}),
+        )
+        .await;
+    admin
+        .ok(
+            "/api/v1/workflows/install-standard",
+            json!({"dep_profile": "St Mary DEP",
+            "wifi_ssid": "StMary-Provisioning", "wifi_password": "provision-me"}),
+        )
+        .await;
+    admin
+        .ok(
+            "/api/v1/users",
+            json!({"username": "alice", "display_name": "Alice", "device_limit": 1}),
+        )
+        .await;
+    admin
+        .ok("/api/v1/users/alice/badges", json!({"badge": "0012345"}))
+        .await;
+    let token = admin
+        .ok(
+            "/api/v1/enrollment-tokens",
+            json!({"label": "cart 1", "launchpad_id": "cart-1"}),
+        )
+        .await;
+    (
+        token["link"].as_str().unwrap().to_owned(),
+        cart["credential"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn device(n: u32) -> DeviceInfo {
+    DeviceInfo {
+        serial: Some(format!("ROGUE{n:07}")),
+        udid: Some(format!("00008030-{:016X}", 0xDEAD_0000 + u64::from(n))),
+        model: Some("iPhone15,2".into()),
+        ..DeviceInfo::default()
+    }
+}
+
+fn dock(cart: &str, port: u32) -> Report {
+    Report::Docked {
+        location: DockLocation {
+            launchpad: Some(cart.into()),
+            port: Some(port),
+        },
+    }
+}
+
+fn battery(percent: u8) -> Report {
+    Report::Facts(FactsReport {
+        battery_percent: Some(percent),
+        ..FactsReport::default()
+    })
+}
+
+async fn device_row(admin: &Admin, id: &str) -> Value {
+    let (status, body) = admin.get(&format!("/api/v1/devices/{id}")).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn security_kinds(admin: &Admin, id: &str) -> Vec<String> {
+    let (status, body) = admin
+        .get(&format!("/api/v1/security-events?device_id={id}"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn cart_tap(server: &TestServer, credential: &str, badge: &str) -> Value {
+    let r = lanyard_e2e::http_client()
+        .post(format!("{}/launchpad/v1/tap", server.base_url()))
+        .bearer_auth(credential)
+        .json(&json!({ "badge": badge }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_the_server_never_granted_is_refused_and_recorded() {
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin().await;
+    let (link, reader) = setup(&admin).await;
+    let mut rogue = RawPhone::enroll(&link, device(1)).await.unwrap();
+    let (status, body) = rogue
+        .send(
+            DeviceStatus::CheckedIn,
+            None,
+            None,
+            vec![dock("cart-1", 3), battery(50)],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // A made-up grant id: the phone says alice took it.
+    let granted = Transition {
+        from: DeviceStatus::CheckedIn,
+        to: DeviceStatus::CheckoutPending,
+        cause: Cause::Granted {
+            grant_id: GrantId::new("g-made-up"),
+            method: UnlockMethod::PhoneBadge,
+        },
+    };
+    let (status, body) = rogue
+        .send(
+            DeviceStatus::CheckoutPending,
+            Some("alice"),
+            Some(granted),
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        status, 200,
+        "records are stored (the phone's history): {body}"
+    );
+    assert_eq!(body["acked_seq"], 2);
+    let row = device_row(&admin, &rogue.id).await;
+    assert_eq!(row["status"], "checked_in", "{row}");
+    assert!(row["device_user"].is_null(), "{row}");
+    // The phone then says alice holds it, with no grant at all.
+    let (status, _) = rogue
+        .send(DeviceStatus::CheckedOut, Some("alice"), None, vec![])
+        .await;
+    assert_eq!(status, 200);
+    let row = device_row(&admin, &rogue.id).await;
+    assert_eq!(row["status"], "checked_in", "{row}");
+    assert!(row["device_user"].is_null(), "{row}");
+    assert_eq!(
+        security_kinds(&admin, &rogue.id).await,
+        ["user_not_granted", "unknown_grant"]
+    );
+    // No automation ran for the forged checkout (Express Checkout triggers on a grant).
+    let (_, runs) = admin
+        .get(&format!("/api/v1/devices/{}/runs", rogue.id))
+        .await;
+    assert_eq!(runs["items"].as_array().unwrap().len(), 0, "{runs}");
+    // The journey shows the refusals.
+    let (_, journey) = admin
+        .get(&format!("/api/v1/devices/{}/journey", rogue.id))
+        .await;
+    assert!(
+        journey
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["source"] == "security" && e["reference"] == "seq 2"),
+        "{journey}"
+    );
+    // Alice is not held by the forged claims: her badge at the cart gets a phone (the
+    // rogue one, the only one docked — it is in the cart).
+    let tap = cart_tap(&server, &reader, "0012345").await;
+    assert_eq!(tap["beep"], 1, "{tap}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dock_must_name_a_real_free_port_and_values_must_be_in_range() {
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin().await;
+    let (link, reader) = setup(&admin).await;
+    let mut real = Phone::enroll(&link).await;
+    real.dock("cart-1", 1, 60).await;
+    let mut rogue = RawPhone::enroll(&link, device(2)).await.unwrap();
+
+    // Port 1 holds the real phone: a claim on it (with a full battery, to win the next
+    // tap) is refused, and so are a port out of range, an unknown cart and battery 255.
+    for (reports, kind) in [
+        (vec![dock("cart-1", 1), battery(100)], "port_taken"),
+        (vec![dock("cart-1", 99)], "invalid_dock"),
+        (vec![dock("cart-nowhere", 1)], "invalid_dock"),
+        (vec![battery(255)], "value_out_of_range"),
+    ] {
+        let (status, body) = rogue
+            .send(DeviceStatus::CheckedIn, None, None, reports)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            security_kinds(&admin, &rogue.id)
+                .await
+                .first()
+                .map(String::as_str),
+            Some(kind)
+        );
+    }
+    assert_eq!(security_kinds(&admin, &rogue.id).await.len(), 4);
+    let row = device_row(&admin, &rogue.id).await;
+    assert!(row["last_port"].is_null(), "{row}");
+    assert_eq!(row["battery"], 100, "an in-range value is kept: {row}");
+    // The next tap at the cart hands out the real phone, still alone in port 1.
+    let tap = cart_tap(&server, &reader, "0012345").await;
+    assert_eq!(tap["beep"], 1, "{tap}");
+    assert_eq!(tap["device_id"], real.id.as_str(), "{tap}");
+    assert_eq!(tap["port"], 1, "{tap}");
+    server.stop().await.unwrap();
+}
