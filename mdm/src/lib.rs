@@ -341,3 +341,58 @@ impl MdmCommand {
         Ok(out)
     }
 }
+
+/// A device UDID in Apple's form, or `None` when `s` is not one: 40 hex digits
+/// (iPhone XS and earlier), 8 + 16 hex digits joined by `-` (later iPhones), or a
+/// UUID (8-4-4-4-12, e.g. Macs and simulators). Apple writes UDIDs in uppercase and an
+/// MDM only knows that form (NanoMDM answers 500 for a lowercase one), so the result
+/// is uppercase.
+pub fn normalize_udid(s: &str) -> Option<String> {
+    let upper = s.trim().to_ascii_uppercase();
+    let groups: Vec<usize> = upper.split('-').map(str::len).collect();
+    let hex = upper.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    let shape = matches!(groups.as_slice(), [40] | [8, 16] | [8, 4, 4, 4, 12]);
+    (hex && shape).then_some(upper)
+}
+
+/// A serial number in Apple's form (uppercase letters and digits, 8 to 14 of them),
+/// or `None`.
+pub fn normalize_serial(s: &str) -> Option<String> {
+    let upper = s.trim().to_ascii_uppercase();
+    let ok = (8..=14).contains(&upper.len()) && upper.bytes().all(|b| b.is_ascii_alphanumeric());
+    ok.then_some(upper)
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::{normalize_serial, normalize_udid};
+
+    #[test]
+    fn udids_in_apples_three_shapes_are_uppercased_and_others_refused() {
+        assert_eq!(
+            normalize_udid("00008030-001a2d3c0e38802e").as_deref(),
+            Some("00008030-001A2D3C0E38802E")
+        );
+        assert_eq!(
+            normalize_udid("d5990253-c030-416d-8686-fa4a2445bce0").as_deref(),
+            Some("D5990253-C030-416D-8686-FA4A2445BCE0")
+        );
+        let old = "a".repeat(40);
+        assert_eq!(normalize_udid(&old), Some("A".repeat(40)));
+        for bad in [
+            "",
+            "victim",
+            "00008030-001A2D3C0E38802",
+            "00008030_001A2D3C0E38802E",
+            &"g".repeat(40),
+            "00008030--001A2D3C0E38802E",
+        ] {
+            assert_eq!(normalize_udid(bad), None, "{bad}");
+        }
+        assert_eq!(
+            normalize_serial(" f2lxk0xxhg7f ").as_deref(),
+            Some("F2LXK0XXHG7F")
+        );
+        assert_eq!(normalize_serial("F2L-XK0"), None);
+    }
+}

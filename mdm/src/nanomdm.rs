@@ -223,6 +223,14 @@ pub struct OsUpdateOffer {
 /// A webhook event, reduced to what Lanyard acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WebhookEvent {
+    /// `mdm.Authenticate`: a device enrolled (or re-enrolled, e.g. after an erase) in
+    /// the MDM; the MDM's word on which serial number a UDID belongs to.
+    Authenticate {
+        /// Device UDID.
+        udid: String,
+        /// Its serial number, when the device sent one.
+        serial: Option<String>,
+    },
     /// `mdm.TokenUpdate`: carries the UnlockToken needed to build ClearPasscode.
     TokenUpdate {
         /// Device UDID.
@@ -306,6 +314,17 @@ pub fn parse_webhook(
     let raw: RawEvent =
         serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
     match (raw.topic.as_str(), raw.checkin_event, raw.acknowledge_event) {
+        ("mdm.Authenticate", Some(c), _) => {
+            let payload = plist_of(&c.raw_payload)?;
+            let serial = payload
+                .get("SerialNumber")
+                .and_then(|v| v.as_string())
+                .map(str::to_owned);
+            Ok(WebhookEvent::Authenticate {
+                udid: c.udid,
+                serial,
+            })
+        }
         ("mdm.TokenUpdate", Some(c), _) => {
             let payload = plist_of(&c.raw_payload)?;
             let unlock_token = payload

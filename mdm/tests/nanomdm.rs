@@ -325,3 +325,36 @@ fn an_available_os_updates_answer_lists_the_offered_versions() {
         e => panic!("{e:?}"),
     }
 }
+
+/// NanoMDM's recorded webhook POSTs (a real v0.9 run) verify with that run's key and
+/// parse: Authenticate carries the serial number the UDID belongs to.
+#[test]
+fn recorded_webhooks_verify_and_authenticate_names_the_serial() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/reference/nanomdm/captures/webhook-posts.json");
+    let posts: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let key = b"5ea85a098a41082564e6131fc990382e71e1306d3f62e253";
+    let mut authenticated = Vec::new();
+    for post in &posts {
+        let body = post["body"].as_str().unwrap();
+        let signature = post["headers"]["X-Hmac-Signature"].as_str();
+        let event = parse_webhook(body.as_bytes(), Some(key), signature).unwrap();
+        if let WebhookEvent::Authenticate { udid, serial } = event {
+            authenticated.push((udid, serial));
+        }
+    }
+    assert_eq!(
+        authenticated,
+        [
+            (
+                "D5990253-C030-416D-8686-FA4A2445BCE0".to_owned(),
+                Some("2UXT6H5KVTN8".to_owned())
+            ),
+            (
+                "EDFCB699-5C23-48DE-B24C-D48996CCE7D2".to_owned(),
+                Some("UPP563VAFSTR".to_owned())
+            ),
+        ]
+    );
+}

@@ -173,7 +173,8 @@ pub async fn seed<S: Storage>(st: &AppState<S>, server_url: &str) -> anyhow::Res
                     move |tx| crate::domain::enrollment::enroll(tx, &token_hash, &device, now)
                 })
                 .await
-                .map_err(err)?;
+                .map_err(err)?
+                .map_err(|refused| err(format!("{refused:?}")))?;
             let record = EventRecord {
                 seq: 1,
                 at: now,

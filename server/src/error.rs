@@ -44,6 +44,14 @@ pub enum AppError {
     /// A unique value is taken (409).
     #[error("{0}")]
     Conflict(String),
+    /// A conflict with its own stable code (409), e.g. `udid_in_use`.
+    #[error("{message}")]
+    ConflictWith {
+        /// Stable code.
+        code: &'static str,
+        /// What is in the way and what to do.
+        message: String,
+    },
     /// The request is understood but cannot be honoured now (422).
     #[error("{0}")]
     Unprocessable(String),
@@ -96,6 +104,9 @@ impl IntoResponse for AppError {
                 self.to_string(),
             ),
             AppError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
+            AppError::ConflictWith { code, message } => {
+                (StatusCode::CONFLICT, *code, message.clone())
+            }
             AppError::Unprocessable(m) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", m.clone())
             }

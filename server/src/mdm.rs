@@ -27,6 +27,10 @@ use crate::model::{Device, MdmActivity};
 use crate::state::AppState;
 use crate::storage::Storage;
 
+/// Why an MDM command cannot go to a phone the MDM has not vouched for.
+pub const NOT_VOUCHED: &str = "the MDM has not reported this phone yet (no Authenticate for its UDID and \
+     serial number): MDM commands go only to a UDID the MDM itself reported";
+
 /// How long the phone has to apply an MDM outcome.
 const RESULT_TTL_SECS: u64 = 24 * 3600;
 
@@ -112,10 +116,8 @@ pub async fn send_for_workflow<S: Storage>(
     device: &Device,
     command: &MdmCommand,
 ) -> Result<Result<String, String>, AppError> {
-    let Some(udid) = device.udid.clone() else {
-        return Ok(Err(
-            "the phone has no MDM enrollment (UDID) on record".into()
-        ));
+    let Some(udid) = device.mdm_udid.clone() else {
+        return Ok(Err(NOT_VOUCHED.into()));
     };
     let Some(mdm) = st.mdm.clone() else {
         return Ok(Err("no MDM connector is configured".into()));
@@ -243,19 +245,35 @@ async fn prepare_passcode_clear<S: Storage>(
     st: &AppState<S>,
     device: &Device,
 ) -> Result<Result<PendingClear, String>, AppError> {
-    let Some(udid) = device.udid.clone() else {
-        tracing::warn!(device = %device.id, "passcode clear requested, but the device has no MDM UDID");
-        return Ok(Err(
-            "the phone has no MDM enrollment (UDID) on record".into()
-        ));
-    };
     let now = st.now();
     let id = Some(device.id.clone());
-    let cannot = |why: &str| entry(&udid, id.clone(), None, "cannot_send", Some(why.to_owned()));
+    // Logged under the UDID the MDM vouched for, else the one the phone gave (the entry
+    // names the phone either way; nothing is sent to a UDID the MDM did not report).
+    let logged_udid = device
+        .mdm_udid
+        .clone()
+        .or_else(|| device.udid.clone())
+        .unwrap_or_default();
+    let cannot = |why: &str| {
+        entry(
+            &logged_udid,
+            id.clone(),
+            None,
+            "cannot_send",
+            Some(why.to_owned()),
+        )
+    };
     let Some(mdm) = st.mdm.clone() else {
         let why = "no MDM connector is configured";
         st.storage.record_mdm_activity(cannot(why), now).await?;
         return Ok(Err(why.into()));
+    };
+    let Some(udid) = device.mdm_udid.clone() else {
+        tracing::warn!(device = %device.id, "passcode clear requested, but the MDM has not reported this phone");
+        st.storage
+            .record_mdm_activity(cannot(NOT_VOUCHED), now)
+            .await?;
+        return Ok(Err(NOT_VOUCHED.into()));
     };
     // The phone asks again with growing delays. While its command is still queued at
     // the MDM (a locked phone answers NotNow), a second copy would only pile up:
@@ -449,6 +467,38 @@ pub async fn webhook<S: Storage>(
     };
     let now = st.now();
     match event {
+        WebhookEvent::Authenticate { udid, serial } => {
+            // The MDM's word on who this UDID is: the phone that enrolled in Lanyard with
+            // this UDID and serial number may now receive MDM commands.
+            let Some(udid) = lanyard_mdm::normalize_udid(&udid) else {
+                return Err(AppError::BadRequest {
+                    code: "invalid_webhook",
+                    message: "Authenticate names no valid UDID".into(),
+                });
+            };
+            let serial = serial.as_deref().and_then(lanyard_mdm::normalize_serial);
+            let bound = st
+                .storage
+                .transact({
+                    let (udid, serial) = (udid.clone(), serial.clone());
+                    move |tx| {
+                        crate::domain::enrollment::mdm_authenticated(
+                            tx,
+                            &udid,
+                            serial.as_deref(),
+                            now,
+                        )
+                    }
+                })
+                .await?;
+            let detail = Some(format!(
+                "serial {}",
+                serial.as_deref().unwrap_or("not given")
+            ));
+            st.storage
+                .record_mdm_activity(entry(&udid, bound, None, "authenticate", detail), now)
+                .await?;
+        }
         WebhookEvent::TokenUpdate { udid, unlock_token } => {
             let device_id = st.storage.device_by_udid(udid.clone()).await?.map(|d| d.id);
             let detail = match unlock_token {

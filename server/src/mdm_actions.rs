@@ -177,10 +177,8 @@ pub async fn send<S: Storage>(
 ) -> Result<(StatusCode, Json<MdmCommandSent>), AppError> {
     caller.require_device_actions()?;
     let device = st.storage.get_device(id).await?;
-    let Some(udid) = device.udid.clone() else {
-        return Err(AppError::Unprocessable(
-            "this phone has no MDM enrollment (UDID) on record".into(),
-        ));
+    let Some(udid) = device.mdm_udid.clone() else {
+        return Err(AppError::Unprocessable(crate::mdm::NOT_VOUCHED.into()));
     };
     let Some(mdm) = st.mdm.clone() else {
         return Err(AppError::Unprocessable(

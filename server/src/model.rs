@@ -80,7 +80,7 @@ pub struct Device {
     pub id: String,
     /// Serial number.
     pub serial: Option<String>,
-    /// MDM UDID.
+    /// The UDID the phone gave at enrollment (Apple's uppercase form).
     pub udid: Option<String>,
     /// Model identifier.
     pub model: Option<String>,
@@ -115,6 +115,11 @@ pub struct Device {
     /// On a charger now (the phone's or the cart hub's last word).
     #[serde(default)]
     pub docked: bool,
+    /// The UDID the MDM itself reported for this phone (its Authenticate, matched by
+    /// serial number): the only UDID MDM commands go to. Empty until the MDM has
+    /// vouched for the phone.
+    #[serde(default)]
+    pub mdm_udid: Option<String>,
 }
 
 /// Where a phone's passcode stands, as the server mirrors it.

@@ -46,6 +46,7 @@ async fn device_attributes_import_by_serial_with_typed_values() {
                 lanyard_server::domain::enrollment::enroll(tx, &sha256(b"t"), &device, now)
             })
             .await
+            .unwrap()
             .unwrap();
     }
     for (name, value_type) in [

@@ -285,8 +285,8 @@ async fn a_day_of_journeys_against_the_server_binary_with_a_crash_in_the_middle(
     let link = t["link"].as_str().unwrap();
 
     // Provisioning: phones enroll from the link and are docked in the cart.
-    let mut a = Phone::enroll(link, dir.path(), "SN-A").await;
-    let mut b = Phone::enroll(link, dir.path(), "SN-B").await;
+    let mut a = Phone::enroll(link, dir.path(), "SNA0000001").await;
+    let mut b = Phone::enroll(link, dir.path(), "SNB0000001").await;
     for (phone, port) in [(&mut a, 1), (&mut b, 2)] {
         phone.dock("cart-4w", port);
         phone.feed(Event::PlatformFacts(lanyard_agent::FactsUpdate {

@@ -1,4 +1,4 @@
--- schema version 16
+-- schema version 17
 -- index audit_log_target
 CREATE INDEX audit_log_target ON audit_log (target_kind, target_id);
 -- index automation_rule_order
@@ -15,6 +15,10 @@ CREATE INDEX command_request ON command (device_id, request_id) WHERE request_id
 CREATE INDEX device_held_by_grant ON device (held_by_grant) WHERE held_by_grant IS NOT NULL;
 -- index device_launchpad_idx
 CREATE INDEX device_launchpad_idx ON device (last_launchpad);
+-- index device_mdm_udid
+CREATE UNIQUE INDEX device_mdm_udid ON device (mdm_udid) WHERE mdm_udid IS NOT NULL;
+-- index device_udid
+CREATE INDEX device_udid ON device (udid) WHERE udid IS NOT NULL;
 -- index device_user_idx
 CREATE INDEX device_user_idx ON device (device_user);
 -- index email_outbox_due
@@ -137,7 +141,7 @@ CREATE TABLE device (
         last_seq        INTEGER NOT NULL DEFAULT 0,
         enrolled_at     INTEGER NOT NULL
     , docked INTEGER NOT NULL DEFAULT 0, overdue INTEGER NOT NULL DEFAULT 0, admin_state TEXT
-        CHECK (admin_state IS NULL OR admin_state IN ('lost', 'retired')), passcode TEXT, held_by_grant TEXT, located_by_hub INTEGER NOT NULL DEFAULT 0);
+        CHECK (admin_state IS NULL OR admin_state IN ('lost', 'retired')), passcode TEXT, held_by_grant TEXT, located_by_hub INTEGER NOT NULL DEFAULT 0, mdm_udid TEXT);
 -- table device_event
 CREATE TABLE device_event (
         device_id   TEXT    NOT NULL REFERENCES device (id) ON DELETE CASCADE,
@@ -192,6 +196,13 @@ CREATE TABLE mdm_activity (
         kind          TEXT    NOT NULL,
         detail        TEXT,
         at            INTEGER NOT NULL
+    );
+-- table mdm_identity
+CREATE TABLE mdm_identity (
+        udid             TEXT    PRIMARY KEY,
+        serial           TEXT,
+        authenticated_at INTEGER NOT NULL,
+        supersedes       TEXT
     );
 -- table mdm_token
 CREATE TABLE mdm_token (

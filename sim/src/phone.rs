@@ -46,7 +46,7 @@ impl SimPhone {
         let (mut agent, _) = Agent::open(Store::open_in_memory()?, now)?;
         let info = DeviceInfo {
             serial: Some(format!("SIM{idx:07}")),
-            udid: Some(format!("00008030-SIM{idx:012}")),
+            udid: Some(format!("00008030-{idx:016X}")),
             model: Some("iPhone15,2".into()),
             os_version: "17.4.1".parse().ok(),
             name: Some(format!("Sim {idx}")),

@@ -338,6 +338,20 @@ pub async fn post_webhook(base: &str, event: &Value) -> u16 {
         .as_u16()
 }
 
+/// The phone enrolled in the MDM, as NanoMDM tells the server's webhook: its
+/// Authenticate (this UDID is this serial number), then its TokenUpdate with the
+/// UnlockToken. Returns the second answer's status (the first must be 200).
+pub async fn mdm_enrolled(base: &str, udid: &str, serial: &str) -> u16 {
+    let mut auth = plist::Dictionary::new();
+    auth.insert("MessageType".into(), "Authenticate".into());
+    auth.insert("SerialNumber".into(), serial.into());
+    auth.insert("UDID".into(), udid.into());
+    let event = json!({"topic": "mdm.Authenticate", "created_at": "2026-11-21T10:00:00Z",
+        "checkin_event": {"udid": udid, "enrollment_id": udid, "raw_payload": plist_b64(auth)}});
+    assert_eq!(post_webhook(base, &event).await, 200);
+    mdm_token_update(base, udid).await
+}
+
 /// Reports the phone's UnlockToken to the server's webhook (`mdm.TokenUpdate`).
 pub async fn mdm_token_update(base: &str, udid: &str) -> u16 {
     let mut update = plist::Dictionary::new();

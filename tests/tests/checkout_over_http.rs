@@ -901,6 +901,17 @@ impl MdmRig {
             udid,
             fake,
         };
+        // The phone enrolled in the MDM: its Authenticate vouches for the UDID.
+        let mut auth = plist::Dictionary::new();
+        auth.insert("MessageType".into(), "Authenticate".into());
+        auth.insert(
+            "SerialNumber".into(),
+            device["serial"].as_str().unwrap().into(),
+        );
+        let event = json!({"topic": "mdm.Authenticate", "created_at": "2026-11-21T10:00:00Z",
+            "checkin_event": {"udid": rig.udid, "enrollment_id": rig.udid, "raw_payload": plist_b64(auth)}});
+        let (body, sig) = signed_webhook(&event);
+        assert_eq!(rig.webhook_signed(body, &sig).await, 200);
         // The MDM reports the phone's UnlockToken (webhook, HMAC-signed).
         let mut update = plist::Dictionary::new();
         update.insert("MessageType".into(), "TokenUpdate".into());
@@ -1075,7 +1086,13 @@ async fn a_docked_phone_gets_its_passcode_cleared_through_nanomdm() {
     let log = rig.mdm_log().await;
     assert_eq!(
         kinds(&log),
-        ["token_update", "requested", "sent", "acknowledged"],
+        [
+            "authenticate",
+            "token_update",
+            "requested",
+            "sent",
+            "acknowledged"
+        ],
         "{log}"
     );
     assert!(
@@ -1098,6 +1115,7 @@ async fn a_locked_phone_answering_not_now_is_reminded_not_sent_a_second_copy() {
     assert_eq!(
         kinds(&log),
         [
+            "authenticate",
             "token_update",
             "requested",
             "sent",

@@ -219,3 +219,142 @@ async fn a_dock_must_name_a_real_free_port_and_values_must_be_in_range() {
     assert_eq!(tap["port"], 1, "{tap}");
     server.stop().await.unwrap();
 }
+
+/// A server with a (fake) NanoMDM and its webhook key, cart 1 and a multi-use token.
+async fn mdm_server() -> (
+    TestServer,
+    Admin,
+    String,
+    std::sync::Arc<lanyard_e2e::harness::FakeMdm>,
+) {
+    let (mdm_url, fake) = lanyard_e2e::harness::fake_nanomdm().await;
+    let server = TestServer::start_with(|c| {
+        c.nanomdm_url = Some(mdm_url.parse().unwrap());
+        c.nanomdm_api_key = Some("mdm-key".into());
+        c.nanomdm_webhook_key = Some("hook-key".into());
+    })
+    .await
+    .unwrap();
+    let admin = server.admin().await;
+    let (link, _) = setup(&admin).await;
+    (server, admin, link, fake)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_udid_belongs_to_one_phone_and_mdm_commands_go_only_where_the_mdm_vouched() {
+    let (server, admin, link, fake) = mdm_server().await;
+    let victim_info = device(10);
+    let udid = victim_info.udid.clone().unwrap();
+    let serial = victim_info.serial.clone().unwrap();
+    // The victim phone enrolled in the MDM (Authenticate), then in Lanyard.
+    let victim = RawPhone::enroll(&link, victim_info.clone()).await.unwrap();
+    assert_eq!(
+        lanyard_e2e::harness::mdm_enrolled(&admin.base, &udid, &serial).await,
+        200
+    );
+    let row = device_row(&admin, &victim.id).await;
+    assert_eq!(row["mdm_udid"], udid.as_str(), "{row}");
+
+    // A rogue phone claims the victim's UDID (lowercased, as a careless or crafty
+    // client might): refused — the MDM says that UDID is another serial number — and
+    // the attempt is on the victim's record.
+    let mut rogue_info = device(11);
+    rogue_info.udid = Some(udid.to_lowercase());
+    let (status, body) = RawPhone::enroll(&link, rogue_info.clone())
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("udid_serial_mismatch")),
+        "{body}"
+    );
+    // With the victim's serial too (a copy of everything the phone shows): still refused,
+    // the MDM has not enrolled the phone again since.
+    rogue_info.serial = Some(serial.clone());
+    let (status, body) = RawPhone::enroll(&link, rogue_info).await.err().unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("udid_in_use")),
+        "{body}"
+    );
+    assert_eq!(
+        security_kinds(&admin, &victim.id).await,
+        ["udid_in_use", "udid_serial_mismatch"]
+    );
+    assert_eq!(
+        device_row(&admin, &victim.id).await["mdm_udid"],
+        udid.as_str(),
+        "the victim keeps its UDID"
+    );
+    // Malformed UDIDs are refused outright.
+    let mut bad = device(12);
+    bad.udid = Some("victim-udid".into());
+    let (status, body) = RawPhone::enroll(&link, bad).await.err().unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_field")),
+        "{body}"
+    );
+
+    // A phone whose UDID the MDM never reported gets no MDM command: its passcode clear
+    // request is logged as impossible, and nothing is enqueued.
+    let mut unvouched = RawPhone::enroll(&link, device(13)).await.unwrap();
+    let before = fake.commands().len();
+    let (status, _) = unvouched
+        .send(
+            DeviceStatus::CheckedIn,
+            None,
+            None,
+            vec![Report::PasscodeClearRequested { attempt: 1 }],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        fake.commands().len(),
+        before,
+        "nothing sent to an unvouched UDID"
+    );
+    let (_, log) = admin
+        .get(&format!("/api/v1/devices/{}/mdm-activity", unvouched.id))
+        .await;
+    let kinds: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["cannot_send"], "{log}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_the_mdm_enrolled_again_replaces_its_ghost() {
+    let (server, admin, link, _fake) = mdm_server().await;
+    let info = device(20);
+    let (udid, serial) = (info.udid.clone().unwrap(), info.serial.clone().unwrap());
+    assert_eq!(
+        lanyard_e2e::harness::mdm_enrolled(&admin.base, &udid, &serial).await,
+        200
+    );
+    let ghost = RawPhone::enroll(&link, info.clone()).await.unwrap();
+    assert_eq!(
+        device_row(&admin, &ghost.id).await["mdm_udid"],
+        udid.as_str()
+    );
+    // The phone is erased (Provisioning) and enrolls in the MDM again, then in Lanyard.
+    assert_eq!(
+        lanyard_e2e::harness::mdm_enrolled(&admin.base, &udid, &serial).await,
+        200
+    );
+    let phone = RawPhone::enroll(&link, info).await.unwrap();
+    let old = device_row(&admin, &ghost.id).await;
+    assert_eq!(old["admin_state"], "retired", "{old}");
+    assert!(old["mdm_udid"].is_null(), "{old}");
+    assert!(!old["docked"].as_bool().unwrap(), "{old}");
+    assert_eq!(
+        device_row(&admin, &phone.id).await["mdm_udid"],
+        udid.as_str()
+    );
+    server.stop().await.unwrap();
+}

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use lanyard_agent::Event;
 use lanyard_e2e::harness::{
-    Admin, FakeMdm, Phone, SmtpSink, authorize_request, fake_nanomdm, mdm_report, mdm_token_update,
-    now,
+    Admin, FakeMdm, Phone, SmtpSink, authorize_request, fake_nanomdm, mdm_enrolled, mdm_report, now,
 };
 use lanyard_e2e::{TestServer, http_client};
 use lanyard_protocol::{DeviceStatus, DockLocation, Password, Timestamp};
@@ -91,7 +90,10 @@ async fn rig_with(smtp_url: Option<String>) -> Rig {
     let (_, device) = admin.get(&format!("/api/v1/devices/{}", phone.id)).await;
     assert_eq!(device["device_home"], "4 West");
     let udid = device["udid"].as_str().unwrap().to_owned();
-    assert_eq!(mdm_token_update(&admin.base, &udid).await, 200);
+    assert_eq!(
+        mdm_enrolled(&admin.base, &udid, device["serial"].as_str().unwrap()).await,
+        200
+    );
     let mut rig = Rig {
         server,
         admin,

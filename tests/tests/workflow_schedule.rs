@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use lanyard_agent::Event;
 use lanyard_agent::event::FactsUpdate;
-use lanyard_e2e::harness::{Admin, Phone, fake_nanomdm, mdm_report_with, mdm_token_update, now};
+use lanyard_e2e::harness::{Admin, Phone, fake_nanomdm, mdm_enrolled, mdm_report_with, now};
 use lanyard_e2e::{TestServer, http_client};
 use lanyard_protocol::{DockLocation, Timestamp};
 use lanyard_server::ClockOverride;
@@ -104,7 +104,12 @@ async fn update_ios_ports_1_5_fires_at_six_cart_local_for_matching_phones_only()
         phone.client.sync_once(&mut phone.agent, t).await.unwrap();
         let (_, d) = admin.get(&format!("/api/v1/devices/{}", phone.id)).await;
         assert_eq!(
-            mdm_token_update(&admin.base, d["udid"].as_str().unwrap()).await,
+            mdm_enrolled(
+                &admin.base,
+                d["udid"].as_str().unwrap(),
+                d["serial"].as_str().unwrap()
+            )
+            .await,
             200
         );
         if taken {

@@ -333,6 +333,28 @@ pub const MIGRATIONS: &[&str] = &[
         WHERE device_id IS NOT NULL;
     CREATE INDEX security_event_at ON security_event (at);
     ALTER TABLE device ADD COLUMN located_by_hub INTEGER NOT NULL DEFAULT 0;",
+    // v17: MDM identity comes from the MDM. `mdm_identity` keeps what the MDM's
+    // Authenticate said (this UDID is this serial number, enrolled at this moment, and
+    // which phone record it supersedes: one the MDM had vouched for already, so the
+    // phone was enrolled in the MDM again — erased — and that record is a ghost);
+    // `device.mdm_udid` is the UDID the MDM vouched for, the only one MDM commands go
+    // to, held by one phone at a time. Phones enrolled before this version keep the
+    // UDID they enrolled with (the newest phone of each UDID, in Apple's uppercase form).
+    "CREATE TABLE mdm_identity (
+        udid             TEXT    PRIMARY KEY,
+        serial           TEXT,
+        authenticated_at INTEGER NOT NULL,
+        supersedes       TEXT
+    );
+    ALTER TABLE device ADD COLUMN mdm_udid TEXT;
+    UPDATE device SET mdm_udid = upper(udid)
+     WHERE udid IS NOT NULL AND admin_state IS NULL
+       AND NOT EXISTS (SELECT 1 FROM device d2
+                        WHERE upper(d2.udid) = upper(device.udid) AND d2.admin_state IS NULL
+                          AND (d2.enrolled_at > device.enrolled_at
+                               OR (d2.enrolled_at = device.enrolled_at AND d2.id > device.id)));
+    CREATE UNIQUE INDEX device_mdm_udid ON device (mdm_udid) WHERE mdm_udid IS NOT NULL;
+    CREATE INDEX device_udid ON device (udid) WHERE udid IS NOT NULL;",
 ];
 
 /// The schema version this build writes.

@@ -1,21 +1,47 @@
 //! Enrollment: redeeming a token and creating the phone, in one transaction, so a
 //! token is never used more than it allows (two phones racing for its last use: one
-//! enrolls, the other hears why).
+//! enrolls, the other hears why), and a UDID belongs to one phone in service.
+//!
+//! A UDID is not a secret: any phone can claim any UDID. So a claim never takes a UDID
+//! from the phone holding it, unless the MDM itself says the phone was enrolled again
+//! since (an Authenticate for that UDID and serial number arrived after the MDM had
+//! vouched for the holder: the phone was erased and came back, the old record is a
+//! ghost). MDM
+//! commands go only to a UDID the MDM vouched for ([`crate::model::Device::mdm_udid`]).
 
 use lanyard_protocol::Timestamp;
+use serde_json::json;
 
 use crate::model::Device;
+use crate::storage::tx::{AuditEntry, MdmIdentity, NewSecurityEvent};
 use crate::storage::{NewDevice, StorageError, Tx};
+
+/// Why an enrollment was refused (recorded as a security event when it names another
+/// phone's identity).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// A phone in service already holds the UDID.
+    UdidInUse {
+        /// That phone.
+        holder: String,
+    },
+    /// The MDM says the UDID belongs to another serial number.
+    UdidSerialMismatch {
+        /// The serial the MDM reported.
+        mdm_serial: String,
+    },
+}
 
 /// Redeems the token with `token_hash` for `device`: refused when unknown, expired or
 /// used up; otherwise one use is taken and the phone created checked in, in the
-/// token's cart and with its department as Device Home.
+/// token's cart and with its department as Device Home. A phone the MDM enrolled again
+/// replaces the old record of its UDID.
 pub fn enroll(
     tx: &dyn Tx,
     token_hash: &[u8],
     device: &NewDevice,
     now: Timestamp,
-) -> Result<Device, StorageError> {
+) -> Result<Result<Device, Refused>, StorageError> {
     let token = tx
         .enrollment_token(token_hash)?
         .ok_or(StorageError::NotFound("enrollment token"))?;
@@ -29,6 +55,17 @@ pub fn enroll(
             "enrollment token has been used up".into(),
         ));
     }
+    let serial = device.info.serial.as_deref();
+    let identity = match device.info.udid.as_deref() {
+        Some(udid) => {
+            let identity = tx.mdm_identity(udid)?;
+            if let Some(refused) = claim_udid(tx, device, udid, identity.as_ref(), now)? {
+                return Ok(Err(refused));
+            }
+            identity.map(|i| (udid, i))
+        }
+        None => None,
+    };
     if token.uses_left.is_some() {
         tx.use_enrollment_token(token_hash)?;
     }
@@ -38,6 +75,136 @@ pub fn enroll(
         token.department.as_deref(),
         now,
     )?;
+    if let Some((udid, identity)) = identity
+        && identity.serial.is_some()
+        && identity.serial.as_deref() == serial
+    {
+        tx.bind_mdm_udid(&device.id, udid)?;
+    }
     tx.device(&device.id)?
         .ok_or(StorageError::NotFound("device"))
+        .map(Ok)
+}
+
+/// Whether `device` may take `udid`: replaces ghosts the MDM re-enrolled since, and
+/// refuses (recording why on the holder) otherwise.
+fn claim_udid(
+    tx: &dyn Tx,
+    device: &NewDevice,
+    udid: &str,
+    identity: Option<&MdmIdentity>,
+    now: Timestamp,
+) -> Result<Option<Refused>, StorageError> {
+    let serial = device.info.serial.as_deref();
+    if let Some(mdm_serial) = identity.and_then(|i| i.serial.as_deref())
+        && serial.is_some_and(|s| s != mdm_serial)
+    {
+        let detail = format!(
+            "an enrollment claimed UDID {udid} with serial {}, but the MDM reported that UDID for serial {mdm_serial}",
+            serial.unwrap_or("?")
+        );
+        for holder in tx.udid_holders(udid)? {
+            security_event(tx, &holder.device_id, "udid_serial_mismatch", &detail, now)?;
+        }
+        return Ok(Some(Refused::UdidSerialMismatch {
+            mdm_serial: mdm_serial.to_owned(),
+        }));
+    }
+    for holder in tx.udid_holders(udid)? {
+        let reenrolled = identity.is_some_and(|i| {
+            i.serial.is_some()
+                && i.serial.as_deref() == serial
+                && holder.serial.as_deref() == serial
+                && i.supersedes.as_deref() == Some(holder.device_id.as_str())
+        });
+        if !reenrolled {
+            let detail = format!(
+                "an enrollment claimed this phone's UDID {udid} (serial {}) and was refused",
+                serial.unwrap_or("not given")
+            );
+            security_event(tx, &holder.device_id, "udid_in_use", &detail, now)?;
+            return Ok(Some(Refused::UdidInUse {
+                holder: holder.device_id,
+            }));
+        }
+        // The MDM enrolled this phone again since the holder enrolled: the holder is
+        // the phone as it was before an erase, and never answers again.
+        let before = tx.device(&holder.device_id)?;
+        tx.retire_device(&holder.device_id)?;
+        tx.audit(
+            &AuditEntry {
+                actor: "lanyard",
+                action: "device.replaced",
+                target_kind: "device",
+                target_id: &holder.device_id,
+                before: before.map(|d| json!(d)),
+                after: Some(
+                    json!({"admin_state": "retired", "replaced_by": device.id, "udid": udid}),
+                ),
+            },
+            now,
+        )?;
+    }
+    Ok(None)
+}
+
+fn security_event(
+    tx: &dyn Tx,
+    device_id: &str,
+    kind: &str,
+    detail: &str,
+    now: Timestamp,
+) -> Result<(), StorageError> {
+    tx.record_security_event(
+        &NewSecurityEvent {
+            device_id: Some(device_id),
+            launchpad_id: None,
+            kind,
+            detail,
+            seq: None,
+        },
+        now,
+    )
+}
+
+/// What the MDM's Authenticate for `udid` (with `serial`) binds: the phone in service
+/// that gave that UDID with that serial number gets it as its MDM UDID; a phone that
+/// gave it with another serial is recorded as a security event and gets nothing.
+pub fn mdm_authenticated(
+    tx: &dyn Tx,
+    udid: &str,
+    serial: Option<&str>,
+    now: Timestamp,
+) -> Result<Option<String>, StorageError> {
+    let (mut bound, mut supersedes) = (None, None);
+    for holder in tx.udid_holders(udid)? {
+        if serial.is_some() && holder.serial.as_deref() == serial {
+            // A phone the MDM already vouched for authenticating again was enrolled in
+            // the MDM again (erased): the Lanyard enrollment that follows replaces it.
+            // A phone enrolled in Lanyard before the MDM spoke is vouched for now.
+            let vouched = tx.device(&holder.device_id)?.and_then(|d| d.mdm_udid);
+            if vouched.is_some() {
+                supersedes.get_or_insert(holder.device_id);
+            } else if bound.is_none() {
+                tx.bind_mdm_udid(&holder.device_id, udid)?;
+                bound = Some(holder.device_id);
+            }
+        } else {
+            let detail = format!(
+                "the MDM reported UDID {udid} for serial {}, but this phone enrolled with serial {}",
+                serial.unwrap_or("?"),
+                holder.serial.as_deref().unwrap_or("?")
+            );
+            security_event(tx, &holder.device_id, "udid_serial_mismatch", &detail, now)?;
+        }
+    }
+    tx.set_mdm_identity(
+        udid,
+        &MdmIdentity {
+            serial: serial.map(str::to_owned),
+            authenticated_at: now,
+            supersedes,
+        },
+    )?;
+    Ok(bound)
 }

@@ -11,6 +11,7 @@ use lanyard_protocol::{
     ServerCommand, UnlockMethod, UserRef,
 };
 
+use crate::domain::enrollment::Refused;
 use crate::domain::grants::PhoneTap;
 use crate::error::AppError;
 use crate::extract::{ApiJson, DeviceCaller};
@@ -50,22 +51,32 @@ pub async fn enroll<S: Storage>(
     if token.is_empty() || token.len() > 256 {
         return Err(AppError::invalid("token", "must be 1 to 256 characters"));
     }
-    for (field, value) in [
-        ("device.serial", &req.device.serial),
-        ("device.udid", &req.device.udid),
-        ("device.model", &req.device.model),
-        ("device.name", &req.device.name),
-    ] {
+    let mut info = req.device;
+    for (field, value) in [("device.model", &info.model), ("device.name", &info.name)] {
         if let Some(v) = value {
             crate::validate::text(field, v, 128)?;
         }
+    }
+    // Apple's forms (uppercase): what the MDM knows the phone by.
+    if let Some(udid) = info.udid.as_deref() {
+        info.udid = Some(lanyard_mdm::normalize_udid(udid).ok_or_else(|| {
+            AppError::invalid(
+                "device.udid",
+                "must be a device UDID: 40 hex digits, 8-16 hex digits, or a UUID",
+            )
+        })?);
+    }
+    if let Some(serial) = info.serial.as_deref() {
+        info.serial = Some(lanyard_mdm::normalize_serial(serial).ok_or_else(|| {
+            AppError::invalid("device.serial", "must be 8 to 14 letters and digits")
+        })?);
     }
     let id = format!("dev-{}", hex(&random_bytes(8)?));
     let credential = random_token(32)?;
     let device = NewDevice {
         id: id.clone(),
         credential_hash: sha256(credential.as_bytes()),
-        info: req.device,
+        info,
     };
     let now = st.now();
     match st
@@ -76,7 +87,22 @@ pub async fn enroll<S: Storage>(
         })
         .await
     {
-        Ok(_) => {}
+        Ok(Ok(_)) => {}
+        Ok(Err(Refused::UdidInUse { holder })) => {
+            return Err(AppError::ConflictWith {
+                code: "udid_in_use",
+                message: format!(
+                    "this UDID is already enrolled as device {holder}; retire that device first \
+                     (or, after an erase, let the phone enroll in the MDM again)"
+                ),
+            });
+        }
+        Ok(Err(Refused::UdidSerialMismatch { mdm_serial })) => {
+            return Err(AppError::ConflictWith {
+                code: "udid_serial_mismatch",
+                message: format!("the MDM reported this UDID for serial number {mdm_serial}"),
+            });
+        }
         Err(StorageError::NotFound(_)) => {
             return Err(AppError::Unauthorized(
                 "enrollment token is not valid".into(),

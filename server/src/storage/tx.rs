@@ -180,6 +180,30 @@ pub struct NewSecurityEvent<'a> {
     pub seq: Option<u64>,
 }
 
+/// An enrolled phone that holds a UDID (by its own word or the MDM's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdidHolder {
+    /// The phone.
+    pub device_id: String,
+    /// Its serial number.
+    pub serial: Option<String>,
+    /// When it enrolled.
+    pub enrolled_at: Timestamp,
+}
+
+/// What the MDM's Authenticate said about a UDID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MdmIdentity {
+    /// The serial number it belongs to.
+    pub serial: Option<String>,
+    /// When the device (re-)enrolled in the MDM.
+    pub authenticated_at: Timestamp,
+    /// The phone record this Authenticate supersedes: the MDM had vouched for it
+    /// already, so the phone was enrolled in the MDM again (erased) and the next
+    /// Lanyard enrollment with this UDID and serial number replaces the record.
+    pub supersedes: Option<String>,
+}
+
 /// An audit entry to append.
 #[derive(Debug, Clone)]
 pub struct AuditEntry<'a> {
@@ -273,6 +297,18 @@ pub trait Tx {
         department: Option<&str>,
         now: Timestamp,
     ) -> Result<(), StorageError>;
+    /// The phones in service (neither lost nor retired) that gave `udid` at enrollment
+    /// or hold it from the MDM, newest first.
+    fn udid_holders(&self, udid: &str) -> Result<Vec<UdidHolder>, StorageError>;
+    /// What the MDM last said about `udid`.
+    fn mdm_identity(&self, udid: &str) -> Result<Option<MdmIdentity>, StorageError>;
+    /// Records what the MDM said about `udid`.
+    fn set_mdm_identity(&self, udid: &str, identity: &MdmIdentity) -> Result<(), StorageError>;
+    /// Makes `udid` the MDM UDID of `device_id` (and of no other phone).
+    fn bind_mdm_udid(&self, device_id: &str, udid: &str) -> Result<(), StorageError>;
+    /// Takes a phone out of service for good: retired, off every cart, its MDM UDID and
+    /// its grant let go (its credential stops working).
+    fn retire_device(&self, device_id: &str) -> Result<(), StorageError>;
     /// Writes the readiness probe's row (proves the database takes writes).
     fn mark_ready(&self, now: Timestamp) -> Result<(), StorageError>;
     /// Appends to the audit log.

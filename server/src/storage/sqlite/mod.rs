@@ -97,7 +97,8 @@ fn launchpad_row(r: &Row<'_>) -> rusqlite::Result<Launchpad> {
 }
 
 const DEVICE_COLUMNS: &str = "id, serial, udid, model, os_version, name, battery, status, device_home, \
-     device_user, last_launchpad, last_port, last_contact, last_seq, overdue, admin_state, passcode, docked";
+     device_user, last_launchpad, last_port, last_contact, last_seq, overdue, admin_state, passcode, docked, \
+     mdm_udid";
 
 fn device_row(r: &Row<'_>) -> rusqlite::Result<Device> {
     Ok(Device {
@@ -124,6 +125,7 @@ fn device_row(r: &Row<'_>) -> rusqlite::Result<Device> {
             .map(|p| crate::model::stored_state(16, &p, crate::model::PasscodeState::parse))
             .transpose()?,
         docked: r.get(17)?,
+        mdm_udid: r.get(18)?,
     })
 }
 
@@ -1041,7 +1043,7 @@ impl Storage for SqliteStorage {
 
     async fn mdm_activity(&self, device_id: String) -> Result<Vec<MdmActivity>, StorageError> {
         self.read(move |c| {
-            let udid: Option<String> = get_device(c, &device_id)?.udid;
+            let udid: Option<String> = get_device(c, &device_id)?.mdm_udid;
             let mut stmt = c.prepare_cached(
                 "SELECT id, udid, device_id, command_uuid, request_type, kind, detail, at FROM mdm_activity
                  WHERE device_id = ?1 OR (?2 IS NOT NULL AND udid = ?2) ORDER BY id",
@@ -1055,7 +1057,7 @@ impl Storage for SqliteStorage {
     async fn device_by_udid(&self, udid: String) -> Result<Option<Device>, StorageError> {
         self.read(move |c| {
             Ok(c.query_row(
-                &format!("SELECT {DEVICE_COLUMNS} FROM device WHERE udid = ?1"),
+                &format!("SELECT {DEVICE_COLUMNS} FROM device WHERE mdm_udid = ?1"),
                 [udid],
                 device_row,
             )

@@ -8,7 +8,7 @@ use super::{DEVICE_COLUMNS, device_row};
 use crate::model::Device;
 use crate::storage::tx::{
     AuditEntry, CartSlot, CartWait, CommandState, EnrollmentTokenRow, GrantRow, Holding,
-    MirrorUpdate, NewSecurityEvent, PortOccupant, Tx,
+    MdmIdentity, MirrorUpdate, NewSecurityEvent, PortOccupant, Tx, UdidHolder,
 };
 use crate::storage::{NewCommand, StorageError};
 use crate::workflows::run::NewRun;
@@ -326,6 +326,71 @@ impl Tx for SqliteTx<'_, '_> {
                 launchpad_id,
                 now.as_millis(),
             ])?;
+        Ok(())
+    }
+
+    fn udid_holders(&self, udid: &str) -> Result<Vec<UdidHolder>, StorageError> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT id, serial, enrolled_at FROM device
+             WHERE (udid = ?1 OR mdm_udid = ?1) AND admin_state IS NULL
+             ORDER BY enrolled_at DESC, id DESC",
+        )?;
+        let rows = stmt.query_map([udid], |r| {
+            Ok(UdidHolder {
+                device_id: r.get(0)?,
+                serial: r.get(1)?,
+                enrolled_at: Timestamp(r.get(2)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn mdm_identity(&self, udid: &str) -> Result<Option<MdmIdentity>, StorageError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT serial, authenticated_at, supersedes FROM mdm_identity WHERE udid = ?1",
+            )?
+            .query_row([udid], |r| {
+                Ok(MdmIdentity {
+                    serial: r.get(0)?,
+                    authenticated_at: Timestamp(r.get(1)?),
+                    supersedes: r.get(2)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn set_mdm_identity(&self, udid: &str, i: &MdmIdentity) -> Result<(), StorageError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO mdm_identity (udid, serial, authenticated_at, supersedes)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (udid) DO UPDATE SET serial = excluded.serial,
+                    authenticated_at = excluded.authenticated_at,
+                    supersedes = excluded.supersedes",
+            )?
+            .execute(params![udid, i.serial, i.authenticated_at.as_millis(), i.supersedes])?;
+        Ok(())
+    }
+
+    fn bind_mdm_udid(&self, device_id: &str, udid: &str) -> Result<(), StorageError> {
+        self.0
+            .prepare_cached("UPDATE device SET mdm_udid = NULL WHERE mdm_udid = ?1 AND id <> ?2")?
+            .execute([udid, device_id])?;
+        self.0
+            .prepare_cached("UPDATE device SET mdm_udid = ?1 WHERE id = ?2")?
+            .execute([udid, device_id])?;
+        Ok(())
+    }
+
+    fn retire_device(&self, device_id: &str) -> Result<(), StorageError> {
+        self.0
+            .prepare_cached(
+                "UPDATE device SET admin_state = 'retired', docked = 0, located_by_hub = 0,
+                    mdm_udid = NULL, held_by_grant = NULL WHERE id = ?1",
+            )?
+            .execute([device_id])?;
         Ok(())
     }
 
