@@ -116,13 +116,27 @@ impl<S: Storage> FromRequestParts<AppState<S>> for Caller {
         state: &AppState<S>,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts)?;
-        match state.storage.api_token(sha256(token.as_bytes())).await? {
-            Some(t) => Ok(Caller {
-                role: t.role,
-                actor: format!("api-token:{} ({})", t.id, t.label),
-            }),
+        let now = state.now();
+        match state
+            .storage
+            .api_token(sha256(token.as_bytes()), now)
+            .await?
+        {
+            Some(t) => {
+                // Last use to the minute: IT sees which tokens are still in use without
+                // a write per request.
+                if t.last_used_at
+                    .is_none_or(|at| now.as_millis() - at >= 60_000)
+                {
+                    state.storage.touch_api_token(t.id, now).await?;
+                }
+                Ok(Caller {
+                    role: t.role,
+                    actor: format!("api-token:{} ({})", t.id, t.label),
+                })
+            }
             None => Err(AppError::Unauthorized(
-                "unknown or revoked API token".into(),
+                "unknown, expired or revoked API token".into(),
             )),
         }
     }
@@ -145,6 +159,36 @@ impl<S: Storage> FromRequestParts<AppState<S>> for DeviceCaller {
             .device_by_credential(sha256(token.as_bytes()))
             .await?
         {
+            // A retired phone's credential is revoked for good, once the phone has
+            // collected what IT sent it (the Unenroll of its retirement); its later
+            // attempts are kept (once an hour) for IT, who may want to know where it
+            // turned up.
+            Some(device) if device.admin_state.as_deref() == Some("retired") => {
+                let (id, now) = (device.id.clone(), state.now());
+                let collecting = state
+                    .storage
+                    .transact(move |tx| {
+                        if tx.has_outstanding_commands(&id)? {
+                            return Ok(true);
+                        }
+                        crate::domain::claims::note_once(
+                            tx,
+                            &id,
+                            "revoked_credential_used",
+                            "a retired phone's credential was used",
+                            now,
+                        )?;
+                        Ok(false)
+                    })
+                    .await?;
+                if collecting {
+                    Ok(DeviceCaller(device))
+                } else {
+                    Err(AppError::Unauthorized(
+                        "this phone was retired: its credential is revoked".into(),
+                    ))
+                }
+            }
             Some(device) => Ok(DeviceCaller(device)),
             None => Err(AppError::Unauthorized("unknown device credential".into())),
         }

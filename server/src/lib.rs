@@ -204,7 +204,25 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
         )
         .route(
             "/api/v1/enrollment-tokens",
-            post(admin::create_enrollment_token::<S>),
+            post(admin::create_enrollment_token::<S>)
+                .get(http::credentials::list_enrollment_tokens::<S>),
+        )
+        .route(
+            "/api/v1/enrollment-tokens/{id}",
+            axum::routing::delete(http::credentials::revoke_enrollment_token::<S>),
+        )
+        .route(
+            "/api/v1/tokens",
+            get(http::credentials::list_tokens::<S>).post(http::credentials::create_token::<S>),
+        )
+        .route(
+            "/api/v1/tokens/{id}",
+            axum::routing::delete(http::credentials::revoke_token::<S>),
+        )
+        .route(
+            "/api/v1/launchpads/{id}/credential",
+            post(http::credentials::rotate_reader::<S>)
+                .delete(http::credentials::revoke_reader::<S>),
         )
         .route("/api/v1/devices", get(admin::list_devices::<S>))
         .route("/api/v1/devices/{id}", get(admin::get_device::<S>))

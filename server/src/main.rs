@@ -43,6 +43,18 @@ enum TokenCommand {
         #[command(flatten)]
         dir: DataDir,
     },
+    /// List the API tokens: id, role, label, created, expiry, last use, revocation.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Revoke an API token by id (it stops working at once).
+    Revoke {
+        /// The token's id (from `token list`).
+        id: i64,
+        #[command(flatten)]
+        dir: DataDir,
+    },
 }
 
 #[derive(Subcommand)]
@@ -288,6 +300,50 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
             println!("{token}");
             eprintln!("This {} token is shown once; store it now.", role.as_str());
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::List { dir },
+        } => {
+            use lanyard_server::storage::credentials::CredentialStore;
+            init_logging(LogFormat::Text);
+            let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.data_dir);
+            let state = open_state(&config, system_clock())?;
+            let when = |ms: Option<i64>| {
+                ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                    .map_or_else(|| "-".to_owned(), |t| t.to_string())
+            };
+            println!("id\trole\tlabel\tcreated\texpires\tlast used\trevoked");
+            for t in state.storage.list_api_tokens().await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    t.id,
+                    t.role.as_str(),
+                    t.label,
+                    when(Some(t.created_at)),
+                    when(t.expires_at),
+                    when(t.last_used_at),
+                    when(t.revoked_at)
+                );
+            }
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::Revoke { id, dir },
+        } => {
+            use lanyard_server::storage::credentials::CredentialStore;
+            init_logging(LogFormat::Text);
+            let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.data_dir);
+            let state = open_state(&config, system_clock())?;
+            let actor = format!(
+                "cli:{}",
+                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+            );
+            let t = state
+                .storage
+                .revoke_api_token(id, actor, state.now())
+                .await?;
+            eprintln!("token {} ({}) revoked", t.id, t.label);
             Ok(())
         }
         Command::EmergencyPinHash => {

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{admin, attributes, device, launchpad, logs, workflows};
+use crate::http::{admin, attributes, credentials, device, launchpad, logs, workflows};
 
 /// The document.
 #[derive(OpenApi)]
@@ -21,7 +21,10 @@ use crate::http::{admin, attributes, device, launchpad, logs, workflows};
         admin::lock_device, admin::mark_lost, admin::mark_found, admin::retire,
         attributes::create, attributes::list, attributes::set_device, attributes::set_launchpad,
         attributes::get_device, attributes::get_launchpad,
-        logs::audit, logs::audit_csv, logs::security_events, logs::activity, logs::activity_csv, logs::commands,
+        logs::audit, logs::audit_csv, logs::security_events,
+        credentials::list_tokens, credentials::create_token, credentials::revoke_token,
+        credentials::list_enrollment_tokens, credentials::revoke_enrollment_token,
+        credentials::rotate_reader, credentials::revoke_reader, logs::activity, logs::activity_csv, logs::commands,
         device::enroll, device::sync, device::authorize,
         launchpad::tap, launchpad::port_event,
         crate::mdm::webhook, crate::mdm::activity, crate::mdm_actions::send,

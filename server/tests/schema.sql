@@ -1,4 +1,4 @@
--- schema version 17
+-- schema version 18
 -- index audit_log_target
 CREATE INDEX audit_log_target ON audit_log (target_kind, target_id);
 -- index automation_rule_order
@@ -38,6 +38,8 @@ CREATE INDEX security_event_at ON security_event (at);
 -- index security_event_device
 CREATE INDEX security_event_device ON security_event (device_id, id)
         WHERE device_id IS NOT NULL;
+-- index security_event_kind
+CREATE INDEX security_event_kind ON security_event (device_id, kind, at);
 -- index workflow_run_device
 CREATE INDEX workflow_run_device ON workflow_run (device_id, id);
 -- index workflow_run_holding
@@ -52,7 +54,7 @@ CREATE TABLE api_token (
         label       TEXT    NOT NULL,
         created_at  INTEGER NOT NULL,
         revoked_at  INTEGER
-    );
+    , expires_at INTEGER, last_used_at INTEGER);
 -- table app_user
 CREATE TABLE app_user (
         username      TEXT    PRIMARY KEY,
@@ -174,7 +176,7 @@ CREATE TABLE enrollment_token (
         launchpad_id TEXT    REFERENCES launchpad (id) ON DELETE CASCADE,
         department   TEXT,
         created_at   INTEGER NOT NULL
-    );
+    , revoked_at INTEGER);
 -- table launchpad
 CREATE TABLE launchpad (
         id          TEXT    PRIMARY KEY,

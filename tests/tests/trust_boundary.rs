@@ -358,3 +358,183 @@ async fn a_phone_the_mdm_enrolled_again_replaces_its_ghost() {
     );
     server.stop().await.unwrap();
 }
+
+async fn delete(admin: &Admin, path: &str) -> (u16, Value) {
+    let r = admin
+        .http
+        .delete(format!("{}{path}", admin.base))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_credential_can_be_listed_and_revoked() {
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin().await;
+    let (link, reader) = setup(&admin).await;
+
+    // An API token made through the API works, shows its last use, and stops at revoke.
+    let made = admin
+        .ok(
+            "/api/v1/tokens",
+            json!({"role": "auditor", "label": "SIEM export", "expires_in_days": 30}),
+        )
+        .await;
+    let auditor = Admin {
+        base: admin.base.clone(),
+        token: made["token"].as_str().unwrap().to_owned(),
+        http: lanyard_e2e::http_client(),
+    };
+    assert_eq!(auditor.get("/api/v1/audit").await.0, 200);
+    let (_, tokens) = admin.get("/api/v1/tokens").await;
+    let listed = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == made["id"])
+        .unwrap()
+        .clone();
+    assert!(listed["last_used_at"].is_i64(), "{listed}");
+    assert!(listed["expires_at"].is_i64(), "{listed}");
+    assert!(
+        listed.get("token").is_none()
+            && !tokens.to_string().contains(made["token"].as_str().unwrap())
+    );
+    let (status, _) = delete(&admin, &format!("/api/v1/tokens/{}", made["id"])).await;
+    assert_eq!(status, 200);
+    assert_eq!(auditor.get("/api/v1/audit").await.0, 401);
+
+    // An enrollment token stops enrolling once revoked.
+    let (_, enrollment) = admin.get("/api/v1/enrollment-tokens").await;
+    let id = enrollment[0]["id"].as_str().unwrap().to_owned();
+    let (status, body) = delete(&admin, &format!("/api/v1/enrollment-tokens/{id}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["revoked_at"].is_i64());
+    let (status, _) = RawPhone::enroll(&link, device(30)).await.err().unwrap();
+    assert_eq!(status, 401);
+
+    // A cart reader's credential: rotated (the old one stops), then revoked.
+    let reader_status = |credential: &str| {
+        let (base, credential) = (server.base_url(), credential.to_owned());
+        async move {
+            lanyard_e2e::http_client()
+                .post(format!("{base}/launchpad/v1/ports"))
+                .bearer_auth(credential)
+                .json(&json!({"port": 1, "docked": false}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(reader_status(&reader).await, 200);
+    let rotated = admin
+        .ok("/api/v1/launchpads/cart-1/credential", json!({}))
+        .await;
+    let new_reader = rotated["credential"].as_str().unwrap().to_owned();
+    assert_eq!(reader_status(&reader).await, 401);
+    assert_eq!(reader_status(&new_reader).await, 200);
+    let (status, _) = delete(&admin, "/api/v1/launchpads/cart-1/credential").await;
+    assert_eq!(status, 204);
+    assert_eq!(reader_status(&new_reader).await, 401);
+
+    // Every change is in the audit log.
+    let (_, audit) = admin.get("/api/v1/audit?limit=20").await;
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "api_token.create",
+        "api_token.revoke",
+        "enrollment_token.revoke",
+        "launchpad.credential_rotate",
+        "launchpad.credential_revoke",
+    ] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_phone_changes_nothing_and_a_retired_one_is_shut_out() {
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin().await;
+    let (link, _) = setup(&admin).await;
+    let mut lost = RawPhone::enroll(&link, device(40)).await.unwrap();
+    let (status, _) = lost
+        .send(
+            DeviceStatus::CheckedIn,
+            None,
+            None,
+            vec![dock("cart-1", 4), battery(80)],
+        )
+        .await;
+    assert_eq!(status, 200);
+    admin
+        .ok(
+            &format!("/api/v1/devices/{}/lost", lost.id),
+            json!({"reason": "not returned after the night shift"}),
+        )
+        .await;
+    // It still syncs (to hear what IT sends it), but what it says is not applied.
+    let (status, body) = lost
+        .send(
+            DeviceStatus::CheckedIn,
+            None,
+            None,
+            vec![Report::Undocked, battery(20)],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["acked_seq"], 2);
+    let row = device_row(&admin, &lost.id).await;
+    assert_eq!(
+        (row["battery"].as_u64(), row["docked"].as_bool()),
+        (Some(80), Some(true)),
+        "{row}"
+    );
+    assert_eq!(
+        security_kinds(&admin, &lost.id).await,
+        ["out_of_service_contact"]
+    );
+
+    // Retired: it collects its Unenroll once, then its credential is refused.
+    let mut retired = RawPhone::enroll(&link, device(41)).await.unwrap();
+    admin
+        .ok(
+            &format!("/api/v1/devices/{}/retire", retired.id),
+            json!({"reason": "cracked screen"}),
+        )
+        .await;
+    let (status, body) = retired
+        .send(DeviceStatus::CheckedIn, None, None, vec![])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let commands = body["commands"].as_array().unwrap();
+    assert_eq!(commands.len(), 1, "{body}");
+    let envelope: Value = serde_json::from_str(commands[0]["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(envelope["payload"]["type"], "unenroll");
+    let (status, _) = retired
+        .sync_body(json!({"v": 1, "device_id": retired.id, "events": [],
+            "handled_commands": [envelope["command_id"]]}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = retired
+        .send(DeviceStatus::CheckedIn, None, None, vec![])
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        security_kinds(&admin, &retired.id)
+            .await
+            .contains(&"revoked_credential_used".to_owned())
+    );
+    server.stop().await.unwrap();
+}

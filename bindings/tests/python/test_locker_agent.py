@@ -135,7 +135,7 @@ def opened(ffi):
 
 
 def details(ffi, n):
-    return ffi.DeviceDetails(serial=f"PYTEST{n:06d}", udid=f"00008030-PY{n:014d}",
+    return ffi.DeviceDetails(serial=f"PYTEST{n:06d}", udid=f"00008030-{n:016X}",
                              model="iPhone15,2", os_version="17.4.1", name=f"4W-{n}")
 
 

@@ -355,6 +355,12 @@ pub const MIGRATIONS: &[&str] = &[
                                OR (d2.enrolled_at = device.enrolled_at AND d2.id > device.id)));
     CREATE UNIQUE INDEX device_mdm_udid ON device (mdm_udid) WHERE mdm_udid IS NOT NULL;
     CREATE INDEX device_udid ON device (udid) WHERE udid IS NOT NULL;",
+    // v18: every credential can be listed and revoked. API tokens may expire and record
+    // their last use (to the minute); enrollment tokens can be revoked.
+    "ALTER TABLE api_token ADD COLUMN expires_at INTEGER;
+    ALTER TABLE api_token ADD COLUMN last_used_at INTEGER;
+    ALTER TABLE enrollment_token ADD COLUMN revoked_at INTEGER;
+    CREATE INDEX security_event_kind ON security_event (device_id, kind, at);",
 ];
 
 /// The schema version this build writes.

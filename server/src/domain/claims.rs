@@ -254,3 +254,34 @@ fn check_dock(
     }
     Ok(Ok(()))
 }
+
+/// How often the same security event of a phone is recorded when it repeats (a lost or
+/// retired phone syncing every minute would otherwise fill the table).
+pub const REPEAT_EVERY_MS: i64 = 60 * 60 * 1000;
+
+/// Records a security event of `device_id`, unless the same kind was recorded for it
+/// within [`REPEAT_EVERY_MS`].
+pub fn note_once(
+    tx: &dyn Tx,
+    device_id: &str,
+    kind: &str,
+    detail: &str,
+    now: Timestamp,
+) -> Result<(), StorageError> {
+    if tx
+        .last_security_event(device_id, kind)?
+        .is_some_and(|at| now.as_millis() - at.as_millis() < REPEAT_EVERY_MS)
+    {
+        return Ok(());
+    }
+    tx.record_security_event(
+        &NewSecurityEvent {
+            device_id: Some(device_id),
+            launchpad_id: None,
+            kind,
+            detail,
+            seq: None,
+        },
+        now,
+    )
+}

@@ -41,6 +41,9 @@ pub fn apply(
     let before = tx
         .device(device_id)?
         .ok_or(StorageError::NotFound("device"))?;
+    if before.admin_state.is_some() {
+        return out_of_service(tx, device_id, &before, events, handled, now);
+    }
     // Only a pending phone can rest on a server grant: the grant bookkeeping below is
     // skipped for every other sync (most of them).
     let was_pending = before.status == DeviceStatus::CheckoutPending;
@@ -160,4 +163,37 @@ fn grant_in_flight(
             && g.expires_at > now
             && !handled.iter().any(|h| h.as_str() == g.command_id)
     }))
+}
+
+/// A phone marked lost (or retired, until it has collected its Unenroll) still syncs —
+/// it must hear the commands IT sends it — and its records are kept, but nothing it
+/// says changes what the server holds: only when it was last heard from, which IT sees
+/// (once an hour) as a security event.
+fn out_of_service(
+    tx: &dyn Tx,
+    device_id: &str,
+    before: &crate::model::Device,
+    events: Vec<EventRecord>,
+    handled: &[CommandId],
+    now: Timestamp,
+) -> Result<SyncApplied, StorageError> {
+    let (acked_seq, _) = tx.store_records(device_id, before.last_seq, events, now)?;
+    tx.touch_device(device_id, acked_seq, now)?;
+    tx.acknowledge(device_id, handled, now)?;
+    let state = before.admin_state.as_deref().unwrap_or("out of service");
+    claims::note_once(
+        tx,
+        device_id,
+        "out_of_service_contact",
+        &format!("a phone marked {state} synced (its records are kept, not applied)"),
+        now,
+    )?;
+    Ok(SyncApplied {
+        acked_seq,
+        commands: tx.take_commands(device_id, now)?,
+        transitions: Vec::new(),
+        freed: Vec::new(),
+        passcode_clear_requested: false,
+        refused: 0,
+    })
 }

@@ -1,6 +1,7 @@
 //! The storage boundary. Handlers see only this trait; `sqlite` implements it today and
 //! a PostgreSQL backend can implement it for sites that outgrow one node.
 
+pub mod credentials;
 pub mod offline;
 pub mod security;
 pub mod sqlite;
@@ -183,11 +184,20 @@ pub struct ApiToken {
     pub role: Role,
     /// What it is for.
     pub label: String,
+    /// Last used, to the minute (ms since epoch).
+    pub last_used_at: Option<i64>,
 }
 
 /// Everything the server stores. Methods are async so a networked backend fits too.
 pub trait Storage:
-    WorkflowStore + OfflineStore + security::SecurityStore + Clone + Send + Sync + 'static
+    WorkflowStore
+    + OfflineStore
+    + security::SecurityStore
+    + credentials::CredentialStore
+    + Clone
+    + Send
+    + Sync
+    + 'static
 {
     /// Runs `work` in one transaction: everything it reads and writes through the
     /// [`Tx`] commits together once it returns `Ok`, or not at all. The domain opens
@@ -198,10 +208,12 @@ pub trait Storage:
         T: Send + 'static,
         F: FnOnce(&dyn Tx) -> Result<T, StorageError> + Send + 'static;
 
-    /// The API token with this hash, if it exists and is not revoked.
+    /// The API token with this hash, if it exists, is not revoked and has not expired
+    /// at `now`.
     fn api_token(
         &self,
         token_hash: Vec<u8>,
+        now: Timestamp,
     ) -> impl Future<Output = Result<Option<ApiToken>, StorageError>> + Send;
     /// Stores a new API token.
     fn create_api_token(

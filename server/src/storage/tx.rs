@@ -255,6 +255,9 @@ pub trait Tx {
         to: CommandState,
         now: Timestamp,
     ) -> Result<bool, StorageError>;
+    /// Whether a device has commands it has not answered (pending or delivered, not
+    /// expired).
+    fn has_outstanding_commands(&self, device_id: &str) -> Result<bool, StorageError>;
     /// The outstanding grants of a device.
     fn outstanding_grants(&self, device_id: &str) -> Result<Vec<GrantRow>, StorageError>;
     /// The outstanding commands of a device answering phone request `request_id`.
@@ -320,6 +323,12 @@ pub trait Tx {
         now: Timestamp,
     ) -> Result<(), StorageError>;
 
+    /// When a security event of `kind` was last recorded for `device_id`.
+    fn last_security_event(
+        &self,
+        device_id: &str,
+        kind: &str,
+    ) -> Result<Option<Timestamp>, StorageError>;
     /// The user a grant issued to `device_id` hands the phone to (`None`: the server
     /// never issued that grant to that phone).
     fn issued_grant(&self, device_id: &str, grant_id: &str)

@@ -3,6 +3,7 @@
 //! `tx` the repository operations the domain runs inside one transaction; `offline` and
 //! `workflows` their stores.
 
+mod credentials;
 mod offline;
 mod security;
 mod tx;
@@ -317,16 +318,23 @@ impl Storage for SqliteStorage {
         self.write(move |tx| work(&tx::SqliteTx(tx))).await
     }
 
-    async fn api_token(&self, token_hash: Vec<u8>) -> Result<Option<ApiToken>, StorageError> {
+    async fn api_token(
+        &self,
+        token_hash: Vec<u8>,
+        now: Timestamp,
+    ) -> Result<Option<ApiToken>, StorageError> {
         self.read(move |c| {
-            let row: Option<(i64, String, String)> = c
+            let row = c
                 .query_row(
-                    "SELECT id, role, label FROM api_token WHERE token_hash = ?1 AND revoked_at IS NULL",
-                    [token_hash],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    "SELECT id, role, label, last_used_at FROM api_token
+                     WHERE token_hash = ?1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?2)",
+                    params![token_hash, now.as_millis()],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .optional()?;
-            Ok(row.and_then(|(id, role, label)| Role::parse(&role).map(|role| ApiToken { id, role, label })))
+            Ok(row.and_then(|(id, role, label, last_used): (i64, String, String, Option<i64>)| {
+                Role::parse(&role).map(|role| ApiToken { id, role, label, last_used_at: last_used })
+            }))
         })
         .await
     }

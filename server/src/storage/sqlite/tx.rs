@@ -275,7 +275,7 @@ impl Tx for SqliteTx<'_, '_> {
             .0
             .prepare_cached(
                 "SELECT uses_left, expires_at, launchpad_id, department FROM enrollment_token
-                 WHERE token_hash = ?1",
+                 WHERE token_hash = ?1 AND revoked_at IS NULL",
             )?
             .query_row([token_hash], |r| {
                 Ok(EnrollmentTokenRow {
@@ -370,7 +370,12 @@ impl Tx for SqliteTx<'_, '_> {
                     authenticated_at = excluded.authenticated_at,
                     supersedes = excluded.supersedes",
             )?
-            .execute(params![udid, i.serial, i.authenticated_at.as_millis(), i.supersedes])?;
+            .execute(params![
+                udid,
+                i.serial,
+                i.authenticated_at.as_millis(),
+                i.supersedes
+            ])?;
         Ok(())
     }
 
@@ -459,6 +464,30 @@ impl Tx for SqliteTx<'_, '_> {
             )?
             .query_row([grant_id, device_id], |r| r.get(0))
             .optional()?)
+    }
+
+    fn last_security_event(
+        &self,
+        device_id: &str,
+        kind: &str,
+    ) -> Result<Option<Timestamp>, StorageError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT MAX(at) FROM security_event WHERE device_id = ?1 AND kind = ?2",
+            )?
+            .query_row([device_id, kind], |r| r.get::<_, Option<i64>>(0))?
+            .map(Timestamp))
+    }
+
+    fn has_outstanding_commands(&self, device_id: &str) -> Result<bool, StorageError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM command WHERE device_id = ?1
+                   AND state IN ('pending', 'delivered'))",
+            )?
+            .query_row([device_id], |r| r.get(0))?)
     }
 
     fn user_exists(&self, username: &str) -> Result<bool, StorageError> {
