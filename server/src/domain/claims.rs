@@ -274,6 +274,17 @@ pub fn note_once(
     {
         return Ok(());
     }
+    device_event(tx, device_id, kind, detail, now)
+}
+
+/// Records a security event of `device_id` not tied to one of its records.
+pub fn device_event(
+    tx: &dyn Tx,
+    device_id: &str,
+    kind: &str,
+    detail: &str,
+    now: Timestamp,
+) -> Result<(), StorageError> {
     tx.record_security_event(
         &NewSecurityEvent {
             device_id: Some(device_id),

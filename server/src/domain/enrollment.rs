@@ -12,8 +12,9 @@
 use lanyard_protocol::Timestamp;
 use serde_json::json;
 
+use super::claims::device_event;
 use crate::model::Device;
-use crate::storage::tx::{AuditEntry, MdmIdentity, NewSecurityEvent};
+use crate::storage::tx::{AuditEntry, MdmIdentity};
 use crate::storage::{NewDevice, StorageError, Tx};
 
 /// Why an enrollment was refused (recorded as a security event when it names another
@@ -104,7 +105,7 @@ fn claim_udid(
             serial.unwrap_or("?")
         );
         for holder in tx.udid_holders(udid)? {
-            security_event(tx, &holder.device_id, "udid_serial_mismatch", &detail, now)?;
+            device_event(tx, &holder.device_id, "udid_serial_mismatch", &detail, now)?;
         }
         return Ok(Some(Refused::UdidSerialMismatch {
             mdm_serial: mdm_serial.to_owned(),
@@ -122,7 +123,7 @@ fn claim_udid(
                 "an enrollment claimed this phone's UDID {udid} (serial {}) and was refused",
                 serial.unwrap_or("not given")
             );
-            security_event(tx, &holder.device_id, "udid_in_use", &detail, now)?;
+            device_event(tx, &holder.device_id, "udid_in_use", &detail, now)?;
             return Ok(Some(Refused::UdidInUse {
                 holder: holder.device_id,
             }));
@@ -146,25 +147,6 @@ fn claim_udid(
         )?;
     }
     Ok(None)
-}
-
-fn security_event(
-    tx: &dyn Tx,
-    device_id: &str,
-    kind: &str,
-    detail: &str,
-    now: Timestamp,
-) -> Result<(), StorageError> {
-    tx.record_security_event(
-        &NewSecurityEvent {
-            device_id: Some(device_id),
-            launchpad_id: None,
-            kind,
-            detail,
-            seq: None,
-        },
-        now,
-    )
 }
 
 /// What the MDM's Authenticate for `udid` (with `serial`) binds: the phone in service
@@ -195,7 +177,7 @@ pub fn mdm_authenticated(
                 serial.unwrap_or("?"),
                 holder.serial.as_deref().unwrap_or("?")
             );
-            security_event(tx, &holder.device_id, "udid_serial_mismatch", &detail, now)?;
+            device_event(tx, &holder.device_id, "udid_serial_mismatch", &detail, now)?;
         }
     }
     tx.set_mdm_identity(
