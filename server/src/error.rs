@@ -52,6 +52,12 @@ pub enum AppError {
         /// What is in the way and what to do.
         message: String,
     },
+    /// The body is larger than the server takes (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The body is not JSON (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// The request is understood but cannot be honoured now (422).
     #[error("{0}")]
     Unprocessable(String),
@@ -107,6 +113,12 @@ impl IntoResponse for AppError {
             AppError::ConflictWith { code, message } => {
                 (StatusCode::CONFLICT, *code, message.clone())
             }
+            AppError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", m.clone()),
+            AppError::UnsupportedMediaType(m) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                m.clone(),
+            ),
             AppError::Unprocessable(m) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", m.clone())
             }

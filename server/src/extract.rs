@@ -27,13 +27,20 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::BadRequest {
-                code: "unsupported_media_type",
-                message: "send the body as application/json".into(),
-            }),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::UnsupportedMediaType(
+                "send the body as application/json".into(),
+            )),
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(AppError::TooLarge(format!(
+                    "request body rejected: {}",
+                    e.body_text()
+                )))
+            }
             Err(JsonRejection::BytesRejection(e)) => Err(AppError::BadRequest {
-                code: "body_too_large",
-                message: format!("request body rejected: {}", e.body_text()),
+                code: "body_unreadable",
+                message: format!("request body could not be read: {}", e.body_text()),
             }),
             Err(e) => Err(AppError::BadRequest {
                 code: "invalid_json",
@@ -69,11 +76,13 @@ fn bearer(parts: &Parts) -> Result<&str, AppError> {
         .headers
         .get(AUTHORIZATION)
         .ok_or_else(|| AppError::Unauthorized("missing Authorization: Bearer token".into()))?;
+    // The scheme is case-insensitive (RFC 9110 §11.1): `bearer` works too.
     value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| AppError::Unauthorized("Authorization must be `Bearer <token>`".into()))
 }

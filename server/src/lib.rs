@@ -77,6 +77,8 @@ pub struct ServerConfig {
     pub clock: Option<ClockOverride>,
     /// PBKDF2 iterations of offline badge hashes.
     pub offline_iterations: u32,
+    /// Connection cap and header/idle timeout.
+    pub limits: http::serve::Limits,
 }
 
 /// A replacement clock for [`ServerConfig::clock`].
@@ -110,6 +112,7 @@ impl ServerConfig {
             smtp_from: DEFAULT_SMTP_FROM.into(),
             clock: None,
             offline_iterations: offline::DEFAULT_ITERATIONS,
+            limits: http::serve::Limits::default(),
         }
     }
 }
@@ -337,6 +340,10 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // A client trickling its body holds a connection: it has this long to send it.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            std::time::Duration::from_secs(30),
+        ))
         // One span per request (method, path, status, latency); never the body or
         // headers, which carry credentials.
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -431,6 +438,7 @@ impl DataDirLock {
 /// ready to serve.
 pub struct Server {
     state: AppState<SqliteStorage>,
+    limits: http::serve::Limits,
     _lock: DataDirLock,
 }
 
@@ -440,7 +448,11 @@ impl Server {
         let lock = DataDirLock::acquire(&config.data_dir)?;
         let clock = config.clock.clone().map_or_else(system_clock, |c| c.0);
         let state = open_state(config, clock)?;
-        Ok(Server { state, _lock: lock })
+        Ok(Server {
+            state,
+            limits: config.limits,
+            _lock: lock,
+        })
     }
 
     /// The open state (to seed demo data before serving).
@@ -459,13 +471,17 @@ impl Server {
         metrics::handle();
         let jobs = jobs::start(&self.state);
         let st = self.state.clone();
-        let served = axum::serve(listener, router(self.state.clone()))
-            .with_graceful_shutdown(async move {
+        let served = http::serve::serve(
+            listener,
+            router(self.state.clone()),
+            self.limits,
+            async move {
                 shutdown.await;
                 st.begin_stop();
-            })
-            .await
-            .context("serving HTTP");
+            },
+        )
+        .await
+        .context("serving HTTP");
         self.state.begin_stop();
         jobs.drain().await;
         served

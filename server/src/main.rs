@@ -176,6 +176,14 @@ struct ServeArgs {
     /// From address of Lanyard's emails [default: Lanyard <lanyard@localhost>].
     #[arg(long, env = "LANYARD_SMTP_FROM")]
     smtp_from: Option<String>,
+    /// Open HTTP connections at most; more are answered 503 [default: 900, below the
+    /// common 1,024 file limit].
+    #[arg(long, env = "LANYARD_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Seconds a client has to send a request's headers; also how long a keep-alive
+    /// connection may sit idle [default: 10].
+    #[arg(long, env = "LANYARD_HEADER_TIMEOUT_SECS")]
+    header_timeout_secs: Option<u64>,
 }
 
 /// Binds, optionally seeds the demo, prints the address, and serves until a signal.
@@ -209,6 +217,14 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     config.smtp_url = args.smtp_url.or(file.smtp_url);
     if let Some(from) = args.smtp_from.or(file.smtp_from) {
         config.smtp_from = from;
+    }
+    if let Some(n) = args.max_connections.or(file.max_connections) {
+        anyhow::ensure!(n >= 1, "--max-connections must be at least 1");
+        config.limits.max_connections = n;
+    }
+    if let Some(secs) = args.header_timeout_secs.or(file.header_timeout_secs) {
+        anyhow::ensure!(secs >= 1, "--header-timeout-secs must be at least 1");
+        config.limits.header_timeout = std::time::Duration::from_secs(secs);
     }
     if let Some(mins) = args.mdm_deadline_mins.or(file.mdm_deadline_mins) {
         config.mdm_deadline_secs = mins.saturating_mul(60);

@@ -17,6 +17,11 @@ pub fn device_topic(device_id: &str) -> String {
     format!("device:{device_id}")
 }
 
+/// The topic a phone's new long-poll signals to end its earlier ones (this process's).
+pub fn poll_topic(device_id: &str) -> String {
+    format!("poll:{device_id}")
+}
+
 /// The topic of taps waiting at a cart.
 pub fn cart_topic(launchpad_id: &str) -> String {
     format!("cart:{launchpad_id}")

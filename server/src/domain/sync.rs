@@ -10,6 +10,10 @@ use super::mirror;
 use crate::storage::tx::{CommandState, MirrorUpdate};
 use crate::storage::{StorageError, Tx};
 
+/// How far past the last stored record a phone's records may reach (a phone sends its
+/// outbox oldest first, at most 1,000 a request).
+pub const SEQUENCE_WINDOW: u64 = 2_000;
+
 /// What applying a sync did.
 #[derive(Debug, Clone)]
 pub struct SyncApplied {
@@ -41,6 +45,17 @@ pub fn apply(
     let before = tx
         .device(device_id)?
         .ok_or(StorageError::NotFound("device"))?;
+    // Records far past what is stored would be kept for ever waiting for the gap to
+    // fill: a phone sends at most this many ahead.
+    if let Some(r) = events
+        .iter()
+        .find(|r| r.seq > before.last_seq.saturating_add(SEQUENCE_WINDOW))
+    {
+        return Err(StorageError::Rejected(format!(
+            "record {} is more than {SEQUENCE_WINDOW} past the last one stored ({}): send the records in between first",
+            r.seq, before.last_seq
+        )));
+    }
     if before.admin_state.is_some() {
         return out_of_service(tx, device_id, &before, events, handled, now);
     }

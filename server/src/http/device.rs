@@ -195,10 +195,16 @@ pub async fn sync<S: Storage>(
     let mut commands = applied.commands;
     if let Some(waiter) = waiter.filter(|_| commands.is_empty()) {
         let wait = Duration::from_secs(u64::from(req.wait_secs.min(MAX_WAIT_SECS)));
+        // One long-poll per phone: this one ends any earlier one still waiting (a
+        // credential holder cannot pile up held requests). Waking only current waiters
+        // leaves no permit behind for this poll's own wait.
+        let polls = st.waiter(&crate::notify::poll_topic(&device.id));
+        polls.notify_waiters();
         // A stopping server answers at once (with nothing): the phone syncs again,
         // with this server's successor or another replica.
         let woken = tokio::select! {
             r = tokio::time::timeout(wait, waiter.notified()) => r.is_ok(),
+            () = polls.notified() => false,
             () = st.stopping() => false,
         };
         if woken {

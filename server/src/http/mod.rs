@@ -6,4 +6,5 @@ pub mod credentials;
 pub mod device;
 pub mod launchpad;
 pub mod logs;
+pub mod serve;
 pub mod workflows;
