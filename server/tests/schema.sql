@@ -1,4 +1,6 @@
--- schema version 18
+-- schema version 19
+-- index attempt_window_start
+CREATE INDEX attempt_window_start ON attempt_window (window_start);
 -- index audit_log_target
 CREATE INDEX audit_log_target ON audit_log (target_kind, target_id);
 -- index automation_rule_order
@@ -64,6 +66,12 @@ CREATE TABLE app_user (
         device_limit  INTEGER NOT NULL DEFAULT 1 CHECK (device_limit >= 0),
         password_hash TEXT,
         created_at    INTEGER NOT NULL
+    );
+-- table attempt_window
+CREATE TABLE attempt_window (
+        key          TEXT    PRIMARY KEY,
+        window_start INTEGER NOT NULL,
+        failures     INTEGER NOT NULL CHECK (failures >= 0)
     );
 -- table attribute_def
 CREATE TABLE attribute_def (

@@ -516,6 +516,33 @@ impl RawPhone {
             .await
     }
 
+    /// Asks the server to authorize `credential` (JSON, e.g. `{"type": "badge",
+    /// "badge": "…"}`); returns the status and the decision's payload (its `type` and,
+    /// for a denial, its `code`).
+    pub async fn authorize(&self, credential: Value) -> (u16, Value) {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let r = self
+            .http
+            .post(format!("{}/device/v1/authorize", self.base))
+            .bearer_auth(&self.credential)
+            .json(
+                &json!({"request_id": format!("r-{n}"), "device_id": self.id,
+                "credential": credential, "presented_at": now()}),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        let payload = body["command"]["payload"]
+            .as_str()
+            .and_then(|p| serde_json::from_str::<Value>(p).ok())
+            .map(|envelope| envelope["payload"].clone())
+            .unwrap_or(body);
+        (status, payload)
+    }
+
     /// Posts a raw sync body with this phone's credential.
     pub async fn sync_body(&self, body: Value) -> (u16, Value) {
         let r = self

@@ -538,3 +538,85 @@ async fn a_lost_phone_changes_nothing_and_a_retired_one_is_shut_out() {
     );
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn badge_guessing_is_throttled_per_phone_and_per_reader() {
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin().await;
+    let (link, reader) = setup(&admin).await;
+    let phone = RawPhone::enroll(&link, device(50)).await.unwrap();
+    let badge = |b: &str| json!({"type": "badge", "badge": b});
+    for n in 0..10 {
+        let (status, answer) = phone.authorize(badge(&format!("guess-{n}"))).await;
+        assert_eq!(status, 200);
+        assert_eq!(answer["code"], "badge_not_found", "{answer}");
+    }
+    // Past the limit, even alice's real badge is refused: the guesser learns nothing.
+    let (_, answer) = phone.authorize(badge("0012345")).await;
+    assert_eq!(answer["code"], "too_many_attempts", "{answer}");
+    assert_eq!(
+        security_kinds(&admin, &phone.id).await,
+        ["too_many_failures"]
+    );
+    // Another phone is not affected.
+    let other = RawPhone::enroll(&link, device(51)).await.unwrap();
+    let (_, answer) = other.authorize(badge("0012345")).await;
+    assert_eq!(answer["type"], "grant_checkout", "{answer}");
+
+    // A cart reader: 30 unknown badges, then it beeps 3 for everyone.
+    for n in 0..30 {
+        assert_eq!(
+            cart_tap(&server, &reader, &format!("guess-{n}")).await["beep"],
+            2
+        );
+    }
+    let tap = cart_tap(&server, &reader, "0012345").await;
+    assert_eq!(tap["beep"], 3, "{tap}");
+    let (_, events) = admin
+        .get("/api/v1/security-events?launchpad_id=cart-1")
+        .await;
+    assert_eq!(events["items"][0]["kind"], "too_many_failures", "{events}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_username_costs_what_a_wrong_password_costs() {
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin().await;
+    let (link, _) = setup(&admin).await;
+    admin
+        .ok(
+            "/api/v1/users",
+            json!({"username": "bob", "display_name": "Bob", "password": "correct horse battery"}),
+        )
+        .await;
+    let phone = RawPhone::enroll(&link, device(60)).await.unwrap();
+    let timed = |username: &'static str| {
+        let phone = &phone;
+        async move {
+            let started = std::time::Instant::now();
+            let (_, answer) = phone
+                .authorize(
+                    json!({"type": "password", "username": username, "password": "wrong-one"}),
+                )
+                .await;
+            assert_eq!(answer["code"], "invalid_credentials", "{answer}");
+            started.elapsed()
+        }
+    };
+    // Interleaved, the median of three each (below the lockout's five free attempts).
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    for _ in 0..3 {
+        known.push(timed("bob").await);
+        unknown.push(timed("nobody-by-that-name").await);
+    }
+    known.sort();
+    unknown.sort();
+    // Before: 37 ms against 4 ms. Both now run the same slow check.
+    assert!(
+        unknown[1] * 2 >= known[1],
+        "unknown {unknown:?} vs known {known:?}"
+    );
+    server.stop().await.unwrap();
+}

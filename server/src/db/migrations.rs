@@ -361,6 +361,14 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE api_token ADD COLUMN last_used_at INTEGER;
     ALTER TABLE enrollment_token ADD COLUMN revoked_at INTEGER;
     CREATE INDEX security_event_kind ON security_event (device_id, kind, at);",
+    // v19: failed attempts per phone and per cart reader (unknown badges, wrong
+    // passwords) in a fixed window, so guessing is throttled by every server process.
+    "CREATE TABLE attempt_window (
+        key          TEXT    PRIMARY KEY,
+        window_start INTEGER NOT NULL,
+        failures     INTEGER NOT NULL CHECK (failures >= 0)
+    );
+    CREATE INDEX attempt_window_start ON attempt_window (window_start);",
 ];
 
 /// The schema version this build writes.

@@ -130,3 +130,16 @@ pub struct CreateLaunchpad {
     /// Launchpad Attribute: Timezone (IANA).
     pub timezone: Option<String>,
 }
+
+/// A password hash no password matches, with the iterations of real ones: checked in
+/// place of an unknown user's, so a wrong username costs the same time as a wrong
+/// password.
+pub fn stand_in_password_hash() -> &'static SlowHash {
+    static STAND_IN: std::sync::OnceLock<SlowHash> = std::sync::OnceLock::new();
+    STAND_IN.get_or_init(|| {
+        // A random secret and salt: nothing anyone types can match it.
+        let secret = crate::keys::random_bytes(32).unwrap_or_else(|_| vec![0x5a; 32]);
+        let salt = crate::keys::random_bytes(16).unwrap_or_else(|_| vec![0xa5; 16]);
+        SlowHash::new(&secret, salt, PASSWORD_ITERATIONS)
+    })
+}

@@ -2,6 +2,7 @@
 //! that must hold when the server acts runs here, inside the transaction that acts
 //! (opened with [`crate::storage::Storage::transact`]); storage only stores.
 
+pub mod attempts;
 pub mod claims;
 pub mod commands;
 pub mod directory;

@@ -11,6 +11,7 @@ use lanyard_protocol::{
     ServerCommand, UnlockMethod, UserRef,
 };
 
+use crate::domain::attempts::{self, Source};
 use crate::domain::enrollment::Refused;
 use crate::domain::grants::PhoneTap;
 use crate::error::AppError;
@@ -264,9 +265,17 @@ enum Resolved {
 async fn resolve<S: Storage>(
     st: &AppState<S>,
     credential: Credential,
+    device_id: &str,
 ) -> Result<Resolved, AppError> {
+    let now = st.now();
     match credential {
         Credential::Badge { badge } => {
+            // Past its limit of unknown badges, the phone is refused every badge until
+            // the window ends: guessing is throttled, and nothing is learnt meanwhile.
+            let source = Source::PhoneBadge(device_id.to_owned());
+            if attempts::limited(&st.storage, &source, now).await? {
+                return Ok(Resolved::Denied(DenialCode::TooManyAttempts));
+            }
             let hash = st.keys.badge_hash(&badge);
             Ok(match st.storage.user_by_badge(hash).await? {
                 Some((user, limit)) => {
@@ -277,17 +286,23 @@ async fn resolve<S: Storage>(
                         method: UnlockMethod::PhoneBadge,
                     }
                 }
-                None => Resolved::Denied(DenialCode::BadgeNotFound),
+                None => {
+                    attempts::count_failure(&st.storage, source, now).await?;
+                    Resolved::Denied(DenialCode::BadgeNotFound)
+                }
             })
         }
         Credential::Password { username, password } => {
             let username = username.trim().to_owned();
-            let now = st.now();
             if username.is_empty() || username.len() > MAX_USERNAME {
                 return Err(AppError::invalid(
                     "credential.username",
                     format!("must be 1 to {MAX_USERNAME} characters"),
                 ));
+            }
+            let source = Source::PhonePassword(device_id.to_owned());
+            if attempts::limited(&st.storage, &source, now).await? {
+                return Ok(Resolved::Denied(DenialCode::TooManyAttempts));
             }
             // The lockout is read, and the attempt recorded, in transactions of their
             // own: the PBKDF2 check between them must not hold the single writer. Two
@@ -301,16 +316,29 @@ async fn resolve<S: Storage>(
                 return Ok(Resolved::Denied(DenialCode::TooManyAttempts));
             }
             let found = st.storage.user_password(username.clone()).await?;
-            let Some((user, limit, Some(hash))) = found else {
-                // Unknown users count too, so probing usernames is throttled the same way.
-                record_password(st, &username, false, now).await?;
-                return Ok(Resolved::Denied(DenialCode::InvalidCredentials));
+            // An unknown user (or one without a password) costs the same slow check
+            // against a stand-in hash: the answer's timing does not tell which names
+            // exist. Unknown users count as failures too.
+            let (user, hash) = match found {
+                Some((user, limit, Some(hash))) => (Some((user, limit)), hash),
+                _ => (
+                    None,
+                    crate::domain::directory::stand_in_password_hash().clone(),
+                ),
             };
             // PBKDF2 is slow on purpose: keep it off the async threads.
-            let ok = tokio::task::spawn_blocking(move || hash.verify(password.expose().as_bytes()))
-                .await
-                .map_err(|e| AppError::Internal(anyhow::anyhow!("password check: {e}")))?;
+            let matches =
+                tokio::task::spawn_blocking(move || hash.verify(password.expose().as_bytes()))
+                    .await
+                    .map_err(|e| AppError::Internal(anyhow::anyhow!("password check: {e}")))?;
+            let ok = matches && user.is_some();
             record_password(st, &username, ok, now).await?;
+            if !ok {
+                attempts::count_failure(&st.storage, source, now).await?;
+            }
+            let Some((user, limit)) = user else {
+                return Ok(Resolved::Denied(DenialCode::InvalidCredentials));
+            };
             Ok(if ok {
                 Resolved::User {
                     user,
@@ -343,7 +371,7 @@ pub async fn authorize<S: Storage>(
         ));
     }
     let now = st.now();
-    let (user, limit, method) = match resolve(&st, req.credential).await? {
+    let (user, limit, method) = match resolve(&st, req.credential, &device.id).await? {
         Resolved::User {
             user,
             limit,

@@ -13,6 +13,7 @@ use lanyard_protocol::policy::Condition;
 use lanyard_protocol::{BadgeId, CheckoutGrant, Policy, ServerCommand, UnlockMethod, UserRef};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::attempts::{self, Source};
 use crate::domain::grants::{CartClaim, CartTap, claim_at_cart};
 use crate::error::AppError;
 use crate::extract::{ApiJson, LaunchpadCaller};
@@ -136,9 +137,23 @@ pub async fn tap<S: Storage>(
         ));
     }
     let badge = BadgeId::new(raw);
+    // Past its limit of unknown badges, the reader is refused every badge until the
+    // window ends (it still beeps): guessing is throttled and IT hears of it.
+    let source = Source::CartBadge(cart.id.clone());
+    if attempts::limited(&st.storage, &source, st.now()).await? {
+        metrics::counter!("lanyard_cart_taps_total", "beep" => BEEP_NO_DEVICE.to_string())
+            .increment(1);
+        return Ok(beep(
+            BEEP_NO_DEVICE,
+            "too many unknown badges at this cart: try again in a few minutes",
+        ));
+    }
     let (user, limit) = match resolve(&st, &badge).await? {
         Resolved::User(user, limit) => (user, limit),
-        Resolved::Unknown => return Ok(beep(BEEP_BADGE_NOT_FOUND, "badge not found")),
+        Resolved::Unknown => {
+            attempts::count_failure(&st.storage, source, st.now()).await?;
+            return Ok(beep(BEEP_BADGE_NOT_FOUND, "badge not found"));
+        }
         Resolved::LookupUnavailable => {
             return Ok(beep(BEEP_NO_DEVICE, "badge lookup service unavailable"));
         }

@@ -4,6 +4,8 @@
 
 use std::future::Future;
 
+use lanyard_protocol::Timestamp;
+
 use super::StorageError;
 use crate::model::{Page, SecurityEvent};
 
@@ -27,4 +29,9 @@ pub trait SecurityStore: Clone + Send + Sync + 'static {
         cursor: Option<i64>,
         limit: u32,
     ) -> impl Future<Output = Result<Page<SecurityEvent>, StorageError>> + Send;
+    /// A failure counter's window start and count (see [`crate::domain::attempts`]).
+    fn attempt_window(
+        &self,
+        key: String,
+    ) -> impl Future<Output = Result<Option<(Timestamp, u32)>, StorageError>> + Send;
 }

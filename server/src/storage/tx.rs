@@ -285,6 +285,17 @@ pub trait Tx {
     ) -> Result<(), StorageError>;
     /// Forgets the failures of usernames quiet since `before`.
     fn prune_password_failures(&self, before: Timestamp) -> Result<usize, StorageError>;
+    /// A failure counter's window start and count.
+    fn attempt_window(&self, key: &str) -> Result<Option<(Timestamp, u32)>, StorageError>;
+    /// Writes a failure counter.
+    fn set_attempt_window(
+        &self,
+        key: &str,
+        start: Timestamp,
+        failures: u32,
+    ) -> Result<(), StorageError>;
+    /// Forgets counters whose window started before `before`.
+    fn prune_attempt_windows(&self, before: Timestamp) -> Result<usize, StorageError>;
     /// The enrollment token with this hash.
     fn enrollment_token(
         &self,

@@ -1,6 +1,7 @@
 //! [`SecurityStore`] on SQLite.
 
-use rusqlite::params;
+use lanyard_protocol::Timestamp;
+use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStorage, page};
 use crate::model::{Page, SecurityEvent};
@@ -45,6 +46,22 @@ impl SecurityStore for SqliteStorage {
             )?;
             let items = rows.collect::<Result<Vec<_>, _>>()?;
             Ok(page(items, limit, |e| e.id.to_string()))
+        })
+        .await
+    }
+
+    async fn attempt_window(&self, key: String) -> Result<Option<(Timestamp, u32)>, StorageError> {
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT window_start, failures FROM attempt_window WHERE key = ?1",
+            )?
+            .query_row([key], |r| {
+                Ok((
+                    Timestamp(r.get(0)?),
+                    u32::try_from(r.get::<_, i64>(1)?).unwrap_or(u32::MAX),
+                ))
+            })
+            .optional()?)
         })
         .await
     }

@@ -490,6 +490,42 @@ impl Tx for SqliteTx<'_, '_> {
             .query_row([device_id], |r| r.get(0))?)
     }
 
+    fn attempt_window(&self, key: &str) -> Result<Option<(Timestamp, u32)>, StorageError> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT window_start, failures FROM attempt_window WHERE key = ?1")?
+            .query_row([key], |r| {
+                Ok((
+                    Timestamp(r.get(0)?),
+                    u32::try_from(r.get::<_, i64>(1)?).unwrap_or(u32::MAX),
+                ))
+            })
+            .optional()?)
+    }
+
+    fn set_attempt_window(
+        &self,
+        key: &str,
+        start: Timestamp,
+        failures: u32,
+    ) -> Result<(), StorageError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO attempt_window (key, window_start, failures) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET window_start = excluded.window_start,
+                    failures = excluded.failures",
+            )?
+            .execute(params![key, start.as_millis(), i64::from(failures)])?;
+        Ok(())
+    }
+
+    fn prune_attempt_windows(&self, before: Timestamp) -> Result<usize, StorageError> {
+        Ok(self
+            .0
+            .prepare_cached("DELETE FROM attempt_window WHERE window_start < ?1")?
+            .execute([before.as_millis()])?)
+    }
+
     fn user_exists(&self, username: &str) -> Result<bool, StorageError> {
         Ok(self
             .0
