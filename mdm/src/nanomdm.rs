@@ -281,6 +281,20 @@ struct RawAck {
     raw_payload: String,
 }
 
+/// What identifies a webhook POST: NanoMDM's `event_id` and `created_at` (RFC 3339).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+pub struct WebhookMeta {
+    /// Unique per event.
+    pub event_id: Option<String>,
+    /// When NanoMDM made the event (RFC 3339, e.g. `2026-12-01T07:41:10.607700409Z`).
+    pub created_at: Option<String>,
+}
+
+/// Reads a webhook body's [`WebhookMeta`] (check the signature first).
+pub fn webhook_meta(body: &[u8]) -> Result<WebhookMeta, WebhookError> {
+    serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))
+}
+
 /// Checks `X-Hmac-Signature` (base64 HMAC-SHA256 of the raw body) in constant time.
 pub fn signature_valid(body: &[u8], key: &[u8], header: Option<&str>) -> bool {
     let Some(sig) = header.and_then(|h| STANDARD.decode(h.trim()).ok()) else {

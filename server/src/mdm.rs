@@ -465,6 +465,9 @@ pub async fn webhook<S: Storage>(
             });
         }
     };
+    if !fresh_and_first(&st, &body).await? {
+        return Ok(Json(serde_json::json!({"ok": true, "duplicate": true})));
+    }
     let now = st.now();
     match event {
         WebhookEvent::Authenticate { udid, serial } => {
@@ -589,6 +592,55 @@ pub async fn webhook<S: Storage>(
     // A workflow step may be waiting on what was just recorded.
     crate::workflows::engine::wake(&st);
     Ok(Json(serde_json::json!({"ok": true})))
+}
+
+/// How far a webhook's `created_at` may be from the host's clock.
+const WEBHOOK_WINDOW_MS: i64 = 5 * 60 * 1000;
+
+/// Whether a signed webhook is recent (by NanoMDM's `created_at`, against the wall
+/// clock NanoMDM also stamps with) and not taken before (by its `event_id`): a captured
+/// POST replayed later, or twice, is not acted on again. `Err` for a stale or unstamped
+/// one; `Ok(false)` for a replay within the window.
+async fn fresh_and_first<S: Storage>(st: &AppState<S>, body: &[u8]) -> Result<bool, AppError> {
+    let stale = |message: String| AppError::BadRequest {
+        code: "stale_webhook",
+        message,
+    };
+    let meta = lanyard_mdm::nanomdm::webhook_meta(body).map_err(|e| AppError::BadRequest {
+        code: "invalid_webhook",
+        message: e.to_string(),
+    })?;
+    let (Some(event_id), Some(created_at)) = (meta.event_id, meta.created_at) else {
+        return Err(stale(
+            "a webhook must carry event_id and created_at (NanoMDM sends both)".into(),
+        ));
+    };
+    if event_id.is_empty() || event_id.len() > 128 {
+        return Err(stale("event_id must be 1 to 128 characters".into()));
+    }
+    let created: jiff::Timestamp = created_at
+        .parse()
+        .map_err(|e| stale(format!("created_at is not an RFC 3339 time: {e}")))?;
+    let wall = jiff::Timestamp::now();
+    let skew = (wall.as_millisecond() - created.as_millisecond()).abs();
+    if skew > WEBHOOK_WINDOW_MS {
+        return Err(stale(format!(
+            "created_at {created_at} is {} s from this server's clock (at most {} s): a replay, \
+             or a clock to set right",
+            skew / 1000,
+            WEBHOOK_WINDOW_MS / 1000
+        )));
+    }
+    let now = lanyard_protocol::Timestamp(wall.as_millisecond());
+    let forget_before = lanyard_protocol::Timestamp(now.as_millis() - 2 * WEBHOOK_WINDOW_MS);
+    let first = st
+        .storage
+        .transact(move |tx| tx.remember_webhook(&event_id, now, forget_before))
+        .await?;
+    if !first {
+        tracing::warn!("an MDM webhook event was received again and ignored");
+    }
+    Ok(first)
 }
 
 #[utoipa::path(get, path = "/api/v1/devices/{id}/mdm-activity", tag = "admin", description = "A device's MDM activity (requests, sends and results kept apart), oldest first. Any role.", params(("id" = String, Path)), responses((status = 200, body = Vec<MdmActivity>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]

@@ -1,4 +1,4 @@
--- schema version 19
+-- schema version 20
 -- index attempt_window_start
 CREATE INDEX attempt_window_start ON attempt_window (window_start);
 -- index audit_log_target
@@ -42,6 +42,8 @@ CREATE INDEX security_event_device ON security_event (device_id, id)
         WHERE device_id IS NOT NULL;
 -- index security_event_kind
 CREATE INDEX security_event_kind ON security_event (device_id, kind, at);
+-- index webhook_event_age
+CREATE INDEX webhook_event_age ON webhook_event (received_at);
 -- index workflow_run_device
 CREATE INDEX workflow_run_device ON workflow_run (device_id, id);
 -- index workflow_run_holding
@@ -272,6 +274,11 @@ CREATE TABLE transition_outbox (
         transition  TEXT    NOT NULL,
         created_at  INTEGER NOT NULL,
         PRIMARY KEY (device_id, seq)
+    );
+-- table webhook_event
+CREATE TABLE webhook_event (
+        event_id    TEXT    PRIMARY KEY,
+        received_at INTEGER NOT NULL
     );
 -- table workflow
 CREATE TABLE workflow (

@@ -274,13 +274,33 @@ pub async fn fake_nanomdm() -> (String, std::sync::Arc<FakeMdm>) {
 }
 
 /// A webhook body and its HMAC signature with key `hook-key`.
+/// The event is stamped as NanoMDM stamps it: a fresh `event_id` and `created_at` now
+/// (the server refuses a replayed or stale one).
 pub fn signed_webhook(event: &Value) -> (String, String) {
-    use base64::Engine;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let mut event = event.clone();
+    if let Some(e) = event.as_object_mut() {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        e.insert(
+            "event_id".into(),
+            json!(format!("{:08x}{n:08x}", std::process::id())),
+        );
+        e.insert(
+            "created_at".into(),
+            json!(jiff::Timestamp::now().to_string()),
+        );
+    }
     let body = event.to_string();
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"hook-key");
-    let sig = base64::engine::general_purpose::STANDARD
-        .encode(ring::hmac::sign(&key, body.as_bytes()).as_ref());
+    let sig = sign_webhook_body(&body);
     (body, sig)
+}
+
+/// The HMAC signature of a webhook body with key `hook-key`, the body left as it is.
+pub fn sign_webhook_body(body: &str) -> String {
+    use base64::Engine;
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"hook-key");
+    base64::engine::general_purpose::STANDARD
+        .encode(ring::hmac::sign(&key, body.as_bytes()).as_ref())
 }
 
 /// A plist dictionary as base64 XML, as NanoMDM's webhook carries it.

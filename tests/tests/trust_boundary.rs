@@ -620,3 +620,71 @@ async fn an_unknown_username_costs_what_a_wrong_password_costs() {
     );
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_is_taken_once_and_only_while_fresh() {
+    let (server, admin, link, _fake) = mdm_server().await;
+    let info = device(70);
+    let (udid, serial) = (info.udid.clone().unwrap(), info.serial.clone().unwrap());
+    let phone = RawPhone::enroll(&link, info).await.unwrap();
+    let post = |body: String, sig: String| {
+        let base = admin.base.clone();
+        async move {
+            let r = lanyard_e2e::http_client()
+                .post(format!("{base}/webhooks/nanomdm"))
+                .header("x-hmac-signature", sig)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let mut update = plist::Dictionary::new();
+    update.insert("MessageType".into(), "TokenUpdate".into());
+    update.insert("UnlockToken".into(), plist::Value::Data(vec![0x5A; 16]));
+    let event = json!({"topic": "mdm.TokenUpdate",
+        "checkin_event": {"udid": udid, "raw_payload": lanyard_e2e::harness::plist_b64(update)}});
+    assert_eq!(
+        lanyard_e2e::harness::mdm_enrolled(&admin.base, &udid, &serial).await,
+        200
+    );
+    let (body, sig) = lanyard_e2e::harness::signed_webhook(&event);
+    // The same signed POST three times: taken once.
+    for n in 0..3 {
+        let (status, answer) = post(body.clone(), sig.clone()).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer["duplicate"].as_bool().unwrap_or(false),
+            n > 0,
+            "{answer}"
+        );
+    }
+    let (_, log) = admin
+        .get(&format!("/api/v1/devices/{}/mdm-activity", phone.id))
+        .await;
+    let updates = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "token_update")
+        .count();
+    assert_eq!(
+        updates, 2,
+        "the enrollment's and the one above, not its replays: {log}"
+    );
+    // A correctly signed event made an hour ago (a captured POST replayed later).
+    let mut old = event.clone();
+    old["event_id"] = json!("captured-1");
+    old["created_at"] = json!("2026-12-01T07:41:10.607700409Z");
+    let body = old.to_string();
+    let sig = lanyard_e2e::harness::sign_webhook_body(&body);
+    let (status, answer) = post(body, sig).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (400, Some("stale_webhook")),
+        "{answer}"
+    );
+    server.stop().await.unwrap();
+}

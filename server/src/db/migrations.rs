@@ -369,6 +369,13 @@ pub const MIGRATIONS: &[&str] = &[
         failures     INTEGER NOT NULL CHECK (failures >= 0)
     );
     CREATE INDEX attempt_window_start ON attempt_window (window_start);",
+    // v20: webhook events already taken (by NanoMDM's event id), so a replayed POST is
+    // not acted on twice; kept as long as a replay could still pass the time window.
+    "CREATE TABLE webhook_event (
+        event_id    TEXT    PRIMARY KEY,
+        received_at INTEGER NOT NULL
+    );
+    CREATE INDEX webhook_event_age ON webhook_event (received_at);",
 ];
 
 /// The schema version this build writes.

@@ -296,6 +296,14 @@ pub trait Tx {
     ) -> Result<(), StorageError>;
     /// Forgets counters whose window started before `before`.
     fn prune_attempt_windows(&self, before: Timestamp) -> Result<usize, StorageError>;
+    /// Remembers a webhook event id; false when it was taken before. Forgets ids
+    /// received before `forget_before`.
+    fn remember_webhook(
+        &self,
+        event_id: &str,
+        now: Timestamp,
+        forget_before: Timestamp,
+    ) -> Result<bool, StorageError>;
     /// The enrollment token with this hash.
     fn enrollment_token(
         &self,

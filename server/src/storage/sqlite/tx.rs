@@ -526,6 +526,25 @@ impl Tx for SqliteTx<'_, '_> {
             .execute([before.as_millis()])?)
     }
 
+    fn remember_webhook(
+        &self,
+        event_id: &str,
+        now: Timestamp,
+        forget_before: Timestamp,
+    ) -> Result<bool, StorageError> {
+        self.0
+            .prepare_cached("DELETE FROM webhook_event WHERE received_at < ?1")?
+            .execute([forget_before.as_millis()])?;
+        Ok(self
+            .0
+            .prepare_cached(
+                "INSERT INTO webhook_event (event_id, received_at) VALUES (?1, ?2)
+                 ON CONFLICT (event_id) DO NOTHING",
+            )?
+            .execute(params![event_id, now.as_millis()])?
+            == 1)
+    }
+
     fn user_exists(&self, username: &str) -> Result<bool, StorageError> {
         Ok(self
             .0
