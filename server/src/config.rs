@@ -44,6 +44,8 @@ pub struct FileConfig {
     pub smtp_url: Option<String>,
     /// From address of Lanyard's emails.
     pub smtp_from: Option<String>,
+    /// A token `/metrics` then requires.
+    pub metrics_token: Option<String>,
     /// Open HTTP connections at most.
     pub max_connections: Option<usize>,
     /// Seconds a client has to send a request's headers (also the keep-alive idle limit).

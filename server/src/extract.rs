@@ -71,7 +71,7 @@ where
     }
 }
 
-fn bearer(parts: &Parts) -> Result<&str, AppError> {
+pub(crate) fn bearer(parts: &Parts) -> Result<&str, AppError> {
     let value = parts
         .headers
         .get(AUTHORIZATION)

@@ -65,6 +65,8 @@ pub struct ServerConfig {
     pub nanomdm_api_key: Option<String>,
     /// The key NanoMDM signs its webhook bodies with (`X-Hmac-Signature`), if configured.
     pub nanomdm_webhook_key: Option<String>,
+    /// A token `/metrics` then requires (`Authorization: Bearer …`); open without one.
+    pub metrics_token: Option<String>,
     /// How long an MDM command may go unanswered (NotNow from a locked phone) before
     /// it is given up with a reason.
     pub mdm_deadline_secs: u64,
@@ -107,6 +109,7 @@ impl ServerConfig {
             nanomdm_url: None,
             nanomdm_api_key: None,
             nanomdm_webhook_key: None,
+            metrics_token: None,
             mdm_deadline_secs: DEFAULT_MDM_DEADLINE_SECS,
             smtp_url: None,
             smtp_from: DEFAULT_SMTP_FROM.into(),
@@ -353,7 +356,15 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
 /// Prepares the data directory (creating it if needed).
 pub fn prepare_data_dir(config: &ServerConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data directory {}", config.data_dir.display()))
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    // The directory holds the keys and the database: its owner only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("securing data directory {}", config.data_dir.display()))?;
+    }
+    Ok(())
 }
 
 /// Opens the data directory: database (migrated) and keys (created on first run).
@@ -373,6 +384,10 @@ pub fn open_state(config: &ServerConfig, clock: Clock) -> anyhow::Result<AppStat
     }
     state.mdm_deadline_secs = config.mdm_deadline_secs;
     state.offline_iterations = config.offline_iterations.max(1);
+    state.metrics_token_hash = config
+        .metrics_token
+        .as_deref()
+        .map(|t| std::sync::Arc::new(keys::sha256(t.as_bytes())));
     state.mdm_webhook_key = config
         .nanomdm_webhook_key
         .clone()

@@ -176,6 +176,9 @@ struct ServeArgs {
     /// From address of Lanyard's emails [default: Lanyard <lanyard@localhost>].
     #[arg(long, env = "LANYARD_SMTP_FROM")]
     smtp_from: Option<String>,
+    /// A token `/metrics` then requires as `Authorization: Bearer <token>` (open without).
+    #[arg(long, env = "LANYARD_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
     /// Open HTTP connections at most; more are answered 503 [default: 900, below the
     /// common 1,024 file limit].
     #[arg(long, env = "LANYARD_MAX_CONNECTIONS")]
@@ -215,6 +218,7 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     config.nanomdm_api_key = args.nanomdm_api_key.or(file.nanomdm_api_key);
     config.nanomdm_webhook_key = args.nanomdm_webhook_key.or(file.nanomdm_webhook_key);
     config.smtp_url = args.smtp_url.or(file.smtp_url);
+    config.metrics_token = args.metrics_token.or(file.metrics_token);
     if let Some(from) = args.smtp_from.or(file.smtp_from) {
         config.smtp_from = from;
     }

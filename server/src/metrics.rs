@@ -57,8 +57,17 @@ pub async fn track(req: Request, next: Next) -> Response {
 }
 
 /// `GET /metrics`.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
-pub async fn render<S: Storage>(State(st): State<AppState<S>>) -> Result<Response, AppError> {
+#[utoipa::path(get, path = "/metrics", tag = "operations", description = "Open, unless the server was given a metrics token (--metrics-token): then it needs `Authorization: Bearer <token>`.", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String), (status = 401, description = "a metrics token is configured and was not given", body = crate::error::ErrorBody)))]
+pub async fn render<S: Storage>(
+    State(st): State<AppState<S>>,
+    parts: axum::http::request::Parts,
+) -> Result<Response, AppError> {
+    if let Some(want) = &st.metrics_token_hash {
+        let token = crate::extract::bearer(&parts)?;
+        if crate::keys::sha256(token.as_bytes()) != **want {
+            return Err(AppError::Unauthorized("wrong metrics token".into()));
+        }
+    }
     let Some(handle) = handle() else {
         return Err(AppError::Internal(anyhow::anyhow!(
             "metrics recorder unavailable"

@@ -39,6 +39,8 @@ pub struct AppState<S> {
     pub mdm: Option<Arc<lanyard_mdm::nanomdm::NanoMdm>>,
     /// The key NanoMDM's webhook bodies are signed with, if configured.
     pub mdm_webhook_key: Option<Arc<Vec<u8>>>,
+    /// SHA-256 of the token `/metrics` requires, when one is configured.
+    pub metrics_token_hash: Option<Arc<Vec<u8>>>,
     /// How long an MDM command may go unanswered before it is given up.
     pub mdm_deadline_secs: u64,
     /// Wake-ups: long-polls, cart waits, the engine and the mailer.
@@ -78,6 +80,7 @@ impl<S: Clone> Clone for AppState<S> {
             badge_lookup: self.badge_lookup.clone(),
             mdm: self.mdm.clone(),
             mdm_webhook_key: self.mdm_webhook_key.clone(),
+            metrics_token_hash: self.metrics_token_hash.clone(),
             mdm_deadline_secs: self.mdm_deadline_secs,
             notifier: self.notifier.clone(),
             smtp: self.smtp.clone(),
@@ -99,6 +102,7 @@ impl<S: Storage> AppState<S> {
             badge_lookup: None,
             mdm: None,
             mdm_webhook_key: None,
+            metrics_token_hash: None,
             mdm_deadline_secs: crate::DEFAULT_MDM_DEADLINE_SECS,
             notifier: Arc::new(crate::notify::LocalNotifier::default()),
             smtp: None,

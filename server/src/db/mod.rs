@@ -34,6 +34,9 @@ pub enum DbError {
     /// A blocking read task panicked or was cancelled.
     #[error("database read task failed: {0}")]
     Join(String),
+    /// The database file's permissions could not be set.
+    #[error("securing the database file: {0}")]
+    Permissions(#[source] std::io::Error),
     /// The database was written by a newer server.
     #[error(
         "database schema v{found} is newer than this server (v{supported}); upgrade the server"
@@ -95,6 +98,7 @@ pub fn migrate(path: &Path) -> Result<i64, DbError> {
 impl Db {
     /// Opens (creating and migrating) the database and starts the writer thread.
     pub fn open(path: &Path) -> Result<Db, DbError> {
+        owner_only(path).map_err(DbError::Permissions)?;
         migrate(path)?;
         let mut conn = Connection::open(path)?;
         configure(&conn)?;
@@ -241,6 +245,30 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
     for reply in replies {
         reply(committed.clone());
     }
+}
+
+/// Makes the database readable by its owner only (it holds badge hashes, sealed tokens
+/// and the audit log): created 0600 when new (SQLite gives its WAL and shared-memory
+/// files the database's mode), and tightened when an older install left it open.
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

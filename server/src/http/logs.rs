@@ -71,6 +71,24 @@ fn csv_response(name: &str, body: Vec<u8>) -> Response {
         .into_response()
 }
 
+/// Writes a row whose cells came from outside (a phone's username, an admin's label):
+/// a cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR first) is
+/// prefixed with `'` so it reads as text.
+fn write_safe<const N: usize>(
+    w: &mut csv::Writer<Vec<u8>>,
+    cells: [String; N],
+) -> Result<(), csv::Error> {
+    w.write_record(cells.map(neutralise))
+}
+
+fn neutralise(cell: String) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell
+    }
+}
+
 fn csv_error(e: impl std::fmt::Display) -> AppError {
     AppError::Internal(anyhow::anyhow!("writing CSV: {e}"))
 }
@@ -112,16 +130,19 @@ pub async fn audit_csv<S: Storage>(
     for a in page.items {
         let json =
             |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_default();
-        w.write_record([
-            a.id.to_string(),
-            rfc3339(a.at),
-            a.actor,
-            a.action,
-            a.target_kind,
-            a.target_id,
-            json(&a.before),
-            json(&a.after),
-        ])
+        write_safe(
+            &mut w,
+            [
+                a.id.to_string(),
+                rfc3339(a.at),
+                a.actor,
+                a.action,
+                a.target_kind,
+                a.target_id,
+                json(&a.before),
+                json(&a.after),
+            ],
+        )
         .map_err(csv_error)?;
     }
     Ok(csv_response(
@@ -175,16 +196,19 @@ pub async fn activity_csv<S: Storage>(
             ),
             None => Default::default(),
         };
-        w.write_record([
-            r.seq.to_string(),
-            rfc3339(r.at.as_millis()),
-            name(serde_json::to_value(r.status).unwrap_or_default()),
-            r.user.map(|u| u.username).unwrap_or_default(),
-            from,
-            to,
-            cause,
-            serde_json::to_string(&r.reports).unwrap_or_default(),
-        ])
+        write_safe(
+            &mut w,
+            [
+                r.seq.to_string(),
+                rfc3339(r.at.as_millis()),
+                name(serde_json::to_value(r.status).unwrap_or_default()),
+                r.user.map(|u| u.username).unwrap_or_default(),
+                from,
+                to,
+                cause,
+                serde_json::to_string(&r.reports).unwrap_or_default(),
+            ],
+        )
         .map_err(csv_error)?;
     }
     Ok(csv_response(
@@ -241,4 +265,26 @@ pub async fn security_events<S: Storage>(
             .list_security_events(filter, q.cursor, limit)
             .await?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::neutralise;
+
+    #[test]
+    fn formula_cells_read_as_text() {
+        for bad in [
+            "=HYPERLINK(\"http://x\")",
+            "+1",
+            "-2+3",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+        ] {
+            assert_eq!(neutralise(bad.into()), format!("'{bad}"));
+        }
+        for ok in ["alice", "2026-12-07T10:00:00Z", "42", ""] {
+            assert_eq!(neutralise(ok.into()), ok);
+        }
+    }
 }

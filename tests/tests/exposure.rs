@@ -1,0 +1,103 @@
+//! What sits on the server's disk and what leaves it: the data directory and database
+//! files readable by their owner only, CSV exports that a spreadsheet cannot run, and
+//! `/metrics` behind a token when one is configured.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use lanyard_e2e::harness::RawPhone;
+use lanyard_e2e::{TestServer, http_client};
+use lanyard_protocol::DeviceStatus;
+use lanyard_protocol::enroll::DeviceInfo;
+use serde_json::json;
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_directory_and_database_are_the_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin().await;
+    // A write, so the WAL exists.
+    admin
+        .ok(
+            "/api/v1/users",
+            json!({"username": "u1", "display_name": "U"}),
+        )
+        .await;
+    let dir = server.data_dir.path().join("data");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700, "data dir");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("lanyard.db") {
+            assert_eq!(mode(&path), 0o600, "{name}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "the database and its WAL were checked");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_reported_formula_is_text_in_the_csv_export() {
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin().await;
+    let token = admin
+        .ok("/api/v1/enrollment-tokens", json!({"label": "t"}))
+        .await;
+    let mut phone = RawPhone::enroll(
+        token["link"].as_str().unwrap(),
+        DeviceInfo {
+            serial: Some("FORMULA00001".into()),
+            udid: Some("00008030-00000000000000BB".into()),
+            ..DeviceInfo::default()
+        },
+    )
+    .await
+    .unwrap();
+    let formula = "=HYPERLINK(\"http://evil.example/x\",\"open\")";
+    let (status, _) = phone
+        .send(DeviceStatus::CheckedOut, Some(formula), None, vec![])
+        .await;
+    assert_eq!(status, 200);
+    let r = http_client()
+        .get(format!(
+            "{}/api/v1/devices/{}/activity.csv",
+            admin.base, phone.id
+        ))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let csv = r.text().await.unwrap();
+    let mut rows = csv::Reader::from_reader(csv.as_bytes());
+    let users: Vec<String> = rows
+        .records()
+        .map(|r| r.unwrap().get(3).unwrap().to_owned())
+        .collect();
+    assert_eq!(users, [format!("'{formula}")], "{csv}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_require_a_token() {
+    let server = TestServer::start_with(|c| c.metrics_token = Some("scrape-me".into()))
+        .await
+        .unwrap();
+    let url = format!("{}/metrics", server.base_url());
+    let status = |token: Option<&'static str>| {
+        let url = url.clone();
+        async move {
+            let mut req = http_client().get(url);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            req.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(status(None).await, 401);
+    assert_eq!(status(Some("wrong")).await, 401);
+    assert_eq!(status(Some("scrape-me")).await, 200);
+    server.stop().await.unwrap();
+}
