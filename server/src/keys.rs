@@ -11,6 +11,13 @@ use lanyard_protocol::{BadgeId, SigningKey, b64};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
+/// How a sealed secret starts (see [`ServerKeys::seal_secret`]).
+pub const SEALED_PREFIX: &str = "sealed:v1:";
+
+/// Associated data of sealed configuration secrets (UnlockTokens use their UDID), so
+/// one kind can never be opened as the other.
+const SECRET_AAD: &[u8] = b"lanyard configuration secret";
+
 /// File holding the Ed25519 signing key (PKCS#8).
 pub const SIGNING_KEY_FILE: &str = "signing-key.pk8";
 /// File holding the 32-byte badge HMAC key.
@@ -188,20 +195,7 @@ impl ServerKeys {
     /// Seals an MDM UnlockToken for storage (AES-256-GCM, random nonce, bound to the
     /// device's UDID). Returns nonce ‖ ciphertext ‖ tag.
     pub fn seal_token(&self, udid: &str, token: &[u8]) -> anyhow::Result<Vec<u8>> {
-        let nonce_bytes = random_bytes(12)?;
-        let mut nonce = [0u8; 12];
-        nonce.copy_from_slice(&nonce_bytes);
-        let mut sealed = token.to_vec();
-        self.tokens
-            .seal_in_place_append_tag(
-                ring::aead::Nonce::assume_unique_for_key(nonce),
-                ring::aead::Aad::from(udid.as_bytes()),
-                &mut sealed,
-            )
-            .map_err(|_| anyhow::anyhow!("sealing failed"))?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&sealed);
-        Ok(out)
+        self.seal_with(udid.as_bytes(), token)
     }
 
     /// Opens a token sealed by [`ServerKeys::seal_token`] for the same UDID.
@@ -220,6 +214,58 @@ impl ServerKeys {
             )
             .map_err(|_| anyhow::anyhow!("sealed token does not open (wrong key or device)"))?;
         Ok(plain.to_vec())
+    }
+
+    /// Seals a secret an admin wrote into the configuration (a Wi-Fi passphrase) for
+    /// storage: `sealed:v1:` and base64url of nonce, ciphertext and tag, under the
+    /// server's sealing key. The text says what it is, so every reader can redact it.
+    pub fn seal_secret(&self, plain: &str) -> anyhow::Result<String> {
+        use base64::Engine;
+        let sealed = self.seal_with(SECRET_AAD, plain.as_bytes())?;
+        Ok(format!(
+            "{SEALED_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
+        ))
+    }
+
+    /// Opens a secret sealed by [`ServerKeys::seal_secret`].
+    pub fn open_secret(&self, sealed: &str) -> anyhow::Result<String> {
+        use base64::Engine;
+        let b64 = sealed
+            .strip_prefix(SEALED_PREFIX)
+            .ok_or_else(|| anyhow::anyhow!("not a sealed secret"))?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64)?;
+        anyhow::ensure!(bytes.len() > 12, "sealed secret too short");
+        let (nonce, rest) = bytes.split_at(12);
+        let mut nonce_arr = [0u8; 12];
+        nonce_arr.copy_from_slice(nonce);
+        let mut buf = rest.to_vec();
+        let plain = self
+            .tokens
+            .open_in_place(
+                ring::aead::Nonce::assume_unique_for_key(nonce_arr),
+                ring::aead::Aad::from(SECRET_AAD),
+                &mut buf,
+            )
+            .map_err(|_| anyhow::anyhow!("sealed secret does not open (wrong key)"))?;
+        Ok(String::from_utf8(plain.to_vec())?)
+    }
+
+    fn seal_with(&self, aad: &[u8], plain: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let nonce_bytes = random_bytes(12)?;
+        let mut nonce = [0u8; 12];
+        nonce.copy_from_slice(&nonce_bytes);
+        let mut sealed = plain.to_vec();
+        self.tokens
+            .seal_in_place_append_tag(
+                ring::aead::Nonce::assume_unique_for_key(nonce),
+                ring::aead::Aad::from(aad),
+                &mut sealed,
+            )
+            .map_err(|_| anyhow::anyhow!("sealing failed"))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(out)
     }
 
     /// The keyed hash stored for a badge: HMAC-SHA256(server badge key, raw id).

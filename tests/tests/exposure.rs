@@ -101,3 +101,65 @@ async fn metrics_can_require_a_token() {
     assert_eq!(status(Some("scrape-me")).await, 200);
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wifi_passphrase_is_sealed_at_rest_and_shown_to_admins_only() {
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin().await;
+    let passphrase = "provision-me-7f3a9";
+    admin
+        .ok(
+            "/api/v1/workflows/install-standard",
+            json!({"dep_profile": "St Mary DEP",
+            "wifi_ssid": "StMary-Provisioning", "wifi_password": passphrase}),
+        )
+        .await;
+    let auditor = lanyard_e2e::harness::Admin {
+        base: admin.base.clone(),
+        token: server.token("auditor").await.unwrap(),
+        http: http_client(),
+    };
+    let (_, mine) = admin.get("/api/v1/workflows").await;
+    let (_, theirs) = auditor.get("/api/v1/workflows").await;
+    assert!(mine.to_string().contains(passphrase), "an admin reads it");
+    assert!(!theirs.to_string().contains(passphrase));
+    assert!(theirs.to_string().contains("********"));
+    for who in [&admin, &auditor] {
+        let (_, audit) = who.get("/api/v1/audit?limit=500").await;
+        assert!(!audit.to_string().contains(passphrase), "audit log");
+        let csv = http_client()
+            .get(format!("{}/api/v1/audit.csv", who.base))
+            .bearer_auth(&who.token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!csv.contains(passphrase), "audit export");
+    }
+    // On disk: the database and its WAL hold only ciphertext.
+    let dir = server.data_dir.path().join("data");
+    let mut read = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("lanyard.db")
+        {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes
+                    .windows(passphrase.len())
+                    .any(|w| w == passphrase.as_bytes()),
+                "{} holds the passphrase in clear",
+                path.display()
+            );
+            read += 1;
+        }
+    }
+    assert!(read >= 1);
+    server.stop().await.unwrap();
+}

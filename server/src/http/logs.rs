@@ -101,7 +101,20 @@ pub async fn audit<S: Storage>(
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<Page<AuditRecord>>, AppError> {
     let limit = validate::limit(q.limit)?;
-    Ok(Json(st.storage.list_audit(q.cursor, limit).await?))
+    Ok(Json(redacted(
+        st.storage.list_audit(q.cursor, limit).await?,
+    )))
+}
+
+/// Audit entries with every sealed secret redacted, for every role: the log is read
+/// by auditors and exported.
+fn redacted(mut page: Page<AuditRecord>) -> Page<AuditRecord> {
+    for a in &mut page.items {
+        for v in [&mut a.before, &mut a.after].into_iter().flatten() {
+            crate::workflows::secrets::redact(v);
+        }
+    }
+    page
 }
 
 /// `GET /api/v1/audit.csv`.
@@ -111,10 +124,11 @@ pub async fn audit_csv<S: Storage>(
     _caller: Caller,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Response, AppError> {
-    let page = st
-        .storage
-        .list_audit(q.cursor, export_limit(q.limit)?)
-        .await?;
+    let page = redacted(
+        st.storage
+            .list_audit(q.cursor, export_limit(q.limit)?)
+            .await?,
+    );
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
         "id",

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::error::{AppError, ErrorBody};
 use crate::extract::{ApiJson, Caller};
@@ -14,6 +15,7 @@ use crate::storage::{DeviceFilter, Storage, StorageError};
 use crate::validate;
 use crate::workflows::model::{Folder, Rule, RuleSpec, Workflow, WorkflowSpec};
 use crate::workflows::run::{Email, NewRun, Run};
+use crate::workflows::secrets;
 use crate::workflows::standard::{self, SiteSettings};
 use crate::workflows::validate as check;
 
@@ -60,6 +62,15 @@ fn custom_only(spec: &WorkflowSpec) -> Result<(), AppError> {
     Ok(())
 }
 
+/// A workflow or run as the caller may see it: secrets in clear for admins only.
+fn shown<S: Storage, T: Serialize>(
+    st: &AppState<S>,
+    caller: &Caller,
+    value: &T,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(secrets::shown(&st.keys, caller.role, value)?))
+}
+
 fn name_taken(e: StorageError) -> AppError {
     match e {
         StorageError::Conflict(_) => {
@@ -73,9 +84,9 @@ fn name_taken(e: StorageError) -> AppError {
 /// `GET /api/v1/workflows`.
 pub async fn list<S: Storage>(
     State(st): State<AppState<S>>,
-    _: Caller,
-) -> Result<Json<Vec<Workflow>>, AppError> {
-    Ok(Json(st.storage.list_workflows().await?))
+    caller: Caller,
+) -> Result<Json<Value>, AppError> {
+    shown(&st, &caller, &st.storage.list_workflows().await?)
 }
 
 /// A folder and what it holds.
@@ -119,10 +130,10 @@ pub async fn folders<S: Storage>(
 /// `GET /api/v1/workflows/{id}`.
 pub async fn get<S: Storage>(
     State(st): State<AppState<S>>,
-    _: Caller,
+    caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Workflow>, AppError> {
-    Ok(Json(st.storage.get_workflow(id).await?))
+) -> Result<Json<Value>, AppError> {
+    shown(&st, &caller, &st.storage.get_workflow(id).await?)
 }
 
 async fn checked<S: Storage>(
@@ -146,6 +157,7 @@ async fn create_custom<S: Storage>(
     let id = free_id(slug(&spec.name), |id| all.iter().any(|w| w.id == id));
     let attrs = st.storage.list_attributes().await?;
     check::workflow(&mut spec, &id, &all, &attrs)?;
+    secrets::seal(&st.keys, &mut spec)?;
     let now = st.now().as_millis();
     let w = Workflow {
         id,
@@ -168,11 +180,11 @@ pub async fn create<S: Storage>(
     State(st): State<AppState<S>>,
     caller: Caller,
     ApiJson(spec): ApiJson<WorkflowSpec>,
-) -> Result<(StatusCode, Json<Workflow>), AppError> {
+) -> Result<(StatusCode, Json<Value>), AppError> {
     caller.require_admin()?;
     custom_only(&spec)?;
     let w = create_custom(&st, &caller, spec).await?;
-    Ok((StatusCode::CREATED, Json(w)))
+    Ok((StatusCode::CREATED, shown(&st, &caller, &w)?))
 }
 
 #[utoipa::path(put, path = "/api/v1/workflows/{id}", tag = "workflows", description = "Replaces a Custom Workflows workflow (audited with before and after). Needs the admin role.", params(("id" = String, Path)), request_body = WorkflowSpec, responses((status = 200, body = Workflow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, description = "the workflow is in a read-only folder", body = ErrorBody)), security(("api_token" = [])))]
@@ -182,12 +194,13 @@ pub async fn replace<S: Storage>(
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(mut spec): ApiJson<WorkflowSpec>,
-) -> Result<Json<Workflow>, AppError> {
+) -> Result<Json<Value>, AppError> {
     caller.require_admin()?;
     let current = st.storage.get_workflow(id.clone()).await?;
     read_only(&current)?;
     custom_only(&spec)?;
     checked(&st, &mut spec, &id).await?;
+    secrets::seal(&st.keys, &mut spec)?;
     let w = Workflow {
         id,
         spec,
@@ -200,7 +213,7 @@ pub async fn replace<S: Storage>(
         .await
         .map_err(name_taken)?;
     synced(&st, &caller).await?;
-    Ok(Json(w))
+    shown(&st, &caller, &w)
 }
 
 #[utoipa::path(delete, path = "/api/v1/workflows/{id}", tag = "workflows", description = "Deletes a Custom Workflows workflow that no rule and no On Failure refers to. Needs the admin role.", params(("id" = String, Path)), responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("api_token" = [])))]
@@ -234,14 +247,16 @@ pub async fn clone<S: Storage>(
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CloneWorkflow>,
-) -> Result<(StatusCode, Json<Workflow>), AppError> {
+) -> Result<(StatusCode, Json<Value>), AppError> {
     caller.require_admin()?;
     let source = st.storage.get_workflow(id).await?;
     let mut spec = source.spec;
+    // Validated in clear like any new workflow, then sealed again.
+    secrets::reveal(&st.keys, &mut spec)?;
     spec.name = body.name;
     spec.folder = Folder::CustomWorkflows;
     let w = create_custom(&st, &caller, spec).await?;
-    Ok((StatusCode::CREATED, Json(w)))
+    Ok((StatusCode::CREATED, shown(&st, &caller, &w)?))
 }
 
 /// What the standard set installed.
@@ -282,6 +297,7 @@ pub async fn install_standard_set<S: Storage>(
             },
             other => other,
         })?;
+        secrets::seal(&st.keys, &mut spec)?;
         installed.push(Workflow {
             id: s.id.into(),
             spec,
@@ -572,21 +588,25 @@ pub struct RunQuery {
 /// `GET /api/v1/runs`.
 pub async fn runs<S: Storage>(
     State(st): State<AppState<S>>,
-    _: Caller,
+    caller: Caller,
     crate::extract::ApiQuery(q): crate::extract::ApiQuery<RunQuery>,
-) -> Result<Json<Page<Run>>, AppError> {
+) -> Result<Json<Value>, AppError> {
     let limit = validate::limit(q.limit)?;
-    Ok(Json(st.storage.list_runs(q.device, q.cursor, limit).await?))
+    shown(
+        &st,
+        &caller,
+        &st.storage.list_runs(q.device, q.cursor, limit).await?,
+    )
 }
 
 #[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "workflows", params(("id" = i64, Path)), responses((status = 200, body = Run), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
 /// `GET /api/v1/runs/{id}`.
 pub async fn run<S: Storage>(
     State(st): State<AppState<S>>,
-    _: Caller,
+    caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Run>, AppError> {
-    Ok(Json(st.storage.get_run(run_id(&id)?).await?))
+) -> Result<Json<Value>, AppError> {
+    shown(&st, &caller, &st.storage.get_run(run_id(&id)?).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "workflows", description = "Stops an active run (e.g. a Clear Passcode waiting on a phone left in a drawer): it ends failed with who cancelled it, audited. Its On Failure does not run. Needs the admin role.", params(("id" = i64, Path)), responses((status = 200, body = Run), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, description = "the run already ended", body = ErrorBody)), security(("api_token" = [])))]
@@ -595,7 +615,7 @@ pub async fn cancel_run<S: Storage>(
     State(st): State<AppState<S>>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Run>, AppError> {
+) -> Result<Json<Value>, AppError> {
     caller.require_admin()?;
     let id = run_id(&id)?;
     let run = st
@@ -604,7 +624,7 @@ pub async fn cancel_run<S: Storage>(
         .await?;
     // The device's next queued run may start.
     crate::workflows::engine::wake(&st);
-    Ok(Json(run))
+    shown(&st, &caller, &run)
 }
 
 /// Paging query.
@@ -632,13 +652,17 @@ pub async fn emails<S: Storage>(
 /// `GET /api/v1/devices/{id}/runs`.
 pub async fn device_runs<S: Storage>(
     State(st): State<AppState<S>>,
-    _: Caller,
+    caller: Caller,
     Path(id): Path<String>,
     crate::extract::ApiQuery(q): crate::extract::ApiQuery<EmailQuery>,
-) -> Result<Json<Page<Run>>, AppError> {
+) -> Result<Json<Value>, AppError> {
     let limit = validate::limit(q.limit)?;
     st.storage.get_device(id.clone()).await?;
-    Ok(Json(st.storage.list_runs(Some(id), q.cursor, limit).await?))
+    shown(
+        &st,
+        &caller,
+        &st.storage.list_runs(Some(id), q.cursor, limit).await?,
+    )
 }
 
 /// One line of a device's journey.

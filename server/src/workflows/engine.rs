@@ -353,7 +353,7 @@ async fn start<S: Storage>(
                         "Return to Service needs an Add WiFi action in the workflow".into(),
                     ));
                 };
-                match wifi_profile(cx, wifi)? {
+                match wifi_profile(&st.keys, cx, wifi)? {
                     Ok(profile) => Some(ReturnToService {
                         enabled: true,
                         wifi_profile_data: Some(profile),
@@ -390,7 +390,7 @@ async fn start<S: Storage>(
             )
             .await?
         }
-        Action::AddWifi { .. } => match wifi_profile(cx, action)? {
+        Action::AddWifi { .. } => match wifi_profile(&st.keys, cx, action)? {
             Ok(payload) => mdm(st, cx, vec![MdmCommand::InstallProfile { payload }]).await?,
             Err(e) => Outcome::Failed(e),
         },
@@ -775,7 +775,11 @@ async fn poll<S: Storage>(
 }
 
 /// The `.mobileconfig` of an Add WiFi action, filled for this device, or why not.
-fn wifi_profile(cx: &Context, action: &Action) -> Result<Result<Vec<u8>, String>, AppError> {
+fn wifi_profile(
+    keys: &crate::keys::ServerKeys,
+    cx: &Context,
+    action: &Action,
+) -> Result<Result<Vec<u8>, String>, AppError> {
     let Action::AddWifi {
         ssid,
         security,
@@ -799,6 +803,11 @@ fn wifi_profile(cx: &Context, action: &Action) -> Result<Result<Vec<u8>, String>
         Ok(u) => u,
         Err(e) => return Ok(Err(e)),
     };
+    // Stored sealed: opened only here, into the profile that goes to the MDM.
+    let password = password
+        .as_deref()
+        .map(|p| super::secrets::open(keys, p))
+        .transpose()?;
     let (encryption, enterprise, psk) = match security {
         WifiSecurity::None => (WifiEncryption::None, None, None),
         WifiSecurity::WpaPersonal => (WifiEncryption::Any, None, password.clone()),

@@ -8,6 +8,7 @@ pub mod placeholder;
 pub mod policy;
 pub mod run;
 pub mod schedule;
+pub mod secrets;
 pub mod standard;
 pub mod triggers;
 pub mod validate;
