@@ -46,6 +46,10 @@ pub struct FileConfig {
     pub smtp_from: Option<String>,
     /// A token `/metrics` then requires.
     pub metrics_token: Option<String>,
+    /// Days history is kept.
+    pub retention_days: Option<u32>,
+    /// Days emails are kept.
+    pub email_retention_days: Option<u32>,
     /// Open HTTP connections at most.
     pub max_connections: Option<usize>,
     /// Seconds a client has to send a request's headers (also the keep-alive idle limit).

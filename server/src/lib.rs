@@ -81,6 +81,8 @@ pub struct ServerConfig {
     pub offline_iterations: u32,
     /// Connection cap and header/idle timeout.
     pub limits: http::serve::Limits,
+    /// How long what grows with use is kept.
+    pub retention: domain::retention::Retention,
 }
 
 /// A replacement clock for [`ServerConfig::clock`].
@@ -116,6 +118,7 @@ impl ServerConfig {
             clock: None,
             offline_iterations: offline::DEFAULT_ITERATIONS,
             limits: http::serve::Limits::default(),
+            retention: domain::retention::Retention::default(),
         }
     }
 }
@@ -383,6 +386,7 @@ pub fn open_state(config: &ServerConfig, clock: Clock) -> anyhow::Result<AppStat
         state.mdm = Some(std::sync::Arc::new(connector));
     }
     state.mdm_deadline_secs = config.mdm_deadline_secs;
+    state.retention = config.retention;
     state.offline_iterations = config.offline_iterations.max(1);
     state.metrics_token_hash = config
         .metrics_token

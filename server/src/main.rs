@@ -176,6 +176,13 @@ struct ServeArgs {
     /// From address of Lanyard's emails [default: Lanyard <lanyard@localhost>].
     #[arg(long, env = "LANYARD_SMTP_FROM")]
     smtp_from: Option<String>,
+    /// Days phones' records, settled commands, the MDM log, security events and
+    /// finished workflow runs are kept [default: 365]; the audit log is kept.
+    #[arg(long, env = "LANYARD_RETENTION_DAYS")]
+    retention_days: Option<u32>,
+    /// Days sent or failed emails are kept [default: 90].
+    #[arg(long, env = "LANYARD_EMAIL_RETENTION_DAYS")]
+    email_retention_days: Option<u32>,
     /// A token `/metrics` then requires as `Authorization: Bearer <token>` (open without).
     #[arg(long, env = "LANYARD_METRICS_TOKEN", hide_env_values = true)]
     metrics_token: Option<String>,
@@ -219,6 +226,14 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     config.nanomdm_webhook_key = args.nanomdm_webhook_key.or(file.nanomdm_webhook_key);
     config.smtp_url = args.smtp_url.or(file.smtp_url);
     config.metrics_token = args.metrics_token.or(file.metrics_token);
+    if let Some(days) = args.retention_days.or(file.retention_days) {
+        anyhow::ensure!(days >= 1, "--retention-days must be at least 1");
+        config.retention.history_days = days;
+    }
+    if let Some(days) = args.email_retention_days.or(file.email_retention_days) {
+        anyhow::ensure!(days >= 1, "--email-retention-days must be at least 1");
+        config.retention.email_days = days;
+    }
     if let Some(from) = args.smtp_from.or(file.smtp_from) {
         config.smtp_from = from;
     }

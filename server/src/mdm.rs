@@ -525,6 +525,15 @@ pub async fn webhook<S: Storage>(
             error_chain,
             available_os_updates,
         } => {
+            // An Idle check-in (a phone with nothing queued) is news only as "last seen
+            // by the MDM": kept on the phone, not as a row each time.
+            if status == ReportStatus::Idle && command_uuid.is_none() {
+                let udid = lanyard_mdm::normalize_udid(&udid).unwrap_or(udid);
+                st.storage
+                    .transact(move |tx| tx.mdm_seen(&udid, now))
+                    .await?;
+                return Ok(Json(serde_json::json!({"ok": true})));
+            }
             let origin = match &command_uuid {
                 Some(u) => st.storage.mdm_command_origin(u.clone()).await?,
                 None => None,

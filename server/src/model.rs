@@ -120,6 +120,9 @@ pub struct Device {
     /// vouched for the phone.
     #[serde(default)]
     pub mdm_udid: Option<String>,
+    /// When the phone last checked in with the MDM with nothing to do (ms since epoch).
+    #[serde(default)]
+    pub mdm_last_seen: Option<i64>,
 }
 
 /// Where a phone's passcode stands, as the server mirrors it.

@@ -41,6 +41,8 @@ pub struct AppState<S> {
     pub mdm_webhook_key: Option<Arc<Vec<u8>>>,
     /// SHA-256 of the token `/metrics` requires, when one is configured.
     pub metrics_token_hash: Option<Arc<Vec<u8>>>,
+    /// How long what grows with use is kept.
+    pub retention: crate::domain::retention::Retention,
     /// How long an MDM command may go unanswered before it is given up.
     pub mdm_deadline_secs: u64,
     /// Wake-ups: long-polls, cart waits, the engine and the mailer.
@@ -81,6 +83,7 @@ impl<S: Clone> Clone for AppState<S> {
             mdm: self.mdm.clone(),
             mdm_webhook_key: self.mdm_webhook_key.clone(),
             metrics_token_hash: self.metrics_token_hash.clone(),
+            retention: self.retention,
             mdm_deadline_secs: self.mdm_deadline_secs,
             notifier: self.notifier.clone(),
             smtp: self.smtp.clone(),
@@ -103,6 +106,7 @@ impl<S: Storage> AppState<S> {
             mdm: None,
             mdm_webhook_key: None,
             metrics_token_hash: None,
+            retention: Default::default(),
             mdm_deadline_secs: crate::DEFAULT_MDM_DEADLINE_SECS,
             notifier: Arc::new(crate::notify::LocalNotifier::default()),
             smtp: None,

@@ -1,4 +1,4 @@
--- schema version 20
+-- schema version 21
 -- index attempt_window_start
 CREATE INDEX attempt_window_start ON attempt_window (window_start);
 -- index audit_log_target
@@ -13,6 +13,10 @@ CREATE INDEX command_device_state ON command (device_id, state);
 CREATE INDEX command_grant ON command (grant_id) WHERE grant_id IS NOT NULL;
 -- index command_request
 CREATE INDEX command_request ON command (device_id, request_id) WHERE request_id IS NOT NULL;
+-- index command_settled
+CREATE INDEX command_settled ON command (updated_at) WHERE state NOT IN ('pending', 'delivered');
+-- index device_event_received
+CREATE INDEX device_event_received ON device_event (received_at);
 -- index device_held_by_grant
 CREATE INDEX device_held_by_grant ON device (held_by_grant) WHERE held_by_grant IS NOT NULL;
 -- index device_launchpad_idx
@@ -25,8 +29,12 @@ CREATE INDEX device_udid ON device (udid) WHERE udid IS NOT NULL;
 CREATE INDEX device_user_idx ON device (device_user);
 -- index email_outbox_due
 CREATE INDEX email_outbox_due ON email_outbox (state, next_attempt_at);
+-- index email_outbox_settled
+CREATE INDEX email_outbox_settled ON email_outbox (created_at) WHERE state <> 'pending';
 -- index launchpad_credential
 CREATE UNIQUE INDEX launchpad_credential ON launchpad (credential_hash);
+-- index mdm_activity_at
+CREATE INDEX mdm_activity_at ON mdm_activity (at);
 -- index mdm_activity_command
 CREATE INDEX mdm_activity_command ON mdm_activity (command_uuid);
 -- index mdm_activity_kind_at
@@ -46,6 +54,8 @@ CREATE INDEX security_event_kind ON security_event (device_id, kind, at);
 CREATE INDEX webhook_event_age ON webhook_event (received_at);
 -- index workflow_run_device
 CREATE INDEX workflow_run_device ON workflow_run (device_id, id);
+-- index workflow_run_finished
+CREATE INDEX workflow_run_finished ON workflow_run (finished_at) WHERE finished_at IS NOT NULL;
 -- index workflow_run_holding
 CREATE INDEX workflow_run_holding ON workflow_run (device_id) WHERE holds_device = 1;
 -- index workflow_run_state
@@ -153,7 +163,7 @@ CREATE TABLE device (
         last_seq        INTEGER NOT NULL DEFAULT 0,
         enrolled_at     INTEGER NOT NULL
     , docked INTEGER NOT NULL DEFAULT 0, overdue INTEGER NOT NULL DEFAULT 0, admin_state TEXT
-        CHECK (admin_state IS NULL OR admin_state IN ('lost', 'retired')), passcode TEXT, held_by_grant TEXT, located_by_hub INTEGER NOT NULL DEFAULT 0, mdm_udid TEXT);
+        CHECK (admin_state IS NULL OR admin_state IN ('lost', 'retired')), passcode TEXT, held_by_grant TEXT, located_by_hub INTEGER NOT NULL DEFAULT 0, mdm_udid TEXT, mdm_last_seen INTEGER);
 -- table device_event
 CREATE TABLE device_event (
         device_id   TEXT    NOT NULL REFERENCES device (id) ON DELETE CASCADE,

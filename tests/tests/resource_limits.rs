@@ -171,3 +171,81 @@ async fn idle_sockets_cannot_take_the_server_down() {
     drop(idle);
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_grows_with_use_is_pruned_past_its_retention() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use lanyard_protocol::Timestamp;
+    use lanyard_server::{ClockOverride, EmbeddedServer, ServerConfig};
+
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock: lanyard_server::state::Clock = {
+        let offset = offset.clone();
+        Arc::new(move || {
+            Timestamp(lanyard_e2e::harness::now().as_millis() + offset.load(Ordering::SeqCst))
+        })
+    };
+    let configure = |c: &mut ServerConfig| {
+        c.clock = Some(ClockOverride(clock.clone()));
+        c.retention.history_days = 30;
+    };
+    let server = TestServer::start_with(configure).await.unwrap();
+    let admin = server.admin().await;
+    let mut phone = phone(&admin).await;
+    // A record, and a security event (battery 255 is refused).
+    let (status, _) = phone
+        .send(
+            DeviceStatus::CheckedIn,
+            None,
+            None,
+            vec![lanyard_protocol::events::Report::Facts(
+                lanyard_protocol::events::FactsReport {
+                    battery_percent: Some(255),
+                    ..Default::default()
+                },
+            )],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let activity = |admin: &Admin, id: String| {
+        let admin = Admin {
+            base: admin.base.clone(),
+            token: admin.token.clone(),
+            http: http_client(),
+        };
+        async move {
+            let (_, a) = admin.get(&format!("/api/v1/devices/{id}/activity")).await;
+            let (_, e) = admin
+                .get(&format!("/api/v1/security-events?device_id={id}"))
+                .await;
+            (
+                a["items"].as_array().unwrap().len(),
+                e["items"].as_array().unwrap().len(),
+            )
+        }
+    };
+    assert_eq!(activity(&admin, phone.id.clone()).await, (1, 1));
+
+    // 31 days on, the server starts again: its retention pass prunes both.
+    let addr = server.server.addr;
+    let data_dir = server.data_dir;
+    server.server.stop().await.unwrap();
+    offset.store(31 * 86_400_000, Ordering::SeqCst);
+    let mut config = ServerConfig::new(addr, data_dir.path().join("data"));
+    configure(&mut config);
+    let restarted = EmbeddedServer::start(config).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while activity(&admin, phone.id.clone()).await != (0, 0) {
+        assert!(Instant::now() < deadline, "pruned at start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The phone's next record is stored as usual (its sequence continues).
+    let (status, body) = phone
+        .send(DeviceStatus::CheckedIn, None, None, vec![])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["acked_seq"], 2);
+    restarted.stop().await.unwrap();
+}

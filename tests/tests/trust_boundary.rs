@@ -688,3 +688,36 @@ async fn a_webhook_is_taken_once_and_only_while_fresh() {
     );
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_check_in_is_last_seen_not_a_row() {
+    let (server, admin, link, _fake) = mdm_server().await;
+    let info = device(80);
+    let (udid, serial) = (info.udid.clone().unwrap(), info.serial.clone().unwrap());
+    let phone = RawPhone::enroll(&link, info).await.unwrap();
+    assert_eq!(
+        lanyard_e2e::harness::mdm_enrolled(&admin.base, &udid, &serial).await,
+        200
+    );
+    let before = admin
+        .get(&format!("/api/v1/devices/{}/mdm-activity", phone.id))
+        .await
+        .1;
+    let mut idle = plist::Dictionary::new();
+    idle.insert("Status".into(), "Idle".into());
+    for _ in 0..5 {
+        let event = json!({"topic": "mdm.Connect", "acknowledge_event": {"udid": udid,
+            "status": "Idle", "raw_payload": lanyard_e2e::harness::plist_b64(idle.clone())}});
+        assert_eq!(
+            lanyard_e2e::harness::post_webhook(&admin.base, &event).await,
+            200
+        );
+    }
+    let after = admin
+        .get(&format!("/api/v1/devices/{}/mdm-activity", phone.id))
+        .await
+        .1;
+    assert_eq!(before, after, "no row per Idle check-in");
+    assert!(device_row(&admin, &phone.id).await["mdm_last_seen"].is_i64());
+    server.stop().await.unwrap();
+}

@@ -376,6 +376,16 @@ pub const MIGRATIONS: &[&str] = &[
         received_at INTEGER NOT NULL
     );
     CREATE INDEX webhook_event_age ON webhook_event (received_at);",
+    // v21: retention. An MDM Idle check-in (a phone with nothing to do) is kept as the
+    // phone's "last seen by the MDM", not as a row each time; indexes let the pruning job
+    // find what is past its retention without a scan.
+    "ALTER TABLE device ADD COLUMN mdm_last_seen INTEGER;
+    DELETE FROM mdm_activity WHERE kind = 'idle' AND command_uuid IS NULL;
+    CREATE INDEX device_event_received ON device_event (received_at);
+    CREATE INDEX command_settled ON command (updated_at) WHERE state NOT IN ('pending', 'delivered');
+    CREATE INDEX mdm_activity_at ON mdm_activity (at);
+    CREATE INDEX workflow_run_finished ON workflow_run (finished_at) WHERE finished_at IS NOT NULL;
+    CREATE INDEX email_outbox_settled ON email_outbox (created_at) WHERE state <> 'pending';",
 ];
 
 /// The schema version this build writes.

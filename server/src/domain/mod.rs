@@ -10,4 +10,5 @@ pub mod enrollment;
 pub mod grants;
 pub mod lockouts;
 pub mod mirror;
+pub mod retention;
 pub mod sync;

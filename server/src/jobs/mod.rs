@@ -6,6 +6,7 @@
 //! between sending and recording it, so never sent twice); the next one does not start.
 
 pub(crate) mod grant_sweeper;
+pub(crate) mod retention;
 pub(crate) mod transitions;
 
 use std::future::Future;
@@ -133,6 +134,15 @@ pub(crate) fn start<S: Storage>(st: &AppState<S>) -> Jobs {
             wake: Some(st.waiter(crate::notify::ENGINE)),
         },
         |st| async move { crate::workflows::engine::tick(&st).await },
+    );
+    jobs.spawn(
+        st,
+        "retention",
+        Pace {
+            every: retention::EVERY,
+            wake: None,
+        },
+        |st| async move { retention::prune(&st).await },
     );
     jobs.spawn(
         st,

@@ -204,6 +204,47 @@ pub struct MdmIdentity {
     pub supersedes: Option<String>,
 }
 
+/// What the retention job prunes (the audit log is kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prunable {
+    /// Phones' own records (their activity), by when they arrived.
+    DeviceRecords,
+    /// Commands the phone answered or that ended, by when they ended.
+    SettledCommands,
+    /// The MDM log.
+    MdmActivity,
+    /// Security events.
+    SecurityEvents,
+    /// Workflow runs that finished.
+    FinishedRuns,
+    /// Emails sent or given up.
+    SettledEmails,
+}
+
+impl Prunable {
+    /// Every kind.
+    pub const ALL: [Prunable; 6] = [
+        Prunable::DeviceRecords,
+        Prunable::SettledCommands,
+        Prunable::MdmActivity,
+        Prunable::SecurityEvents,
+        Prunable::FinishedRuns,
+        Prunable::SettledEmails,
+    ];
+
+    /// Its name in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Prunable::DeviceRecords => "device_records",
+            Prunable::SettledCommands => "commands",
+            Prunable::MdmActivity => "mdm_activity",
+            Prunable::SecurityEvents => "security_events",
+            Prunable::FinishedRuns => "workflow_runs",
+            Prunable::SettledEmails => "emails",
+        }
+    }
+}
+
 /// An audit entry to append.
 #[derive(Debug, Clone)]
 pub struct AuditEntry<'a> {
@@ -304,6 +345,10 @@ pub trait Tx {
         now: Timestamp,
         forget_before: Timestamp,
     ) -> Result<bool, StorageError>;
+    /// Records that the phone holding MDM UDID `udid` checked in with the MDM.
+    fn mdm_seen(&self, udid: &str, now: Timestamp) -> Result<(), StorageError>;
+    /// Deletes at most `limit` rows of `what` older than `before`; returns how many.
+    fn prune(&self, what: Prunable, before: Timestamp, limit: u32) -> Result<usize, StorageError>;
     /// The enrollment token with this hash.
     fn enrollment_token(
         &self,

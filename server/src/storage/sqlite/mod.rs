@@ -99,7 +99,7 @@ fn launchpad_row(r: &Row<'_>) -> rusqlite::Result<Launchpad> {
 
 const DEVICE_COLUMNS: &str = "id, serial, udid, model, os_version, name, battery, status, device_home, \
      device_user, last_launchpad, last_port, last_contact, last_seq, overdue, admin_state, passcode, docked, \
-     mdm_udid";
+     mdm_udid, mdm_last_seen";
 
 fn device_row(r: &Row<'_>) -> rusqlite::Result<Device> {
     Ok(Device {
@@ -127,6 +127,7 @@ fn device_row(r: &Row<'_>) -> rusqlite::Result<Device> {
             .transpose()?,
         docked: r.get(17)?,
         mdm_udid: r.get(18)?,
+        mdm_last_seen: r.get(19)?,
     })
 }
 

@@ -8,7 +8,7 @@ use super::{DEVICE_COLUMNS, device_row};
 use crate::model::Device;
 use crate::storage::tx::{
     AuditEntry, CartSlot, CartWait, CommandState, EnrollmentTokenRow, GrantRow, Holding,
-    MdmIdentity, MirrorUpdate, NewSecurityEvent, PortOccupant, Tx, UdidHolder,
+    MdmIdentity, MirrorUpdate, NewSecurityEvent, PortOccupant, Prunable, Tx, UdidHolder,
 };
 use crate::storage::{NewCommand, StorageError};
 use crate::workflows::run::NewRun;
@@ -543,6 +543,46 @@ impl Tx for SqliteTx<'_, '_> {
             )?
             .execute(params![event_id, now.as_millis()])?
             == 1)
+    }
+
+    fn mdm_seen(&self, udid: &str, now: Timestamp) -> Result<(), StorageError> {
+        self.0
+            .prepare_cached("UPDATE device SET mdm_last_seen = ?2 WHERE mdm_udid = ?1")?
+            .execute(params![udid, now.as_millis()])?;
+        Ok(())
+    }
+
+    fn prune(&self, what: Prunable, before: Timestamp, limit: u32) -> Result<usize, StorageError> {
+        let sql = match what {
+            Prunable::DeviceRecords => {
+                "DELETE FROM device_event WHERE rowid IN (SELECT rowid FROM device_event
+                   WHERE received_at < ?1 LIMIT ?2)"
+            }
+            Prunable::SettledCommands => {
+                "DELETE FROM command WHERE rowid IN (SELECT rowid FROM command
+                   WHERE state NOT IN ('pending', 'delivered') AND updated_at < ?1 LIMIT ?2)"
+            }
+            Prunable::MdmActivity => {
+                "DELETE FROM mdm_activity WHERE id IN (SELECT id FROM mdm_activity
+                   WHERE at < ?1 LIMIT ?2)"
+            }
+            Prunable::SecurityEvents => {
+                "DELETE FROM security_event WHERE id IN (SELECT id FROM security_event
+                   WHERE at < ?1 LIMIT ?2)"
+            }
+            Prunable::FinishedRuns => {
+                "DELETE FROM workflow_run WHERE id IN (SELECT id FROM workflow_run
+                   WHERE finished_at IS NOT NULL AND finished_at < ?1 LIMIT ?2)"
+            }
+            Prunable::SettledEmails => {
+                "DELETE FROM email_outbox WHERE id IN (SELECT id FROM email_outbox
+                   WHERE state <> 'pending' AND created_at < ?1 LIMIT ?2)"
+            }
+        };
+        Ok(self
+            .0
+            .prepare_cached(sql)?
+            .execute(params![before.as_millis(), i64::from(limit)])?)
     }
 
     fn user_exists(&self, username: &str) -> Result<bool, StorageError> {
