@@ -4,6 +4,7 @@
 #   - pytest, aiosmtpd (PyPI): the Python binding tests and the SMTP sink of the e2e tests
 #   - kotlin-compiler (npm, into .tools/kotlin): compiles the Kotlin binding test
 #   - libjna-java (Debian): JNA, which the generated Kotlin bindings load the library with
+#   - cargo-fuzz (crates.io) and a nightly toolchain: the short fuzz runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,4 +36,13 @@ if [ ! -f /usr/share/java/jna.jar ]; then
         $SUDO apt-get update -qq >/dev/null
         $SUDO apt-get install -y -qq libjna-java >/dev/null
     }
+fi
+
+if ! rustup toolchain list | grep -q '^nightly'; then
+    echo "==> installing the nightly toolchain (cargo fuzz)"
+    rustup toolchain install nightly --profile minimal
+fi
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    echo "==> installing cargo-fuzz (the fuzz targets)"
+    cargo install cargo-fuzz --locked --version 0.13.2
 fi

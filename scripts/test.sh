@@ -19,3 +19,6 @@ cargo test --workspace --locked
 
 echo "==> binding tests"
 bash scripts/test-bindings.sh
+
+echo "==> fuzz targets (short runs)"
+bash scripts/fuzz.sh

@@ -83,12 +83,22 @@ fn rows<T: serde::de::DeserializeOwned>(
     out
 }
 
-/// Imports users (and their badges). Returns how many were created.
-pub async fn users<S: Storage>(
-    st: &AppState<S>,
-    input: impl Read,
-    actor: &str,
-) -> Result<usize, ImportError> {
+/// A user row that passed every check the file alone allows.
+#[derive(Debug)]
+pub struct ParsedUser {
+    /// Its line in the file.
+    pub line: usize,
+    /// The user.
+    pub user: crate::storage::NewUser,
+    /// The password to hash, if any.
+    pub password: Option<String>,
+    /// The badge to register, if any.
+    pub badge: Option<String>,
+}
+
+/// Reads a users CSV and checks what the file alone can tell: every field valid, no
+/// username or badge twice. No storage, no I/O: what the import and the fuzzer share.
+pub fn parse_users(input: impl Read) -> (Vec<ParsedUser>, Vec<String>) {
     let mut problems = Vec::new();
     let parsed: Vec<(usize, UserRow)> = rows(input, &mut problems);
     let mut seen_users = HashSet::new();
@@ -122,8 +132,6 @@ pub async fn users<S: Storage>(
                         "row {line}: username {} appears twice in the file",
                         user.username
                     ));
-                } else if st.storage.get_user(user.username.clone()).await.is_ok() {
-                    problems.push(format!("row {line}: user {} already exists", user.username));
                 }
                 let badge = row.badge.filter(|b| !b.is_empty());
                 if let Some(b) = &badge {
@@ -135,26 +143,59 @@ pub async fn users<S: Storage>(
                         problems.push(format!(
                             "row {line}: the same badge appears twice in the file"
                         ));
-                    } else if st
-                        .storage
-                        .user_by_badge(st.keys.badge_hash(&BadgeId::new(b.as_str())))
-                        .await?
-                        .is_some()
-                    {
-                        problems.push(format!(
-                            "row {line}: badge is already registered to another user"
-                        ));
                     }
                 }
-                valid.push((user, password, badge));
+                valid.push(ParsedUser {
+                    line,
+                    user,
+                    password,
+                    badge,
+                });
             }
         }
     }
+    (valid, problems)
+}
+
+/// Imports users (and their badges). Returns how many were created.
+pub async fn users<S: Storage>(
+    st: &AppState<S>,
+    input: impl Read,
+    actor: &str,
+) -> Result<usize, ImportError> {
+    let (valid, mut problems) = parse_users(input);
+    for p in &valid {
+        let line = p.line;
+        if st.storage.get_user(p.user.username.clone()).await.is_ok() {
+            problems.push(format!(
+                "row {line}: user {} already exists",
+                p.user.username
+            ));
+        }
+        if let Some(b) = p.badge.as_deref().filter(|b| b.len() <= 128)
+            && st
+                .storage
+                .user_by_badge(st.keys.badge_hash(&BadgeId::new(b)))
+                .await?
+                .is_some()
+        {
+            problems.push(format!(
+                "row {line}: badge is already registered to another user"
+            ));
+        }
+    }
     if !problems.is_empty() {
+        problems.sort_by_key(|p| row_number(p));
         return Err(ImportError::Invalid(problems));
     }
     let count = valid.len();
-    for (mut user, password, badge) in valid {
+    for ParsedUser {
+        mut user,
+        password,
+        badge,
+        ..
+    } in valid
+    {
         if let Some(p) = password {
             user.password = Some(hash_password(p).await?);
         }
@@ -174,22 +215,20 @@ pub async fn users<S: Storage>(
     Ok(count)
 }
 
-/// Imports carts. Returns `(id, reader credential)` for each, shown once.
-pub async fn launchpads<S: Storage>(
-    st: &AppState<S>,
-    input: impl Read,
-    actor: &str,
-) -> Result<Vec<(String, String)>, ImportError> {
+/// The row a problem names (`row N: …`), to list problems in file order.
+fn row_number(problem: &str) -> usize {
+    problem
+        .strip_prefix("row ")
+        .and_then(|r| r.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Reads a carts CSV and checks what the file alone can tell (every field valid, no id
+/// or name twice); no storage, no I/O.
+pub fn parse_launchpads(input: impl Read) -> (Vec<(usize, crate::model::Launchpad)>, Vec<String>) {
     let mut problems = Vec::new();
     let parsed: Vec<(usize, LaunchpadRow)> = rows(input, &mut problems);
-    let existing: HashSet<String> = st
-        .storage
-        .list_launchpads(None, u32::MAX - 1)
-        .await?
-        .items
-        .into_iter()
-        .flat_map(|l| [l.id, l.name])
-        .collect();
     let mut seen = HashSet::new();
     let mut valid = Vec::new();
     for (line, row) in parsed {
@@ -205,23 +244,45 @@ pub async fn launchpads<S: Storage>(
         match checked_launchpad(input) {
             Err(e) => problems.push(format!("row {line}: {e}")),
             Ok(l) => {
-                if existing.contains(&l.id) || existing.contains(&l.name) {
-                    problems.push(format!("row {line}: launchpad {} already exists", l.id));
-                } else if !seen.insert(l.id.clone()) || !seen.insert(format!("name:{}", l.name)) {
+                if !seen.insert(l.id.clone()) || !seen.insert(format!("name:{}", l.name)) {
                     problems.push(format!(
                         "row {line}: launchpad {} appears twice in the file",
                         l.id
                     ));
                 }
-                valid.push(l);
+                valid.push((line, l));
             }
         }
     }
+    (valid, problems)
+}
+
+/// Imports carts. Returns `(id, reader credential)` for each, shown once.
+pub async fn launchpads<S: Storage>(
+    st: &AppState<S>,
+    input: impl Read,
+    actor: &str,
+) -> Result<Vec<(String, String)>, ImportError> {
+    let (valid, mut problems) = parse_launchpads(input);
+    let existing: HashSet<String> = st
+        .storage
+        .list_launchpads(None, u32::MAX - 1)
+        .await?
+        .items
+        .into_iter()
+        .flat_map(|l| [l.id, l.name])
+        .collect();
+    for (line, l) in &valid {
+        if existing.contains(&l.id) || existing.contains(&l.name) {
+            problems.push(format!("row {line}: launchpad {} already exists", l.id));
+        }
+    }
     if !problems.is_empty() {
+        problems.sort_by_key(|p| row_number(p));
         return Err(ImportError::Invalid(problems));
     }
     let mut out = Vec::new();
-    for l in valid {
+    for (_, l) in valid {
         let credential = random_token(32).map_err(|e| ImportError::Other(e.to_string()))?;
         let id = l.id.clone();
         st.storage
