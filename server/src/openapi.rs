@@ -34,7 +34,13 @@ use crate::http::{admin, attributes, credentials, device, launchpad, logs, workf
         workflows::replace_rule, workflows::delete_rule, workflows::move_rule,
         workflows::runs, workflows::run, workflows::emails, workflows::device_runs, workflows::journey, workflows::cancel_run,
     ),
-    modifiers(&BearerSchemes),
+    // Enums used only by query parameters are not collected from the paths.
+    components(schemas(
+        admin::AdminState,
+        crate::model::PasscodeState,
+        lanyard_protocol::DeviceStatus
+    )),
+    modifiers(&BearerSchemes, &CommonErrors),
     tags(
         (name = "admin", description = "IT administration: users, badges, carts, enrollment, devices, audit"),
         (name = "device", description = "The locker agent on each phone"),
@@ -56,6 +62,67 @@ impl Modify for BearerSchemes {
                 name,
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
             );
+        }
+    }
+}
+
+/// The errors every route of a kind can answer, documented once rather than on each:
+/// a body route `400`, `413` and `415`; a route with parameters `400`; a route with path
+/// parameters `404`; a route behind a credential `401`; every route `503` (stopping).
+struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::{RefOr, ResponseBuilder};
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        utoipa::openapi::ContentBuilder::new()
+                            .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                let params = op.parameters.as_deref().unwrap_or_default();
+                let has_path = params
+                    .iter()
+                    .any(|p| matches!(p.parameter_in, ParameterIn::Path));
+                let responses = &mut op.responses.responses;
+                let mut add = |code: &str, description: &str| {
+                    responses
+                        .entry(code.to_owned())
+                        .or_insert_with(|| error(description));
+                };
+                if op.request_body.is_some() {
+                    add("400", "invalid input");
+                    add("413", "the body is larger than the server takes");
+                    add("415", "the body is not JSON");
+                }
+                if !params.is_empty() {
+                    add("400", "invalid input");
+                }
+                if has_path {
+                    add("404", "no such resource");
+                }
+                if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    add("401", "no, unknown, expired or revoked credential");
+                }
+                add("503", "the server is stopping or its database is not ready");
+            }
         }
     }
 }

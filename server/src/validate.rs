@@ -100,3 +100,13 @@ pub fn email(field: &str, value: Option<&str>) -> Result<Option<String>, AppErro
         _ => Err(AppError::invalid(field, "must be an email address")),
     }
 }
+
+/// A path's username or id as a lookup key: one that could never have been created is
+/// simply not found (404), like any other unknown one.
+pub fn lookup_key(what: &'static str, value: &str) -> Result<String, AppError> {
+    let v = value.trim();
+    if v.is_empty() || v.len() > 64 {
+        return Err(AppError::NotFound(format!("{what} not found")));
+    }
+    Ok(v.to_owned())
+}

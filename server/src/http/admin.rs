@@ -30,6 +30,7 @@ pub struct PageQuery {
     /// Continue after this cursor.
     pub cursor: Option<String>,
     /// Page size (1–500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -70,7 +71,7 @@ pub async fn get_user<S: Storage>(
     _caller: Caller,
     Path(username): Path<String>,
 ) -> Result<Json<User>, AppError> {
-    let username = validate::username("username", &username)?;
+    let username = validate::lookup_key("user", &username)?;
     Ok(Json(st.storage.get_user(username).await?))
 }
 
@@ -78,6 +79,12 @@ pub async fn get_user<S: Storage>(
 #[derive(utoipa::ToSchema, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddBadge {
+    /// The raw badge id as the reader gives it.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     badge: String,
 }
 
@@ -91,7 +98,7 @@ pub async fn add_badge<S: Storage>(
     ApiJson(body): ApiJson<AddBadge>,
 ) -> Result<(StatusCode, Json<User>), AppError> {
     caller.require_admin()?;
-    let username = validate::username("username", &username)?;
+    let username = validate::lookup_key("user", &username)?;
     let badge = body.badge.trim();
     if badge.is_empty() || badge.len() > 128 || badge.chars().any(char::is_control) {
         return Err(AppError::invalid(
@@ -165,10 +172,18 @@ pub async fn list_launchpads<S: Storage>(
 #[derive(utoipa::ToSchema, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEnrollmentToken {
+    /// What it is for.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     label: String,
     /// How many devices may enroll with it; absent = unlimited until expiry.
+    #[schema(minimum = 1)]
     uses: Option<u32>,
     /// Lifetime in seconds (default 7 days, at most 90 days).
+    #[schema(minimum = 1, maximum = 7776000)]
     expires_in_secs: Option<u64>,
     launchpad_id: Option<String>,
     department: Option<String>,
@@ -272,7 +287,7 @@ pub async fn create_enrollment_token<S: Storage>(
 #[serde(deny_unknown_fields)]
 pub struct DeviceQuery {
     /// Checkout status (wire name).
-    status: Option<String>,
+    status: Option<lanyard_protocol::DeviceStatus>,
     /// Last cart.
     launchpad: Option<String>,
     /// Holder (Device User).
@@ -284,23 +299,25 @@ pub struct DeviceQuery {
     /// Only devices docked in a cart of another department than their Device Home.
     wandering: Option<bool>,
     /// `lost` or `retired`.
-    admin_state: Option<String>,
+    admin_state: Option<AdminState>,
     /// `present`, `clearing`, `clear_failed` (the phones IT should look at) or `absent`.
-    passcode: Option<String>,
+    passcode: Option<crate::model::PasscodeState>,
     /// Continue after this device id.
     cursor: Option<String>,
     /// Page size.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 
-const STATUSES: [&str; 6] = [
-    "unenrolled",
-    "checked_in",
-    "checkout_pending",
-    "checked_out",
-    "returning",
-    "blocked",
-];
+/// What IT marked a device.
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminState {
+    /// Missing.
+    Lost,
+    /// Out of service for good.
+    Retired,
+}
 
 /// `GET /api/v1/devices`.
 #[utoipa::path(get, path = "/api/v1/devices", tag = "admin", description = "Any role.", params(DeviceQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, body = Page<Device>)), security(("api_token" = [])))]
@@ -310,41 +327,21 @@ pub async fn list_devices<S: Storage>(
     ApiQuery(q): ApiQuery<DeviceQuery>,
 ) -> Result<Json<Page<Device>>, AppError> {
     let limit = validate::limit(q.limit)?;
-    if let Some(s) = &q.status
-        && !STATUSES.contains(&s.as_str())
-    {
-        return Err(AppError::invalid(
-            "status",
-            format!("must be one of {}", STATUSES.join(", ")),
-        ));
-    }
-    if let Some(s) = &q.admin_state
-        && s != "lost"
-        && s != "retired"
-    {
-        return Err(AppError::invalid("admin_state", "must be lost or retired"));
-    }
-    if let Some(p) = &q.passcode
-        && crate::model::PasscodeState::parse(p).is_none()
-    {
-        let names: Vec<&str> = crate::model::PasscodeState::ALL
-            .iter()
-            .map(|s| s.as_str())
-            .collect();
-        return Err(AppError::invalid(
-            "passcode",
-            format!("must be one of {}", names.join(", ")),
-        ));
-    }
     let filter = DeviceFilter {
-        passcode: q.passcode,
-        status: q.status,
+        passcode: q.passcode.map(|p| p.as_str().to_owned()),
+        status: q.status.map(|s| s.as_str().to_owned()),
         launchpad: q.launchpad,
         user: q.user,
         department: q.department,
         overdue: q.overdue,
         wandering: q.wandering,
-        admin_state: q.admin_state,
+        admin_state: q.admin_state.map(|a| {
+            match a {
+                AdminState::Lost => "lost",
+                AdminState::Retired => "retired",
+            }
+            .to_owned()
+        }),
     };
     Ok(Json(
         st.storage.list_devices(filter, q.cursor, limit).await?,
@@ -366,6 +363,11 @@ pub async fn get_device<S: Storage>(
 #[serde(deny_unknown_fields)]
 pub struct CheckInAction {
     /// Why (shown to the user, kept with the command).
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     reason: String,
 }
 
@@ -423,6 +425,11 @@ async fn queue_reasoned_action<S: Storage>(
 #[serde(deny_unknown_fields)]
 pub struct DeviceNote {
     /// Why (kept in the audit log).
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub reason: String,
 }
 
@@ -524,7 +531,7 @@ pub async fn update_user<S: Storage>(
     ApiJson(body): ApiJson<UpdateUser>,
 ) -> Result<Json<User>, AppError> {
     caller.require_admin()?;
-    let username = validate::username("username", &username)?;
+    let username = validate::lookup_key("user", &username)?;
     let mut patch = crate::storage::UserPatch::default();
     if let Some(v) = &body.display_name {
         patch.display_name = Some(validate::text("display_name", v, 128)?);
@@ -572,7 +579,7 @@ pub async fn delete_user<S: Storage>(
     Path(username): Path<String>,
 ) -> Result<StatusCode, AppError> {
     caller.require_admin()?;
-    let username = validate::username("username", &username)?;
+    let username = validate::lookup_key("user", &username)?;
     st.storage
         .delete_user(username, caller.actor.clone(), st.now())
         .await?;
@@ -597,7 +604,7 @@ pub async fn revoke_badges<S: Storage>(
     ApiJson(body): ApiJson<RevokeBadge>,
 ) -> Result<Json<User>, AppError> {
     caller.require_device_actions()?;
-    let username = validate::username("username", &username)?;
+    let username = validate::lookup_key("user", &username)?;
     let hash = match body.badge.as_deref().map(str::trim) {
         None => None,
         Some(b) if b.is_empty() || b.len() > 128 => {
@@ -643,7 +650,7 @@ pub async fn update_launchpad<S: Storage>(
     ApiJson(body): ApiJson<UpdateLaunchpad>,
 ) -> Result<Json<Launchpad>, AppError> {
     caller.require_admin()?;
-    let id = validate::ident("id", &id)?;
+    let id = validate::lookup_key("launchpad", &id)?;
     let mut patch = crate::storage::LaunchpadPatch::default();
     if let Some(v) = &body.name {
         patch.name = Some(validate::text("name", v, 128)?);
@@ -678,7 +685,7 @@ pub async fn delete_launchpad<S: Storage>(
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
     caller.require_admin()?;
-    let id = validate::ident("id", &id)?;
+    let id = validate::lookup_key("launchpad", &id)?;
     st.storage
         .delete_launchpad(id, caller.actor.clone(), st.now())
         .await?;

@@ -36,6 +36,7 @@ pub struct CreateAttribute {
     /// `device` or `launchpad`.
     pub target: AttributeTarget,
     /// 1–64 letters, digits, spaces, `_` or `-`, starting with a letter.
+    #[schema(pattern = r"^[A-Za-z][A-Za-z0-9 _-]{0,63}$")]
     pub name: String,
     /// `string`, `int` or `bool`.
     pub value_type: AttributeType,

@@ -25,10 +25,16 @@ const MAX_TOKEN_DAYS: u32 = 3650;
 #[serde(deny_unknown_fields)]
 pub struct CreateApiToken {
     /// `admin`, `helpdesk` or `auditor`.
-    pub role: String,
+    pub role: Role,
     /// What the token is for, e.g. "IT automation".
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub label: String,
     /// Days until it stops working (1 to 3650); never when absent.
+    #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<u32>,
 }
 
@@ -60,8 +66,7 @@ pub async fn create_token<S: Storage>(
     ApiJson(body): ApiJson<CreateApiToken>,
 ) -> Result<(StatusCode, Json<ApiTokenCreated>), AppError> {
     caller.require_admin()?;
-    let role = Role::parse(&body.role)
-        .ok_or_else(|| AppError::invalid("role", "must be admin, helpdesk or auditor"))?;
+    let role = body.role;
     let label = validate::text("label", &body.label, 128)?;
     let now = st.now();
     let expires_at = match body.expires_in_days {

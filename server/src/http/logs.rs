@@ -27,6 +27,7 @@ pub struct AuditQuery {
     /// Entries older than this id.
     cursor: Option<i64>,
     /// Page size.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 
@@ -39,6 +40,33 @@ pub struct ActivityQuery {
     /// Events after this sequence number.
     cursor: Option<u64>,
     /// Page size.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+}
+
+/// Paging of an audit log export.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditExportQuery {
+    /// Entries older than this id.
+    cursor: Option<i64>,
+    /// Rows (default 10,000).
+    #[param(minimum = 1, maximum = 100000)]
+    limit: Option<u32>,
+}
+
+/// Paging of an activity export.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityExportQuery {
+    /// Events after this sequence number.
+    cursor: Option<u64>,
+    /// Rows (default 10,000).
+    #[param(minimum = 1, maximum = 100000)]
     limit: Option<u32>,
 }
 
@@ -118,11 +146,11 @@ fn redacted(mut page: Page<AuditRecord>) -> Page<AuditRecord> {
 }
 
 /// `GET /api/v1/audit.csv`.
-#[utoipa::path(get, path = "/api/v1/audit.csv", tag = "admin", description = "Any role.", params(AuditQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, description = "CSV export", content_type = "text/csv", body = String)), security(("api_token" = [])))]
+#[utoipa::path(get, path = "/api/v1/audit.csv", tag = "admin", description = "Any role.", params(AuditExportQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, description = "CSV export", content_type = "text/csv", body = String)), security(("api_token" = [])))]
 pub async fn audit_csv<S: Storage>(
     State(st): State<AppState<S>>,
     _caller: Caller,
-    ApiQuery(q): ApiQuery<AuditQuery>,
+    ApiQuery(q): ApiQuery<AuditExportQuery>,
 ) -> Result<Response, AppError> {
     let page = redacted(
         st.storage
@@ -178,12 +206,12 @@ pub async fn activity<S: Storage>(
 }
 
 /// `GET /api/v1/devices/{id}/activity.csv`.
-#[utoipa::path(get, path = "/api/v1/devices/{id}/activity.csv", tag = "admin", description = "Any role.", params(("id" = String, Path), ActivityQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, description = "CSV export", content_type = "text/csv", body = String), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
+#[utoipa::path(get, path = "/api/v1/devices/{id}/activity.csv", tag = "admin", description = "Any role.", params(("id" = String, Path), ActivityExportQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, description = "CSV export", content_type = "text/csv", body = String), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
 pub async fn activity_csv<S: Storage>(
     State(st): State<AppState<S>>,
     _caller: Caller,
     Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<ActivityQuery>,
+    ApiQuery(q): ApiQuery<ActivityExportQuery>,
 ) -> Result<Response, AppError> {
     let page = st
         .storage
@@ -250,14 +278,18 @@ pub async fn commands<S: Storage>(
 #[serde(deny_unknown_fields)]
 pub struct SecurityQuery {
     /// Only this phone's events.
+    #[param(max_length = 128)]
     device_id: Option<String>,
     /// Only this cart's events.
+    #[param(max_length = 128)]
     launchpad_id: Option<String>,
     /// Only this kind, e.g. `unknown_grant`.
+    #[param(max_length = 64)]
     kind: Option<String>,
     /// Events older than this id.
     cursor: Option<i64>,
     /// Page size.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 
@@ -269,10 +301,23 @@ pub async fn security_events<S: Storage>(
     ApiQuery(q): ApiQuery<SecurityQuery>,
 ) -> Result<Json<Page<SecurityEvent>>, AppError> {
     let limit = validate::limit(q.limit)?;
+    // Filters only match: any text is a filter (one matching nothing finds nothing).
+    for (field, value, max) in [
+        ("device_id", &q.device_id, 128),
+        ("launchpad_id", &q.launchpad_id, 128),
+        ("kind", &q.kind, 64),
+    ] {
+        if value.as_ref().is_some_and(|v| v.chars().count() > max) {
+            return Err(AppError::invalid(
+                field,
+                format!("must be at most {max} characters"),
+            ));
+        }
+    }
     let filter = crate::storage::security::SecurityFilter {
-        device_id: validate::optional_text("device_id", q.device_id.as_deref(), 128)?,
-        launchpad_id: validate::optional_text("launchpad_id", q.launchpad_id.as_deref(), 128)?,
-        kind: validate::optional_text("kind", q.kind.as_deref(), 64)?,
+        device_id: q.device_id.filter(|v| !v.is_empty()),
+        launchpad_id: q.launchpad_id.filter(|v| !v.is_empty()),
+        kind: q.kind.filter(|v| !v.is_empty()),
     };
     Ok(Json(
         st.storage

@@ -542,6 +542,7 @@ pub async fn delete_rule<S: Storage>(
 #[serde(deny_unknown_fields)]
 pub struct MoveRule {
     /// The new place within its trigger, from 1 (1 = evaluated first).
+    #[schema(minimum = 1)]
     pub position: u32,
 }
 
@@ -574,6 +575,7 @@ fn run_id(id: &str) -> Result<i64, AppError> {
 
 /// Paging query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RunQuery {
     /// Only this device's runs.
@@ -581,6 +583,7 @@ pub struct RunQuery {
     /// From `next_cursor`.
     pub cursor: Option<i64>,
     /// Page size (default 50, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -629,11 +632,13 @@ pub async fn cancel_run<S: Storage>(
 
 /// Paging query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EmailQuery {
     /// From `next_cursor`.
     pub cursor: Option<i64>,
     /// Page size (default 50, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -682,9 +687,11 @@ pub struct JourneyEntry {
 
 /// `GET /api/v1/devices/{id}/journey` query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct JourneyQuery {
     /// Most recent entries to return (default 200, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
