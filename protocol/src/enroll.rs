@@ -20,14 +20,30 @@ pub mod paths {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceInfo {
-    /// Hardware serial number, when the app can read it (from MDM managed configuration).
+    /// Hardware serial number, when the app can read it (from MDM managed configuration):
+    /// 8 to 14 letters and digits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9]{8,14}$"))]
     pub serial: Option<String>,
-    /// MDM UDID, when known (from managed configuration).
+    /// MDM UDID, when known (from managed configuration): 40 hex digits, 8-16 hex
+    /// digits, or a UUID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{16}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})$"
+        )
+    )]
     pub udid: Option<String>,
     /// Model identifier, e.g. `iPhone15,2`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 128,
+            pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+        )
+    )]
     pub model: Option<String>,
     /// OS version, e.g. `17.4.1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,6 +51,13 @@ pub struct DeviceInfo {
     pub os_version: Option<OsVersion>,
     /// Device name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 128,
+            pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+        )
+    )]
     pub name: Option<String>,
 }
 

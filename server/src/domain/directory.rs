@@ -19,17 +19,29 @@ pub const PASSWORD_ITERATIONS: u32 = 100_000;
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     /// Username.
+    #[schema(pattern = r"^\s*[A-Za-z0-9._@-]{1,64}\s*$")]
     pub username: String,
     /// Display name.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub display_name: String,
     /// Email.
+    #[schema(
+        max_length = 254,
+        pattern = r"^(|[^@\s\u0000-\u001F\u007F-\u009F]+@[^@\s\u0000-\u001F\u007F-\u009F]+\.[^@\s\u0000-\u001F\u007F-\u009F]+)$"
+    )]
     pub email: Option<String>,
     /// Directory groups.
     #[serde(default)]
     pub groups: Vec<String>,
     /// Devices the user may hold at once (default 1, at most 10).
+    #[schema(maximum = 10)]
     pub device_limit: Option<u32>,
     /// Password for checkouts at the locker screen (8–256 characters).
+    #[schema(min_length = 8, max_length = 256)]
     pub password: Option<String>,
 }
 
@@ -115,11 +127,18 @@ pub fn checked_launchpad(body: CreateLaunchpad) -> Result<Launchpad, AppError> {
 #[derive(utoipa::ToSchema, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLaunchpad {
-    /// Stable id.
+    /// Stable id: 1–64 lowercase letters, digits and `-`.
+    #[schema(pattern = r"^\s*[a-z0-9-]{1,64}\s*$")]
     pub id: String,
     /// Display name.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
     /// Number of ports.
+    #[schema(minimum = 1, maximum = 64)]
     pub ports: u32,
     /// Launchpad Attribute: Department.
     pub department: Option<String>,

@@ -517,8 +517,10 @@ pub struct UpdateUser {
     /// Directory groups (replaces the list).
     pub groups: Option<Vec<String>>,
     /// Device limit (0 to 10).
+    #[schema(maximum = 10)]
     pub device_limit: Option<u32>,
     /// New password (8–256 characters); `""` removes password checkouts for the user.
+    #[schema(max_length = 256, pattern = r"^(|[\s\S]{8,})$")]
     pub password: Option<String>,
 }
 
@@ -628,8 +630,14 @@ pub async fn revoke_badges<S: Storage>(
 #[serde(deny_unknown_fields)]
 pub struct UpdateLaunchpad {
     /// Display name.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: Option<String>,
     /// Number of ports (1 to 64).
+    #[schema(minimum = 1, maximum = 64)]
     pub ports: Option<u32>,
     /// Launchpad Attribute: Department.
     pub department: Option<String>,
