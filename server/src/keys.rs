@@ -200,20 +200,8 @@ impl ServerKeys {
 
     /// Opens a token sealed by [`ServerKeys::seal_token`] for the same UDID.
     pub fn open_token(&self, udid: &str, sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
-        anyhow::ensure!(sealed.len() > 12, "sealed token too short");
-        let (nonce, rest) = sealed.split_at(12);
-        let mut nonce_arr = [0u8; 12];
-        nonce_arr.copy_from_slice(nonce);
-        let mut buf = rest.to_vec();
-        let plain = self
-            .tokens
-            .open_in_place(
-                ring::aead::Nonce::assume_unique_for_key(nonce_arr),
-                ring::aead::Aad::from(udid.as_bytes()),
-                &mut buf,
-            )
-            .map_err(|_| anyhow::anyhow!("sealed token does not open (wrong key or device)"))?;
-        Ok(plain.to_vec())
+        self.open_with(udid.as_bytes(), sealed)
+            .map_err(|_| anyhow::anyhow!("sealed token does not open (wrong key or device)"))
     }
 
     /// Seals a secret an admin wrote into the configuration (a Wi-Fi passphrase) for
@@ -235,8 +223,16 @@ impl ServerKeys {
             .strip_prefix(SEALED_PREFIX)
             .ok_or_else(|| anyhow::anyhow!("not a sealed secret"))?;
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64)?;
-        anyhow::ensure!(bytes.len() > 12, "sealed secret too short");
-        let (nonce, rest) = bytes.split_at(12);
+        let plain = self
+            .open_with(SECRET_AAD, &bytes)
+            .map_err(|_| anyhow::anyhow!("sealed secret does not open (wrong key)"))?;
+        Ok(String::from_utf8(plain)?)
+    }
+
+    /// Opens nonce, ciphertext and tag sealed by [`ServerKeys::seal_with`] with `aad`.
+    fn open_with(&self, aad: &[u8], sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
+        anyhow::ensure!(sealed.len() > 12, "sealed value too short");
+        let (nonce, rest) = sealed.split_at(12);
         let mut nonce_arr = [0u8; 12];
         nonce_arr.copy_from_slice(nonce);
         let mut buf = rest.to_vec();
@@ -244,11 +240,11 @@ impl ServerKeys {
             .tokens
             .open_in_place(
                 ring::aead::Nonce::assume_unique_for_key(nonce_arr),
-                ring::aead::Aad::from(SECRET_AAD),
+                ring::aead::Aad::from(aad),
                 &mut buf,
             )
-            .map_err(|_| anyhow::anyhow!("sealed secret does not open (wrong key)"))?;
-        Ok(String::from_utf8(plain.to_vec())?)
+            .map_err(|_| anyhow::anyhow!("does not open"))?;
+        Ok(plain.to_vec())
     }
 
     fn seal_with(&self, aad: &[u8], plain: &[u8]) -> anyhow::Result<Vec<u8>> {

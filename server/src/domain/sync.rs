@@ -29,8 +29,6 @@ pub struct SyncApplied {
     pub freed: Vec<Freed>,
     /// The phone asked for its passcode to be cleared.
     pub passcode_clear_requested: bool,
-    /// Claims in the records the server refused (recorded as security events).
-    pub refused: usize,
 }
 
 /// Applies one sync of `device_id`, in the caller's transaction.
@@ -72,7 +70,6 @@ pub fn apply(
     // the server can check it.
     let vetted = claims::vet(tx, &before, applied, cx, now)?;
     claims::record(tx, device_id, &vetted.refused, now)?;
-    let refused = vetted.refused.len();
     let applied = vetted.records;
     let observed = mirror::observe(&applied);
     // Refusals first: a refused grant is no longer on its way.
@@ -161,7 +158,6 @@ pub fn apply(
         transitions,
         freed,
         passcode_clear_requested,
-        refused,
     })
 }
 
@@ -209,6 +205,5 @@ fn out_of_service(
         transitions: Vec::new(),
         freed: Vec::new(),
         passcode_clear_requested: false,
-        refused: 0,
     })
 }

@@ -80,7 +80,7 @@ pub async fn create_token<S: Storage>(
         }
     };
     let token = random_token(32)?;
-    let id = st
+    let info = st
         .storage
         .create_api_token_with(
             sha256(token.as_bytes()),
@@ -91,13 +91,6 @@ pub async fn create_token<S: Storage>(
             now,
         )
         .await?;
-    let info = st
-        .storage
-        .list_api_tokens()
-        .await?
-        .into_iter()
-        .find(|t| t.id == id)
-        .ok_or_else(|| AppError::NotFound("API token".into()))?;
     Ok((StatusCode::CREATED, Json(ApiTokenCreated { info, token })))
 }
 

@@ -55,7 +55,7 @@ pub trait CredentialStore: Clone + Send + Sync + 'static {
     fn list_api_tokens(
         &self,
     ) -> impl Future<Output = Result<Vec<ApiTokenInfo>, StorageError>> + Send;
-    /// Stores a new API token (`expires_at`: never when empty); returns its id.
+    /// Stores a new API token (`expires_at`: never when empty); returns it as listed.
     fn create_api_token_with(
         &self,
         token_hash: Vec<u8>,
@@ -64,7 +64,7 @@ pub trait CredentialStore: Clone + Send + Sync + 'static {
         expires_at: Option<Timestamp>,
         actor: String,
         now: Timestamp,
-    ) -> impl Future<Output = Result<i64, StorageError>> + Send;
+    ) -> impl Future<Output = Result<ApiTokenInfo, StorageError>> + Send;
     /// Revokes an API token (`NotFound` when unknown; revoking twice is a no-op).
     fn revoke_api_token(
         &self,

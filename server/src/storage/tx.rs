@@ -187,8 +187,6 @@ pub struct UdidHolder {
     pub device_id: String,
     /// Its serial number.
     pub serial: Option<String>,
-    /// When it enrolled.
-    pub enrolled_at: Timestamp,
 }
 
 /// What the MDM's Authenticate said about a UDID.

@@ -78,7 +78,7 @@ impl CredentialStore for SqliteStorage {
         expires_at: Option<Timestamp>,
         actor: String,
         now: Timestamp,
-    ) -> Result<i64, StorageError> {
+    ) -> Result<ApiTokenInfo, StorageError> {
         self.write(move |tx| {
             tx.execute(
                 "INSERT INTO api_token (token_hash, role, label, created_at, expires_at)
@@ -92,7 +92,7 @@ impl CredentialStore for SqliteStorage {
                 ],
             )?;
             let id = tx.last_insert_rowid();
-            let after = json!(api_token_by_id(tx, id)?);
+            let created = api_token_by_id(tx, id)?;
             audit(
                 tx,
                 &actor,
@@ -100,10 +100,10 @@ impl CredentialStore for SqliteStorage {
                 "api_token",
                 &id.to_string(),
                 None,
-                Some(after),
+                Some(json!(created)),
                 now,
             )?;
-            Ok(id)
+            Ok(created)
         })
         .await
     }

@@ -51,18 +51,24 @@ impl SecurityStore for SqliteStorage {
     }
 
     async fn attempt_window(&self, key: String) -> Result<Option<(Timestamp, u32)>, StorageError> {
-        self.read(move |c| {
-            Ok(c.prepare_cached(
-                "SELECT window_start, failures FROM attempt_window WHERE key = ?1",
-            )?
+        self.read(move |c| attempt_window(c, &key)).await
+    }
+}
+
+/// A failure counter's window start and count (one statement for the read pool and
+/// the writer's transactions).
+pub(super) fn attempt_window(
+    c: &rusqlite::Connection,
+    key: &str,
+) -> Result<Option<(Timestamp, u32)>, StorageError> {
+    Ok(
+        c.prepare_cached("SELECT window_start, failures FROM attempt_window WHERE key = ?1")?
             .query_row([key], |r| {
                 Ok((
                     Timestamp(r.get(0)?),
                     u32::try_from(r.get::<_, i64>(1)?).unwrap_or(u32::MAX),
                 ))
             })
-            .optional()?)
-        })
-        .await
-    }
+            .optional()?,
+    )
 }

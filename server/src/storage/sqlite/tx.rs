@@ -331,7 +331,7 @@ impl Tx for SqliteTx<'_, '_> {
 
     fn udid_holders(&self, udid: &str) -> Result<Vec<UdidHolder>, StorageError> {
         let mut stmt = self.0.prepare_cached(
-            "SELECT id, serial, enrolled_at FROM device
+            "SELECT id, serial FROM device
              WHERE (udid = ?1 OR mdm_udid = ?1) AND admin_state IS NULL
              ORDER BY enrolled_at DESC, id DESC",
         )?;
@@ -339,7 +339,6 @@ impl Tx for SqliteTx<'_, '_> {
             Ok(UdidHolder {
                 device_id: r.get(0)?,
                 serial: r.get(1)?,
-                enrolled_at: Timestamp(r.get(2)?),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -491,16 +490,7 @@ impl Tx for SqliteTx<'_, '_> {
     }
 
     fn attempt_window(&self, key: &str) -> Result<Option<(Timestamp, u32)>, StorageError> {
-        Ok(self
-            .0
-            .prepare_cached("SELECT window_start, failures FROM attempt_window WHERE key = ?1")?
-            .query_row([key], |r| {
-                Ok((
-                    Timestamp(r.get(0)?),
-                    u32::try_from(r.get::<_, i64>(1)?).unwrap_or(u32::MAX),
-                ))
-            })
-            .optional()?)
+        super::security::attempt_window(self.0, key)
     }
 
     fn set_attempt_window(
