@@ -25,8 +25,15 @@ pub const BADGE_KEY_FILE: &str = "badge-key.bin";
 
 /// File holding the 32-byte key that seals MDM UnlockTokens at rest.
 pub const TOKEN_KEY_FILE: &str = "mdm-token-key.bin";
-/// File name of the site salt of offline badge hashes (16 random bytes).
+/// File holding the key that derives each phone's offline-list salt (16 random bytes;
+/// the name is from when it was a site-wide salt).
 pub const OFFLINE_SALT_FILE: &str = "offline-salt.bin";
+
+/// Associated data of a badge's sealed id (followed by its keyed hash).
+const BADGE_AAD: &[u8] = b"lanyard badge id v1:";
+/// Associated data of a phone's sealed offline entry (followed by the device id, a zero
+/// byte and the badge's keyed hash).
+const ENTRY_AAD: &[u8] = b"lanyard offline entry v1:";
 
 /// The server's keys.
 pub struct ServerKeys {
@@ -34,8 +41,8 @@ pub struct ServerKeys {
     pub signing: SigningKey,
     badge: hmac::Key,
     tokens: ring::aead::LessSafeKey,
-    /// The site-wide salt of offline badge hashes (see docs/security.md).
-    offline_salt: Vec<u8>,
+    /// Derives each phone's offline-list salt (see docs/security.md).
+    offline_salt: hmac::Key,
 }
 
 /// `n` random bytes from the system source.
@@ -172,24 +179,64 @@ impl ServerKeys {
             signing,
             badge: hmac::Key::new(hmac::HMAC_SHA256, &badge),
             tokens: ring::aead::LessSafeKey::new(tokens),
-            offline_salt,
+            offline_salt: hmac::Key::new(hmac::HMAC_SHA256, &offline_salt),
         })
     }
 
-    /// The salt offline lists carry.
-    pub fn offline_salt(&self) -> &[u8] {
-        &self.offline_salt
+    /// The salt of one phone's offline list: 16 bytes derived from the device id under
+    /// the server's salt key, so every phone (every enrollment) has its own, nothing
+    /// needs storing, and the database alone does not hold it.
+    pub fn device_offline_salt(&self, device_id: &str) -> Vec<u8> {
+        let tag = hmac::sign(&self.offline_salt, device_id.as_bytes());
+        tag.as_ref()[..16].to_vec()
     }
 
-    /// A badge's offline hash: PBKDF2-HMAC-SHA256 of the trimmed id with the site salt,
-    /// what a phone computes from a tapped badge to look it up in its offline list. Slow
-    /// on purpose; run it off the async threads.
-    pub fn offline_hash(&self, badge: &BadgeId, iterations: u32) -> [u8; 32] {
-        lanyard_protocol::kdf::derive(
+    /// A badge's entry in one phone's offline list: PBKDF2-HMAC-SHA256 of the trimmed id
+    /// with that phone's salt, what the phone computes from a tapped badge to look it up.
+    /// Slow on purpose; run it off the async threads.
+    pub fn offline_entry(&self, badge: &BadgeId, salt: &[u8], iterations: u32) -> [u8; 32] {
+        lanyard_protocol::kdf::derive(badge.expose().trim().as_bytes(), salt, iterations)
+    }
+
+    /// Seals a registered badge's id for storage, bound to its keyed hash, so the server
+    /// can build a new phone's offline entries without keeping ids a database copy
+    /// would reveal.
+    pub fn seal_badge(&self, badge_hash: &[u8], badge: &BadgeId) -> anyhow::Result<Vec<u8>> {
+        self.seal_with(
+            &[BADGE_AAD, badge_hash].concat(),
             badge.expose().trim().as_bytes(),
-            &self.offline_salt,
-            iterations,
         )
+    }
+
+    /// Opens an id sealed by [`ServerKeys::seal_badge`] for the same keyed hash.
+    pub fn open_badge(&self, badge_hash: &[u8], sealed: &[u8]) -> anyhow::Result<BadgeId> {
+        let plain = self
+            .open_with(&[BADGE_AAD, badge_hash].concat(), sealed)
+            .map_err(|_| anyhow::anyhow!("sealed badge does not open (wrong key or row)"))?;
+        Ok(BadgeId::new(String::from_utf8(plain)?))
+    }
+
+    /// Seals a phone's offline entry for storage, bound to the phone and the badge.
+    pub fn seal_entry(
+        &self,
+        device_id: &str,
+        badge_hash: &[u8],
+        entry: &[u8; 32],
+    ) -> anyhow::Result<Vec<u8>> {
+        self.seal_with(&entry_aad(device_id, badge_hash), entry)
+    }
+
+    /// Opens an entry sealed by [`ServerKeys::seal_entry`] for the same phone and badge.
+    pub fn open_entry(
+        &self,
+        device_id: &str,
+        badge_hash: &[u8],
+        sealed: &[u8],
+    ) -> anyhow::Result<[u8; 32]> {
+        let plain = self
+            .open_with(&entry_aad(device_id, badge_hash), sealed)
+            .map_err(|_| anyhow::anyhow!("sealed offline entry does not open"))?;
+        <[u8; 32]>::try_from(plain.as_slice()).map_err(|_| anyhow::anyhow!("entry size"))
     }
 
     /// Seals an MDM UnlockToken for storage (AES-256-GCM, random nonce, bound to the
@@ -272,6 +319,10 @@ impl ServerKeys {
     }
 }
 
+fn entry_aad(device_id: &str, badge_hash: &[u8]) -> Vec<u8> {
+    [ENTRY_AAD, device_id.as_bytes(), &[0], badge_hash].concat()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,5 +388,41 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn badges_and_entries_seal_per_row_and_salts_differ_per_phone() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ServerKeys::load_or_create(dir.path()).unwrap();
+        let badge = BadgeId::new(" 0012345 ");
+        let sealed = keys.seal_badge(b"row-1", &badge).unwrap();
+        assert!(!sealed.windows(7).any(|w| w == b"0012345"));
+        assert_eq!(
+            keys.open_badge(b"row-1", &sealed).unwrap().expose(),
+            "0012345"
+        );
+        assert!(
+            keys.open_badge(b"row-2", &sealed).is_err(),
+            "bound to its row"
+        );
+
+        let (a, b) = (
+            keys.device_offline_salt("d-1"),
+            keys.device_offline_salt("d-2"),
+        );
+        assert_eq!(a.len(), 16);
+        assert_ne!(a, b);
+        assert_eq!(a, keys.device_offline_salt("d-1"), "stable");
+        let ea = keys.offline_entry(&badge, &a, 10);
+        assert_ne!(ea, keys.offline_entry(&badge, &b, 10));
+        assert_eq!(
+            ea,
+            lanyard_protocol::kdf::derive(b"0012345", &a, 10),
+            "what the phone computes"
+        );
+        let sealed = keys.seal_entry("d-1", b"row-1", &ea).unwrap();
+        assert_eq!(keys.open_entry("d-1", b"row-1", &sealed).unwrap(), ea);
+        assert!(keys.open_entry("d-2", b"row-1", &sealed).is_err());
+        assert!(keys.open_entry("d-1", b"row-2", &sealed).is_err());
     }
 }

@@ -474,6 +474,21 @@ impl Server {
         })
     }
 
+    /// Brings what earlier versions stored up to this version's rules before serving:
+    /// secrets they kept in clear are sealed (an audited change by `system`).
+    pub async fn upgrade_stored(&self) -> anyhow::Result<()> {
+        let n = workflows::secrets::seal_stored(&self.state)
+            .await
+            .map_err(|e| anyhow::anyhow!("sealing secrets stored in clear: {e}"))?;
+        if n > 0 {
+            tracing::info!(
+                documents = n,
+                "sealed secrets an earlier version stored in clear"
+            );
+        }
+        Ok(())
+    }
+
     /// The open state (to seed demo data before serving).
     pub fn state(&self) -> &AppState<SqliteStorage> {
         &self.state
@@ -538,6 +553,7 @@ impl EmbeddedServer {
         // Opened before returning: a caller may open the same data directory at once
         // (as the CLI would) and must find it migrated.
         let server = Server::open(&config)?;
+        server.upgrade_stored().await?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(listener, async {
             let _ = rx.await;

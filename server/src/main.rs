@@ -253,6 +253,7 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     // line may then stop us cleanly or send requests).
     let shutdown = shutdown_signal()?;
     let server = lanyard_server::Server::open(&config)?;
+    server.upgrade_stored().await?;
     // One line on stdout with the real address, for scripts and tests using port 0.
     println!("lanyard-server listening on http://{addr}");
     if demo {

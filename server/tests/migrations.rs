@@ -109,3 +109,51 @@ fn the_command_table_rebuild_keeps_every_command_and_allows_superseded() {
     )
     .unwrap();
 }
+
+#[test]
+fn upgrading_drops_the_site_salted_badge_hashes_and_no_page_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v21.db");
+    // A recognisable 32-byte "site-salted hash", as v21 stored per badge.
+    let hash = [0xA5u8; 32];
+    {
+        let mut conn = Connection::open(&path).unwrap();
+        let tx = conn.transaction().unwrap();
+        migrations::apply(&tx, 0, 21).unwrap();
+        tx.execute(
+            "INSERT INTO app_user (username, display_name, groups_json, created_at)
+             VALUES ('alice', 'Alice', '[\"ICU\"]', 1)",
+            [],
+        )
+        .unwrap();
+        // Enough badges for the table to span many pages, one of them with the hash.
+        for i in 0..3000u32 {
+            let filler = [i.to_be_bytes().as_slice(), &[0x5A; 28]].concat();
+            let h: &[u8] = if i == 1500 { &hash } else { &filler };
+            tx.execute(
+                "INSERT INTO badge (badge_hash, username, created_at, offline_hash, offline_iterations)
+                 VALUES (?1, 'alice', 1, ?2, 1000)",
+                rusqlite::params![i.to_be_bytes(), h],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let contains = |p: &std::path::Path| {
+        let bytes = std::fs::read(p).unwrap_or_default();
+        bytes.windows(32).any(|w| w == hash)
+    };
+    assert!(contains(&path), "the v21 file holds the hash");
+    assert_eq!(db::migrate(&path).unwrap(), migrations::latest());
+    assert!(!contains(&path), "the vacuum left no copy of it");
+    assert!(!contains(&dir.path().join("v21.db-wal")));
+    let conn = Connection::open(&path).unwrap();
+    let kept: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM badge WHERE offline_sealed IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(kept, 3000, "the badges themselves stay");
+}

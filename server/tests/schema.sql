@@ -1,4 +1,4 @@
--- schema version 21
+-- schema version 22
 -- index attempt_window_start
 CREATE INDEX attempt_window_start ON attempt_window (window_start);
 -- index audit_log_target
@@ -41,6 +41,8 @@ CREATE INDEX mdm_activity_command ON mdm_activity (command_uuid);
 CREATE INDEX mdm_activity_kind_at ON mdm_activity (kind, at);
 -- index mdm_activity_udid
 CREATE INDEX mdm_activity_udid ON mdm_activity (udid, id);
+-- index offline_entry_badge
+CREATE INDEX offline_entry_badge ON offline_entry (badge_hash);
 -- index password_failure_age
 CREATE INDEX password_failure_age ON password_failure (updated_at);
 -- index security_event_at
@@ -129,7 +131,7 @@ CREATE TABLE badge (
         badge_hash  BLOB    PRIMARY KEY,
         username    TEXT    NOT NULL REFERENCES app_user (username) ON DELETE CASCADE,
         created_at  INTEGER NOT NULL
-    , offline_hash BLOB, offline_iterations INTEGER);
+    , offline_sealed BLOB);
 -- table command
 CREATE TABLE "command" (
         id          TEXT    PRIMARY KEY,
@@ -232,6 +234,14 @@ CREATE TABLE mdm_token (
         sealed_token  BLOB    NOT NULL,
         updated_at    INTEGER NOT NULL
     );
+-- table offline_entry
+CREATE TABLE offline_entry (
+        device_id   TEXT    NOT NULL REFERENCES device (id) ON DELETE CASCADE,
+        badge_hash  BLOB    NOT NULL REFERENCES badge (badge_hash) ON DELETE CASCADE,
+        iterations  INTEGER NOT NULL,
+        sealed      BLOB    NOT NULL,
+        PRIMARY KEY (device_id, badge_hash)
+    ) WITHOUT ROWID;
 -- table offline_list
 CREATE TABLE offline_list (
         device_id   TEXT    PRIMARY KEY REFERENCES device (id) ON DELETE CASCADE,

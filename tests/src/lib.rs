@@ -79,6 +79,20 @@ impl TestServer {
         }
     }
 
+    /// Stops the server and starts a new one on the same data directory (a new port,
+    /// the default test configuration): what an upgrade or a crash-restart does.
+    pub async fn restart(self) -> Result<TestServer, String> {
+        let TestServer { server, data_dir } = self;
+        server.stop().await.map_err(|e| format!("{e:#}"))?;
+        let mut config =
+            ServerConfig::new(([127, 0, 0, 1], 0).into(), data_dir.path().join("data"));
+        config.offline_iterations = 1_000;
+        let server = EmbeddedServer::start(config)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        Ok(TestServer { server, data_dir })
+    }
+
     /// Stops the server and reports how it ended.
     pub async fn stop(self) -> Result<(), String> {
         self.server.stop().await.map_err(|e| format!("{e:#}"))

@@ -163,3 +163,68 @@ async fn a_wifi_passphrase_is_sealed_at_rest_and_shown_to_admins_only() {
     assert!(read >= 1);
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passphrase_stored_before_sealing_is_sealed_at_the_next_start() {
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin().await;
+    let passphrase = "legacy-clear-5b1e";
+    admin
+        .ok(
+            "/api/v1/workflows/install-standard",
+            json!({"dep_profile": "St Mary DEP",
+            "wifi_ssid": "StMary-Provisioning", "wifi_password": passphrase}),
+        )
+        .await;
+    // What an earlier version left: the passphrase in clear in the stored workflow and
+    // in the audit entry that recorded it.
+    let db = server.data_dir.path().join("data").join("lanyard.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let sealed: String = conn
+        .query_row(
+            "SELECT json_extract(a.value, '$.password') FROM workflow w, json_each(w.spec_json, '$.actions') a
+              WHERE json_extract(a.value, '$.password') IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(sealed.starts_with("sealed:v1:"));
+    let mut planted = 0;
+    for (table, column) in [
+        ("workflow", "spec_json"),
+        ("audit_log", "before_json"),
+        ("audit_log", "after_json"),
+    ] {
+        planted += conn
+            .execute(
+                &format!("UPDATE {table} SET {column} = replace({column}, ?1, ?2) WHERE instr({column}, ?1) > 0"),
+                [&sealed, passphrase],
+            )
+            .unwrap();
+    }
+    assert!(planted >= 2, "the workflow and its audit entry");
+    drop(conn);
+    let in_clear = |db: &std::path::Path| {
+        let mut bytes = std::fs::read(db).unwrap();
+        bytes.extend(std::fs::read(db.with_extension("db-wal")).unwrap_or_default());
+        bytes
+            .windows(passphrase.len())
+            .any(|w| w == passphrase.as_bytes())
+    };
+    assert!(in_clear(&db));
+
+    let server = server.restart().await.unwrap();
+    assert!(!in_clear(&db), "sealed at start, everywhere it was stored");
+    let admin = server.admin().await;
+    let (_, mine) = admin.get("/api/v1/workflows").await;
+    assert!(
+        mine.to_string().contains(passphrase),
+        "an admin still reads it"
+    );
+    let (_, audit) = admin.get("/api/v1/audit?limit=50").await;
+    assert!(
+        audit.to_string().contains("secrets.seal"),
+        "the sealing is audited: {audit}"
+    );
+    server.stop().await.unwrap();
+}

@@ -1,7 +1,8 @@
 //! Offline credential lists from the real server to a real agent: each phone gets the
-//! badges of its unit's staff (users whose groups include its Device Home), signed and
-//! short-lived; a revoked badge leaves the list at the next sync; with the server gone,
-//! a listed badge still unlocks the phone and an unlisted one does not.
+//! badges of its unit's staff (users whose groups include its Device Home), signed,
+//! short-lived and salted for that phone alone; a revoked badge leaves the list at the
+//! next sync; with the server gone, a listed badge still unlocks the phone and an
+//! unlisted one does not; a copy of the server's database yields no badge id.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use lanyard_agent::Event;
@@ -24,6 +25,34 @@ fn listed(phone: &Phone) -> Vec<String> {
         .collect();
     users.sort();
     users
+}
+
+/// Syncs until the phone's list names `users`: a new phone's entries are computed in the
+/// background, and the sync after that brings them.
+async fn sync_until_listed(phone: &mut Phone, users: &[&str]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        phone.sync_step().await;
+        let now_listed = phone
+            .agent
+            .locker()
+            .offline_credentials
+            .as_ref()
+            .map(|_| listed(phone));
+        if now_listed.as_deref()
+            == Some(
+                users
+                    .iter()
+                    .map(|u| u.to_string())
+                    .collect::<Vec<_>>()
+                    .as_slice(),
+            )
+        {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{now_listed:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// A badge tapped on the phone while the server cannot be reached.
@@ -86,13 +115,8 @@ async fn a_phone_carries_its_units_badges_offline_and_loses_revoked_ones() {
         )
         .await;
     let mut phone = Phone::enroll(token["link"].as_str().unwrap()).await;
-    phone.sync_step().await;
-    phone.sync_step().await;
-    assert_eq!(
-        listed(&phone),
-        ["alice", "carol"],
-        "the unit's staff, not 5 East's"
-    );
+    // The unit's staff, not 5 East's.
+    sync_until_listed(&mut phone, &["alice", "carol"]).await;
     let first = phone
         .agent
         .locker()
@@ -156,4 +180,76 @@ async fn a_phone_carries_its_units_badges_offline_and_loses_revoked_ones() {
         phone.agent.store().outbox_len().unwrap() > 0,
         "the offline unlock waits to be reported"
     );
+}
+
+#[tokio::test]
+async fn each_phone_has_its_own_salt_and_a_database_copy_yields_no_badge_id() {
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin().await;
+    let badges = ["80412345", "80454321"];
+    for (user, badge) in [("dana", badges[0]), ("erin", badges[1])] {
+        admin
+            .ok(
+                "/api/v1/users",
+                json!({"username": user, "display_name": user, "groups": ["ICU"]}),
+            )
+            .await;
+        admin
+            .ok(
+                &format!("/api/v1/users/{user}/badges"),
+                json!({"badge": badge}),
+            )
+            .await;
+    }
+    let token = admin
+        .ok(
+            "/api/v1/enrollment-tokens",
+            json!({"label": "ICU", "department": "ICU", "uses": 2}),
+        )
+        .await;
+    let link = token["link"].as_str().unwrap();
+    let mut a = Phone::enroll(link).await;
+    let mut b = Phone::enroll(link).await;
+    sync_until_listed(&mut a, &["dana", "erin"]).await;
+    sync_until_listed(&mut b, &["dana", "erin"]).await;
+    let la = a.agent.locker().offline_credentials.clone().unwrap();
+    let lb = b.agent.locker().offline_credentials.clone().unwrap();
+
+    // Each phone's list is salted for it alone: a badge's entry on one phone is not its
+    // entry on the other, so a list lifted from one phone matches nothing on another.
+    assert_ne!(la.salt, lb.salt);
+    for badge in badges {
+        let on_a = lanyard_protocol::kdf::derive(badge.as_bytes(), &la.salt, la.iterations);
+        let on_b = lanyard_protocol::kdf::derive(badge.as_bytes(), &lb.salt, lb.iterations);
+        assert!(la.entries.iter().any(|e| e.badge_hash == on_a));
+        assert!(lb.entries.iter().any(|e| e.badge_hash == on_b));
+        assert!(!lb.entries.iter().any(|e| e.badge_hash == on_a));
+    }
+
+    // A copy of the database (file and WAL) holds no badge id, no phone's salt, no
+    // entry a phone holds, and no site-salted hash (what the earlier design stored and
+    // a copy let anyone crack).
+    let data = server.data_dir.path().join("data");
+    let mut copy = Vec::new();
+    for f in ["lanyard.db", "lanyard.db-wal"] {
+        if let Ok(bytes) = std::fs::read(data.join(f)) {
+            copy.extend(bytes);
+        }
+    }
+    assert!(copy.len() > 4096, "the database was read");
+    let site_salt = std::fs::read(data.join("offline-salt.bin")).unwrap();
+    let contains = |needle: &[u8]| copy.windows(needle.len()).any(|w| w == needle);
+    for badge in badges {
+        assert!(!contains(badge.as_bytes()), "badge id in the database");
+        let site = lanyard_protocol::kdf::derive(badge.as_bytes(), &site_salt, la.iterations);
+        assert!(!contains(&site), "a site-salted hash in the database");
+    }
+    for list in [&la, &lb] {
+        assert!(!contains(&list.salt), "a phone's salt in the database");
+        for e in &list.entries {
+            assert!(!contains(&e.badge_hash), "a phone's entry in the database");
+        }
+    }
+    drop(admin);
+    server.stop().await.unwrap();
 }

@@ -386,7 +386,30 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX mdm_activity_at ON mdm_activity (at);
     CREATE INDEX workflow_run_finished ON workflow_run (finished_at) WHERE finished_at IS NOT NULL;
     CREATE INDEX email_outbox_settled ON email_outbox (created_at) WHERE state <> 'pending';",
+    // v22: offline badge lists with a salt per phone. A badge keeps a sealed copy of its
+    // id (AES-256-GCM under the sealing key in the data directory, bound to its keyed
+    // hash), and each phone's entries — PBKDF2 of the id with that phone's salt — are
+    // computed once and kept sealed too. The site-salted hashes, which a copy of the
+    // database alone let anyone crack, are dropped (the server vacuums after this
+    // version, so no free page keeps them); each badge gets its sealed copy again at
+    // its next registration or online tap, and every list is rebuilt.
+    "ALTER TABLE badge DROP COLUMN offline_hash;
+    ALTER TABLE badge DROP COLUMN offline_iterations;
+    ALTER TABLE badge ADD COLUMN offline_sealed BLOB;
+    CREATE TABLE offline_entry (
+        device_id   TEXT    NOT NULL REFERENCES device (id) ON DELETE CASCADE,
+        badge_hash  BLOB    NOT NULL REFERENCES badge (badge_hash) ON DELETE CASCADE,
+        iterations  INTEGER NOT NULL,
+        sealed      BLOB    NOT NULL,
+        PRIMARY KEY (device_id, badge_hash)
+    ) WITHOUT ROWID;
+    CREATE INDEX offline_entry_badge ON offline_entry (badge_hash);
+    UPDATE offline_list SET audit_mark = -1;",
 ];
+
+/// Versions after which the database is vacuumed, because they dropped secrets that
+/// free pages would otherwise keep.
+pub const VACUUM_AFTER: &[i64] = &[22];
 
 /// The schema version this build writes.
 pub fn latest() -> i64 {

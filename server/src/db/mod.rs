@@ -92,6 +92,12 @@ pub fn migrate(path: &Path) -> Result<i64, DbError> {
         migrations::apply(&tx, found, latest)?;
     }
     tx.commit()?;
+    if migrations::VACUUM_AFTER
+        .iter()
+        .any(|v| found > 0 && found < *v && *v <= latest)
+    {
+        conn.execute_batch("VACUUM")?;
+    }
     Ok(latest)
 }
 
@@ -136,6 +142,22 @@ impl Db {
         });
         self.writer.send(job).map_err(|_| DbError::WriterGone)?;
         done_rx.await.map_err(|_| DbError::WriterGone)?
+    }
+
+    /// Rewrites the database file and empties the WAL, so content just replaced or
+    /// deleted (a secret sealed in place) keeps no copy in a free page or an old frame.
+    /// Takes the database's exclusive lock for as long as the rewrite lasts.
+    pub async fn vacuum(&self) -> Result<(), DbError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = Connection::open(path.as_path())?;
+            configure(&conn)?;
+            conn.execute_batch("VACUUM")?;
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| DbError::Join(e.to_string()))?
     }
 
     /// Runs `f` on a pooled read connection, off the async threads.

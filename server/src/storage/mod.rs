@@ -199,6 +199,10 @@ pub trait Storage:
     + Sync
     + 'static
 {
+    /// Rewrites the store's files so that data just replaced or deleted (a secret sealed
+    /// in place) leaves no copy on disk. Slow and exclusive: for start-up upgrades.
+    fn scrub(&self) -> impl Future<Output = Result<(), StorageError>> + Send;
+
     /// Runs `work` in one transaction: everything it reads and writes through the
     /// [`Tx`] commits together once it returns `Ok`, or not at all. The domain opens
     /// one wherever it checks and then acts. `work` runs off the async threads and

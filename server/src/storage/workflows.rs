@@ -9,6 +9,11 @@ use crate::model::{Launchpad, Page};
 use crate::workflows::model::{Rule, RuleSpec, Workflow};
 use crate::workflows::run::{Email, NewRun, Run};
 
+/// Rewrites one stored JSON document in place; answers whether it changed (an `Err`
+/// rolls the whole rewrite back).
+pub type JsonRewrite =
+    std::sync::Arc<dyn Fn(&mut serde_json::Value) -> Result<bool, String> + Send + Sync>;
+
 /// An email to queue.
 #[derive(Debug, Clone)]
 pub struct NewEmail {
@@ -52,6 +57,17 @@ pub trait WorkflowStore: Clone + Send + Sync + 'static {
         actor: String,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Applies `rewrite` to every stored copy of a workflow definition that may hold a
+    /// secret (workflows, run snapshots, audit entries), in one transaction, and audits
+    /// how many changed as `action` by `actor`. Returns that count.
+    fn rewrite_workflow_documents(
+        &self,
+        rewrite: JsonRewrite,
+        action: &'static str,
+        actor: String,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<usize, StorageError>> + Send;
 
     /// Every rule, by trigger then position.
     fn list_rules(&self) -> impl Future<Output = Result<Vec<Rule>, StorageError>> + Send;

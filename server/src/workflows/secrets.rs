@@ -10,6 +10,9 @@ use super::model::{Action, WorkflowSpec};
 use crate::error::AppError;
 use crate::keys::{SEALED_PREFIX, ServerKeys};
 use crate::model::Role;
+use crate::state::AppState;
+use crate::storage::Storage;
+use crate::storage::workflows::JsonRewrite;
 
 /// What a sealed secret reads as where it is not shown.
 pub const REDACTED: &str = "********";
@@ -32,6 +35,54 @@ pub fn seal(keys: &ServerKeys, spec: &mut WorkflowSpec) -> Result<(), AppError> 
         }
     }
     Ok(())
+}
+
+/// Seals the secrets that versions before sealing stored in clear — in workflows, in
+/// run snapshots and in the audit entries that recorded them — as one audited change by
+/// `system`, run at start. Returns how many stored documents changed.
+pub async fn seal_stored<S: Storage>(st: &AppState<S>) -> Result<usize, AppError> {
+    let keys = st.keys.clone();
+    let rewrite: JsonRewrite = std::sync::Arc::new(move |doc: &mut Value| {
+        seal_fields(&keys, doc).map_err(|e| e.to_string())
+    });
+    let changed = st
+        .storage
+        .rewrite_workflow_documents(rewrite, "secrets.seal", "system".into(), st.now())
+        .await?;
+    if changed > 0 {
+        // The clear copies must not linger in free pages or the WAL.
+        st.storage.scrub().await?;
+    }
+    Ok(changed)
+}
+
+/// Seals every `password` field in clear inside `v`; answers whether any changed.
+fn seal_fields(keys: &ServerKeys, v: &mut Value) -> anyhow::Result<bool> {
+    match v {
+        Value::Array(items) => {
+            let mut changed = false;
+            for item in items {
+                changed |= seal_fields(keys, item)?;
+            }
+            Ok(changed)
+        }
+        Value::Object(map) => {
+            let mut changed = false;
+            for (k, item) in map.iter_mut() {
+                match item {
+                    Value::String(p)
+                        if k == "password" && !p.starts_with(SEALED_PREFIX) && p != REDACTED =>
+                    {
+                        *p = keys.seal_secret(p)?;
+                        changed = true;
+                    }
+                    _ => changed |= seal_fields(keys, item)?,
+                }
+            }
+            Ok(changed)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// Opens every sealed secret of `spec` (to validate a copy, e.g. a clone).

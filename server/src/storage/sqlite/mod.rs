@@ -311,6 +311,10 @@ pub(super) fn audit(
 }
 
 impl Storage for SqliteStorage {
+    async fn scrub(&self) -> Result<(), StorageError> {
+        Ok(self.db.vacuum().await?)
+    }
+
     async fn transact<T, F>(&self, work: F) -> Result<T, StorageError>
     where
         T: Send + 'static,

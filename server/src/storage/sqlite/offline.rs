@@ -5,42 +5,34 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStorage;
 use crate::storage::StorageError;
-use crate::storage::offline::{OfflineBadge, OfflineListRow, OfflineStore};
+use crate::storage::offline::{OfflineBadge, OfflineListRow, OfflineStore, SealedEntry};
 
 impl OfflineStore for SqliteStorage {
-    async fn set_offline_hash(
+    async fn set_offline_sealed(
         &self,
         badge_hash: Vec<u8>,
-        offline_hash: Vec<u8>,
-        iterations: u32,
+        sealed: Vec<u8>,
     ) -> Result<bool, StorageError> {
         self.write(move |tx| {
             let n = tx.execute(
-                "UPDATE badge SET offline_hash = ?2, offline_iterations = ?3 WHERE badge_hash = ?1",
-                params![badge_hash, offline_hash, i64::from(iterations)],
+                "UPDATE badge SET offline_sealed = ?2 WHERE badge_hash = ?1",
+                params![badge_hash, sealed],
             )?;
             Ok(n > 0)
         })
         .await
     }
 
-    async fn needs_offline_hash(
-        &self,
-        badge_hash: Vec<u8>,
-        iterations: u32,
-    ) -> Result<bool, StorageError> {
+    async fn needs_offline_sealed(&self, badge_hash: Vec<u8>) -> Result<bool, StorageError> {
         self.read(move |c| {
-            let row: Option<(bool, Option<i64>)> = c
+            let has: Option<bool> = c
                 .query_row(
-                    "SELECT offline_hash IS NOT NULL, offline_iterations FROM badge WHERE badge_hash = ?1",
+                    "SELECT offline_sealed IS NOT NULL FROM badge WHERE badge_hash = ?1",
                     [&badge_hash],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| r.get(0),
                 )
                 .optional()?;
-            Ok(match row {
-                None => false,
-                Some((has, n)) => !has || n != Some(i64::from(iterations)),
-            })
+            Ok(has == Some(false))
         })
         .await
     }
@@ -82,15 +74,15 @@ impl OfflineStore for SqliteStorage {
     async fn offline_badges(&self) -> Result<Vec<OfflineBadge>, StorageError> {
         self.read(|c| {
             let mut stmt = c.prepare(
-                "SELECT b.offline_hash, b.offline_iterations, u.username, u.display_name, u.groups_json
+                "SELECT b.badge_hash, b.offline_sealed, u.username, u.display_name, u.groups_json
                  FROM badge b JOIN app_user u ON u.username = b.username
-                 WHERE b.offline_hash IS NOT NULL ORDER BY u.username, b.badge_hash",
+                 WHERE b.offline_sealed IS NOT NULL ORDER BY u.username, b.badge_hash",
             )?;
             let rows = stmt.query_map([], |r| {
                 let groups: String = r.get(4)?;
                 Ok(OfflineBadge {
-                    hash: r.get(0)?,
-                    iterations: u32::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    badge_hash: r.get(0)?,
+                    sealed: r.get(1)?,
                     user: UserRef {
                         username: r.get(2)?,
                         display_name: r.get(3)?,
@@ -99,6 +91,58 @@ impl OfflineStore for SqliteStorage {
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn offline_entries(
+        &self,
+        device_id: String,
+        iterations: u32,
+    ) -> Result<Vec<SealedEntry>, StorageError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT badge_hash, sealed FROM offline_entry WHERE device_id = ?1 AND iterations = ?2",
+            )?;
+            let rows = stmt.query_map(params![device_id, i64::from(iterations)], |r| {
+                Ok(SealedEntry {
+                    badge_hash: r.get(0)?,
+                    sealed: r.get(1)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn save_offline_entries(
+        &self,
+        device_id: String,
+        iterations: u32,
+        entries: Vec<SealedEntry>,
+    ) -> Result<(), StorageError> {
+        self.write(move |tx| {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO offline_entry (device_id, badge_hash, iterations, sealed)
+                 SELECT ?1, ?2, ?3, ?4
+                  WHERE EXISTS (SELECT 1 FROM badge WHERE badge_hash = ?2)
+                    AND EXISTS (SELECT 1 FROM device WHERE id = ?1)
+                 ON CONFLICT (device_id, badge_hash) DO UPDATE
+                   SET iterations = excluded.iterations, sealed = excluded.sealed",
+            )?;
+            for e in &entries {
+                stmt.execute(params![
+                    device_id,
+                    e.badge_hash,
+                    i64::from(iterations),
+                    e.sealed
+                ])?;
+            }
+            tx.execute(
+                "UPDATE offline_list SET audit_mark = -1 WHERE device_id = ?1",
+                [&device_id],
+            )?;
+            Ok(())
         })
         .await
     }

@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 use super::{SqliteStorage, audit, get_device, get_launchpad, is_unique_violation, json, page};
 use crate::model::{Launchpad, Page};
 use crate::storage::StorageError;
-use crate::storage::workflows::{NewEmail, WorkflowStore};
+use crate::storage::workflows::{JsonRewrite, NewEmail, WorkflowStore};
 use crate::workflows::model::{Rule, RuleSpec, Workflow};
 use crate::workflows::run::{Email, NewRun, Run, RunState, Step};
 
@@ -253,6 +253,61 @@ impl WorkflowStore for SqliteStorage {
                 now,
             )?;
             Ok(w)
+        })
+        .await
+    }
+
+    async fn rewrite_workflow_documents(
+        &self,
+        rewrite: JsonRewrite,
+        action: &'static str,
+        actor: String,
+        now: Timestamp,
+    ) -> Result<usize, StorageError> {
+        self.write(move |tx| {
+            // (table, key column, document column): every place a workflow's definition
+            // is copied to.
+            const DOCUMENTS: [(&str, &str, &str); 4] = [
+                ("workflow", "rowid", "spec_json"),
+                ("workflow_run", "id", "workflow_json"),
+                ("audit_log", "id", "before_json"),
+                ("audit_log", "id", "after_json"),
+            ];
+            let mut changed = 0usize;
+            for (table, key, column) in DOCUMENTS {
+                // Only documents that can hold a secret field are read at all.
+                let rows: Vec<(i64, String)> = tx
+                    .prepare(&format!(
+                        "SELECT {key}, {column} FROM {table} WHERE {column} LIKE '%\"password\"%'"
+                    ))?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                for (id, text) in rows {
+                    let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(&text) else {
+                        continue;
+                    };
+                    if rewrite(&mut doc).map_err(StorageError::Internal)? {
+                        tx.execute(
+                            &format!("UPDATE {table} SET {column} = ?2 WHERE {key} = ?1"),
+                            params![id, doc.to_string()],
+                        )?;
+                        changed += 1;
+                    }
+                }
+            }
+            if changed > 0 {
+                audit(
+                    tx,
+                    &actor,
+                    action,
+                    "workflow",
+                    "*",
+                    None,
+                    Some(serde_json::json!({ "documents": changed })),
+                    now,
+                )?;
+            }
+            Ok(changed)
         })
         .await
     }
