@@ -2,6 +2,7 @@
 # Installs what the test suite needs beyond the Rust toolchain. Idempotent: each tool is
 # checked first and installed only when missing, so a warm machine spends no time here.
 #   - pytest, aiosmtpd (PyPI): the Python binding tests and the SMTP sink of the e2e tests
+#   - schemathesis (PyPI): the OpenAPI conformance run
 #   - kotlin-compiler (npm, into .tools/kotlin): compiles the Kotlin binding test
 #   - libjna-java (Debian): JNA, which the generated Kotlin bindings load the library with
 #   - cargo-fuzz (crates.io) and a nightly toolchain: the short fuzz runs
@@ -18,6 +19,11 @@ fi
 if ! python3 -c "import pytest" 2>/dev/null; then
     echo "==> installing pytest (Python binding tests)"
     pip_install 'pytest==8.3.4'
+fi
+
+if ! python3 -m schemathesis.cli --version 2>/dev/null | grep -q '4.32.5'; then
+    echo "==> installing schemathesis (OpenAPI conformance)"
+    pip_install 'schemathesis==4.32.5'
 fi
 
 KOTLIN_DIR=.tools/kotlin

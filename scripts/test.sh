@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# pytest, aiosmtpd, kotlinc, JNA: installed only when missing.
+# pytest, aiosmtpd, schemathesis, kotlinc, JNA, cargo-fuzz: installed only when missing.
 bash scripts/install-test-deps.sh
 
 echo "==> cargo fmt --check"
@@ -19,6 +19,9 @@ cargo test --workspace --locked
 
 echo "==> binding tests"
 bash scripts/test-bindings.sh
+
+echo "==> schemathesis against the OpenAPI document (every check, 0 failures)"
+bash scripts/schemathesis.sh
 
 echo "==> fuzz targets (short runs)"
 bash scripts/fuzz.sh

@@ -47,7 +47,10 @@ pub struct DeviceInfo {
     pub model: Option<String>,
     /// OS version, e.g. `17.4.1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Option<String>, pattern = r"^[0-9]{1,9}(\.[0-9]{1,9}){0,2}$")
+    )]
     pub os_version: Option<OsVersion>,
     /// Device name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,9 +68,11 @@ pub struct DeviceInfo {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrollRequest {
-    /// Wire version.
+    /// Wire version (this protocol: [`crate::PROTOCOL_VERSION`]).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1))]
     pub v: u32,
     /// The enrollment token from the link or managed configuration.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 256))]
     pub token: String,
     /// About the phone.
     pub device: DeviceInfo,

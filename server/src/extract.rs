@@ -1,7 +1,8 @@
 //! Request extractors whose failures are JSON errors with stable codes, and the two
 //! kinds of caller: admin API tokens (with roles) and enrolled devices.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -13,40 +14,100 @@ use crate::model::{Device, Role};
 use crate::state::AppState;
 use crate::storage::Storage;
 
-/// `Json<T>` whose rejection is an [`AppError`].
+/// `Json<T>` whose rejection is an [`AppError`]. A number written with a zero fraction
+/// (`2780.0`) is the integer it equals, as JSON Schema says: a body refused only for
+/// that is read again with such numbers as integers.
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
     S: Send + Sync,
     T: DeserializeOwned,
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
 {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::UnsupportedMediaType(
+        if !json_content_type(req.headers()) {
+            return Err(AppError::UnsupportedMediaType(
                 "send the body as application/json".into(),
-            )),
-            Err(JsonRejection::BytesRejection(e))
-                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
-            {
-                Err(AppError::TooLarge(format!(
+            ));
+        }
+        let bytes = match Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(AppError::TooLarge(format!(
                     "request body rejected: {}",
                     e.body_text()
-                )))
+                )));
             }
-            Err(JsonRejection::BytesRejection(e)) => Err(AppError::BadRequest {
-                code: "body_unreadable",
-                message: format!("request body could not be read: {}", e.body_text()),
-            }),
-            Err(e) => Err(AppError::BadRequest {
-                code: "invalid_json",
-                message: e.body_text(),
-            }),
+            Err(e) => {
+                return Err(AppError::BadRequest {
+                    code: "body_unreadable",
+                    message: format!("request body could not be read: {}", e.body_text()),
+                });
+            }
+        };
+        match axum::Json::<T>::from_bytes(&bytes) {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(first) => match integral_numbers_as_integers(&bytes)
+                .and_then(|b| axum::Json::<T>::from_bytes(&b).ok())
+            {
+                Some(axum::Json(v)) => Ok(ApiJson(v)),
+                None => Err(AppError::BadRequest {
+                    code: "invalid_json",
+                    message: first.body_text(),
+                }),
+            },
         }
+    }
+}
+
+/// `application/json` or `application/*+json`, as axum's `Json` accepts.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"))
+}
+
+/// The body again with every number that has a zero fraction and fits an integer
+/// written as that integer; `None` when there is none (or the body is not JSON).
+fn integral_numbers_as_integers(body: &[u8]) -> Option<Vec<u8>> {
+    fn walk(v: &mut serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Number(n) if n.is_f64() => {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                // Within ±2^53 a float is exact, so the integer is the number sent.
+                if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 {
+                    #[allow(clippy::cast_possible_truncation)]
+                    let i = f as i64;
+                    *v = serde_json::Value::from(i);
+                    return true;
+                }
+                false
+            }
+            serde_json::Value::Array(items) => items.iter_mut().fold(false, |c, i| walk(i) | c),
+            serde_json::Value::Object(map) => map.values_mut().fold(false, |c, i| walk(i) | c),
+            _ => false,
+        }
+    }
+    let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if walk(&mut v) {
+        serde_json::to_vec(&v).ok()
+    } else {
+        None
     }
 }
 
@@ -226,5 +287,25 @@ impl<S: Storage> FromRequestParts<AppState<S>> for LaunchpadCaller {
                 "unknown launchpad credential".into(),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::integral_numbers_as_integers;
+
+    #[test]
+    fn numbers_with_a_zero_fraction_are_read_as_integers_and_others_are_left() {
+        let fixed = integral_numbers_as_integers(br#"{"a": 2780.0, "b": [1.0, -3.0], "c": 1.5}"#)
+            .expect("changed");
+        let v: serde_json::Value = serde_json::from_slice(&fixed).unwrap_or_default();
+        assert_eq!(v, serde_json::json!({"a": 2780, "b": [1, -3], "c": 1.5}));
+        assert_eq!(integral_numbers_as_integers(br#"{"a": 1, "c": 1.5}"#), None);
+        assert_eq!(integral_numbers_as_integers(b"not json"), None);
+        assert_eq!(
+            integral_numbers_as_integers(br#"{"a": 1e300}"#),
+            None,
+            "too big to be exact"
+        );
     }
 }

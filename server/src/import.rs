@@ -135,10 +135,8 @@ pub fn parse_users(input: impl Read) -> (Vec<ParsedUser>, Vec<String>) {
                 }
                 let badge = row.badge.filter(|b| !b.is_empty());
                 if let Some(b) = &badge {
-                    if b.len() > 128 || b.chars().any(char::is_control) {
-                        problems.push(format!(
-                            "row {line}: badge: must be 1 to 128 printable characters"
-                        ));
+                    if let Err(e) = crate::validate::badge("badge", b) {
+                        problems.push(format!("row {line}: {e}"));
                     } else if !seen_badges.insert(b.clone()) {
                         problems.push(format!(
                             "row {line}: the same badge appears twice in the file"

@@ -40,7 +40,7 @@ use crate::http::{admin, attributes, credentials, device, launchpad, logs, workf
         crate::model::PasscodeState,
         lanyard_protocol::DeviceStatus
     )),
-    modifiers(&BearerSchemes, &CommonErrors),
+    modifiers(&BearerSchemes, &CommonErrors, &ExactBodies),
     tags(
         (name = "admin", description = "IT administration: users, badges, carts, enrollment, devices, audit"),
         (name = "device", description = "The locker agent on each phone"),
@@ -62,6 +62,49 @@ impl Modify for BearerSchemes {
                 name,
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
             );
+        }
+    }
+}
+
+/// Bodies described as exactly as the server reads them. Serde's `deny_unknown_fields`
+/// on a tagged enum leaves its variants open in the generated schema, and a stored
+/// workflow or rule (its definition flattened beside its id) must not inherit the
+/// closed definition's `additionalProperties: false`.
+struct ExactBodies;
+
+impl Modify for ExactBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{AdditionalProperties, Schema};
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        let schemas = &mut components.schemas;
+        // Tagged enums refusing unknown fields: every variant is closed.
+        if let Some(RefOr::T(Schema::OneOf(one_of))) = schemas.get_mut("MdmAction") {
+            for variant in &mut one_of.items {
+                if let RefOr::T(Schema::Object(o)) = variant {
+                    o.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+                }
+            }
+        }
+        // Stored workflows and rules: the definition's fields, open to the stored ones.
+        for (stored, spec) in [("Workflow", "WorkflowSpec"), ("Rule", "RuleSpec")] {
+            let Some(RefOr::T(Schema::Object(mut fields))) = schemas.get(spec).cloned() else {
+                continue;
+            };
+            fields.additional_properties = None;
+            let open = format!("{spec}Fields");
+            schemas.insert(open.clone(), RefOr::T(Schema::Object(fields)));
+            if let Some(RefOr::T(Schema::AllOf(all_of))) = schemas.get_mut(stored) {
+                for part in &mut all_of.items {
+                    if let RefOr::Ref(r) = part
+                        && r.ref_location == format!("#/components/schemas/{spec}")
+                    {
+                        r.ref_location = format!("#/components/schemas/{open}");
+                    }
+                }
+            }
         }
     }
 }
@@ -130,4 +173,64 @@ impl Modify for CommonErrors {
 /// `GET /api/v1/openapi.json`.
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
+}
+
+/// What every free-text field accepts: no control characters and at least one
+/// character that is not a space (the server trims, then refuses what is left empty).
+pub(crate) const TEXT_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$";
+
+/// A list of free texts of 1 to `max` characters, `min_items` to `max_items` long,
+/// absent or null when `nullable`.
+fn text_list(
+    max: usize,
+    min_items: Option<usize>,
+    max_items: Option<usize>,
+    nullable: bool,
+) -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    let item = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(TEXT_PATTERN));
+    let mut list = ArrayBuilder::new()
+        .items(item)
+        .min_items(min_items)
+        .max_items(max_items);
+    if nullable {
+        list = list.schema_type(SchemaType::from_iter([Type::Array, Type::Null]));
+    }
+    list.build()
+}
+
+/// A user's directory groups (each 1 to 128 characters).
+pub(crate) fn groups() -> utoipa::openapi::schema::Array {
+    text_list(128, None, None, false)
+}
+
+/// A user's directory groups, when a patch replaces them.
+pub(crate) fn groups_patch() -> utoipa::openapi::schema::Array {
+    text_list(128, None, None, true)
+}
+
+/// The workflows a rule deploys: 1 to 10 ids.
+pub(crate) fn rule_workflows() -> utoipa::openapi::schema::Array {
+    text_list(128, Some(1), Some(10), false)
+}
+
+/// An IANA time zone the server knows (its bundled tz database), `""` to clear, or null.
+pub(crate) fn timezone() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let mut names: Vec<String> = jiff::tz::db()
+        .available()
+        .map(|n| n.as_str().to_owned())
+        .collect();
+    names.sort();
+    let values = [serde_json::Value::Null, serde_json::Value::from("")]
+        .into_iter()
+        .chain(names.into_iter().map(serde_json::Value::from));
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some(values))
+        .build()
 }

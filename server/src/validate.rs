@@ -52,6 +52,22 @@ pub fn optional_text(
     }
 }
 
+/// Most characters in a badge id.
+pub const MAX_BADGE_CHARS: usize = 128;
+
+/// A raw badge id as a reader gives it: trimmed, 1 to 128 characters, none of them a
+/// control character. (The one rule for badges from the API, a cart and an import.)
+pub fn badge(field: &str, raw: &str) -> Result<lanyard_protocol::BadgeId, AppError> {
+    let v = raw.trim();
+    if v.is_empty() || v.chars().count() > MAX_BADGE_CHARS || v.chars().any(char::is_control) {
+        return Err(AppError::invalid(
+            field,
+            format!("must be 1 to {MAX_BADGE_CHARS} printable characters"),
+        ));
+    }
+    Ok(lanyard_protocol::BadgeId::new(v))
+}
+
 /// A username: 1–64 of letters, digits, `.`, `_`, `-`, `@`.
 pub fn username(field: &str, value: &str) -> Result<String, AppError> {
     let v = value.trim();

@@ -996,3 +996,26 @@ async fn custom_attributes_are_typed_role_checked_and_audited() {
     assert_eq!((s, b.as_array().unwrap().len()), (200, 1));
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_whole_number_written_with_a_fraction_is_that_number_and_a_real_fraction_is_refused() {
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin().await;
+    // JSON Schema counts 30.0 as the integer 30; so does the server.
+    let (status, body) = admin
+        .post(
+            "/api/v1/tokens",
+            json!({"label": "ci", "role": "auditor", "expires_in_days": 30.0}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = admin
+        .post(
+            "/api/v1/tokens",
+            json!({"label": "ci", "role": "auditor", "expires_in_days": 30.5}),
+        )
+        .await;
+    assert_error(status, &body, 400, "a fraction");
+    assert_eq!(body["code"], "invalid_json");
+    server.stop().await.unwrap();
+}

@@ -34,8 +34,9 @@ pub struct CreateUser {
         pattern = r"^(|[^@\s\u0000-\u001F\u007F-\u009F]+@[^@\s\u0000-\u001F\u007F-\u009F]+\.[^@\s\u0000-\u001F\u007F-\u009F]+)$"
     )]
     pub email: Option<String>,
-    /// Directory groups.
+    /// Directory groups, each 1 to 128 characters.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::groups)]
     pub groups: Vec<String>,
     /// Devices the user may hold at once (default 1, at most 10).
     #[schema(maximum = 10)]
@@ -141,12 +142,19 @@ pub struct CreateLaunchpad {
     #[schema(minimum = 1, maximum = 64)]
     pub ports: u32,
     /// Launchpad Attribute: Department.
+    #[schema(max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub department: Option<String>,
     /// Launchpad Attribute: Facility.
+    #[schema(max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub facility: Option<String>,
     /// Launchpad Attribute: Launchpad Manager (email).
+    #[schema(
+        max_length = 254,
+        pattern = r"^(|[^@\s\u0000-\u001F\u007F-\u009F]+@[^@\s\u0000-\u001F\u007F-\u009F]+\.[^@\s\u0000-\u001F\u007F-\u009F]+)$"
+    )]
     pub manager: Option<String>,
-    /// Launchpad Attribute: Timezone (IANA).
+    /// Launchpad Attribute: Timezone (IANA; `""` clears it).
+    #[schema(schema_with = crate::openapi::timezone)]
     pub timezone: Option<String>,
 }
 

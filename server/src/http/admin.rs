@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header::HOST};
-use lanyard_protocol::{BadgeId, Timestamp};
+use lanyard_protocol::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AppError, ErrorBody};
@@ -99,14 +99,7 @@ pub async fn add_badge<S: Storage>(
 ) -> Result<(StatusCode, Json<User>), AppError> {
     caller.require_admin()?;
     let username = validate::lookup_key("user", &username)?;
-    let badge = body.badge.trim();
-    if badge.is_empty() || badge.len() > 128 || badge.chars().any(char::is_control) {
-        return Err(AppError::invalid(
-            "badge",
-            "must be 1 to 128 printable characters",
-        ));
-    }
-    let id = BadgeId::new(badge);
+    let id = validate::badge("badge", &body.badge)?;
     let hash = st.keys.badge_hash(&id);
     st.storage
         .add_badge(username.clone(), hash, caller.actor.clone(), st.now())
@@ -179,13 +172,18 @@ pub struct CreateEnrollmentToken {
         pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
     )]
     label: String,
-    /// How many devices may enroll with it; absent = unlimited until expiry.
-    #[schema(minimum = 1)]
+    /// How many devices may enroll with it (at most 1,000,000); absent = unlimited
+    /// until expiry.
+    #[schema(minimum = 1, maximum = 1000000)]
     uses: Option<u32>,
     /// Lifetime in seconds (default 7 days, at most 90 days).
-    #[schema(minimum = 1, maximum = 7776000)]
+    #[schema(minimum = 60, maximum = 7776000)]
     expires_in_secs: Option<u64>,
+    /// The cart whose phones enroll with it (sets their Device Home).
+    #[schema(pattern = r"^\s*[a-z0-9-]{1,64}\s*$")]
     launchpad_id: Option<String>,
+    /// The Device Home of phones enrolled with it, when no cart is given.
+    #[schema(max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     department: Option<String>,
 }
 
@@ -237,10 +235,10 @@ pub async fn create_enrollment_token<S: Storage>(
             "must be 60 seconds to 90 days",
         ));
     }
-    if body.uses == Some(0) {
+    if body.uses.is_some_and(|n| !(1..=1_000_000).contains(&n)) {
         return Err(AppError::invalid(
             "uses",
-            "must be at least 1 (omit for unlimited)",
+            "must be 1 to 1,000,000 (omit for unlimited)",
         ));
     }
     let launchpad_id = match body.launchpad_id.as_deref() {
@@ -511,10 +509,20 @@ pub async fn retire<S: Storage>(
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
     /// Display name.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub display_name: Option<String>,
     /// Email; `""` clears it.
+    #[schema(
+        max_length = 254,
+        pattern = r"^(|[^@\s\u0000-\u001F\u007F-\u009F]+@[^@\s\u0000-\u001F\u007F-\u009F]+\.[^@\s\u0000-\u001F\u007F-\u009F]+)$"
+    )]
     pub email: Option<String>,
-    /// Directory groups (replaces the list).
+    /// Directory groups (replaces the list), each 1 to 128 characters.
+    #[schema(schema_with = crate::openapi::groups_patch)]
     pub groups: Option<Vec<String>>,
     /// Device limit (0 to 10).
     #[schema(maximum = 10)]
@@ -594,6 +602,11 @@ pub async fn delete_user<S: Storage>(
 pub struct RevokeBadge {
     /// The badge to revoke (sent in the body, never in the URL, so it is never logged);
     /// absent: revoke every badge of the user.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub badge: Option<String>,
 }
 
@@ -607,15 +620,9 @@ pub async fn revoke_badges<S: Storage>(
 ) -> Result<Json<User>, AppError> {
     caller.require_device_actions()?;
     let username = validate::lookup_key("user", &username)?;
-    let hash = match body.badge.as_deref().map(str::trim) {
+    let hash = match body.badge.as_deref() {
         None => None,
-        Some(b) if b.is_empty() || b.len() > 128 => {
-            return Err(AppError::invalid(
-                "badge",
-                "must be 1 to 128 printable characters",
-            ));
-        }
-        Some(b) => Some(st.keys.badge_hash(&BadgeId::new(b))),
+        Some(b) => Some(st.keys.badge_hash(&validate::badge("badge", b)?)),
     };
     Ok(Json(
         st.storage
@@ -640,12 +647,19 @@ pub struct UpdateLaunchpad {
     #[schema(minimum = 1, maximum = 64)]
     pub ports: Option<u32>,
     /// Launchpad Attribute: Department.
+    #[schema(max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub department: Option<String>,
     /// Launchpad Attribute: Facility.
+    #[schema(max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub facility: Option<String>,
     /// Launchpad Attribute: Launchpad Manager (email).
+    #[schema(
+        max_length = 254,
+        pattern = r"^(|[^@\s\u0000-\u001F\u007F-\u009F]+@[^@\s\u0000-\u001F\u007F-\u009F]+\.[^@\s\u0000-\u001F\u007F-\u009F]+)$"
+    )]
     pub manager: Option<String>,
-    /// Launchpad Attribute: Timezone (IANA).
+    /// Launchpad Attribute: Timezone (IANA; `""` clears it).
+    #[schema(schema_with = crate::openapi::timezone)]
     pub timezone: Option<String>,
 }
 

@@ -129,14 +129,7 @@ pub async fn tap<S: Storage>(
     LaunchpadCaller(cart): LaunchpadCaller,
     ApiJson(body): ApiJson<TapRequest>,
 ) -> Result<Json<TapResponse>, AppError> {
-    let raw = body.badge.trim();
-    if raw.is_empty() || raw.len() > 128 || raw.chars().any(char::is_control) {
-        return Err(AppError::invalid(
-            "badge",
-            "must be 1 to 128 printable characters",
-        ));
-    }
-    let badge = BadgeId::new(raw);
+    let badge = crate::validate::badge("badge", &body.badge)?;
     // Past its limit of unknown badges, the reader is refused every badge until the
     // window ends (it still beeps): guessing is throttled and IT hears of it.
     let source = Source::CartBadge(cart.id.clone());

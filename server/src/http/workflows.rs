@@ -237,6 +237,11 @@ pub async fn delete<S: Storage>(
 #[serde(deny_unknown_fields)]
 pub struct CloneWorkflow {
     /// The clone's name.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
 }
 
@@ -541,8 +546,9 @@ pub async fn delete_rule<S: Storage>(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoveRule {
-    /// The new place within its trigger, from 1 (1 = evaluated first).
-    #[schema(minimum = 1)]
+    /// The new place within its trigger, from 1 (1 = evaluated first; a place past the
+    /// last moves it to the end).
+    #[schema(minimum = 1, maximum = 10000)]
     pub position: u32,
 }
 
@@ -555,8 +561,8 @@ pub async fn move_rule<S: Storage>(
     ApiJson(body): ApiJson<MoveRule>,
 ) -> Result<Json<Vec<Rule>>, AppError> {
     caller.require_admin()?;
-    if body.position == 0 {
-        return Err(AppError::invalid("position", "counts from 1"));
+    if !(1..=10_000).contains(&body.position) {
+        return Err(AppError::invalid("position", "must be 1 to 10,000"));
     }
     let rules = st
         .storage

@@ -243,6 +243,7 @@ pub enum Action {
         retry: bool,
         /// Maximum attempts (1–10), counting the first.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(minimum = 1, maximum = 10)]
         max_attempts: Option<u8>,
         /// If still failing, run this workflow (its id).
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -342,9 +343,15 @@ impl Action {
 #[serde(deny_unknown_fields)]
 pub struct WorkflowSpec {
     /// Name, unique (case-insensitive).
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
     /// What it is for.
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub description: String,
     /// Workflow model.
     pub model: WorkflowModel,
@@ -497,16 +504,23 @@ pub struct Condition {
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     /// Name, unique (case-insensitive).
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
     /// What it is for.
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub description: String,
     /// When it runs.
     pub trigger: Trigger,
     /// All must hold for the rule to match.
     #[serde(default)]
     pub conditions: Vec<Condition>,
-    /// Workflow ids deployed in order.
+    /// Workflow ids deployed in order (1 to 10).
+    #[schema(schema_with = crate::openapi::rule_workflows)]
     pub workflows: Vec<String>,
     /// Enable Rule.
     pub enabled: bool,

@@ -19,6 +19,11 @@ use super::model::{
 #[serde(deny_unknown_fields)]
 pub struct SiteSettings {
     /// The DEP profile iOS Provisioning assigns.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub dep_profile: String,
     /// The provisioning network's SSID (not the production network's).
     pub wifi_ssid: String,
