@@ -88,6 +88,27 @@ impl Modify for ExactBodies {
                 }
             }
         }
+        // Internally tagged variants wrapping a closed struct (a rule's schedule): the
+        // struct's fields and the tag in one closed object, rather than an `allOf` whose
+        // closed half refuses the tag.
+        for name in ["Trigger"] {
+            let Some(RefOr::T(Schema::OneOf(one_of))) = schemas.get(name).cloned() else {
+                continue;
+            };
+            let mut items = Vec::new();
+            for variant in one_of.items {
+                items.push(match variant {
+                    RefOr::T(Schema::AllOf(all_of)) => match merged_variant(schemas, &all_of) {
+                        Some(o) => RefOr::T(Schema::Object(o)),
+                        None => RefOr::T(Schema::AllOf(all_of)),
+                    },
+                    other => other,
+                });
+            }
+            if let Some(RefOr::T(Schema::OneOf(target))) = schemas.get_mut(name) {
+                target.items = items;
+            }
+        }
         // Stored workflows and rules: the definition's fields, open to the stored ones.
         for (stored, spec) in [("Workflow", "WorkflowSpec"), ("Rule", "RuleSpec")] {
             let Some(RefOr::T(Schema::Object(mut fields))) = schemas.get(spec).cloned() else {
@@ -107,6 +128,35 @@ impl Modify for ExactBodies {
             }
         }
     }
+}
+
+/// One closed object from `allOf: [$ref closed struct, {tag}]`, or `None` when the
+/// `allOf` is not of that shape.
+fn merged_variant(
+    schemas: &std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    >,
+    all_of: &utoipa::openapi::schema::AllOf,
+) -> Option<utoipa::openapi::schema::Object> {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::Schema;
+    let [RefOr::Ref(r), RefOr::T(Schema::Object(tag))] = all_of.items.as_slice() else {
+        return None;
+    };
+    let name = r.ref_location.trim_start_matches("#/components/schemas/");
+    let Some(RefOr::T(Schema::Object(inner))) = schemas.get(name) else {
+        return None;
+    };
+    let mut merged = inner.clone();
+    for (k, v) in &tag.properties {
+        merged.properties.insert(k.clone(), v.clone());
+    }
+    merged.required.extend(tag.required.iter().cloned());
+    if !r.description.is_empty() {
+        merged.description = Some(r.description.clone());
+    }
+    Some(merged)
 }
 
 /// The errors every route of a kind can answer, documented once rather than on each:
@@ -176,8 +226,9 @@ pub async fn document() -> Json<utoipa::openapi::OpenApi> {
 }
 
 /// What every free-text field accepts: no control characters and at least one
-/// character that is not a space (the server trims, then refuses what is left empty).
-pub(crate) const TEXT_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$";
+/// character that is not a space, once the whitespace around it (which the server trims,
+/// control characters such as a tab included) is gone.
+pub(crate) const TEXT_PATTERN: &str = r"^[\t\n\u000B\u000C\r\u0085]*[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*[\t\n\u000B\u000C\r\u0085]*$";
 
 /// A list of free texts of 1 to `max` characters, `min_items` to `max_items` long,
 /// absent or null when `nullable`.
@@ -232,5 +283,30 @@ pub(crate) fn timezone() -> utoipa::openapi::schema::Object {
     ObjectBuilder::new()
         .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
         .enum_values(Some(values))
+        .build()
+}
+
+/// A rule condition's value: a number, a boolean, or text that may hold placeholders.
+pub(crate) fn condition_value() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([
+            Type::String,
+            Type::Number,
+            Type::Boolean,
+        ]))
+        .build()
+}
+
+/// A custom attribute's value (of the attribute's own type), or null to clear it.
+pub(crate) fn attribute_value() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([
+            Type::String,
+            Type::Number,
+            Type::Boolean,
+            Type::Null,
+        ]))
         .build()
 }

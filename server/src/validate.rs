@@ -19,13 +19,14 @@ pub fn limit(limit: Option<u32>) -> Result<u32, AppError> {
     }
 }
 
-/// A trimmed, non-empty text of at most `max` characters without control characters.
+/// A trimmed, non-empty text without control characters, at most `max` characters as
+/// sent (the OpenAPI document's `maxLength` counts the same way).
 pub fn text(field: &str, value: &str, max: usize) -> Result<String, AppError> {
     let v = value.trim();
     if v.is_empty() {
         return Err(AppError::invalid(field, "must not be empty"));
     }
-    if v.chars().count() > max {
+    if value.chars().count() > max {
         return Err(AppError::invalid(
             field,
             format!("must be at most {max} characters"),
@@ -46,8 +47,9 @@ pub fn optional_text(
     value: Option<&str>,
     max: usize,
 ) -> Result<Option<String>, AppError> {
-    match value.map(str::trim) {
-        None | Some("") => Ok(None),
+    match value {
+        None => Ok(None),
+        Some(v) if v.trim().is_empty() => Ok(None),
         Some(v) => text(field, v, max).map(Some),
     }
 }
@@ -59,7 +61,7 @@ pub const MAX_BADGE_CHARS: usize = 128;
 /// control character. (The one rule for badges from the API, a cart and an import.)
 pub fn badge(field: &str, raw: &str) -> Result<lanyard_protocol::BadgeId, AppError> {
     let v = raw.trim();
-    if v.is_empty() || v.chars().count() > MAX_BADGE_CHARS || v.chars().any(char::is_control) {
+    if v.is_empty() || raw.chars().count() > MAX_BADGE_CHARS || v.chars().any(char::is_control) {
         return Err(AppError::invalid(
             field,
             format!("must be 1 to {MAX_BADGE_CHARS} printable characters"),
@@ -107,13 +109,20 @@ pub fn email(field: &str, value: Option<&str>) -> Result<Option<String>, AppErro
     let Some(v) = optional_text(field, value, 254)? else {
         return Ok(None);
     };
-    match v.split_once('@') {
-        Some((local, domain))
-            if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') =>
-        {
-            Ok(Some(v))
-        }
-        _ => Err(AppError::invalid(field, "must be an email address")),
+    // One `@`, no spaces, something before it, and a domain with a dot inside it: what
+    // the OpenAPI document's pattern for email fields says too.
+    let well_formed = !v.chars().any(char::is_whitespace)
+        && v.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain
+                    .char_indices()
+                    .any(|(i, c)| c == '.' && i > 0 && i + 1 < domain.len())
+        });
+    if well_formed {
+        Ok(Some(v))
+    } else {
+        Err(AppError::invalid(field, "must be an email address"))
     }
 }
 

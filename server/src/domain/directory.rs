@@ -25,13 +25,13 @@ pub struct CreateUser {
     #[schema(
         min_length = 1,
         max_length = 128,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+        pattern = r"^[\t\n\u000B\u000C\r\u0085]*[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*[\t\n\u000B\u000C\r\u0085]*$"
     )]
     pub display_name: String,
     /// Email.
     #[schema(
         max_length = 254,
-        pattern = r"^(|[^@\s\u0000-\u001F\u007F-\u009F]+@[^@\s\u0000-\u001F\u007F-\u009F]+\.[^@\s\u0000-\u001F\u007F-\u009F]+)$"
+        pattern = r"^[\t\n\u000B\u000C\r\u0085]*(|[^@\s\u0000-\u001F\u007F-\u009F]+@[^@\s\u0000-\u001F\u007F-\u009F]+\.[^@\s\u0000-\u001F\u007F-\u009F]+)[\t\n\u000B\u000C\r\u0085]*$"
     )]
     pub email: Option<String>,
     /// Directory groups, each 1 to 128 characters.
@@ -135,22 +135,28 @@ pub struct CreateLaunchpad {
     #[schema(
         min_length = 1,
         max_length = 128,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+        pattern = r"^[\t\n\u000B\u000C\r\u0085]*[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*[\t\n\u000B\u000C\r\u0085]*$"
     )]
     pub name: String,
     /// Number of ports.
     #[schema(minimum = 1, maximum = 64)]
     pub ports: u32,
     /// Launchpad Attribute: Department.
-    #[schema(max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
+    #[schema(
+        max_length = 128,
+        pattern = r"^[\t\n\u000B\u000C\r\u0085]*[^\u0000-\u001F\u007F-\u009F]*[\t\n\u000B\u000C\r\u0085]*$"
+    )]
     pub department: Option<String>,
     /// Launchpad Attribute: Facility.
-    #[schema(max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
+    #[schema(
+        max_length = 128,
+        pattern = r"^[\t\n\u000B\u000C\r\u0085]*[^\u0000-\u001F\u007F-\u009F]*[\t\n\u000B\u000C\r\u0085]*$"
+    )]
     pub facility: Option<String>,
     /// Launchpad Attribute: Launchpad Manager (email).
     #[schema(
         max_length = 254,
-        pattern = r"^(|[^@\s\u0000-\u001F\u007F-\u009F]+@[^@\s\u0000-\u001F\u007F-\u009F]+\.[^@\s\u0000-\u001F\u007F-\u009F]+)$"
+        pattern = r"^[\t\n\u000B\u000C\r\u0085]*(|[^@\s\u0000-\u001F\u007F-\u009F]+@[^@\s\u0000-\u001F\u007F-\u009F]+\.[^@\s\u0000-\u001F\u007F-\u009F]+)[\t\n\u000B\u000C\r\u0085]*$"
     )]
     pub manager: Option<String>,
     /// Launchpad Attribute: Timezone (IANA; `""` clears it).

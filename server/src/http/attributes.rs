@@ -47,7 +47,7 @@ pub struct CreateAttribute {
 #[serde(deny_unknown_fields)]
 pub struct SetAttribute {
     /// The value, of the attribute's type; `null` clears it.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = crate::openapi::attribute_value)]
     pub value: serde_json::Value,
 }
 

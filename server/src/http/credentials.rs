@@ -30,7 +30,7 @@ pub struct CreateApiToken {
     #[schema(
         min_length = 1,
         max_length = 128,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+        pattern = r"^[\t\n\u000B\u000C\r\u0085]*[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*[\t\n\u000B\u000C\r\u0085]*$"
     )]
     pub label: String,
     /// Days until it stops working (1 to 3650); never when absent.

@@ -42,7 +42,7 @@ fn check_version(v: u32) -> Result<(), AppError> {
 }
 
 /// `POST /device/v1/enroll`: redeem an enrollment token.
-#[utoipa::path(post, path = "/device/v1/enroll", tag = "device", request_body = lanyard_protocol::enroll::EnrollRequest, responses((status = 200, body = lanyard_protocol::enroll::EnrollResponse), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/device/v1/enroll", tag = "device", request_body = lanyard_protocol::enroll::EnrollRequest, responses((status = 200, body = lanyard_protocol::enroll::EnrollResponse), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 409, description = "the UDID is enrolled as another phone, or belongs to another serial number", body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
 pub async fn enroll<S: Storage>(
     State(st): State<AppState<S>>,
     ApiJson(req): ApiJson<EnrollRequest>,

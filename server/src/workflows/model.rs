@@ -346,7 +346,7 @@ pub struct WorkflowSpec {
     #[schema(
         min_length = 1,
         max_length = 128,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+        pattern = r"^[\t\n\u000B\u000C\r\u0085]*[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*[\t\n\u000B\u000C\r\u0085]*$"
     )]
     pub name: String,
     /// What it is for.
@@ -423,8 +423,10 @@ pub enum Repeats {
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
     /// First date, `YYYY-MM-DD`.
+    #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub date: String,
     /// Time of day, `HH:MM` (24 h).
+    #[schema(pattern = r"^[0-9]{2}:[0-9]{2}$")]
     pub time: String,
     /// Repeats.
     pub repeats: Repeats,
@@ -495,7 +497,7 @@ pub struct Condition {
     /// How.
     pub op: Operator,
     /// With what: a number, or text that may hold placeholders (`[Department]`).
-    #[schema(value_type = Object)]
+    #[schema(schema_with = crate::openapi::condition_value)]
     pub value: serde_json::Value,
 }
 
@@ -507,7 +509,7 @@ pub struct RuleSpec {
     #[schema(
         min_length = 1,
         max_length = 128,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+        pattern = r"^[\t\n\u000B\u000C\r\u0085]*[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*[\t\n\u000B\u000C\r\u0085]*$"
     )]
     pub name: String,
     /// What it is for.
