@@ -13,18 +13,29 @@ use url::Url;
 
 use crate::MdmCommand;
 
-/// Why a connector call failed.
+/// Why a connector call failed. NanoMDM's own JSON answers, even a 500, are not
+/// failures here: they say per enrollment what happened ([`EnqueueOutcome::of`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
-    /// No answer from the MDM.
+    /// The MDM could not be reached: the request never left (nothing was queued).
     #[error("MDM unreachable: {0}")]
     Unreachable(String),
+    /// The request was sent but no answer came back (a timeout, a cut connection):
+    /// the command may or may not be queued.
+    #[error("no answer from the MDM: {0}")]
+    NoAnswer(String),
     /// The API key was refused.
-    #[error("MDM refused the API key")]
+    #[error("MDM refused the API key (check --nanomdm-api-key)")]
     Unauthorized,
-    /// Every enrollment failed (the per-enrollment errors are in the result).
-    #[error("MDM could not queue the command for any device")]
-    AllFailed(Box<ApiResult>),
+    /// An answer that is not NanoMDM's JSON (a 404 page when the URL lost its path, a
+    /// proxy's error page): its status and the start of its body.
+    #[error("MDM answered HTTP {status}: {body} (check --nanomdm-url, path included)")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The first 200 characters of the body.
+        body: String,
+    },
     /// An answer that does not follow the contract.
     #[error("unexpected MDM answer: {0}")]
     Malformed(String),
@@ -33,6 +44,10 @@ pub enum ConnectorError {
 /// NanoMDM's API answer for enqueue and push.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct ApiResult {
+    /// The HTTP status it came with (200, 207, or 500 when every enrollment failed at
+    /// something — for an enqueue, often only the push).
+    #[serde(skip)]
+    pub http_status: u16,
     /// True when pushes were skipped (`nopush`).
     #[serde(default)]
     pub no_push: bool,
@@ -58,6 +73,95 @@ pub struct EnrollmentResult {
     pub push_error: Option<String>,
     /// Why the command could not be queued.
     pub command_error: Option<String>,
+}
+
+/// What became of one enrollment's enqueue, read from NanoMDM's answer.
+///
+/// NanoMDM queues the command first and pushes after, and answers 500 when every push
+/// failed even though the command is queued (`../shared/reference/nanomdm/captures`):
+/// so the push is reported apart, and only a command error means "not queued".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// The command is in the device's queue; the device fetches it at its next check-in.
+    Queued {
+        /// What became of the push that asks the device to check in now.
+        push: PushOutcome,
+    },
+    /// NanoMDM did not queue it (its reason).
+    NotQueued(String),
+    /// NanoMDM knows no device by this enrollment id (nothing will ever fetch it).
+    UnknownEnrollment(String),
+    /// No answer came back (a timeout, a cut connection): the command may or may not be
+    /// queued. Never enqueue it again; wait for the device, or give up at the deadline.
+    Uncertain(String),
+}
+
+/// The push that follows an enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// APNs took it (its push id).
+    Sent(String),
+    /// Not asked for (`nopush`).
+    Skipped,
+    /// It failed (NanoMDM's reason); the device still fetches the command at its next
+    /// check-in, and a later push may wake it sooner.
+    Failed(String),
+}
+
+/// NanoMDM's per-id message for an id it never saw enroll (it has no push token).
+const UNKNOWN_ID: &str = "push data missing for id";
+
+impl EnqueueOutcome {
+    /// Reads the connector's answer for `enrollment_id`.
+    pub fn of(answer: &Result<ApiResult, ConnectorError>, enrollment_id: &str) -> EnqueueOutcome {
+        let result = match answer {
+            Ok(r) => r,
+            Err(ConnectorError::NoAnswer(why)) => return EnqueueOutcome::Uncertain(why.clone()),
+            Err(e) => return EnqueueOutcome::NotQueued(e.to_string()),
+        };
+        let pushed = |push_result: Option<&String>| match push_result {
+            Some(id) => PushOutcome::Sent(id.clone()),
+            None => PushOutcome::Skipped,
+        };
+        match result.status.get(enrollment_id) {
+            Some(s) => {
+                if let Some(e) = &s.command_error {
+                    EnqueueOutcome::NotQueued(e.clone())
+                } else if let Some(p) = &s.push_error {
+                    if s.push_result.is_none() && p.contains(UNKNOWN_ID) {
+                        EnqueueOutcome::UnknownEnrollment(format!(
+                            "NanoMDM has no enrollment {enrollment_id}: {p}"
+                        ))
+                    } else {
+                        EnqueueOutcome::Queued {
+                            push: PushOutcome::Failed(p.clone()),
+                        }
+                    }
+                } else {
+                    EnqueueOutcome::Queued {
+                        push: pushed(s.push_result.as_ref()),
+                    }
+                }
+            }
+            None => {
+                if let Some(e) = &result.command_error {
+                    EnqueueOutcome::NotQueued(e.clone())
+                } else if let Some(p) = &result.push_error {
+                    EnqueueOutcome::Queued {
+                        push: PushOutcome::Failed(p.clone()),
+                    }
+                } else if result.http_status == 500 {
+                    EnqueueOutcome::NotQueued(
+                        "NanoMDM answered 500 without a reason for this enrollment".into(),
+                    )
+                } else {
+                    EnqueueOutcome::Queued {
+                        push: PushOutcome::Skipped,
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// What Lanyard asks of an MDM.
@@ -86,8 +190,14 @@ pub struct NanoMdm {
 }
 
 impl NanoMdm {
-    /// A connector to the NanoMDM at `base` with its API key.
-    pub fn new(base: Url, api_key: impl Into<String>) -> Result<Self, ConnectorError> {
+    /// A connector to the NanoMDM at `base` with its API key. A path in `base` is kept
+    /// (`https://host/nanomdm` serves `https://host/nanomdm/v1/enqueue/…`).
+    pub fn new(mut base: Url, api_key: impl Into<String>) -> Result<Self, ConnectorError> {
+        // `Url::join` replaces the last path segment unless the path ends with `/`.
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
         // reqwest is built with rustls; ring is the provider (no aws-lc, no OpenSSL).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
@@ -119,13 +229,33 @@ impl NanoMdm {
         let body = resp
             .bytes()
             .await
-            .map_err(|e| ConnectorError::Unreachable(e.to_string()))?;
-        let result: ApiResult = serde_json::from_slice(&body)
-            .map_err(|e| ConnectorError::Malformed(format!("{status}: {e}")))?;
-        match status.as_u16() {
-            200 | 207 => Ok(result),
-            500 => Err(ConnectorError::AllFailed(Box::new(result))),
-            other => Err(ConnectorError::Malformed(format!("status {other}"))),
+            .map_err(|e| ConnectorError::NoAnswer(e.without_url().to_string()))?;
+        let json = match serde_json::from_slice::<ApiResult>(&body) {
+            Ok(mut r) if matches!(status.as_u16(), 200 | 207 | 500) => {
+                r.http_status = status.as_u16();
+                Some(r)
+            }
+            _ => None,
+        };
+        json.ok_or_else(|| ConnectorError::Refused {
+            status: status.as_u16(),
+            body: String::from_utf8_lossy(&body)
+                .trim()
+                .chars()
+                .take(200)
+                .collect(),
+        })
+    }
+
+    /// A transport error: unreachable when the request never left, no answer when it
+    /// may have arrived.
+    fn sent_error(e: reqwest::Error) -> ConnectorError {
+        let never_left = e.is_connect() || e.is_builder();
+        let msg = e.without_url().to_string();
+        if never_left {
+            ConnectorError::Unreachable(msg)
+        } else {
+            ConnectorError::NoAnswer(msg)
         }
     }
 }
@@ -153,7 +283,7 @@ impl MdmConnector for NanoMdm {
             .body(body)
             .send()
             .await
-            .map_err(|e| ConnectorError::Unreachable(e.without_url().to_string()))?;
+            .map_err(Self::sent_error)?;
         Self::answer(resp).await
     }
 
@@ -164,7 +294,7 @@ impl MdmConnector for NanoMdm {
             .basic_auth("nanomdm", Some(&self.api_key))
             .send()
             .await
-            .map_err(|e| ConnectorError::Unreachable(e.without_url().to_string()))?;
+            .map_err(Self::sent_error)?;
         Self::answer(resp).await
     }
 }
@@ -250,6 +380,12 @@ pub enum WebhookEvent {
         error_chain: Vec<ChainError>,
         /// The answer to `AvailableOSUpdates`: the updates Apple offers the device.
         available_os_updates: Option<Vec<OsUpdateOffer>>,
+    },
+    /// `mdm.CheckOut`: the device left the MDM (its management profile was removed);
+    /// no command reaches it any more.
+    CheckOut {
+        /// Device UDID.
+        udid: String,
     },
     /// Any other topic (recorded, not acted on).
     Other {
@@ -339,6 +475,7 @@ pub fn parse_webhook(
                 serial,
             })
         }
+        ("mdm.CheckOut", Some(c), _) => Ok(WebhookEvent::CheckOut { udid: c.udid }),
         ("mdm.TokenUpdate", Some(c), _) => {
             let payload = plist_of(&c.raw_payload)?;
             let unlock_token = payload

@@ -15,24 +15,26 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use lanyard_mdm::MdmCommand;
 use lanyard_mdm::nanomdm::{
-    ApiResult, ConnectorError, MdmConnector, ReportStatus, WebhookError, WebhookEvent,
+    EnqueueOutcome, MdmConnector, PushOutcome, ReportStatus, WebhookError, WebhookEvent,
     parse_webhook,
 };
-use lanyard_protocol::ServerCommand;
 
+use crate::domain::mdm_commands::{self, ClearStep, MdmState};
 use crate::error::{AppError, ErrorBody};
 use crate::extract::Caller;
 use crate::keys::random_bytes;
 use crate::model::{Device, MdmActivity};
 use crate::state::AppState;
 use crate::storage::Storage;
+use crate::storage::tx::{AuditEntry, NewSecurityEvent};
 
 /// Why an MDM command cannot go to a phone the MDM has not vouched for.
 pub const NOT_VOUCHED: &str = "the MDM has not reported this phone yet (no Authenticate for its UDID and \
      serial number): MDM commands go only to a UDID the MDM itself reported";
 
-/// How long the phone has to apply an MDM outcome.
-const RESULT_TTL_SECS: u64 = 24 * 3600;
+/// Why an MDM command cannot go to a phone that left the MDM.
+pub const CHECKED_OUT: &str = "the phone left the MDM (its management profile was removed: the MDM \
+     reported CheckOut); it must enroll in the MDM again before any MDM command reaches it";
 
 /// A random UUID (version 4 layout, uppercase) for an MDM command.
 pub fn command_uuid() -> anyhow::Result<String> {
@@ -49,9 +51,6 @@ pub fn command_uuid() -> anyhow::Result<String> {
         &h[20..32]
     ))
 }
-
-/// The RequestType the passcode-clear loop sends.
-const CLEAR: &str = "ClearPasscode";
 
 /// An MDM activity entry; `command` is `(CommandUUID, RequestType)` when it is about one.
 pub(crate) fn entry(
@@ -71,6 +70,36 @@ pub(crate) fn entry(
         detail,
         at: 0,
     }
+}
+
+/// The MDM UDID a command for `device` may go to, or why none may.
+pub(crate) fn target(device: &Device) -> Result<String, &'static str> {
+    if device.mdm_checked_out_at.is_some() {
+        return Err(CHECKED_OUT);
+    }
+    device.mdm_udid.clone().ok_or(NOT_VOUCHED)
+}
+
+/// Records what was heard about a command in one transaction and wakes the phone when
+/// a passcode result was queued for it.
+async fn hear<S: Storage>(
+    st: &AppState<S>,
+    uuid: &str,
+    state: MdmState,
+    e: MdmActivity,
+) -> Result<mdm_commands::Heard, AppError> {
+    let (keys, uuid, now) = (st.keys.clone(), uuid.to_owned(), st.now());
+    let heard = st
+        .storage
+        .transact(move |tx| mdm_commands::hear(tx, &keys, &uuid, state, &e, now))
+        .await?;
+    if let mdm_commands::Heard::Moved {
+        wake: Some(device), ..
+    } = &heard
+    {
+        st.wake(&crate::notify::device_topic(device));
+    }
+    Ok(heard)
 }
 
 /// A phone asked for its passcode to be cleared. What can be decided locally (no
@@ -93,47 +122,100 @@ pub async fn request_passcode_clear<S: Storage>(st: &AppState<S>, device: &Devic
 }
 
 /// A workflow's Clear Passcode: starts (or joins the outstanding) ClearPasscode and
-/// waits for the MDM to take it. Returns its CommandUUID, or why it cannot be sent
+/// waits for the MDM's answer to the enqueue. Returns its CommandUUID — whatever
+/// became of the push, the step then waits for the device — or why it cannot be sent
 /// (also in the MDM activity log).
 pub async fn clear_passcode_now<S: Storage>(
     st: &AppState<S>,
     device: &Device,
 ) -> Result<Result<String, String>, AppError> {
     match prepare_passcode_clear(st, device).await? {
-        Ok(action) => {
-            action.run(st).await?;
-            Ok(Ok(action.uuid))
-        }
+        Ok(action) => match action.run(st).await? {
+            Some(why) => Ok(Err(why)),
+            None => Ok(Ok(action.uuid)),
+        },
         Err(why) => Ok(Err(why)),
     }
 }
 
 /// Sends a command a workflow asked for: logs it as requested, enqueues it (with a
-/// push) and logs the MDM's answer. Returns its CommandUUID, or why it could not be
-/// sent.
+/// push) and logs the MDM's answer. Returns its CommandUUID when it is (or may be)
+/// queued, or why it is not.
 pub async fn send_for_workflow<S: Storage>(
     st: &AppState<S>,
     device: &Device,
     command: &MdmCommand,
 ) -> Result<Result<String, String>, AppError> {
-    let Some(udid) = device.mdm_udid.clone() else {
-        return Ok(Err(NOT_VOUCHED.into()));
+    let udid = match target(device) {
+        Ok(u) => u,
+        Err(why) => return Ok(Err(why.into())),
     };
     let Some(mdm) = st.mdm.clone() else {
         return Ok(Err("no MDM connector is configured".into()));
     };
-    let (uuid, kind, detail) = enqueue_logged(st, &mdm, &udid, &device.id, command, None).await?;
-    if kind == "send_failed" {
-        return Ok(Err(
-            detail.unwrap_or_else(|| "the MDM refused the command".into())
-        ));
+    let sent = enqueue_logged(st, &mdm, &udid, &device.id, command, None).await?;
+    Ok(match sent.refused {
+        Some(why) => Err(why),
+        None => Ok(sent.uuid),
+    })
+}
+
+/// A command handed to the MDM, as the server recorded it.
+pub(crate) struct Enqueued {
+    /// Its CommandUUID.
+    pub uuid: String,
+    /// The activity kind its enqueue was logged as (`sent`, `queued_push_failed`,
+    /// `no_answer`, `send_failed`, `unknown_enrollment`).
+    pub kind: &'static str,
+    /// The MDM's reason, when there is one.
+    pub detail: Option<String>,
+    /// Why it is certainly not queued (`None`: queued, or maybe).
+    pub refused: Option<String>,
+}
+
+/// How an enqueue's outcome is recorded: the state it moves the command to, the
+/// activity kind and its detail.
+fn recorded(outcome: &EnqueueOutcome) -> (MdmState, &'static str, Option<String>) {
+    match outcome {
+        EnqueueOutcome::Queued {
+            push: PushOutcome::Sent(_),
+        } => (MdmState::Queued, "sent", None),
+        EnqueueOutcome::Queued {
+            push: PushOutcome::Skipped,
+        } => (
+            MdmState::Queued,
+            "sent",
+            Some("queued without a push".into()),
+        ),
+        EnqueueOutcome::Queued {
+            push: PushOutcome::Failed(why),
+        } => (
+            MdmState::Queued,
+            "queued_push_failed",
+            Some(format!(
+                "queued; the push failed: {why} (the phone fetches it at its next check-in \
+                 with the MDM; later requests push again)"
+            )),
+        ),
+        EnqueueOutcome::NotQueued(why) => (MdmState::NotQueued, "send_failed", Some(why.clone())),
+        EnqueueOutcome::UnknownEnrollment(why) => (
+            MdmState::UnknownEnrollment,
+            "unknown_enrollment",
+            Some(why.clone()),
+        ),
+        EnqueueOutcome::Uncertain(why) => (
+            MdmState::Uncertain,
+            "no_answer",
+            Some(format!(
+                "{why}; the command may be queued: it is not sent again, and expires if the \
+                 phone never answers"
+            )),
+        ),
     }
-    Ok(Ok(uuid))
 }
 
 /// Enqueues a command at the MDM (with a push) and logs it: `requested` — audited as
-/// `actor`'s when an administrator asked — then `sent` or `send_failed` with the MDM's
-/// answer. Returns the CommandUUID and that outcome.
+/// `actor`'s when an administrator asked — then what the MDM's answer says became of it.
 pub(crate) async fn enqueue_logged<S: Storage>(
     st: &AppState<S>,
     mdm: &lanyard_mdm::nanomdm::NanoMdm,
@@ -141,7 +223,7 @@ pub(crate) async fn enqueue_logged<S: Storage>(
     device_id: &str,
     command: &MdmCommand,
     actor: Option<String>,
-) -> Result<(String, &'static str, Option<String>), AppError> {
+) -> Result<Enqueued, AppError> {
     let uuid = command_uuid()?;
     let request_type = command.request_type();
     let at = |kind: &str, detail: Option<String>| {
@@ -153,24 +235,48 @@ pub(crate) async fn enqueue_logged<S: Storage>(
             detail,
         )
     };
-    match actor {
-        Some(actor) => {
-            st.storage
-                .record_mdm_request(at("requested", None), actor, st.now())
-                .await?
-        }
-        None => {
-            st.storage
-                .record_mdm_activity(at("requested", None), st.now())
-                .await?
-        }
-    }
-    let ids = [udid.to_owned()];
-    let (kind, detail) = enqueue_outcome(mdm.enqueue(&ids, command, &uuid, true).await, udid);
+    let requested = at("requested", None);
+    let (now, started) = (st.now(), uuid.clone());
     st.storage
-        .record_mdm_activity(at(kind, detail.clone()), st.now())
+        .transact(move |tx| {
+            mdm_commands::start(tx, &started, &requested, now)?;
+            if let Some(actor) = &actor {
+                let after = serde_json::json!({
+                    "request_type": requested.request_type,
+                    "command_uuid": requested.command_uuid,
+                });
+                let target = requested.device_id.as_deref().unwrap_or(&requested.udid);
+                tx.audit(
+                    &AuditEntry {
+                        actor,
+                        action: "mdm_command",
+                        target_kind: "device",
+                        target_id: target,
+                        before: None,
+                        after: Some(after),
+                    },
+                    now,
+                )?;
+            }
+            Ok(())
+        })
         .await?;
-    Ok((uuid, kind, detail))
+    let ids = [udid.to_owned()];
+    let outcome = EnqueueOutcome::of(&mdm.enqueue(&ids, command, &uuid, true).await, udid);
+    let (state, kind, detail) = recorded(&outcome);
+    hear(st, &uuid, state, at(kind, detail.clone())).await?;
+    let refused = match &outcome {
+        EnqueueOutcome::NotQueued(why) | EnqueueOutcome::UnknownEnrollment(why) => {
+            Some(why.clone())
+        }
+        _ => None,
+    };
+    Ok(Enqueued {
+        uuid,
+        kind,
+        detail,
+        refused,
+    })
 }
 
 /// The activity kind that keeps the updates an `AvailableOSUpdates` answer offered.
@@ -188,21 +294,24 @@ pub fn offered_updates(
     serde_json::from_str(e.detail.as_deref()?).ok()
 }
 
-/// Where an MDM command stands in a device's activity log: `None` while it waits on
-/// the phone, `Some(Ok(()))` once acknowledged, `Some(Err(why))` when it failed.
-pub fn command_outcome(log: &[MdmActivity], uuid: &str) -> Option<Result<(), String>> {
-    let last = log.iter().rev().find(|e| {
-        e.command_uuid.as_deref() == Some(uuid) && e.kind != "token_update" && e.kind != OFFERED
-    })?;
-    match last.kind.as_str() {
-        "acknowledged" => Some(Ok(())),
-        "error" | "expired" | "send_failed" | "cannot_send" => Some(Err(format!(
+/// Where an MDM command stands: `None` while it waits on the phone, `Some(Ok(()))`
+/// once acknowledged, `Some(Err(why))` when it settled any other way.
+pub async fn command_outcome<S: Storage>(
+    st: &AppState<S>,
+    uuid: &str,
+) -> Result<Option<Result<(), String>>, AppError> {
+    let Some(row) = st.storage.mdm_command(uuid.to_owned()).await? else {
+        return Ok(Some(Err(format!("no MDM command {uuid} is on record"))));
+    };
+    Ok(match row.state {
+        MdmState::Acknowledged => Some(Ok(())),
+        s if s.settled() => Some(Err(format!(
             "{}: {}",
-            last.kind,
-            last.detail.as_deref().unwrap_or("no detail from the MDM")
+            s.as_str(),
+            row.detail.as_deref().unwrap_or("no detail from the MDM")
         ))),
         _ => None,
-    }
+    })
 }
 
 /// An MDM call to make for a device, already logged as asked for.
@@ -215,31 +324,6 @@ struct PendingClear {
     /// outstanding one `uuid` names.
     command: Option<MdmCommand>,
 }
-
-/// The device's latest ClearPasscode: its uuid, when it was requested and the
-/// latest thing heard about it.
-fn latest_clear(log: &[MdmActivity]) -> Option<(&str, i64, &str)> {
-    let requested = log
-        .iter()
-        .rev()
-        .find(|e| e.kind == "requested" && e.request_type.as_deref() == Some(CLEAR))?;
-    let uuid = requested.command_uuid.as_deref()?;
-    let last = log
-        .iter()
-        .rev()
-        .find(|e| e.command_uuid.as_deref() == Some(uuid))?;
-    Some((uuid, requested.at, last.kind.as_str()))
-}
-
-/// Kinds after which a ClearPasscode is still waiting on the device.
-const OUTSTANDING: &[&str] = &[
-    "requested",
-    "sent",
-    "not_now",
-    "retry",
-    "pushed",
-    "push_failed",
-];
 
 async fn prepare_passcode_clear<S: Storage>(
     st: &AppState<S>,
@@ -268,171 +352,146 @@ async fn prepare_passcode_clear<S: Storage>(
         st.storage.record_mdm_activity(cannot(why), now).await?;
         return Ok(Err(why.into()));
     };
-    let Some(udid) = device.mdm_udid.clone() else {
-        tracing::warn!(device = %device.id, "passcode clear requested, but the MDM has not reported this phone");
-        st.storage
-            .record_mdm_activity(cannot(NOT_VOUCHED), now)
-            .await?;
-        return Ok(Err(NOT_VOUCHED.into()));
+    let udid = match target(device) {
+        Ok(u) => u,
+        Err(why) => {
+            tracing::warn!(device = %device.id, why, "passcode clear requested, but no MDM command can reach this phone");
+            st.storage.record_mdm_activity(cannot(why), now).await?;
+            return Ok(Err(why.into()));
+        }
+    };
+    let unlock_token = match st.storage.unlock_token(udid.clone()).await? {
+        Some(sealed) => Some(st.keys.open_token(&udid, &sealed)?),
+        None => None,
     };
     // The phone asks again with growing delays. While its command is still queued at
     // the MDM (a locked phone answers NotNow), a second copy would only pile up:
     // remind the device instead, until the deadline says to give up.
-    let log = st.storage.mdm_activity(device.id.clone()).await?;
-    if let Some((uuid, requested_at, last)) = latest_clear(&log)
-        && OUTSTANDING.contains(&last)
-    {
-        let uuid = uuid.to_owned();
-        let age_secs = u64::try_from(now.as_millis() - requested_at).unwrap_or(0) / 1000;
-        if age_secs < st.mdm_deadline_secs {
-            st.storage
-                .record_mdm_activity(entry(&udid, id, Some((&uuid, CLEAR)), "retry", None), now)
-                .await?;
-            return Ok(Ok(PendingClear {
-                mdm,
-                device_id: device.id.clone(),
-                udid,
-                uuid,
-                command: None,
-            }));
-        }
-        let origin = entry(&udid, id, Some((&uuid, CLEAR)), "requested", None);
-        expire(st, &origin, last).await?;
-        return Ok(Err(
-            "the outstanding Clear Passcode passed its deadline".into()
-        ));
-    }
-    let Some(sealed) = st.storage.unlock_token(udid.clone()).await? else {
-        let why = "no UnlockToken from the MDM yet";
-        st.storage.record_mdm_activity(cannot(why), now).await?;
-        return Ok(Err(why.into()));
-    };
-    let unlock_token = st.keys.open_token(&udid, &sealed)?;
-    let uuid = command_uuid()?;
-    st.storage
-        .record_mdm_activity(
-            entry(&udid, id, Some((&uuid, CLEAR)), "requested", None),
-            now,
-        )
+    let deadline_ms = i64::try_from(st.mdm_deadline_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let (keys, device_id, tx_udid, can_send) = (
+        st.keys.clone(),
+        device.id.clone(),
+        udid.clone(),
+        unlock_token.is_some(),
+    );
+    let step = st
+        .storage
+        .transact(move |tx| {
+            mdm_commands::begin_clear(tx, &keys, &device_id, &tx_udid, can_send, deadline_ms, now)
+        })
         .await?;
-    Ok(Ok(PendingClear {
-        mdm,
+    let pending = |uuid: String, command: Option<MdmCommand>| PendingClear {
+        mdm: mdm.clone(),
         device_id: device.id.clone(),
-        udid,
+        udid: udid.clone(),
         uuid,
-        command: Some(MdmCommand::ClearPasscode { unlock_token }),
-    }))
+        command,
+    };
+    Ok(match step {
+        ClearStep::Remind(uuid) => Ok(pending(uuid, None)),
+        ClearStep::Send(uuid) => match unlock_token {
+            Some(unlock_token) => Ok(pending(
+                uuid,
+                Some(MdmCommand::ClearPasscode { unlock_token }),
+            )),
+            None => Err("no UnlockToken from the MDM yet".into()),
+        },
+        ClearStep::CannotSend => {
+            let why = "no UnlockToken from the MDM yet";
+            st.storage.record_mdm_activity(cannot(why), now).await?;
+            Err(why.into())
+        }
+        ClearStep::GaveUp { wake } => {
+            if let Some(d) = wake {
+                st.wake(&crate::notify::device_topic(&d));
+            }
+            Err("the outstanding Clear Passcode passed its deadline".into())
+        }
+    })
 }
 
 impl PendingClear {
-    /// Enqueues the command (logging `sent` or `send_failed`) or pushes the device
-    /// (`pushed` or `push_failed`).
-    async fn run<S: Storage>(&self, st: &AppState<S>) -> Result<(), AppError> {
-        let mdm = &self.mdm;
+    /// Enqueues the command or pushes the device (`pushed` or `push_failed`). Returns
+    /// why the command is certainly not queued, if it is not.
+    async fn run<S: Storage>(&self, st: &AppState<S>) -> Result<Option<String>, AppError> {
         let udid = &self.udid;
+        let at = |kind: &str, detail: Option<String>| {
+            entry(
+                udid,
+                Some(self.device_id.clone()),
+                Some((&self.uuid, mdm_commands::CLEAR)),
+                kind,
+                detail,
+            )
+        };
         let ids = std::slice::from_ref(udid);
-        let (sent, failed) = match &self.command {
-            Some(_) => ("sent", "send_failed"),
-            None => ("pushed", "push_failed"),
-        };
-        let (kind, detail) = match &self.command {
-            Some(cmd) => enqueue_outcome(mdm.enqueue(ids, cmd, &self.uuid, true).await, udid),
-            None => match mdm.push(ids).await {
-                Ok(result) => match result.status.get(udid) {
-                    Some(s) if s.push_error.is_some() => (failed, s.push_error.clone()),
-                    _ => (sent, None),
-                },
-                Err(e) => (failed, Some(e.to_string())),
-            },
-        };
-        let e = entry(
-            udid,
-            Some(self.device_id.clone()),
-            Some((&self.uuid, CLEAR)),
-            kind,
-            detail,
-        );
-        st.storage.record_mdm_activity(e, st.now()).await?;
-        Ok(())
+        match &self.command {
+            Some(cmd) => {
+                let answer = self.mdm.enqueue(ids, cmd, &self.uuid, true).await;
+                let outcome = EnqueueOutcome::of(&answer, udid);
+                let (state, kind, detail) = recorded(&outcome);
+                hear(st, &self.uuid, state, at(kind, detail)).await?;
+                Ok(match outcome {
+                    EnqueueOutcome::NotQueued(why) | EnqueueOutcome::UnknownEnrollment(why) => {
+                        Some(why)
+                    }
+                    _ => None,
+                })
+            }
+            None => {
+                let (kind, detail) = match self.mdm.push(ids).await {
+                    Ok(result) => match result.status.get(udid) {
+                        Some(s) if s.push_error.is_some() => ("push_failed", s.push_error.clone()),
+                        _ if result.push_error.is_some() => {
+                            ("push_failed", result.push_error.clone())
+                        }
+                        _ => ("pushed", None),
+                    },
+                    Err(e) => ("push_failed", Some(e.to_string())),
+                };
+                st.storage
+                    .record_mdm_activity(at(kind, detail), st.now())
+                    .await?;
+                Ok(None)
+            }
+        }
     }
-}
-
-/// Gives up on an outstanding command (its `requested` entry) with the reason, and
-/// tells the phone when it was a Clear Passcode it is waiting on.
-async fn expire<S: Storage>(
-    st: &AppState<S>,
-    requested: &MdmActivity,
-    last_heard: &str,
-) -> Result<(), AppError> {
-    let is_clear = requested.request_type.as_deref() == Some(CLEAR);
-    let mut reason = format!(
-        "no result from the phone within {} min (last heard: {last_heard})",
-        st.mdm_deadline_secs / 60
-    );
-    if is_clear {
-        reason.push_str("; a new Clear Passcode goes out on the phone's next request");
-    }
-    let mut e = requested.clone();
-    e.kind = "expired".into();
-    e.detail = Some(reason.clone());
-    st.storage.record_mdm_activity(e, st.now()).await?;
-    if let (true, Some(device_id)) = (is_clear, &requested.device_id) {
-        let result = ServerCommand::PasscodeClearResult {
-            cleared: false,
-            detail: Some(reason),
-        };
-        crate::domain::commands::queue_command(st, None, device_id, result, RESULT_TTL_SECS)
-            .await?;
-    }
-    Ok(())
 }
 
 /// Expires every MDM command still unanswered past the deadline (a phone that went
 /// flat in a drawer never asks again, and on-demand commands have no phone asking at
-/// all). Returns how many were expired.
+/// all); a Clear Passcode's phone is told. Returns how many were expired.
 pub async fn expire_overdue<S: Storage>(st: &AppState<S>) -> Result<usize, AppError> {
     let deadline_ms = i64::try_from(st.mdm_deadline_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let cutoff = lanyard_protocol::Timestamp(st.now().as_millis().saturating_sub(deadline_ms));
-    // Older requests were settled by earlier sweeps (or, after a long outage, by the
-    // phone's next request); looking back a week keeps each sweep small as the log grows.
-    let since = lanyard_protocol::Timestamp(cutoff.as_millis().saturating_sub(SWEEP_LOOKBACK_MS));
-    let overdue = st
-        .storage
-        .outstanding_mdm_commands(
-            since,
-            cutoff,
-            OUTSTANDING.iter().map(|k| (*k).to_owned()).collect(),
-        )
-        .await?;
-    for (requested, last) in &overdue {
-        expire(st, requested, last).await?;
+    let overdue = st.storage.overdue_mdm_commands(cutoff, SWEEP_BATCH).await?;
+    let mut expired = 0;
+    for row in &overdue {
+        let mut reason = format!(
+            "no result from the phone within {} min (last heard: {})",
+            st.mdm_deadline_secs / 60,
+            row.state.as_str()
+        );
+        if row.request_type == mdm_commands::CLEAR {
+            reason.push_str("; a new Clear Passcode goes out on the phone's next request");
+        }
+        let e = entry(
+            &row.udid,
+            row.device_id.clone(),
+            Some((&row.uuid, &row.request_type)),
+            "expired",
+            Some(reason),
+        );
+        if let mdm_commands::Heard::Moved { .. } = hear(st, &row.uuid, MdmState::Expired, e).await?
+        {
+            expired += 1;
+        }
     }
-    Ok(overdue.len())
+    Ok(expired)
 }
 
-/// How far before the deadline the sweep looks for unanswered commands.
-const SWEEP_LOOKBACK_MS: i64 = 7 * 24 * 3600 * 1000;
-
-/// Reads the MDM's answer to an enqueue for `udid`: `sent` (with a push problem
-/// noted) or `send_failed` with the reason.
-pub(crate) fn enqueue_outcome(
-    answer: Result<ApiResult, ConnectorError>,
-    udid: &str,
-) -> (&'static str, Option<String>) {
-    match answer {
-        Ok(result) => match result.status.get(udid) {
-            Some(s) if s.command_error.is_some() => ("send_failed", s.command_error.clone()),
-            Some(s) => (
-                "sent",
-                s.push_error
-                    .clone()
-                    .map(|p| format!("queued; push failed: {p}")),
-            ),
-            None => ("sent", None),
-        },
-        Err(e) => ("send_failed", Some(e.to_string())),
-    }
-}
+/// Most commands one sweep expires (the next sweep takes the rest).
+const SWEEP_BATCH: u32 = 500;
 
 #[utoipa::path(post, path = "/webhooks/nanomdm", tag = "operations", description = "NanoMDM's webhook (MicroMDM-compatible JSON events). X-Hmac-Signature must carry the HMAC-SHA256 of the body under the configured webhook key; without a key configured every event is refused.", responses((status = 200, description = "taken"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 /// `POST /webhooks/nanomdm`.
@@ -534,8 +593,8 @@ pub async fn webhook<S: Storage>(
                     .await?;
                 return Ok(Json(serde_json::json!({"ok": true})));
             }
-            let origin = match &command_uuid {
-                Some(u) => st.storage.mdm_command_origin(u.clone()).await?,
+            let command = match &command_uuid {
+                Some(u) => st.storage.mdm_command(u.clone()).await?,
                 None => None,
             };
             let kind = match &status {
@@ -546,6 +605,13 @@ pub async fn webhook<S: Storage>(
                 ReportStatus::Idle => "idle".to_owned(),
                 ReportStatus::Other(s) => s.to_lowercase(),
             };
+            let state = match &status {
+                ReportStatus::Acknowledged => Some(MdmState::Acknowledged),
+                ReportStatus::Error => Some(MdmState::Error),
+                ReportStatus::CommandFormatError => Some(MdmState::FormatError),
+                ReportStatus::NotNow => Some(MdmState::NotNow),
+                ReportStatus::Idle | ReportStatus::Other(_) => None,
+            };
             let detail = (!error_chain.is_empty()).then(|| {
                 error_chain
                     .iter()
@@ -553,12 +619,17 @@ pub async fn webhook<S: Storage>(
                     .collect::<Vec<_>>()
                     .join("; ")
             });
-            let device_id = origin.as_ref().and_then(|o| o.device_id.clone());
-            // The RequestType is whatever the origin entry recorded (none for a command
-            // Lanyard did not send).
-            let mut e = entry(&udid, device_id.clone(), None, &kind, detail.clone());
+            // The phone and RequestType are the command's (none for a command Lanyard
+            // did not send).
+            let mut e = entry(
+                &udid,
+                command.as_ref().and_then(|c| c.device_id.clone()),
+                None,
+                &kind,
+                detail,
+            );
             e.command_uuid = command_uuid.clone();
-            e.request_type = origin.as_ref().and_then(|o| o.request_type.clone());
+            e.request_type = command.as_ref().map(|c| c.request_type.clone());
             if let Some(offers) = available_os_updates {
                 // What Update iOS chooses from, stored before the acknowledgement that
                 // makes a waiting step look for it.
@@ -567,40 +638,84 @@ pub async fn webhook<S: Storage>(
                 offered.detail = Some(serde_json::to_string(&offers).map_err(anyhow::Error::new)?);
                 st.storage.record_mdm_activity(offered, now).await?;
             }
-            st.storage.record_mdm_activity(e, now).await?;
-            let is_clear = origin.as_ref().and_then(|o| o.request_type.as_deref()) == Some(CLEAR);
-            if let (true, Some(device_id)) = (is_clear, device_id) {
-                let outcome = match status {
-                    ReportStatus::Acknowledged => Some(ServerCommand::PasscodeClearResult {
-                        cleared: true,
-                        detail: None,
-                    }),
-                    ReportStatus::Error | ReportStatus::CommandFormatError => {
-                        Some(ServerCommand::PasscodeClearResult {
-                            cleared: false,
-                            detail: Some(detail.unwrap_or_else(|| kind.clone())),
-                        })
-                    }
-                    // NotNow: the MDM delivers it again; the phone keeps asking meanwhile.
-                    _ => None,
-                };
-                if let Some(cmd) = outcome {
-                    crate::domain::commands::queue_command(
-                        &st,
-                        None,
-                        &device_id,
-                        cmd,
-                        RESULT_TTL_SECS,
-                    )
-                    .await?;
+            match (&command_uuid, state) {
+                (Some(uuid), Some(state)) => {
+                    hear(&st, uuid, state, e).await?;
                 }
+                _ => st.storage.record_mdm_activity(e, now).await?,
             }
+        }
+        WebhookEvent::CheckOut { udid } => {
+            let udid = lanyard_mdm::normalize_udid(&udid).unwrap_or(udid);
+            checked_out(&st, &udid).await?;
         }
         WebhookEvent::Other { topic } => tracing::debug!(%topic, "MDM webhook event not acted on"),
     }
     // A workflow step may be waiting on what was just recorded.
     crate::workflows::engine::wake(&st);
     Ok(Json(serde_json::json!({"ok": true})))
+}
+
+/// The MDM says the phone left it (CheckOut: its management profile was removed). The
+/// phone is marked (device list, security events), and what it still waited on is
+/// settled now — nothing will reach it — so its passcode loop hears at once.
+async fn checked_out<S: Storage>(st: &AppState<S>, udid: &str) -> Result<(), AppError> {
+    let now = st.now();
+    let device = st.storage.device_by_udid(udid.to_owned()).await?;
+    let Some(device) = device.filter(|d| d.mdm_udid.as_deref() == Some(udid)) else {
+        st.storage
+            .record_mdm_activity(entry(udid, None, None, "checked_out", None), now)
+            .await?;
+        return Ok(());
+    };
+    let (keys, id, udid) = (st.keys.clone(), device.id.clone(), udid.to_owned());
+    let woken = st
+        .storage
+        .transact(move |tx| {
+            tx.set_mdm_checked_out(&id, Some(now))?;
+            tx.insert_mdm_activity(
+                &entry(
+                    &udid,
+                    Some(id.clone()),
+                    None,
+                    "checked_out",
+                    Some(CHECKED_OUT.into()),
+                ),
+                now,
+            )?;
+            tx.record_security_event(
+                &NewSecurityEvent {
+                    device_id: Some(&id),
+                    launchpad_id: None,
+                    kind: "mdm_checkout",
+                    detail: "the phone left the MDM (its management profile was removed)",
+                    seq: None,
+                },
+                now,
+            )?;
+            let mut wake = Vec::new();
+            for open in tx.open_mdm_commands(&id)? {
+                let e = entry(
+                    &udid,
+                    Some(id.clone()),
+                    Some((&open.uuid, &open.request_type)),
+                    "expired",
+                    Some(CHECKED_OUT.into()),
+                );
+                if let mdm_commands::Heard::Moved { wake: Some(d), .. } =
+                    mdm_commands::hear(tx, &keys, &open.uuid, MdmState::Expired, &e, now)?
+                {
+                    wake.push(d);
+                }
+            }
+            Ok(wake)
+        })
+        .await?;
+    tracing::warn!(device = %device.id, "the phone left the MDM (CheckOut)");
+    for d in woken {
+        st.wake(&crate::notify::device_topic(&d));
+    }
+    Ok(())
 }
 
 /// How far a webhook's `created_at` may be from the host's clock.

@@ -74,9 +74,11 @@ pub struct MdmCommandSent {
     pub command_uuid: String,
     /// Apple's RequestType.
     pub request_type: &'static str,
-    /// `sent` (queued at the MDM) or `send_failed`.
+    /// What became of it: `sent` (queued at the MDM), `queued_push_failed` (queued; the
+    /// phone fetches it at its next check-in), `no_answer` (maybe queued; not sent
+    /// again), `send_failed` or `unknown_enrollment` (not queued).
     pub status: &'static str,
-    /// Why sending failed, or a push problem.
+    /// The MDM's reason, when there is one.
     pub detail: Option<String>,
 }
 
@@ -177,9 +179,7 @@ pub async fn send<S: Storage>(
 ) -> Result<(StatusCode, Json<MdmCommandSent>), AppError> {
     caller.require_device_actions()?;
     let device = st.storage.get_device(id).await?;
-    let Some(udid) = device.mdm_udid.clone() else {
-        return Err(AppError::Unprocessable(crate::mdm::NOT_VOUCHED.into()));
-    };
+    let udid = crate::mdm::target(&device).map_err(|why| AppError::Unprocessable(why.into()))?;
     let Some(mdm) = st.mdm.clone() else {
         return Err(AppError::Unprocessable(
             "no MDM connector is configured".into(),
@@ -194,7 +194,7 @@ pub async fn send<S: Storage>(
     };
     let command = build(action, unlock_token)?;
     let request_type = command.request_type();
-    let (uuid, status, detail) = crate::mdm::enqueue_logged(
+    let sent = crate::mdm::enqueue_logged(
         &st,
         &mdm,
         &udid,
@@ -206,10 +206,10 @@ pub async fn send<S: Storage>(
     Ok((
         StatusCode::ACCEPTED,
         Json(MdmCommandSent {
-            command_uuid: uuid,
+            command_uuid: sent.uuid,
             request_type,
-            status,
-            detail,
+            status: sent.kind,
+            detail: sent.detail,
         }),
     ))
 }

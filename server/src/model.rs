@@ -123,6 +123,10 @@ pub struct Device {
     /// When the phone last checked in with the MDM with nothing to do (ms since epoch).
     #[serde(default)]
     pub mdm_last_seen: Option<i64>,
+    /// When the phone left the MDM (its CheckOut: the management profile was removed),
+    /// if it has not enrolled in the MDM again since. No MDM command reaches it.
+    #[serde(default)]
+    pub mdm_checked_out_at: Option<i64>,
 }
 
 /// Where a phone's passcode stands, as the server mirrors it.

@@ -1,4 +1,4 @@
--- schema version 22
+-- schema version 23
 -- index attempt_window_start
 CREATE INDEX attempt_window_start ON attempt_window (window_start);
 -- index audit_log_target
@@ -41,6 +41,11 @@ CREATE INDEX mdm_activity_command ON mdm_activity (command_uuid);
 CREATE INDEX mdm_activity_kind_at ON mdm_activity (kind, at);
 -- index mdm_activity_udid
 CREATE INDEX mdm_activity_udid ON mdm_activity (udid, id);
+-- index mdm_command_device
+CREATE INDEX mdm_command_device ON mdm_command (device_id, request_type, requested_at);
+-- index mdm_command_open
+CREATE INDEX mdm_command_open ON mdm_command (requested_at)
+        WHERE state IN ('requested', 'uncertain', 'queued', 'not_now');
 -- index offline_entry_badge
 CREATE INDEX offline_entry_badge ON offline_entry (badge_hash);
 -- index password_failure_age
@@ -165,7 +170,7 @@ CREATE TABLE device (
         last_seq        INTEGER NOT NULL DEFAULT 0,
         enrolled_at     INTEGER NOT NULL
     , docked INTEGER NOT NULL DEFAULT 0, overdue INTEGER NOT NULL DEFAULT 0, admin_state TEXT
-        CHECK (admin_state IS NULL OR admin_state IN ('lost', 'retired')), passcode TEXT, held_by_grant TEXT, located_by_hub INTEGER NOT NULL DEFAULT 0, mdm_udid TEXT, mdm_last_seen INTEGER);
+        CHECK (admin_state IS NULL OR admin_state IN ('lost', 'retired')), passcode TEXT, held_by_grant TEXT, located_by_hub INTEGER NOT NULL DEFAULT 0, mdm_udid TEXT, mdm_last_seen INTEGER, mdm_checked_out_at INTEGER);
 -- table device_event
 CREATE TABLE device_event (
         device_id   TEXT    NOT NULL REFERENCES device (id) ON DELETE CASCADE,
@@ -220,6 +225,18 @@ CREATE TABLE mdm_activity (
         kind          TEXT    NOT NULL,
         detail        TEXT,
         at            INTEGER NOT NULL
+    );
+-- table mdm_command
+CREATE TABLE mdm_command (
+        uuid          TEXT    PRIMARY KEY,
+        device_id     TEXT,
+        udid          TEXT    NOT NULL,
+        request_type  TEXT    NOT NULL,
+        state         TEXT    NOT NULL CHECK (state IN ('requested', 'uncertain', 'queued', 'not_now',
+                          'expired', 'not_queued', 'unknown_enrollment', 'acknowledged', 'error', 'format_error')),
+        detail        TEXT,
+        requested_at  INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL
     );
 -- table mdm_identity
 CREATE TABLE mdm_identity (

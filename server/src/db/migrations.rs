@@ -405,6 +405,42 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX offline_entry_badge ON offline_entry (badge_hash);
     UPDATE offline_list SET audit_mark = -1;",
+    // v23: each MDM command's state, kept by CommandUUID with a precedence arrival order
+    // cannot undo (domain::mdm_commands); the activity log keeps everything heard. A
+    // phone that left the MDM (its CheckOut) is marked. Commands already logged get the
+    // state their log supports, a device's answer outranking what the server assumed.
+    "CREATE TABLE mdm_command (
+        uuid          TEXT    PRIMARY KEY,
+        device_id     TEXT,
+        udid          TEXT    NOT NULL,
+        request_type  TEXT    NOT NULL,
+        state         TEXT    NOT NULL CHECK (state IN ('requested', 'uncertain', 'queued', 'not_now',
+                          'expired', 'not_queued', 'unknown_enrollment', 'acknowledged', 'error', 'format_error')),
+        detail        TEXT,
+        requested_at  INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL
+    );
+    CREATE INDEX mdm_command_device ON mdm_command (device_id, request_type, requested_at);
+    CREATE INDEX mdm_command_open ON mdm_command (requested_at)
+        WHERE state IN ('requested', 'uncertain', 'queued', 'not_now');
+    ALTER TABLE device ADD COLUMN mdm_checked_out_at INTEGER;
+    INSERT INTO mdm_command (uuid, device_id, udid, request_type, state, detail, requested_at, updated_at)
+    SELECT r.command_uuid, r.device_id, r.udid, COALESCE(r.request_type, ''),
+           CASE
+             WHEN EXISTS (SELECT 1 FROM mdm_activity l WHERE l.command_uuid = r.command_uuid AND l.kind = 'acknowledged') THEN 'acknowledged'
+             WHEN EXISTS (SELECT 1 FROM mdm_activity l WHERE l.command_uuid = r.command_uuid AND l.kind = 'error') THEN 'error'
+             WHEN EXISTS (SELECT 1 FROM mdm_activity l WHERE l.command_uuid = r.command_uuid AND l.kind = 'command_format_error') THEN 'format_error'
+             WHEN EXISTS (SELECT 1 FROM mdm_activity l WHERE l.command_uuid = r.command_uuid AND l.kind = 'expired') THEN 'expired'
+             WHEN EXISTS (SELECT 1 FROM mdm_activity l WHERE l.command_uuid = r.command_uuid AND l.kind = 'send_failed') THEN 'not_queued'
+             WHEN EXISTS (SELECT 1 FROM mdm_activity l WHERE l.command_uuid = r.command_uuid AND l.kind = 'not_now') THEN 'not_now'
+             WHEN EXISTS (SELECT 1 FROM mdm_activity l WHERE l.command_uuid = r.command_uuid
+                           AND l.kind IN ('sent', 'retry', 'pushed', 'push_failed')) THEN 'queued'
+             ELSE 'requested'
+           END,
+           NULL, r.at, r.at
+      FROM mdm_activity r
+     WHERE r.kind = 'requested' AND r.command_uuid IS NOT NULL
+    ON CONFLICT (uuid) DO NOTHING;",
 ];
 
 /// Versions after which the database is vacuumed, because they dropped secrets that

@@ -164,8 +164,17 @@ pub fn mdm_authenticated(
             // A phone the MDM already vouched for authenticating again was enrolled in
             // the MDM again (erased): the Lanyard enrollment that follows replaces it.
             // A phone enrolled in Lanyard before the MDM spoke is vouched for now.
-            let vouched = tx.device(&holder.device_id)?.and_then(|d| d.mdm_udid);
-            if vouched.is_some() {
+            let device = tx.device(&holder.device_id)?;
+            let vouched = device.as_ref().and_then(|d| d.mdm_udid.clone());
+            let checked_out = device
+                .as_ref()
+                .is_some_and(|d| d.mdm_checked_out_at.is_some());
+            if vouched.is_some() && checked_out && bound.is_none() {
+                // It left the MDM (its profile removed, the phone not erased) and came
+                // back: the same phone, managed again.
+                tx.set_mdm_checked_out(&holder.device_id, None)?;
+                bound = Some(holder.device_id);
+            } else if vouched.is_some() {
                 supersedes.get_or_insert(holder.device_id);
             } else if bound.is_none() {
                 tx.bind_mdm_udid(&holder.device_id, udid)?;

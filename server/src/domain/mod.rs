@@ -9,6 +9,7 @@ pub mod directory;
 pub mod enrollment;
 pub mod grants;
 pub mod lockouts;
+pub mod mdm_commands;
 pub mod mirror;
 pub mod retention;
 pub mod sync;

@@ -397,28 +397,18 @@ pub trait Storage:
         entry: MdmActivity,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
-    /// Logs an MDM command an administrator asked for, with its audit entry, in one
-    /// transaction.
-    fn record_mdm_request(
+    /// One MDM command's state.
+    fn mdm_command(
         &self,
-        entry: MdmActivity,
-        actor: String,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<(), StorageError>> + Send;
-    /// MDM commands requested in `[requested_after, requested_before)` whose latest
-    /// entry is still one of `outstanding`: each `requested` entry with that latest kind.
-    fn outstanding_mdm_commands(
+        uuid: String,
+    ) -> impl Future<Output = Result<Option<crate::storage::tx::MdmCommandRow>, StorageError>> + Send;
+    /// MDM commands still waiting on something, requested before `before`, oldest
+    /// first, at most `limit`.
+    fn overdue_mdm_commands(
         &self,
-        requested_after: Timestamp,
-        requested_before: Timestamp,
-        outstanding: Vec<String>,
-    ) -> impl Future<Output = Result<Vec<(MdmActivity, String)>, StorageError>> + Send;
-    /// The request behind an MDM command: its first activity entry (which names the
-    /// device and the RequestType).
-    fn mdm_command_origin(
-        &self,
-        command_uuid: String,
-    ) -> impl Future<Output = Result<Option<MdmActivity>, StorageError>> + Send;
+        before: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<crate::storage::tx::MdmCommandRow>, StorageError>> + Send;
     /// A device's MDM activity, oldest first.
     fn mdm_activity(
         &self,

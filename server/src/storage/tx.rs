@@ -9,7 +9,8 @@ use lanyard_protocol::events::Transition;
 use lanyard_protocol::{CommandId, DeviceStatus, EventRecord, Signed, Timestamp};
 
 use super::{NewCommand, StorageError};
-use crate::model::Device;
+use crate::domain::mdm_commands::MdmState;
+use crate::model::{Device, MdmActivity};
 use crate::workflows::run::NewRun;
 
 /// The states a command moves through, as stored.
@@ -180,6 +181,27 @@ pub struct NewSecurityEvent<'a> {
     pub seq: Option<u64>,
 }
 
+/// One MDM command's state (see [`crate::domain::mdm_commands`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MdmCommandRow {
+    /// Its CommandUUID.
+    pub uuid: String,
+    /// The phone it is for.
+    pub device_id: Option<String>,
+    /// The MDM UDID it went to.
+    pub udid: String,
+    /// Its RequestType.
+    pub request_type: String,
+    /// Where it stands.
+    pub state: MdmState,
+    /// The latest reason or error heard with a state change.
+    pub detail: Option<String>,
+    /// When it was requested (ms since epoch).
+    pub requested_at: i64,
+    /// Its last state change.
+    pub updated_at: i64,
+}
+
 /// An enrolled phone that holds a UDID (by its own word or the MDM's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UdidHolder {
@@ -345,6 +367,34 @@ pub trait Tx {
     ) -> Result<bool, StorageError>;
     /// Records that the phone holding MDM UDID `udid` checked in with the MDM.
     fn mdm_seen(&self, udid: &str, now: Timestamp) -> Result<(), StorageError>;
+    /// Adds an entry to the MDM activity log.
+    fn insert_mdm_activity(&self, entry: &MdmActivity, now: Timestamp) -> Result<(), StorageError>;
+    /// One MDM command's state.
+    fn mdm_command(&self, uuid: &str) -> Result<Option<MdmCommandRow>, StorageError>;
+    /// Starts an MDM command's state.
+    fn insert_mdm_command(&self, row: &MdmCommandRow) -> Result<(), StorageError>;
+    /// Moves an MDM command to `state` (the domain checked the precedence).
+    fn set_mdm_command_state(
+        &self,
+        uuid: &str,
+        state: MdmState,
+        detail: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), StorageError>;
+    /// A device's most recent MDM command of a RequestType.
+    fn latest_mdm_command(
+        &self,
+        device_id: &str,
+        request_type: &str,
+    ) -> Result<Option<MdmCommandRow>, StorageError>;
+    /// A device's MDM commands still waiting on something.
+    fn open_mdm_commands(&self, device_id: &str) -> Result<Vec<MdmCommandRow>, StorageError>;
+    /// Marks (`Some(at)`) or clears the phone's having left the MDM.
+    fn set_mdm_checked_out(
+        &self,
+        device_id: &str,
+        at: Option<Timestamp>,
+    ) -> Result<(), StorageError>;
     /// Deletes at most `limit` rows of `what` older than `before`; returns how many.
     fn prune(&self, what: Prunable, before: Timestamp, limit: u32) -> Result<usize, StorageError>;
     /// The enrollment token with this hash.

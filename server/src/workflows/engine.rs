@@ -749,7 +749,7 @@ async fn poll<S: Storage>(
     let log = st.storage.mdm_activity(device.id.clone()).await?;
     if let (Some(uuid), Action::UpdateIos { strategy, .. }) = (handle.strip_prefix(OFFERS), action)
     {
-        return match crate::mdm::command_outcome(&log, uuid) {
+        return match crate::mdm::command_outcome(st, uuid).await? {
             None => Ok(Outcome::Waiting(None)),
             Some(Err(why)) => Ok(Outcome::Failed(format!("AvailableOSUpdates: {why}"))),
             Some(Ok(())) => {
@@ -761,7 +761,7 @@ async fn poll<S: Storage>(
     let mut done = 0;
     let uuids: Vec<&str> = handle.split(',').filter(|u| !u.is_empty()).collect();
     for uuid in &uuids {
-        match crate::mdm::command_outcome(&log, uuid) {
+        match crate::mdm::command_outcome(st, uuid).await? {
             Some(Ok(())) => done += 1,
             Some(Err(why)) => return Ok(Outcome::Failed(why)),
             None => {}

@@ -4,6 +4,7 @@
 //! `workflows` their stores.
 
 mod credentials;
+mod mdm;
 mod offline;
 mod security;
 mod tx;
@@ -99,7 +100,7 @@ fn launchpad_row(r: &Row<'_>) -> rusqlite::Result<Launchpad> {
 
 const DEVICE_COLUMNS: &str = "id, serial, udid, model, os_version, name, battery, status, device_home, \
      device_user, last_launchpad, last_port, last_contact, last_seq, overdue, admin_state, passcode, docked, \
-     mdm_udid, mdm_last_seen";
+     mdm_udid, mdm_last_seen, mdm_checked_out_at";
 
 fn device_row(r: &Row<'_>) -> rusqlite::Result<Device> {
     Ok(Device {
@@ -128,6 +129,7 @@ fn device_row(r: &Row<'_>) -> rusqlite::Result<Device> {
         docked: r.get(17)?,
         mdm_udid: r.get(18)?,
         mdm_last_seen: r.get(19)?,
+        mdm_checked_out_at: r.get(20)?,
     })
 }
 
@@ -979,79 +981,19 @@ impl Storage for SqliteStorage {
         self.write(move |tx| insert_mdm_activity(tx, &e, now)).await
     }
 
-    async fn record_mdm_request(
+    async fn mdm_command(
         &self,
-        e: MdmActivity,
-        actor: String,
-        now: Timestamp,
-    ) -> Result<(), StorageError> {
-        self.write(move |tx| {
-            insert_mdm_activity(tx, &e, now)?;
-            let after = serde_json::json!({
-                "request_type": e.request_type,
-                "command_uuid": e.command_uuid,
-            });
-            let target = e.device_id.as_deref().unwrap_or(&e.udid);
-            audit(
-                tx,
-                &actor,
-                "mdm_command",
-                "device",
-                target,
-                None,
-                Some(after),
-                now,
-            )
-        })
-        .await
+        uuid: String,
+    ) -> Result<Option<crate::storage::tx::MdmCommandRow>, StorageError> {
+        self.read(move |c| mdm::get(c, &uuid)).await
     }
 
-    async fn outstanding_mdm_commands(
+    async fn overdue_mdm_commands(
         &self,
-        requested_after: Timestamp,
-        requested_before: Timestamp,
-        outstanding: Vec<String>,
-    ) -> Result<Vec<(MdmActivity, String)>, StorageError> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, udid, device_id, command_uuid, request_type, kind, detail, at,
-                        (SELECT l.kind FROM mdm_activity l WHERE l.command_uuid = r.command_uuid
-                         ORDER BY l.id DESC LIMIT 1)
-                 FROM mdm_activity r
-                 WHERE r.kind = 'requested' AND r.at >= ?2 AND r.at < ?1
-                   AND r.command_uuid IS NOT NULL
-                 ORDER BY r.id",
-            )?;
-            let window = [requested_before.as_millis(), requested_after.as_millis()];
-            let rows = stmt.query_map(window, |r| {
-                Ok((mdm_activity_row(r)?, r.get::<_, String>(8)?))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (entry, last) = row?;
-                if outstanding.contains(&last) {
-                    out.push((entry, last));
-                }
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    async fn mdm_command_origin(
-        &self,
-        command_uuid: String,
-    ) -> Result<Option<MdmActivity>, StorageError> {
-        self.read(move |c| {
-            Ok(c.query_row(
-                "SELECT id, udid, device_id, command_uuid, request_type, kind, detail, at FROM mdm_activity
-                 WHERE command_uuid = ?1 ORDER BY id LIMIT 1",
-                [command_uuid],
-                mdm_activity_row,
-            )
-            .optional()?)
-        })
-        .await
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<crate::storage::tx::MdmCommandRow>, StorageError> {
+        self.read(move |c| mdm::overdue(c, before, limit)).await
     }
 
     async fn mdm_activity(&self, device_id: String) -> Result<Vec<MdmActivity>, StorageError> {
@@ -1427,7 +1369,7 @@ fn mdm_activity_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MdmActivity> {
     })
 }
 
-fn insert_mdm_activity(
+pub(super) fn insert_mdm_activity(
     tx: &rusqlite::Transaction<'_>,
     e: &MdmActivity,
     now: Timestamp,

@@ -5,10 +5,12 @@ use lanyard_protocol::{CommandId, EventRecord, Signed, Timestamp};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{DEVICE_COLUMNS, device_row};
-use crate::model::Device;
+use crate::domain::mdm_commands::MdmState;
+use crate::model::{Device, MdmActivity};
 use crate::storage::tx::{
     AuditEntry, CartSlot, CartWait, CommandState, EnrollmentTokenRow, GrantRow, Holding,
-    MdmIdentity, MirrorUpdate, NewSecurityEvent, PortOccupant, Prunable, Tx, UdidHolder,
+    MdmCommandRow, MdmIdentity, MirrorUpdate, NewSecurityEvent, PortOccupant, Prunable, Tx,
+    UdidHolder,
 };
 use crate::storage::{NewCommand, StorageError};
 use crate::workflows::run::NewRun;
@@ -533,6 +535,51 @@ impl Tx for SqliteTx<'_, '_> {
             )?
             .execute(params![event_id, now.as_millis()])?
             == 1)
+    }
+
+    fn insert_mdm_activity(&self, entry: &MdmActivity, now: Timestamp) -> Result<(), StorageError> {
+        super::insert_mdm_activity(self.0, entry, now)
+    }
+
+    fn mdm_command(&self, uuid: &str) -> Result<Option<MdmCommandRow>, StorageError> {
+        super::mdm::get(self.0, uuid)
+    }
+
+    fn insert_mdm_command(&self, row: &MdmCommandRow) -> Result<(), StorageError> {
+        super::mdm::insert(self.0, row)
+    }
+
+    fn set_mdm_command_state(
+        &self,
+        uuid: &str,
+        state: MdmState,
+        detail: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        super::mdm::set_state(self.0, uuid, state, detail, now)
+    }
+
+    fn latest_mdm_command(
+        &self,
+        device_id: &str,
+        request_type: &str,
+    ) -> Result<Option<MdmCommandRow>, StorageError> {
+        super::mdm::latest(self.0, device_id, request_type)
+    }
+
+    fn open_mdm_commands(&self, device_id: &str) -> Result<Vec<MdmCommandRow>, StorageError> {
+        super::mdm::open_of(self.0, device_id)
+    }
+
+    fn set_mdm_checked_out(
+        &self,
+        device_id: &str,
+        at: Option<Timestamp>,
+    ) -> Result<(), StorageError> {
+        self.0
+            .prepare_cached("UPDATE device SET mdm_checked_out_at = ?2 WHERE id = ?1")?
+            .execute(params![device_id, at.map(Timestamp::as_millis)])?;
+        Ok(())
     }
 
     fn mdm_seen(&self, udid: &str, now: Timestamp) -> Result<(), StorageError> {

@@ -1,0 +1,108 @@
+//! MDM command states on SQLite (the [`crate::storage::tx::Tx`] methods delegate here).
+
+use lanyard_protocol::Timestamp;
+use rusqlite::{OptionalExtension, Row, Transaction, params};
+
+use crate::domain::mdm_commands::MdmState;
+use crate::storage::StorageError;
+use crate::storage::tx::MdmCommandRow;
+
+pub(super) const COLUMNS: &str =
+    "uuid, device_id, udid, request_type, state, detail, requested_at, updated_at";
+
+pub(super) fn row(r: &Row<'_>) -> rusqlite::Result<MdmCommandRow> {
+    Ok(MdmCommandRow {
+        uuid: r.get(0)?,
+        device_id: r.get(1)?,
+        udid: r.get(2)?,
+        request_type: r.get(3)?,
+        state: crate::model::stored_state(4, &r.get::<_, String>(4)?, MdmState::parse)?,
+        detail: r.get(5)?,
+        requested_at: r.get(6)?,
+        updated_at: r.get(7)?,
+    })
+}
+
+pub(super) fn get(
+    c: &rusqlite::Connection,
+    uuid: &str,
+) -> Result<Option<MdmCommandRow>, StorageError> {
+    Ok(c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM mdm_command WHERE uuid = ?1"
+    ))?
+    .query_row([uuid], row)
+    .optional()?)
+}
+
+pub(super) fn insert(tx: &Transaction<'_>, r: &MdmCommandRow) -> Result<(), StorageError> {
+    tx.prepare_cached(&format!(
+        "INSERT INTO mdm_command ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+    ))?
+    .execute(params![
+        r.uuid,
+        r.device_id,
+        r.udid,
+        r.request_type,
+        r.state.as_str(),
+        r.detail,
+        r.requested_at,
+        r.updated_at
+    ])?;
+    Ok(())
+}
+
+pub(super) fn set_state(
+    tx: &Transaction<'_>,
+    uuid: &str,
+    state: MdmState,
+    detail: Option<&str>,
+    now: Timestamp,
+) -> Result<(), StorageError> {
+    tx.prepare_cached(
+        "UPDATE mdm_command SET state = ?2, detail = COALESCE(?3, detail), updated_at = ?4 WHERE uuid = ?1",
+    )?
+    .execute(params![uuid, state.as_str(), detail, now.as_millis()])?;
+    Ok(())
+}
+
+pub(super) fn latest(
+    tx: &Transaction<'_>,
+    device_id: &str,
+    request_type: &str,
+) -> Result<Option<MdmCommandRow>, StorageError> {
+    Ok(tx
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM mdm_command WHERE device_id = ?1 AND request_type = ?2
+             ORDER BY requested_at DESC, rowid DESC LIMIT 1"
+        ))?
+        .query_row(params![device_id, request_type], row)
+        .optional()?)
+}
+
+pub(super) fn open_of(
+    tx: &Transaction<'_>,
+    device_id: &str,
+) -> Result<Vec<MdmCommandRow>, StorageError> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM mdm_command WHERE device_id = ?1
+           AND state IN ('requested', 'uncertain', 'queued', 'not_now') ORDER BY requested_at"
+    ))?;
+    let rows = stmt.query_map([device_id], row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Commands still waiting on something that were requested before `before`, oldest
+/// first, at most `limit`.
+pub(super) fn overdue(
+    c: &rusqlite::Connection,
+    before: Timestamp,
+    limit: u32,
+) -> Result<Vec<MdmCommandRow>, StorageError> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM mdm_command
+          WHERE state IN ('requested', 'uncertain', 'queued', 'not_now') AND requested_at < ?1
+          ORDER BY requested_at LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![before.as_millis(), limit], row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
