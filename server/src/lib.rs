@@ -284,6 +284,7 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/webhooks/nanomdm", post(mdm::webhook::<S>))
         .route("/api/v1/devices/{id}/mdm-activity", get(mdm::activity::<S>))
+        .route("/api/v1/devices/{id}/mdm-commands", get(mdm::commands::<S>))
         .route(
             "/api/v1/devices/{id}/mdm-commands",
             post(mdm_actions::send::<S>),

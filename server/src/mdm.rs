@@ -776,3 +776,58 @@ pub async fn activity<S: Storage>(
 ) -> Result<Json<Vec<MdmActivity>>, AppError> {
     Ok(Json(st.storage.mdm_activity(id).await?))
 }
+
+/// An MDM command and where it stands.
+#[derive(utoipa::ToSchema, Debug, serde::Serialize)]
+pub struct MdmCommandState {
+    /// Its CommandUUID.
+    pub command_uuid: String,
+    /// Apple's RequestType.
+    pub request_type: String,
+    /// `requested`, `uncertain`, `queued`, `not_now` (waiting), or settled: `expired`,
+    /// `not_queued`, `unknown_enrollment`, `acknowledged`, `error`, `format_error`.
+    pub state: &'static str,
+    /// Whether nothing more is waited for.
+    pub settled: bool,
+    /// The latest reason or error heard with a change.
+    pub detail: Option<String>,
+    /// Requested (ms since epoch).
+    pub requested_at: i64,
+    /// Last changed (ms since epoch).
+    pub updated_at: i64,
+}
+
+/// `GET /api/v1/devices/{id}/mdm-commands` query.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CommandsQuery {
+    /// At most this many (1 to 500, default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}/mdm-commands", tag = "admin", description = "A device's MDM commands and where each stands, newest first. Any role.", params(("id" = String, Path), CommandsQuery), responses((status = 200, body = Vec<MdmCommandState>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
+/// `GET /api/v1/devices/{id}/mdm-commands`.
+pub async fn commands<S: Storage>(
+    State(st): State<AppState<S>>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery<CommandsQuery>,
+) -> Result<Json<Vec<MdmCommandState>>, AppError> {
+    let id = crate::validate::lookup_key("device", &id)?;
+    let limit = crate::validate::limit(q.limit)?;
+    let rows = st.storage.device_mdm_commands(id, limit).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| MdmCommandState {
+                command_uuid: r.uuid,
+                request_type: r.request_type,
+                state: r.state.as_str(),
+                settled: r.state.settled(),
+                detail: r.detail,
+                requested_at: r.requested_at,
+                updated_at: r.updated_at,
+            })
+            .collect(),
+    ))
+}

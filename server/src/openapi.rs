@@ -27,7 +27,7 @@ use crate::http::{admin, attributes, credentials, device, launchpad, logs, workf
         credentials::rotate_reader, credentials::revoke_reader, logs::activity, logs::activity_csv, logs::commands,
         device::enroll, device::sync, device::authorize,
         launchpad::tap, launchpad::port_event,
-        crate::mdm::webhook, crate::mdm::activity, crate::mdm_actions::send,
+        crate::mdm::webhook, crate::mdm::activity, crate::mdm::commands, crate::mdm_actions::send,
         workflows::list, workflows::folders, workflows::get, workflows::create,
         workflows::replace, workflows::delete, workflows::clone, workflows::install_standard,
         workflows::deploy, workflows::list_rules, workflows::create_rule,

@@ -210,8 +210,61 @@ impl Phone {
     }
 }
 
-/// A NanoMDM stand-in following its documented API: records what is enqueued and
-/// signals each arrival.
+/// How the fake NanoMDM answers an enqueue: each a shape a real NanoMDM gave
+/// (`shared/reference/nanomdm/captures/api-exchanges.json`), served as recorded with the
+/// enrollment id and CommandUUID of the request put in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MdmAnswer {
+    /// 200: queued and pushed.
+    Pushed,
+    /// 500 with a top-level `push_error`: no push certificate (queued all the same).
+    NoPushCert,
+    /// 500 with a per-id `push_error` beside a `push_result`: APNs refused the token
+    /// (queued all the same).
+    BadDeviceToken,
+    /// 500 "push data missing for id": an enrollment NanoMDM never saw.
+    UnknownId,
+    /// 404 plain text: the URL lost its path prefix.
+    NotFound,
+}
+
+impl MdmAnswer {
+    /// Every shape.
+    pub const ALL: [MdmAnswer; 5] = [
+        MdmAnswer::Pushed,
+        MdmAnswer::NoPushCert,
+        MdmAnswer::BadDeviceToken,
+        MdmAnswer::UnknownId,
+        MdmAnswer::NotFound,
+    ];
+
+    /// Whether NanoMDM queued the command with this answer.
+    pub fn queued(self) -> bool {
+        matches!(
+            self,
+            MdmAnswer::Pushed | MdmAnswer::NoPushCert | MdmAnswer::BadDeviceToken
+        )
+    }
+
+    fn recorded(self) -> Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/reference/nanomdm/captures/api-exchanges.json");
+        let all: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let body = |e: &Value| e["response_body"].as_str().unwrap_or_default().to_owned();
+        all.into_iter()
+            .find(|e| match self {
+                MdmAnswer::Pushed => e["status"] == 200,
+                MdmAnswer::NoPushCert => body(e).contains("retrieving push cert"),
+                MdmAnswer::BadDeviceToken => body(e).contains("BadDeviceToken"),
+                MdmAnswer::UnknownId => body(e).contains("push data missing"),
+                MdmAnswer::NotFound => e["status"] == 404,
+            })
+            .expect("a recorded exchange of this shape")
+    }
+}
+
+/// A NanoMDM stand-in that answers as the recorded real one does.
 pub struct FakeMdm {
     /// Commands enqueued, in order.
     pub queued: std::sync::Mutex<Vec<plist::Value>>,
@@ -221,25 +274,40 @@ pub struct FakeMdm {
     pub arrived: tokio::sync::Notify,
     /// Pushes asked for.
     pub pushes: std::sync::atomic::AtomicUsize,
+    /// How the next enqueues are answered.
+    pub answer: std::sync::Mutex<MdmAnswer>,
+    /// When set, the next enqueue is taken (recorded, `arrived` signalled) but not
+    /// answered until the sender is used or dropped: "during the enqueue call".
+    pub hold: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+}
+
+impl FakeMdm {
+    /// Holds the next enqueue's answer until the returned sender fires (or drops).
+    pub fn hold_next(&self) -> tokio::sync::oneshot::Sender<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        *self.hold.lock().unwrap() = Some(rx);
+        tx
+    }
 }
 
 /// Starts a fake NanoMDM on a free port (API key `mdm-key`); returns its URL.
 pub async fn fake_nanomdm() -> (String, std::sync::Arc<FakeMdm>) {
     use axum::extract::{Path, State};
-    use axum::http::{HeaderMap, StatusCode};
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::response::IntoResponse;
     async fn enqueue(
         State(fake): State<std::sync::Arc<FakeMdm>>,
         Path(ids): Path<String>,
         headers: HeaderMap,
         body: axum::body::Bytes,
-    ) -> (StatusCode, String) {
+    ) -> axum::response::Response {
         use base64::Engine;
         let expected = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode("nanomdm:mdm-key")
         );
         if headers.get("authorization").and_then(|h| h.to_str().ok()) != Some(expected.as_str()) {
-            return (StatusCode::UNAUTHORIZED, String::new());
+            return StatusCode::UNAUTHORIZED.into_response();
         }
         let cmd = plist::Value::from_reader_xml(body.as_ref()).unwrap();
         let uuid = cmd.as_dictionary().unwrap()["CommandUUID"]
@@ -248,9 +316,38 @@ pub async fn fake_nanomdm() -> (String, std::sync::Arc<FakeMdm>) {
             .to_owned();
         fake.targets.lock().unwrap().push(ids.clone());
         fake.queued.lock().unwrap().push(cmd);
+        let hold = fake.hold.lock().unwrap().take();
         fake.arrived.notify_one();
-        let body = json!({"command_uuid": uuid, "request_type": "ClearPasscode", "status": {ids: {"push_result": "P-1"}}});
-        (StatusCode::OK, body.to_string())
+        if let Some(hold) = hold {
+            let _ = hold.await;
+        }
+        let shape = *fake.answer.lock().unwrap();
+        let recorded = shape.recorded();
+        let recorded_id = recorded["path"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let mut answer = recorded["response_body"].as_str().unwrap().to_owned();
+        if let Ok(mut v) = serde_json::from_str::<Value>(&answer) {
+            v["command_uuid"] = json!(uuid);
+            if let Some(status) = v.get_mut("status").and_then(Value::as_object_mut)
+                && let Some(entry) = status.remove(&recorded_id)
+            {
+                status.insert(ids.clone(), entry);
+            }
+            answer = v.to_string();
+        }
+        let status =
+            StatusCode::from_u16(u16::try_from(recorded["status"].as_u64().unwrap()).unwrap())
+                .unwrap();
+        let content_type = recorded["response_content_type"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (status, [(header::CONTENT_TYPE, content_type)], answer).into_response()
     }
     async fn push(State(fake): State<std::sync::Arc<FakeMdm>>, Path(ids): Path<String>) -> String {
         fake.pushes
@@ -262,6 +359,8 @@ pub async fn fake_nanomdm() -> (String, std::sync::Arc<FakeMdm>) {
         targets: Default::default(),
         arrived: tokio::sync::Notify::new(),
         pushes: Default::default(),
+        answer: std::sync::Mutex::new(MdmAnswer::Pushed),
+        hold: Default::default(),
     });
     let app = axum::Router::new()
         .route("/v1/enqueue/{ids}", axum::routing::put(enqueue))

@@ -402,6 +402,12 @@ pub trait Storage:
         &self,
         uuid: String,
     ) -> impl Future<Output = Result<Option<crate::storage::tx::MdmCommandRow>, StorageError>> + Send;
+    /// A device's MDM commands, newest first, at most `limit`.
+    fn device_mdm_commands(
+        &self,
+        device_id: String,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<crate::storage::tx::MdmCommandRow>, StorageError>> + Send;
     /// MDM commands still waiting on something, requested before `before`, oldest
     /// first, at most `limit`.
     fn overdue_mdm_commands(

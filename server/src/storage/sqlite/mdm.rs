@@ -106,3 +106,17 @@ pub(super) fn overdue(
     let rows = stmt.query_map(params![before.as_millis(), limit], row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// A device's commands, newest first, at most `limit`.
+pub(super) fn of_device(
+    c: &rusqlite::Connection,
+    device_id: &str,
+    limit: u32,
+) -> Result<Vec<MdmCommandRow>, StorageError> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM mdm_command WHERE device_id = ?1
+          ORDER BY requested_at DESC, rowid DESC LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![device_id, limit], row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

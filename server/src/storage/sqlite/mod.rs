@@ -988,6 +988,18 @@ impl Storage for SqliteStorage {
         self.read(move |c| mdm::get(c, &uuid)).await
     }
 
+    async fn device_mdm_commands(
+        &self,
+        device_id: String,
+        limit: u32,
+    ) -> Result<Vec<crate::storage::tx::MdmCommandRow>, StorageError> {
+        self.read(move |c| {
+            get_device(c, &device_id)?;
+            mdm::of_device(c, &device_id, limit)
+        })
+        .await
+    }
+
     async fn overdue_mdm_commands(
         &self,
         before: Timestamp,

@@ -1,0 +1,269 @@
+//! Every answer a real NanoMDM gives, in every order the device's answers can arrive in
+//! around it: the server against a NanoMDM double that answers as the recorded real one
+//! did (`shared/reference/nanomdm/captures`), with the device's acknowledgement posted
+//! before the enqueue call returns, after it, after a NotNow, or as an error. Every run
+//! must end with the right command state, exactly one passcode result for the phone,
+//! and one enqueue.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::sync::Arc;
+
+use lanyard_e2e::harness::{
+    Admin, FakeMdm, MdmAnswer, Phone, fake_nanomdm, mdm_enrolled, mdm_report, plist_b64,
+    post_webhook,
+};
+use lanyard_e2e::{TestServer, http_client};
+use serde_json::{Value, json};
+
+struct Rig {
+    server: TestServer,
+    admin: Admin,
+    fake: Arc<FakeMdm>,
+    device: String,
+    udid: String,
+}
+
+async fn rig() -> Rig {
+    let (mdm_url, fake) = fake_nanomdm().await;
+    let server = TestServer::start_with(|c| {
+        c.nanomdm_url = Some(mdm_url.parse().unwrap());
+        c.nanomdm_api_key = Some("mdm-key".into());
+        c.nanomdm_webhook_key = Some("hook-key".into());
+    })
+    .await
+    .unwrap();
+    let admin = server.admin().await;
+    let token = admin
+        .ok("/api/v1/enrollment-tokens", json!({"label": "t"}))
+        .await;
+    let phone = Phone::enroll(token["link"].as_str().unwrap()).await;
+    let (_, device) = admin.get(&format!("/api/v1/devices/{}", phone.id)).await;
+    let udid = device["udid"].as_str().unwrap().to_owned();
+    assert_eq!(
+        mdm_enrolled(
+            &server.base_url(),
+            &udid,
+            device["serial"].as_str().unwrap()
+        )
+        .await,
+        200
+    );
+    Rig {
+        server,
+        admin,
+        fake,
+        device: phone.id,
+        udid,
+    }
+}
+
+impl Rig {
+    fn admin(&self) -> Admin {
+        Admin {
+            base: self.admin.base.clone(),
+            token: self.admin.token.clone(),
+            http: http_client(),
+        }
+    }
+
+    /// Asks for a Clear Passcode through the admin API (it waits on the enqueue).
+    fn clear(&self) -> tokio::task::JoinHandle<(u16, Value)> {
+        let admin = self.admin();
+        let path = format!("/api/v1/devices/{}/mdm-commands", self.device);
+        tokio::spawn(async move {
+            admin
+                .post(&path, json!({"command": "clear_passcode"}))
+                .await
+        })
+    }
+
+    async fn report(&self, uuid: &str, status: &str) {
+        assert_eq!(
+            mdm_report(&self.server.base_url(), &self.udid, uuid, status).await,
+            200
+        );
+    }
+
+    async fn state(&self, uuid: &str) -> Value {
+        let (_, list) = self
+            .admin
+            .get(&format!("/api/v1/devices/{}/mdm-commands", self.device))
+            .await;
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["command_uuid"] == uuid)
+            .cloned()
+            .unwrap_or_else(|| panic!("{uuid} not in {list}"))
+    }
+
+    /// The passcode results queued for the phone.
+    async fn results(&self) -> usize {
+        let (_, list) = self
+            .admin
+            .get(&format!("/api/v1/devices/{}/commands", self.device))
+            .await;
+        list.as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["kind"] == "passcode_clear_result")
+            .count()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Order {
+    /// The device acknowledges while the enqueue call is still open.
+    AckDuring,
+    /// After the enqueue call returned.
+    AckAfter,
+    /// NotNow first (a locked phone), then Acknowledged.
+    NotNowThenAck,
+    /// The device could not do it.
+    ErrorAfter,
+    /// Acknowledged during the call, then the same answer again and a late NotNow.
+    AckDuringThenStragglers,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_recorded_answer_in_every_arrival_order_ends_right_with_one_result() {
+    let orders = [
+        Order::AckDuring,
+        Order::AckAfter,
+        Order::NotNowThenAck,
+        Order::ErrorAfter,
+        Order::AckDuringThenStragglers,
+    ];
+    for answer in [
+        MdmAnswer::Pushed,
+        MdmAnswer::NoPushCert,
+        MdmAnswer::BadDeviceToken,
+    ] {
+        for order in orders {
+            let case = format!("{answer:?} / {order:?}");
+            let rig = rig().await;
+            *rig.fake.answer.lock().unwrap() = answer;
+            let held = matches!(order, Order::AckDuring | Order::AckDuringThenStragglers);
+            let release = held.then(|| rig.fake.hold_next());
+            let call = rig.clear();
+            rig.fake.arrived.notified().await;
+            let uuid = rig.fake.commands().last().unwrap().0.clone();
+            if held {
+                rig.report(&uuid, "Acknowledged").await;
+                release.unwrap().send(()).unwrap();
+            }
+            let (status, sent) = call.await.unwrap();
+            assert_eq!(status, 202, "{case}: {sent}");
+            let expected_kind = if answer == MdmAnswer::Pushed {
+                "sent"
+            } else {
+                "queued_push_failed"
+            };
+            assert_eq!(sent["status"], expected_kind, "{case}: {sent}");
+            match order {
+                Order::AckDuring => {}
+                Order::AckAfter => rig.report(&uuid, "Acknowledged").await,
+                Order::NotNowThenAck => {
+                    rig.report(&uuid, "NotNow").await;
+                    assert_eq!(rig.state(&uuid).await["state"], "not_now", "{case}");
+                    assert_eq!(rig.results().await, 0, "{case}: nothing settled yet");
+                    rig.report(&uuid, "Acknowledged").await;
+                }
+                Order::ErrorAfter => rig.report(&uuid, "Error").await,
+                Order::AckDuringThenStragglers => {
+                    rig.report(&uuid, "Acknowledged").await;
+                    rig.report(&uuid, "NotNow").await;
+                }
+            }
+            let want = if matches!(order, Order::ErrorAfter) {
+                "error"
+            } else {
+                "acknowledged"
+            };
+            let state = rig.state(&uuid).await;
+            assert_eq!(state["state"], want, "{case}: {state}");
+            assert_eq!(state["settled"], true, "{case}");
+            assert_eq!(rig.results().await, 1, "{case}: one passcode result");
+            assert_eq!(rig.fake.commands().len(), 1, "{case}: queued once");
+            rig.server.stop().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_queued_nothing_settles_at_once_with_the_mdms_reason() {
+    for (answer, state, needle) in [
+        (
+            MdmAnswer::UnknownId,
+            "unknown_enrollment",
+            "push data missing",
+        ),
+        (MdmAnswer::NotFound, "not_queued", "HTTP 404"),
+    ] {
+        let rig = rig().await;
+        *rig.fake.answer.lock().unwrap() = answer;
+        let (status, sent) = rig.clear().await.unwrap();
+        assert_eq!(status, 202, "{sent}");
+        let uuid = sent["command_uuid"].as_str().unwrap().to_owned();
+        assert!(
+            sent["detail"].as_str().unwrap().contains(needle),
+            "{answer:?}: {sent}"
+        );
+        let got = rig.state(&uuid).await;
+        assert_eq!(got["state"], state, "{answer:?}: {got}");
+        assert_eq!(rig.results().await, 1, "the phone hears it did not happen");
+        // A device answer for it later (it cannot happen, but if it did) sends nothing
+        // more.
+        rig.report(&uuid, "Acknowledged").await;
+        assert_eq!(rig.results().await, 1);
+        rig.server.stop().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_that_leaves_the_mdm_is_marked_and_what_it_waited_on_settles() {
+    let rig = rig().await;
+    let (_, sent) = rig.clear().await.unwrap();
+    let uuid = sent["command_uuid"].as_str().unwrap().to_owned();
+    assert_eq!(rig.state(&uuid).await["state"], "queued");
+    let mut checkout = plist::Dictionary::new();
+    checkout.insert("MessageType".into(), "CheckOut".into());
+    let event = json!({"topic": "mdm.CheckOut", "created_at": "2026-11-21T10:00:00Z",
+        "checkin_event": {"udid": rig.udid, "enrollment_id": rig.udid, "raw_payload": plist_b64(checkout)}});
+    assert_eq!(post_webhook(&rig.server.base_url(), &event).await, 200);
+
+    let (_, device) = rig
+        .admin
+        .get(&format!("/api/v1/devices/{}", rig.device))
+        .await;
+    assert!(device["mdm_checked_out_at"].is_i64(), "{device}");
+    let got = rig.state(&uuid).await;
+    assert_eq!(got["state"], "expired", "{got}");
+    assert!(got["detail"].as_str().unwrap().contains("left the MDM"));
+    assert_eq!(rig.results().await, 1, "the phone hears at once");
+    let (_, events) = rig
+        .admin
+        .get(&format!("/api/v1/security-events?device_id={}", rig.device))
+        .await;
+    assert!(events.to_string().contains("mdm_checkout"), "{events}");
+    // Nothing more goes to it.
+    let (status, body) = rig.clear().await.unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("left the MDM"));
+    assert_eq!(rig.fake.commands().len(), 1);
+
+    // Its management profile installed again (not erased): the same phone, managed.
+    let serial = device["serial"].as_str().unwrap();
+    assert_eq!(
+        mdm_enrolled(&rig.server.base_url(), &rig.udid, serial).await,
+        200
+    );
+    let (_, device) = rig
+        .admin
+        .get(&format!("/api/v1/devices/{}", rig.device))
+        .await;
+    assert!(device["mdm_checked_out_at"].is_null(), "{device}");
+    let (status, _) = rig.clear().await.unwrap();
+    assert_eq!(status, 202);
+    rig.server.stop().await.unwrap();
+}
