@@ -490,6 +490,72 @@ pub async fn expire_overdue<S: Storage>(st: &AppState<S>) -> Result<usize, AppEr
     Ok(expired)
 }
 
+/// How long a command may stay unanswered before the device is probed about it.
+const PROBE_AFTER_MS: i64 = 10 * 60 * 1000;
+
+/// The periodic MDM sweep (and the first one at start): probes devices about commands
+/// left unanswered, then expires what is past the deadline.
+pub async fn sweep<S: Storage>(st: &AppState<S>) -> Result<usize, AppError> {
+    probe_unanswered(st).await?;
+    expire_overdue(st).await
+}
+
+/// Sends each device with commands unanswered for [`PROBE_AFTER_MS`] one
+/// DeviceInformation (with a push): when the device answers it, what was queued before
+/// it is settled ([`mdm_commands::after_probe`]) instead of waiting for a webhook
+/// NanoMDM will never resend. Returns how many probes went out.
+pub async fn probe_unanswered<S: Storage>(st: &AppState<S>) -> Result<usize, AppError> {
+    let Some(mdm) = st.mdm.clone() else {
+        return Ok(0);
+    };
+    let before = lanyard_protocol::Timestamp(st.now().as_millis() - PROBE_AFTER_MS);
+    let stale = st
+        .storage
+        .unprobed_mdm_commands(before, SWEEP_BATCH)
+        .await?;
+    let mut by_device: std::collections::BTreeMap<(String, String), Vec<(String, String)>> =
+        std::collections::BTreeMap::new();
+    for row in stale {
+        if let Some(d) = row.device_id {
+            by_device
+                .entry((d, row.udid))
+                .or_default()
+                .push((row.uuid, row.request_type));
+        }
+    }
+    let mut sent = 0;
+    for ((device_id, udid), uuids) in by_device {
+        let probe = MdmCommand::DeviceInformation {
+            queries: vec!["UDID".into()],
+        };
+        let out = enqueue_logged(st, &mdm, &udid, &device_id, &probe, None).await?;
+        let (now, probe_uuid) = (st.now(), out.uuid.clone());
+        st.storage
+            .transact(move |tx| {
+                let ids: Vec<String> = uuids.iter().map(|(u, _)| u.clone()).collect();
+                tx.set_mdm_probe(&ids, &probe_uuid)?;
+                for (u, request_type) in &uuids {
+                    tx.insert_mdm_activity(
+                        &entry(
+                            &udid,
+                            Some(device_id.clone()),
+                            Some((u, request_type)),
+                            "probe_sent",
+                            Some(format!(
+                                "no answer yet: DeviceInformation {probe_uuid} asks the device"
+                            )),
+                        ),
+                        now,
+                    )?;
+                }
+                Ok(())
+            })
+            .await?;
+        sent += 1;
+    }
+    Ok(sent)
+}
+
 /// Most commands one sweep expires (the next sweep takes the rest).
 const SWEEP_BATCH: u32 = 500;
 
@@ -641,6 +707,20 @@ pub async fn webhook<S: Storage>(
             match (&command_uuid, state) {
                 (Some(uuid), Some(state)) => {
                     hear(&st, uuid, state, e).await?;
+                    if state.settled()
+                        && command
+                            .as_ref()
+                            .is_some_and(|c| c.request_type == "DeviceInformation")
+                    {
+                        let (keys, probe) = (st.keys.clone(), uuid.clone());
+                        let woken = st
+                            .storage
+                            .transact(move |tx| mdm_commands::after_probe(tx, &keys, &probe, now))
+                            .await?;
+                        for d in woken {
+                            st.wake(&crate::notify::device_topic(&d));
+                        }
+                    }
                 }
                 _ => st.storage.record_mdm_activity(e, now).await?,
             }

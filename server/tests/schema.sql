@@ -46,6 +46,8 @@ CREATE INDEX mdm_command_device ON mdm_command (device_id, request_type, request
 -- index mdm_command_open
 CREATE INDEX mdm_command_open ON mdm_command (requested_at)
         WHERE state IN ('requested', 'uncertain', 'queued', 'not_now');
+-- index mdm_command_probe
+CREATE INDEX mdm_command_probe ON mdm_command (probe) WHERE probe IS NOT NULL;
 -- index offline_entry_badge
 CREATE INDEX offline_entry_badge ON offline_entry (badge_hash);
 -- index password_failure_age
@@ -236,7 +238,8 @@ CREATE TABLE mdm_command (
                           'expired', 'not_queued', 'unknown_enrollment', 'acknowledged', 'error', 'format_error')),
         detail        TEXT,
         requested_at  INTEGER NOT NULL,
-        updated_at    INTEGER NOT NULL
+        updated_at    INTEGER NOT NULL,
+        probe         TEXT
     );
 -- table mdm_identity
 CREATE TABLE mdm_identity (

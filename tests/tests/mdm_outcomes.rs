@@ -19,12 +19,14 @@ struct Rig {
     server: TestServer,
     admin: Admin,
     fake: Arc<FakeMdm>,
+    fake_url: String,
     device: String,
     udid: String,
 }
 
 async fn rig() -> Rig {
     let (mdm_url, fake) = fake_nanomdm().await;
+    let fake_url = mdm_url.clone();
     let server = TestServer::start_with(|c| {
         c.nanomdm_url = Some(mdm_url.parse().unwrap());
         c.nanomdm_api_key = Some("mdm-key".into());
@@ -52,12 +54,17 @@ async fn rig() -> Rig {
         server,
         admin,
         fake,
+        fake_url,
         device: phone.id,
         udid,
     }
 }
 
 impl Rig {
+    fn fake_url(&self) -> &str {
+        &self.fake_url
+    }
+
     fn admin(&self) -> Admin {
         Admin {
             base: self.admin.base.clone(),
@@ -265,5 +272,55 @@ async fn a_phone_that_leaves_the_mdm_is_marked_and_what_it_waited_on_settles() {
     assert!(device["mdm_checked_out_at"].is_null(), "{device}");
     let (status, _) = rig.clear().await.unwrap();
     assert_eq!(status, 202);
+    rig.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_acknowledgement_is_found_out_by_a_probe_not_left_until_the_deadline() {
+    let rig = rig().await;
+    let (_, sent) = rig.clear().await.unwrap();
+    let uuid = sent["command_uuid"].as_str().unwrap().to_owned();
+    // The device answered, but NanoMDM's webhook never reached the server (and NanoMDM
+    // does not resend it). Eleven minutes later, the sweep (here: the same database
+    // opened with a clock eleven minutes on, as a second server process would) probes.
+    let mut config = lanyard_server::ServerConfig::new(
+        rig.server.server.addr,
+        rig.server.data_dir.path().join("data"),
+    );
+    config.nanomdm_url = Some(rig.fake_url().parse().unwrap());
+    config.nanomdm_api_key = Some("mdm-key".into());
+    let wall = lanyard_server::state::system_clock();
+    let later: lanyard_server::state::Clock =
+        Arc::new(move || lanyard_protocol::Timestamp(wall().as_millis() + 11 * 60 * 1000));
+    let late = lanyard_server::open_state(&config, later).unwrap();
+    assert_eq!(
+        lanyard_server::mdm::probe_unanswered(&late).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        lanyard_server::mdm::probe_unanswered(&late).await.unwrap(),
+        0,
+        "one probe per command"
+    );
+    let (probe, kind) = rig.fake.commands().last().unwrap().clone();
+    assert_eq!(kind, "DeviceInformation");
+    assert_eq!(
+        rig.state(&uuid).await["state"],
+        "queued",
+        "not settled by the probe alone"
+    );
+
+    // The device answers the probe: what was queued before it was answered too.
+    rig.report(&probe, "Acknowledged").await;
+    let got = rig.state(&uuid).await;
+    assert_eq!(got["state"], "expired", "{got}");
+    assert!(
+        got["detail"].as_str().unwrap().contains("lost webhook"),
+        "{got}"
+    );
+    assert_eq!(rig.results().await, 1, "the phone hears, and asks again");
+    // The lost acknowledgement turning up after all changes nothing more.
+    rig.report(&uuid, "Acknowledged").await;
+    assert_eq!(rig.results().await, 1);
     rig.server.stop().await.unwrap();
 }

@@ -409,6 +409,8 @@ pub const MIGRATIONS: &[&str] = &[
     // cannot undo (domain::mdm_commands); the activity log keeps everything heard. A
     // phone that left the MDM (its CheckOut) is marked. Commands already logged get the
     // state their log supports, a device's answer outranking what the server assumed.
+    // `probe` is the DeviceInformation sent to find out about a command left unanswered
+    // (a webhook NanoMDM never resends).
     "CREATE TABLE mdm_command (
         uuid          TEXT    PRIMARY KEY,
         device_id     TEXT,
@@ -418,8 +420,10 @@ pub const MIGRATIONS: &[&str] = &[
                           'expired', 'not_queued', 'unknown_enrollment', 'acknowledged', 'error', 'format_error')),
         detail        TEXT,
         requested_at  INTEGER NOT NULL,
-        updated_at    INTEGER NOT NULL
+        updated_at    INTEGER NOT NULL,
+        probe         TEXT
     );
+    CREATE INDEX mdm_command_probe ON mdm_command (probe) WHERE probe IS NOT NULL;
     CREATE INDEX mdm_command_device ON mdm_command (device_id, request_type, requested_at);
     CREATE INDEX mdm_command_open ON mdm_command (requested_at)
         WHERE state IN ('requested', 'uncertain', 'queued', 'not_now');

@@ -199,6 +199,7 @@ pub fn start(
         detail: None,
         requested_at: now.as_millis(),
         updated_at: now.as_millis(),
+        probe: None,
     })
 }
 
@@ -275,6 +276,64 @@ pub fn begin_clear(
     let uuid = crate::mdm::command_uuid().map_err(crate::keys::to_storage)?;
     start(tx, &uuid, &log(&uuid, "requested", None), now)?;
     Ok(ClearStep::Send(uuid))
+}
+
+/// The device answered probe `probe`, a DeviceInformation sent about commands left
+/// unanswered. NanoMDM hands a device its queue oldest first, so a command queued
+/// before the probe and still unanswered was delivered and its answer lost (NanoMDM
+/// does not resend a webhook that failed), or was never queued at all. Settles each:
+/// a Clear Passcode as acknowledged when the phone itself reports no passcode; a
+/// command whose enqueue got no answer as not queued; any other as expired, its outcome
+/// unknown. Returns the phones with a passcode result to collect.
+pub fn after_probe(
+    tx: &dyn Tx,
+    keys: &ServerKeys,
+    probe: &str,
+    now: Timestamp,
+) -> Result<Vec<String>, StorageError> {
+    let mut wake = Vec::new();
+    for row in tx.probed_by(probe)? {
+        if row.state.settled() || row.state == MdmState::NotNow {
+            continue;
+        }
+        let passcode_gone = match &row.device_id {
+            Some(d) if row.request_type == CLEAR => tx
+                .device(d)?
+                .is_some_and(|d| d.passcode == Some(crate::model::PasscodeState::Absent)),
+            _ => false,
+        };
+        let (state, why) = if passcode_gone {
+            (
+                MdmState::Acknowledged,
+                "reconciled: its answer never reached Lanyard, and the phone reports no passcode",
+            )
+        } else if matches!(row.state, MdmState::Uncertain | MdmState::Requested) {
+            (
+                MdmState::NotQueued,
+                "reconciled: the device answered a later probe and never this command, so it was not queued",
+            )
+        } else {
+            (
+                MdmState::Expired,
+                "reconciled: the device answered a later probe, but this command's answer never \
+                 reached Lanyard (a lost webhook); its outcome is unknown",
+            )
+        };
+        let entry = MdmActivity {
+            id: 0,
+            udid: row.udid.clone(),
+            device_id: row.device_id.clone(),
+            command_uuid: Some(row.uuid.clone()),
+            request_type: Some(row.request_type.clone()),
+            kind: "reconciled".into(),
+            detail: Some(why.to_owned()),
+            at: 0,
+        };
+        if let Heard::Moved { wake: Some(d), .. } = hear(tx, keys, &row.uuid, state, &entry, now)? {
+            wake.push(d);
+        }
+    }
+    Ok(wake)
 }
 
 #[cfg(test)]

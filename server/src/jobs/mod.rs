@@ -176,7 +176,7 @@ pub(crate) fn start<S: Storage>(st: &AppState<S>) -> Jobs {
                 every: Duration::from_secs(60),
                 wake: None,
             },
-            |st| async move { crate::mdm::expire_overdue(&st).await },
+            |st| async move { crate::mdm::sweep(&st).await },
         );
     }
     jobs.spawn(

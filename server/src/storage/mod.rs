@@ -408,6 +408,12 @@ pub trait Storage:
         device_id: String,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<crate::storage::tx::MdmCommandRow>, StorageError>> + Send;
+    /// MDM commands unanswered since before `before` that no probe asked about yet.
+    fn unprobed_mdm_commands(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<crate::storage::tx::MdmCommandRow>, StorageError>> + Send;
     /// MDM commands still waiting on something, requested before `before`, oldest
     /// first, at most `limit`.
     fn overdue_mdm_commands(

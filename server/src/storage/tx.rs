@@ -200,6 +200,8 @@ pub struct MdmCommandRow {
     pub requested_at: i64,
     /// Its last state change.
     pub updated_at: i64,
+    /// The DeviceInformation sent to find out about it, once it stayed unanswered.
+    pub probe: Option<String>,
 }
 
 /// An enrolled phone that holds a UDID (by its own word or the MDM's).
@@ -387,6 +389,10 @@ pub trait Tx {
         device_id: &str,
         request_type: &str,
     ) -> Result<Option<MdmCommandRow>, StorageError>;
+    /// Notes that `probe` was sent to find out about commands `uuids`.
+    fn set_mdm_probe(&self, uuids: &[String], probe: &str) -> Result<(), StorageError>;
+    /// The commands a probe was sent about.
+    fn probed_by(&self, probe: &str) -> Result<Vec<MdmCommandRow>, StorageError>;
     /// A device's MDM commands still waiting on something.
     fn open_mdm_commands(&self, device_id: &str) -> Result<Vec<MdmCommandRow>, StorageError>;
     /// Marks (`Some(at)`) or clears the phone's having left the MDM.

@@ -8,7 +8,7 @@ use crate::storage::StorageError;
 use crate::storage::tx::MdmCommandRow;
 
 pub(super) const COLUMNS: &str =
-    "uuid, device_id, udid, request_type, state, detail, requested_at, updated_at";
+    "uuid, device_id, udid, request_type, state, detail, requested_at, updated_at, probe";
 
 pub(super) fn row(r: &Row<'_>) -> rusqlite::Result<MdmCommandRow> {
     Ok(MdmCommandRow {
@@ -20,6 +20,7 @@ pub(super) fn row(r: &Row<'_>) -> rusqlite::Result<MdmCommandRow> {
         detail: r.get(5)?,
         requested_at: r.get(6)?,
         updated_at: r.get(7)?,
+        probe: r.get(8)?,
     })
 }
 
@@ -36,7 +37,7 @@ pub(super) fn get(
 
 pub(super) fn insert(tx: &Transaction<'_>, r: &MdmCommandRow) -> Result<(), StorageError> {
     tx.prepare_cached(&format!(
-        "INSERT INTO mdm_command ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        "INSERT INTO mdm_command ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
     ))?
     .execute(params![
         r.uuid,
@@ -46,7 +47,8 @@ pub(super) fn insert(tx: &Transaction<'_>, r: &MdmCommandRow) -> Result<(), Stor
         r.state.as_str(),
         r.detail,
         r.requested_at,
-        r.updated_at
+        r.updated_at,
+        r.probe
     ])?;
     Ok(())
 }
@@ -118,5 +120,45 @@ pub(super) fn of_device(
           ORDER BY requested_at DESC, rowid DESC LIMIT ?2"
     ))?;
     let rows = stmt.query_map(params![device_id, limit], row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn set_probe(
+    tx: &Transaction<'_>,
+    uuids: &[String],
+    probe: &str,
+) -> Result<(), StorageError> {
+    let mut stmt = tx.prepare_cached("UPDATE mdm_command SET probe = ?2 WHERE uuid = ?1")?;
+    for u in uuids {
+        stmt.execute(params![u, probe])?;
+    }
+    Ok(())
+}
+
+pub(super) fn probed_by(
+    tx: &Transaction<'_>,
+    probe: &str,
+) -> Result<Vec<MdmCommandRow>, StorageError> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM mdm_command WHERE probe = ?1"
+    ))?;
+    let rows = stmt.query_map([probe], row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Commands unanswered since before `before` that no probe was sent about yet (NotNow
+/// ones excepted: the MDM offers them again by itself), oldest first, at most `limit`.
+pub(super) fn unprobed(
+    c: &rusqlite::Connection,
+    before: Timestamp,
+    limit: u32,
+) -> Result<Vec<MdmCommandRow>, StorageError> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM mdm_command
+          WHERE state IN ('requested', 'uncertain', 'queued') AND probe IS NULL
+            AND requested_at < ?1 AND request_type <> 'DeviceInformation'
+          ORDER BY requested_at LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![before.as_millis(), limit], row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -1000,6 +1000,14 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn unprobed_mdm_commands(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<crate::storage::tx::MdmCommandRow>, StorageError> {
+        self.read(move |c| mdm::unprobed(c, before, limit)).await
+    }
+
     async fn overdue_mdm_commands(
         &self,
         before: Timestamp,

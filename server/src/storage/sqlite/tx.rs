@@ -567,6 +567,14 @@ impl Tx for SqliteTx<'_, '_> {
         super::mdm::latest(self.0, device_id, request_type)
     }
 
+    fn set_mdm_probe(&self, uuids: &[String], probe: &str) -> Result<(), StorageError> {
+        super::mdm::set_probe(self.0, uuids, probe)
+    }
+
+    fn probed_by(&self, probe: &str) -> Result<Vec<MdmCommandRow>, StorageError> {
+        super::mdm::probed_by(self.0, probe)
+    }
+
     fn open_mdm_commands(&self, device_id: &str) -> Result<Vec<MdmCommandRow>, StorageError> {
         super::mdm::open_of(self.0, device_id)
     }
