@@ -1103,6 +1103,33 @@ async fn a_docked_phone_gets_its_passcode_cleared_through_nanomdm() {
 }
 
 #[tokio::test]
+async fn a_clear_queued_with_its_push_failed_is_pushed_again_never_queued_twice() {
+    let mut rig = MdmRig::start(3600).await;
+    // No push certificate at NanoMDM: it answers 500, yet the command is queued.
+    *rig.fake.answer.lock().unwrap() = lanyard_e2e::harness::MdmAnswer::NoPushCert;
+    rig.shift_ends().await;
+    let uuid = rig.next_command(0).await;
+    let log = rig.wait_for("queued_push_failed").await;
+    assert!(
+        log.to_string().contains("retrieving push cert"),
+        "NanoMDM's reason is kept: {log}"
+    );
+    assert_eq!(
+        rig.passcode_state().await,
+        "clearing",
+        "still waiting on the phone"
+    );
+    // The phone asks again: a push, not a second ClearPasscode.
+    rig.phone_retries(31).await;
+    rig.wait_for("pushed").await;
+    assert_eq!(rig.fake.queued.lock().unwrap().len(), 1, "no second copy");
+    // The phone checks in by itself later and runs it.
+    assert_eq!(rig.report(&uuid, "Acknowledged").await, 200);
+    rig.phone.sync().await;
+    assert_eq!(rig.passcode_state().await, "absent");
+}
+
+#[tokio::test]
 async fn a_locked_phone_answering_not_now_is_reminded_not_sent_a_second_copy() {
     let mut rig = MdmRig::start(3600).await;
     rig.shift_ends().await;
