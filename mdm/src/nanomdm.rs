@@ -192,7 +192,16 @@ pub struct NanoMdm {
 impl NanoMdm {
     /// A connector to the NanoMDM at `base` with its API key. A path in `base` is kept
     /// (`https://host/nanomdm` serves `https://host/nanomdm/v1/enqueue/…`).
-    pub fn new(mut base: Url, api_key: impl Into<String>) -> Result<Self, ConnectorError> {
+    pub fn new(base: Url, api_key: impl Into<String>) -> Result<Self, ConnectorError> {
+        Self::with_timeout(base, api_key, Duration::from_secs(15))
+    }
+
+    /// As [`NanoMdm::new`], giving up on an answer after `timeout`.
+    pub fn with_timeout(
+        mut base: Url,
+        api_key: impl Into<String>,
+        timeout: Duration,
+    ) -> Result<Self, ConnectorError> {
         // `Url::join` replaces the last path segment unless the path ends with `/`.
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
@@ -201,7 +210,7 @@ impl NanoMdm {
         // reqwest is built with rustls; ring is the provider (no aws-lc, no OpenSSL).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
+            .timeout(timeout)
             .build()
             .map_err(|e| ConnectorError::Unreachable(e.to_string()))?;
         Ok(NanoMdm {

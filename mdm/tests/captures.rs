@@ -182,3 +182,34 @@ async fn an_mdm_that_is_not_there_is_unreachable_and_nothing_was_queued() {
         EnqueueOutcome::NotQueued(_)
     ));
 }
+
+#[tokio::test]
+async fn an_mdm_that_takes_the_request_and_never_answers_may_have_queued_it() {
+    // Bound and listening (connections complete in the backlog), never answering.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mdm = NanoMdm::with_timeout(
+        format!("http://{addr}").parse().unwrap(),
+        "key",
+        std::time::Duration::from_millis(300),
+    )
+    .unwrap();
+    let id = "D5990253-C030-416D-8686-FA4A2445BCE0".to_owned();
+    let answer = mdm
+        .enqueue(
+            std::slice::from_ref(&id),
+            &MdmCommand::RestartDevice,
+            "U-1",
+            true,
+        )
+        .await;
+    assert!(
+        matches!(answer, Err(ConnectorError::NoAnswer(_))),
+        "{answer:?}"
+    );
+    assert!(matches!(
+        EnqueueOutcome::of(&answer, &id),
+        EnqueueOutcome::Uncertain(_)
+    ));
+    drop(listener);
+}

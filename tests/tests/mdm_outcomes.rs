@@ -22,6 +22,7 @@ struct Rig {
     fake_url: String,
     device: String,
     udid: String,
+    phone: Phone,
 }
 
 async fn rig() -> Rig {
@@ -55,8 +56,9 @@ async fn rig() -> Rig {
         admin,
         fake,
         fake_url,
-        device: phone.id,
+        device: phone.id.clone(),
         udid,
+        phone,
     }
 }
 
@@ -275,14 +277,11 @@ async fn a_phone_that_leaves_the_mdm_is_marked_and_what_it_waited_on_settles() {
     rig.server.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_acknowledgement_is_found_out_by_a_probe_not_left_until_the_deadline() {
-    let rig = rig().await;
-    let (_, sent) = rig.clear().await.unwrap();
-    let uuid = sent["command_uuid"].as_str().unwrap().to_owned();
-    // The device answered, but NanoMDM's webhook never reached the server (and NanoMDM
-    // does not resend it). Eleven minutes later, the sweep (here: the same database
-    // opened with a clock eleven minutes on, as a second server process would) probes.
+/// The same database opened with a clock eleven minutes on, as a second server process
+/// would see it when its sweep runs.
+fn eleven_minutes_later(
+    rig: &Rig,
+) -> lanyard_server::state::AppState<lanyard_server::storage::sqlite::SqliteStorage> {
     let mut config = lanyard_server::ServerConfig::new(
         rig.server.server.addr,
         rig.server.data_dir.path().join("data"),
@@ -292,7 +291,56 @@ async fn a_lost_acknowledgement_is_found_out_by_a_probe_not_left_until_the_deadl
     let wall = lanyard_server::state::system_clock();
     let later: lanyard_server::state::Clock =
         Arc::new(move || lanyard_protocol::Timestamp(wall().as_millis() + 11 * 60 * 1000));
-    let late = lanyard_server::open_state(&config, later).unwrap();
+    lanyard_server::open_state(&config, later).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_acknowledgement_of_a_clear_the_phone_confirms_settles_as_cleared() {
+    let mut rig = rig().await;
+    let (_, sent) = rig.clear().await.unwrap();
+    let uuid = sent["command_uuid"].as_str().unwrap().to_owned();
+    // The passcode went (the device ran the command); the webhook saying so was lost.
+    // The phone itself reports it has no passcode.
+    rig.phone
+        .agent
+        .handle(
+            lanyard_agent::Event::PlatformFacts(lanyard_agent::FactsUpdate {
+                passcode_present: Some(false),
+                ..Default::default()
+            }),
+            lanyard_e2e::harness::now(),
+        )
+        .unwrap();
+    rig.phone.sync().await;
+    let late = eleven_minutes_later(&rig);
+    assert_eq!(
+        lanyard_server::mdm::probe_unanswered(&late).await.unwrap(),
+        1
+    );
+    let (probe, _) = rig.fake.commands().last().unwrap().clone();
+    rig.report(&probe, "Acknowledged").await;
+    let got = rig.state(&uuid).await;
+    assert_eq!(got["state"], "acknowledged", "{got}");
+    assert!(
+        got["detail"]
+            .as_str()
+            .unwrap()
+            .contains("reports no passcode"),
+        "{got}"
+    );
+    assert_eq!(rig.results().await, 1);
+    rig.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_acknowledgement_is_found_out_by_a_probe_not_left_until_the_deadline() {
+    let rig = rig().await;
+    let (_, sent) = rig.clear().await.unwrap();
+    let uuid = sent["command_uuid"].as_str().unwrap().to_owned();
+    // The device answered, but NanoMDM's webhook never reached the server (and NanoMDM
+    // does not resend it). Eleven minutes later, the sweep (here: the same database
+    // opened with a clock eleven minutes on, as a second server process would) probes.
+    let late = eleven_minutes_later(&rig);
     assert_eq!(
         lanyard_server::mdm::probe_unanswered(&late).await.unwrap(),
         1
