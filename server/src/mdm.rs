@@ -102,6 +102,52 @@ async fn hear<S: Storage>(
     Ok(heard)
 }
 
+/// Records an enqueue's outcome (as [`hear`]), and when the command is queued but its
+/// push failed, marks it so the sweep pushes the device again — in one transaction.
+async fn hear_enqueue<S: Storage>(
+    st: &AppState<S>,
+    uuid: &str,
+    outcome: &EnqueueOutcome,
+) -> Result<(), AppError> {
+    let (state, kind, detail) = recorded(outcome);
+    let row = st.storage.mdm_command(uuid.to_owned()).await?;
+    let mut e = match &row {
+        Some(r) => entry(
+            &r.udid,
+            r.device_id.clone(),
+            Some((uuid, &r.request_type)),
+            kind,
+            detail,
+        ),
+        None => return Ok(()),
+    };
+    e.command_uuid = Some(uuid.to_owned());
+    let push_failed = matches!(
+        outcome,
+        EnqueueOutcome::Queued {
+            push: PushOutcome::Failed(_)
+        }
+    );
+    let (keys, id, now) = (st.keys.clone(), uuid.to_owned(), st.now());
+    let heard = st
+        .storage
+        .transact(move |tx| {
+            let heard = mdm_commands::hear(tx, &keys, &id, state, &e, now)?;
+            if push_failed {
+                tx.set_mdm_push_failed(std::slice::from_ref(&id), Some(now))?;
+            }
+            Ok(heard)
+        })
+        .await?;
+    if let mdm_commands::Heard::Moved {
+        wake: Some(device), ..
+    } = &heard
+    {
+        st.wake(&crate::notify::device_topic(device));
+    }
+    Ok(())
+}
+
 /// A phone asked for its passcode to be cleared. What can be decided locally (no
 /// connector, no UnlockToken yet, a command still outstanding or past its deadline) is
 /// recorded before the sync answers; MDM calls run in the background, since the
@@ -263,8 +309,8 @@ pub(crate) async fn enqueue_logged<S: Storage>(
         .await?;
     let ids = [udid.to_owned()];
     let outcome = EnqueueOutcome::of(&mdm.enqueue(&ids, command, &uuid, true).await, udid);
-    let (state, kind, detail) = recorded(&outcome);
-    hear(st, &uuid, state, at(kind, detail.clone())).await?;
+    let (_, kind, detail) = recorded(&outcome);
+    hear_enqueue(st, &uuid, &outcome).await?;
     let refused = match &outcome {
         EnqueueOutcome::NotQueued(why) | EnqueueOutcome::UnknownEnrollment(why) => {
             Some(why.clone())
@@ -429,8 +475,7 @@ impl PendingClear {
             Some(cmd) => {
                 let answer = self.mdm.enqueue(ids, cmd, &self.uuid, true).await;
                 let outcome = EnqueueOutcome::of(&answer, udid);
-                let (state, kind, detail) = recorded(&outcome);
-                hear(st, &self.uuid, state, at(kind, detail)).await?;
+                hear_enqueue(st, &self.uuid, &outcome).await?;
                 Ok(match outcome {
                     EnqueueOutcome::NotQueued(why) | EnqueueOutcome::UnknownEnrollment(why) => {
                         Some(why)
@@ -439,18 +484,17 @@ impl PendingClear {
                 })
             }
             None => {
-                let (kind, detail) = match self.mdm.push(ids).await {
-                    Ok(result) => match result.status.get(udid) {
-                        Some(s) if s.push_error.is_some() => ("push_failed", s.push_error.clone()),
-                        _ if result.push_error.is_some() => {
-                            ("push_failed", result.push_error.clone())
-                        }
-                        _ => ("pushed", None),
-                    },
-                    Err(e) => ("push_failed", Some(e.to_string())),
+                let failure = push_failure(self.mdm.push(ids).await, udid);
+                let (kind, failed_at) = match &failure {
+                    Some(_) => ("push_failed", Some(st.now())),
+                    None => ("pushed", None),
                 };
+                let (e, uuid, now) = (at(kind, failure), self.uuid.clone(), st.now());
                 st.storage
-                    .record_mdm_activity(at(kind, detail), st.now())
+                    .transact(move |tx| {
+                        tx.insert_mdm_activity(&e, now)?;
+                        tx.set_mdm_push_failed(std::slice::from_ref(&uuid), failed_at)
+                    })
                     .await?;
                 Ok(None)
             }
@@ -493,11 +537,86 @@ pub async fn expire_overdue<S: Storage>(st: &AppState<S>) -> Result<usize, AppEr
 /// How long a command may stay unanswered before the device is probed about it.
 const PROBE_AFTER_MS: i64 = 10 * 60 * 1000;
 
-/// The periodic MDM sweep (and the first one at start): probes devices about commands
-/// left unanswered, then expires what is past the deadline.
+/// The periodic MDM sweep (and the first one at start): pushes again the devices whose
+/// queued commands' push failed, probes devices about commands left unanswered, then
+/// expires what is past the deadline.
 pub async fn sweep<S: Storage>(st: &AppState<S>) -> Result<usize, AppError> {
+    push_again(st).await?;
     probe_unanswered(st).await?;
     expire_overdue(st).await
+}
+
+/// How long after a failed push the device is pushed again.
+const PUSH_AGAIN_AFTER_MS: i64 = 2 * 60 * 1000;
+
+/// Why a push to `udid` failed, from NanoMDM's answer, or `None` when it went out.
+fn push_failure(
+    answer: Result<lanyard_mdm::nanomdm::ApiResult, lanyard_mdm::nanomdm::ConnectorError>,
+    udid: &str,
+) -> Option<String> {
+    match answer {
+        Ok(result) => match result.status.get(udid) {
+            Some(s) if s.push_error.is_some() => s.push_error.clone(),
+            Some(s) if s.push_result.is_some() => None,
+            _ => result
+                .push_error
+                .clone()
+                .or_else(|| (result.http_status == 500).then(|| "NanoMDM answered 500".into())),
+        },
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+/// Pushes each device whose queued commands' last push failed over 2 minutes ago (a
+/// missing or expired push certificate fixed since, APNs back): the command is never
+/// queued again, the device is only asked to check in. Returns how many pushes went out.
+pub async fn push_again<S: Storage>(st: &AppState<S>) -> Result<usize, AppError> {
+    let Some(mdm) = st.mdm.clone() else {
+        return Ok(0);
+    };
+    let before = lanyard_protocol::Timestamp(st.now().as_millis() - PUSH_AGAIN_AFTER_MS);
+    let due = st.storage.mdm_push_due(before, SWEEP_BATCH).await?;
+    let mut by_udid: std::collections::BTreeMap<String, Vec<(String, Option<String>, String)>> =
+        std::collections::BTreeMap::new();
+    for row in due {
+        by_udid
+            .entry(row.udid)
+            .or_default()
+            .push((row.uuid, row.device_id, row.request_type));
+    }
+    let mut pushed = 0;
+    for (udid, commands) in by_udid {
+        let failure = push_failure(mdm.push(std::slice::from_ref(&udid)).await, &udid);
+        let now = st.now();
+        let failed_at = failure.is_some().then_some(now);
+        if failure.is_none() {
+            pushed += 1;
+        }
+        st.storage
+            .transact(move |tx| {
+                let ids: Vec<String> = commands.iter().map(|(u, _, _)| u.clone()).collect();
+                tx.set_mdm_push_failed(&ids, failed_at)?;
+                for (uuid, device_id, request_type) in &commands {
+                    let (kind, detail) = match &failure {
+                        Some(why) => ("push_failed", Some(why.clone())),
+                        None => ("pushed", None),
+                    };
+                    tx.insert_mdm_activity(
+                        &entry(
+                            &udid,
+                            device_id.clone(),
+                            Some((uuid, request_type)),
+                            kind,
+                            detail,
+                        ),
+                        now,
+                    )?;
+                }
+                Ok(())
+            })
+            .await?;
+    }
+    Ok(pushed)
 }
 
 /// Sends each device with commands unanswered for [`PROBE_AFTER_MS`] one

@@ -48,6 +48,9 @@ CREATE INDEX mdm_command_open ON mdm_command (requested_at)
         WHERE state IN ('requested', 'uncertain', 'queued', 'not_now');
 -- index mdm_command_probe
 CREATE INDEX mdm_command_probe ON mdm_command (probe) WHERE probe IS NOT NULL;
+-- index mdm_command_push_failed
+CREATE INDEX mdm_command_push_failed ON mdm_command (push_failed_at)
+        WHERE push_failed_at IS NOT NULL;
 -- index offline_entry_badge
 CREATE INDEX offline_entry_badge ON offline_entry (badge_hash);
 -- index password_failure_age
@@ -239,7 +242,8 @@ CREATE TABLE mdm_command (
         detail        TEXT,
         requested_at  INTEGER NOT NULL,
         updated_at    INTEGER NOT NULL,
-        probe         TEXT
+        probe         TEXT,
+        push_failed_at INTEGER
     );
 -- table mdm_identity
 CREATE TABLE mdm_identity (

@@ -282,6 +282,14 @@ async fn a_phone_that_leaves_the_mdm_is_marked_and_what_it_waited_on_settles() {
 fn eleven_minutes_later(
     rig: &Rig,
 ) -> lanyard_server::state::AppState<lanyard_server::storage::sqlite::SqliteStorage> {
+    minutes_later(rig, 11)
+}
+
+/// The same database opened with a clock `minutes` on.
+fn minutes_later(
+    rig: &Rig,
+    minutes: i64,
+) -> lanyard_server::state::AppState<lanyard_server::storage::sqlite::SqliteStorage> {
     let mut config = lanyard_server::ServerConfig::new(
         rig.server.server.addr,
         rig.server.data_dir.path().join("data"),
@@ -290,8 +298,40 @@ fn eleven_minutes_later(
     config.nanomdm_api_key = Some("mdm-key".into());
     let wall = lanyard_server::state::system_clock();
     let later: lanyard_server::state::Clock =
-        Arc::new(move || lanyard_protocol::Timestamp(wall().as_millis() + 11 * 60 * 1000));
+        Arc::new(move || lanyard_protocol::Timestamp(wall().as_millis() + minutes * 60 * 1000));
     lanyard_server::open_state(&config, later).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_command_whose_push_failed_is_pushed_again_not_queued_again() {
+    let rig = rig().await;
+    *rig.fake.answer.lock().unwrap() = MdmAnswer::NoPushCert;
+    let (status, sent) = rig.clear().await.unwrap();
+    assert_eq!(
+        (status, sent["status"].as_str()),
+        (202, Some("queued_push_failed"))
+    );
+    let pushes = || rig.fake.pushes.load(std::sync::atomic::Ordering::SeqCst);
+    // Not yet: the push failed a moment ago.
+    let now = minutes_later(&rig, 0);
+    assert_eq!(lanyard_server::mdm::push_again(&now).await.unwrap(), 0);
+    assert_eq!(pushes(), 0);
+    // Three minutes on (the certificate was uploaded meanwhile): pushed, once.
+    let later = minutes_later(&rig, 3);
+    assert_eq!(lanyard_server::mdm::push_again(&later).await.unwrap(), 1);
+    assert_eq!(pushes(), 1);
+    assert_eq!(
+        lanyard_server::mdm::push_again(&later).await.unwrap(),
+        0,
+        "done"
+    );
+    assert_eq!(rig.fake.commands().len(), 1, "never queued again");
+    let (_, log) = rig
+        .admin
+        .get(&format!("/api/v1/devices/{}/mdm-activity", rig.device))
+        .await;
+    assert!(log.to_string().contains("\"pushed\""), "{log}");
+    rig.server.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

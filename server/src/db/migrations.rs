@@ -410,7 +410,8 @@ pub const MIGRATIONS: &[&str] = &[
     // phone that left the MDM (its CheckOut) is marked. Commands already logged get the
     // state their log supports, a device's answer outranking what the server assumed.
     // `probe` is the DeviceInformation sent to find out about a command left unanswered
-    // (a webhook NanoMDM never resends).
+    // (a webhook NanoMDM never resends); `push_failed_at` marks a queued command whose
+    // last push failed, to push again.
     "CREATE TABLE mdm_command (
         uuid          TEXT    PRIMARY KEY,
         device_id     TEXT,
@@ -421,9 +422,12 @@ pub const MIGRATIONS: &[&str] = &[
         detail        TEXT,
         requested_at  INTEGER NOT NULL,
         updated_at    INTEGER NOT NULL,
-        probe         TEXT
+        probe         TEXT,
+        push_failed_at INTEGER
     );
     CREATE INDEX mdm_command_probe ON mdm_command (probe) WHERE probe IS NOT NULL;
+    CREATE INDEX mdm_command_push_failed ON mdm_command (push_failed_at)
+        WHERE push_failed_at IS NOT NULL;
     CREATE INDEX mdm_command_device ON mdm_command (device_id, request_type, requested_at);
     CREATE INDEX mdm_command_open ON mdm_command (requested_at)
         WHERE state IN ('requested', 'uncertain', 'queued', 'not_now');

@@ -200,6 +200,7 @@ pub fn start(
         requested_at: now.as_millis(),
         updated_at: now.as_millis(),
         probe: None,
+        push_failed_at: None,
     })
 }
 

@@ -408,6 +408,12 @@ pub trait Storage:
         device_id: String,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<crate::storage::tx::MdmCommandRow>, StorageError>> + Send;
+    /// MDM commands still waiting whose last push failed before `before`.
+    fn mdm_push_due(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<crate::storage::tx::MdmCommandRow>, StorageError>> + Send;
     /// MDM commands unanswered since before `before` that no probe asked about yet.
     fn unprobed_mdm_commands(
         &self,

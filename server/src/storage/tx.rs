@@ -202,6 +202,8 @@ pub struct MdmCommandRow {
     pub updated_at: i64,
     /// The DeviceInformation sent to find out about it, once it stayed unanswered.
     pub probe: Option<String>,
+    /// When its last push failed (it is queued; the device is pushed again later).
+    pub push_failed_at: Option<i64>,
 }
 
 /// An enrolled phone that holds a UDID (by its own word or the MDM's).
@@ -389,6 +391,12 @@ pub trait Tx {
         device_id: &str,
         request_type: &str,
     ) -> Result<Option<MdmCommandRow>, StorageError>;
+    /// Marks (`Some`) or clears the failure of the last push for commands `uuids`.
+    fn set_mdm_push_failed(
+        &self,
+        uuids: &[String],
+        at: Option<Timestamp>,
+    ) -> Result<(), StorageError>;
     /// Notes that `probe` was sent to find out about commands `uuids`.
     fn set_mdm_probe(&self, uuids: &[String], probe: &str) -> Result<(), StorageError>;
     /// The commands a probe was sent about.

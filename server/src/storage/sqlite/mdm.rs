@@ -7,8 +7,7 @@ use crate::domain::mdm_commands::MdmState;
 use crate::storage::StorageError;
 use crate::storage::tx::MdmCommandRow;
 
-pub(super) const COLUMNS: &str =
-    "uuid, device_id, udid, request_type, state, detail, requested_at, updated_at, probe";
+pub(super) const COLUMNS: &str = "uuid, device_id, udid, request_type, state, detail, requested_at, updated_at, probe, push_failed_at";
 
 pub(super) fn row(r: &Row<'_>) -> rusqlite::Result<MdmCommandRow> {
     Ok(MdmCommandRow {
@@ -21,6 +20,7 @@ pub(super) fn row(r: &Row<'_>) -> rusqlite::Result<MdmCommandRow> {
         requested_at: r.get(6)?,
         updated_at: r.get(7)?,
         probe: r.get(8)?,
+        push_failed_at: r.get(9)?,
     })
 }
 
@@ -37,7 +37,7 @@ pub(super) fn get(
 
 pub(super) fn insert(tx: &Transaction<'_>, r: &MdmCommandRow) -> Result<(), StorageError> {
     tx.prepare_cached(&format!(
-        "INSERT INTO mdm_command ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        "INSERT INTO mdm_command ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
     ))?
     .execute(params![
         r.uuid,
@@ -48,7 +48,8 @@ pub(super) fn insert(tx: &Transaction<'_>, r: &MdmCommandRow) -> Result<(), Stor
         r.detail,
         r.requested_at,
         r.updated_at,
-        r.probe
+        r.probe,
+        r.push_failed_at
     ])?;
     Ok(())
 }
@@ -158,6 +159,35 @@ pub(super) fn unprobed(
           WHERE state IN ('requested', 'uncertain', 'queued') AND probe IS NULL
             AND requested_at < ?1 AND request_type <> 'DeviceInformation'
           ORDER BY requested_at LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![before.as_millis(), limit], row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn set_push_failed(
+    tx: &Transaction<'_>,
+    uuids: &[String],
+    at: Option<Timestamp>,
+) -> Result<(), StorageError> {
+    let mut stmt =
+        tx.prepare_cached("UPDATE mdm_command SET push_failed_at = ?2 WHERE uuid = ?1")?;
+    for u in uuids {
+        stmt.execute(params![u, at.map(Timestamp::as_millis)])?;
+    }
+    Ok(())
+}
+
+/// Commands still waiting whose last push failed before `before`, oldest first.
+pub(super) fn push_due(
+    c: &rusqlite::Connection,
+    before: Timestamp,
+    limit: u32,
+) -> Result<Vec<MdmCommandRow>, StorageError> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM mdm_command
+          WHERE push_failed_at IS NOT NULL AND push_failed_at < ?1
+            AND state IN ('requested', 'uncertain', 'queued', 'not_now')
+          ORDER BY push_failed_at LIMIT ?2"
     ))?;
     let rows = stmt.query_map(params![before.as_millis(), limit], row)?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -1000,6 +1000,14 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn mdm_push_due(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<crate::storage::tx::MdmCommandRow>, StorageError> {
+        self.read(move |c| mdm::push_due(c, before, limit)).await
+    }
+
     async fn unprobed_mdm_commands(
         &self,
         before: Timestamp,

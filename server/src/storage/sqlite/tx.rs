@@ -567,6 +567,14 @@ impl Tx for SqliteTx<'_, '_> {
         super::mdm::latest(self.0, device_id, request_type)
     }
 
+    fn set_mdm_push_failed(
+        &self,
+        uuids: &[String],
+        at: Option<Timestamp>,
+    ) -> Result<(), StorageError> {
+        super::mdm::set_push_failed(self.0, uuids, at)
+    }
+
     fn set_mdm_probe(&self, uuids: &[String], probe: &str) -> Result<(), StorageError> {
         super::mdm::set_probe(self.0, uuids, probe)
     }
