@@ -412,3 +412,75 @@ async fn a_lost_acknowledgement_is_found_out_by_a_probe_not_left_until_the_deadl
     assert_eq!(rig.results().await, 1);
     rig.server.stop().await.unwrap();
 }
+
+/// Waits for a workflow run to finish; returns it.
+async fn finished_run(rig: &Rig, run_id: i64) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, run) = rig.admin.get(&format!("/api/v1/runs/{run_id}")).await;
+        if run["state"] == "succeeded" || run["state"] == "failed" {
+            return run;
+        }
+        assert!(std::time::Instant::now() < deadline, "{run:#}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_step_waits_for_the_device_whatever_became_of_the_push() {
+    let cases = [
+        (MdmAnswer::Pushed, Order::AckDuring),
+        (MdmAnswer::NoPushCert, Order::AckDuring),
+        (MdmAnswer::BadDeviceToken, Order::AckAfter),
+        (MdmAnswer::NoPushCert, Order::ErrorAfter),
+        (MdmAnswer::UnknownId, Order::AckAfter),
+    ];
+    for (answer, order) in cases {
+        let case = format!("{answer:?} / {order:?}");
+        let rig = rig().await;
+        rig.admin
+            .ok(
+                "/api/v1/workflows",
+                json!({"name": "Restart Me", "model": "device_enrollment_program",
+                    "actions": [{"type": "reboot"}]}),
+            )
+            .await;
+        *rig.fake.answer.lock().unwrap() = answer;
+        let held = matches!(order, Order::AckDuring);
+        let release = held.then(|| rig.fake.hold_next());
+        let deployed = rig
+            .admin
+            .ok(
+                "/api/v1/workflows/restart-me/deploy",
+                json!({"devices": [rig.device]}),
+            )
+            .await;
+        let run_id = deployed["runs"][0].as_i64().unwrap();
+        rig.fake.arrived.notified().await;
+        let uuid = rig.fake.commands().last().unwrap().0.clone();
+        if held {
+            rig.report(&uuid, "Acknowledged").await;
+            release.unwrap().send(()).unwrap();
+        }
+        match (answer.queued(), order) {
+            (true, Order::AckAfter) => rig.report(&uuid, "Acknowledged").await,
+            (true, Order::ErrorAfter) => rig.report(&uuid, "Error").await,
+            _ => {}
+        }
+        let run = finished_run(&rig, run_id).await;
+        let step = run["steps"][0].to_string();
+        match (answer.queued(), order) {
+            (true, Order::ErrorAfter) => {
+                assert_eq!(run["state"], "failed", "{case}: {run:#}");
+                assert!(step.contains("error"), "{case}: {step}");
+            }
+            (true, _) => assert_eq!(run["state"], "succeeded", "{case}: {run:#}"),
+            (false, _) => {
+                assert_eq!(run["state"], "failed", "{case}: {run:#}");
+                assert!(step.contains("push data missing"), "{case}: {step}");
+            }
+        }
+        assert_eq!(rig.fake.commands().len(), 1, "{case}: queued once");
+        rig.server.stop().await.unwrap();
+    }
+}
