@@ -246,6 +246,9 @@ async fn a_phone_that_leaves_the_mdm_is_marked_and_what_it_waited_on_settles() {
         .get(&format!("/api/v1/devices/{}", rig.device))
         .await;
     assert!(device["mdm_checked_out_at"].is_i64(), "{device}");
+    let (_, out) = rig.admin.get("/api/v1/devices?mdm_checked_out=true").await;
+    assert_eq!(out["items"].as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(out["items"][0]["id"], rig.device.as_str());
     let got = rig.state(&uuid).await;
     assert_eq!(got["state"], "expired", "{got}");
     assert!(got["detail"].as_str().unwrap().contains("left the MDM"));

@@ -303,6 +303,9 @@ pub struct DeviceQuery {
     admin_state: Option<AdminState>,
     /// `present`, `clearing`, `clear_failed` (the phones IT should look at) or `absent`.
     passcode: Option<crate::model::PasscodeState>,
+    /// Only phones that left the MDM (`true`: its CheckOut, no MDM command reaches them)
+    /// or only the others (`false`).
+    mdm_checked_out: Option<bool>,
     /// Continue after this device id.
     cursor: Option<String>,
     /// Page size.
@@ -336,6 +339,7 @@ pub async fn list_devices<S: Storage>(
         department: q.department,
         overdue: q.overdue,
         wandering: q.wandering,
+        mdm_checked_out: q.mdm_checked_out,
         admin_state: q.admin_state.map(|a| {
             match a {
                 AdminState::Lost => "lost",

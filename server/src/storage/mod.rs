@@ -153,6 +153,8 @@ pub struct DeviceFilter {
     pub admin_state: Option<String>,
     /// Passcode state (`present`, `clearing`, `clear_failed`, `absent`).
     pub passcode: Option<String>,
+    /// Only phones that left the MDM (or only the others).
+    pub mdm_checked_out: Option<bool>,
 }
 
 /// A command to queue for a device.

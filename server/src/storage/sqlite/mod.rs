@@ -1083,6 +1083,7 @@ impl Storage for SqliteStorage {
                    AND (?6 IS NULL OR overdue = ?6)
                    AND (?7 IS NULL OR admin_state = ?7)
                    AND (?10 IS NULL OR passcode = ?10)
+                   AND (?11 IS NULL OR ?11 = (mdm_checked_out_at IS NOT NULL))
                    AND (?8 IS NULL OR EXISTS (SELECT 1 FROM launchpad l
                         WHERE l.id = d.last_launchpad AND l.department = ?8))
                    AND (?9 IS NULL OR ?9 = EXISTS (SELECT 1 FROM launchpad l
@@ -1102,6 +1103,7 @@ impl Storage for SqliteStorage {
                     f.department,
                     f.wandering,
                     f.passcode,
+                    f.mdm_checked_out,
                 ],
                 device_row,
             )?;
