@@ -2,10 +2,10 @@
 # Short runs of the cargo-fuzz targets, one per decoder that takes outside input (sync
 # and authorize bodies, the NanoMDM webhook, CSV imports, profile XML, placeholders).
 # Part of the test command; docs/BENCHMARKS.md records a long run.
-#   FUZZ_SECS   seconds per target (default 20)
+#   FUZZ_SECS   seconds per target (default 10: the cold build is most of the cost)
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
-secs="${FUZZ_SECS:-20}"
+secs="${FUZZ_SECS:-10}"
 
 # The fuzz crate is its own workspace: start from the main lock file so it builds the
 # same versions the suite tested (cargo adds only libfuzzer-sys and its few deps).
