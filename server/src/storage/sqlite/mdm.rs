@@ -24,6 +24,29 @@ pub(super) fn row(r: &Row<'_>) -> rusqlite::Result<MdmCommandRow> {
     })
 }
 
+/// The states still waiting on something, as an SQL list — from the one rule
+/// ([`MdmState::settled`]), never written out by hand.
+fn waiting_sql(exclude: &[MdmState]) -> String {
+    MdmState::ALL
+        .into_iter()
+        .filter(|s| !s.settled() && !exclude.contains(s))
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The commands matching `clause` (a WHERE condition with its ORDER BY / LIMIT).
+fn select<P: rusqlite::Params>(
+    c: &rusqlite::Connection,
+    clause: &str,
+    params: P,
+) -> Result<Vec<MdmCommandRow>, StorageError> {
+    let mut stmt =
+        c.prepare_cached(&format!("SELECT {COLUMNS} FROM mdm_command WHERE {clause}"))?;
+    let rows = stmt.query_map(params, row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 pub(super) fn get(
     c: &rusqlite::Connection,
     uuid: &str,
@@ -86,12 +109,11 @@ pub(super) fn open_of(
     tx: &Transaction<'_>,
     device_id: &str,
 ) -> Result<Vec<MdmCommandRow>, StorageError> {
-    let mut stmt = tx.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM mdm_command WHERE device_id = ?1
-           AND state IN ('requested', 'uncertain', 'queued', 'not_now') ORDER BY requested_at"
-    ))?;
-    let rows = stmt.query_map([device_id], row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let clause = format!(
+        "device_id = ?1 AND state IN ({}) ORDER BY requested_at",
+        waiting_sql(&[])
+    );
+    select(tx, &clause, [device_id])
 }
 
 /// Commands still waiting on something that were requested before `before`, oldest
@@ -101,13 +123,11 @@ pub(super) fn overdue(
     before: Timestamp,
     limit: u32,
 ) -> Result<Vec<MdmCommandRow>, StorageError> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM mdm_command
-          WHERE state IN ('requested', 'uncertain', 'queued', 'not_now') AND requested_at < ?1
-          ORDER BY requested_at LIMIT ?2"
-    ))?;
-    let rows = stmt.query_map(params![before.as_millis(), limit], row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let clause = format!(
+        "state IN ({}) AND requested_at < ?1 ORDER BY requested_at LIMIT ?2",
+        waiting_sql(&[])
+    );
+    select(c, &clause, params![before.as_millis(), limit])
 }
 
 /// A device's commands, newest first, at most `limit`.
@@ -116,12 +136,11 @@ pub(super) fn of_device(
     device_id: &str,
     limit: u32,
 ) -> Result<Vec<MdmCommandRow>, StorageError> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM mdm_command WHERE device_id = ?1
-          ORDER BY requested_at DESC, rowid DESC LIMIT ?2"
-    ))?;
-    let rows = stmt.query_map(params![device_id, limit], row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    select(
+        c,
+        "device_id = ?1 ORDER BY requested_at DESC, rowid DESC LIMIT ?2",
+        params![device_id, limit],
+    )
 }
 
 pub(super) fn set_probe(
@@ -140,11 +159,7 @@ pub(super) fn probed_by(
     tx: &Transaction<'_>,
     probe: &str,
 ) -> Result<Vec<MdmCommandRow>, StorageError> {
-    let mut stmt = tx.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM mdm_command WHERE probe = ?1"
-    ))?;
-    let rows = stmt.query_map([probe], row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    select(tx, "probe = ?1", [probe])
 }
 
 /// Commands unanswered since before `before` that no probe was sent about yet (NotNow
@@ -154,14 +169,12 @@ pub(super) fn unprobed(
     before: Timestamp,
     limit: u32,
 ) -> Result<Vec<MdmCommandRow>, StorageError> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM mdm_command
-          WHERE state IN ('requested', 'uncertain', 'queued') AND probe IS NULL
-            AND requested_at < ?1 AND request_type <> 'DeviceInformation'
-          ORDER BY requested_at LIMIT ?2"
-    ))?;
-    let rows = stmt.query_map(params![before.as_millis(), limit], row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let clause = format!(
+        "state IN ({}) AND probe IS NULL AND requested_at < ?1
+           AND request_type <> 'DeviceInformation' ORDER BY requested_at LIMIT ?2",
+        waiting_sql(&[MdmState::NotNow])
+    );
+    select(c, &clause, params![before.as_millis(), limit])
 }
 
 pub(super) fn set_push_failed(
@@ -183,12 +196,10 @@ pub(super) fn push_due(
     before: Timestamp,
     limit: u32,
 ) -> Result<Vec<MdmCommandRow>, StorageError> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM mdm_command
-          WHERE push_failed_at IS NOT NULL AND push_failed_at < ?1
-            AND state IN ('requested', 'uncertain', 'queued', 'not_now')
-          ORDER BY push_failed_at LIMIT ?2"
-    ))?;
-    let rows = stmt.query_map(params![before.as_millis(), limit], row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let clause = format!(
+        "push_failed_at IS NOT NULL AND push_failed_at < ?1 AND state IN ({})
+          ORDER BY push_failed_at LIMIT ?2",
+        waiting_sql(&[])
+    );
+    select(c, &clause, params![before.as_millis(), limit])
 }
