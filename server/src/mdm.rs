@@ -80,72 +80,63 @@ pub(crate) fn target(device: &Device) -> Result<String, &'static str> {
     device.mdm_udid.clone().ok_or(NOT_VOUCHED)
 }
 
-/// Records what was heard about a command in one transaction and wakes the phone when
-/// a passcode result was queued for it.
+/// Records what was heard about a command in one transaction — and, in it, marks a
+/// failed push to retry (`push_failed`) and settles what a probe the device just
+/// answered was sent about — then wakes the phones with a passcode result to collect.
 async fn hear<S: Storage>(
     st: &AppState<S>,
     uuid: &str,
     state: MdmState,
     e: MdmActivity,
+    push_failed: bool,
 ) -> Result<mdm_commands::Heard, AppError> {
     let (keys, uuid, now) = (st.keys.clone(), uuid.to_owned(), st.now());
-    let heard = st
+    let (heard, woken) = st
         .storage
-        .transact(move |tx| mdm_commands::hear(tx, &keys, &uuid, state, &e, now))
+        .transact(move |tx| {
+            let heard = mdm_commands::hear(tx, &keys, &uuid, state, &e, now)?;
+            if push_failed {
+                tx.set_mdm_push_failed(std::slice::from_ref(&uuid), Some(now))?;
+            }
+            let mut woken = Vec::new();
+            if let mdm_commands::Heard::Moved { to, wake, .. } = &heard {
+                woken.extend(wake.clone());
+                if to.answered() {
+                    woken.extend(mdm_commands::after_probe(tx, &keys, &uuid, now)?);
+                }
+            }
+            Ok((heard, woken))
+        })
         .await?;
-    if let mdm_commands::Heard::Moved {
-        wake: Some(device), ..
-    } = &heard
-    {
-        st.wake(&crate::notify::device_topic(device));
+    for device in woken {
+        st.wake(&crate::notify::device_topic(&device));
     }
     Ok(heard)
 }
 
-/// Records an enqueue's outcome (as [`hear`]), and when the command is queued but its
-/// push failed, marks it so the sweep pushes the device again — in one transaction.
+/// Records an enqueue's outcome: the state it moves the command to, its activity entry
+/// (built by `at` from the kind and detail), a failed push marked for retrying. Returns
+/// why the command is certainly not queued, if it is not.
 async fn hear_enqueue<S: Storage>(
     st: &AppState<S>,
     uuid: &str,
     outcome: &EnqueueOutcome,
-) -> Result<(), AppError> {
+    at: impl Fn(&str, Option<String>) -> MdmActivity,
+) -> Result<Option<String>, AppError> {
     let (state, kind, detail) = recorded(outcome);
-    let row = st.storage.mdm_command(uuid.to_owned()).await?;
-    let mut e = match &row {
-        Some(r) => entry(
-            &r.udid,
-            r.device_id.clone(),
-            Some((uuid, &r.request_type)),
-            kind,
-            detail,
-        ),
-        None => return Ok(()),
-    };
-    e.command_uuid = Some(uuid.to_owned());
     let push_failed = matches!(
         outcome,
         EnqueueOutcome::Queued {
             push: PushOutcome::Failed(_)
         }
     );
-    let (keys, id, now) = (st.keys.clone(), uuid.to_owned(), st.now());
-    let heard = st
-        .storage
-        .transact(move |tx| {
-            let heard = mdm_commands::hear(tx, &keys, &id, state, &e, now)?;
-            if push_failed {
-                tx.set_mdm_push_failed(std::slice::from_ref(&id), Some(now))?;
-            }
-            Ok(heard)
-        })
-        .await?;
-    if let mdm_commands::Heard::Moved {
-        wake: Some(device), ..
-    } = &heard
-    {
-        st.wake(&crate::notify::device_topic(device));
-    }
-    Ok(())
+    hear(st, uuid, state, at(kind, detail), push_failed).await?;
+    Ok(match outcome {
+        EnqueueOutcome::NotQueued(why) | EnqueueOutcome::UnknownEnrollment(why) => {
+            Some(why.clone())
+        }
+        _ => None,
+    })
 }
 
 /// A phone asked for its passcode to be cleared. What can be decided locally (no
@@ -310,13 +301,7 @@ pub(crate) async fn enqueue_logged<S: Storage>(
     let ids = [udid.to_owned()];
     let outcome = EnqueueOutcome::of(&mdm.enqueue(&ids, command, &uuid, true).await, udid);
     let (_, kind, detail) = recorded(&outcome);
-    hear_enqueue(st, &uuid, &outcome).await?;
-    let refused = match &outcome {
-        EnqueueOutcome::NotQueued(why) | EnqueueOutcome::UnknownEnrollment(why) => {
-            Some(why.clone())
-        }
-        _ => None,
-    };
+    let refused = hear_enqueue(st, &uuid, &outcome, at).await?;
     Ok(Enqueued {
         uuid,
         kind,
@@ -475,13 +460,7 @@ impl PendingClear {
             Some(cmd) => {
                 let answer = self.mdm.enqueue(ids, cmd, &self.uuid, true).await;
                 let outcome = EnqueueOutcome::of(&answer, udid);
-                hear_enqueue(st, &self.uuid, &outcome).await?;
-                Ok(match outcome {
-                    EnqueueOutcome::NotQueued(why) | EnqueueOutcome::UnknownEnrollment(why) => {
-                        Some(why)
-                    }
-                    _ => None,
-                })
+                hear_enqueue(st, &self.uuid, &outcome, at).await
             }
             None => {
                 let failure = push_failure(self.mdm.push(ids).await, udid);
@@ -526,7 +505,8 @@ pub async fn expire_overdue<S: Storage>(st: &AppState<S>) -> Result<usize, AppEr
             "expired",
             Some(reason),
         );
-        if let mdm_commands::Heard::Moved { .. } = hear(st, &row.uuid, MdmState::Expired, e).await?
+        if let mdm_commands::Heard::Moved { .. } =
+            hear(st, &row.uuid, MdmState::Expired, e, false).await?
         {
             expired += 1;
         }
@@ -825,21 +805,9 @@ pub async fn webhook<S: Storage>(
             }
             match (&command_uuid, state) {
                 (Some(uuid), Some(state)) => {
-                    hear(&st, uuid, state, e).await?;
-                    if state.settled()
-                        && command
-                            .as_ref()
-                            .is_some_and(|c| c.request_type == "DeviceInformation")
-                    {
-                        let (keys, probe) = (st.keys.clone(), uuid.clone());
-                        let woken = st
-                            .storage
-                            .transact(move |tx| mdm_commands::after_probe(tx, &keys, &probe, now))
-                            .await?;
-                        for d in woken {
-                            st.wake(&crate::notify::device_topic(&d));
-                        }
-                    }
+                    // A probe the device answered settles, in the same transaction,
+                    // what it was sent about.
+                    hear(&st, uuid, state, e, false).await?;
                 }
                 _ => st.storage.record_mdm_activity(e, now).await?,
             }
@@ -860,17 +828,24 @@ pub async fn webhook<S: Storage>(
 /// settled now — nothing will reach it — so its passcode loop hears at once.
 async fn checked_out<S: Storage>(st: &AppState<S>, udid: &str) -> Result<(), AppError> {
     let now = st.now();
-    let device = st.storage.device_by_udid(udid.to_owned()).await?;
-    let Some(device) = device.filter(|d| d.mdm_udid.as_deref() == Some(udid)) else {
-        st.storage
-            .record_mdm_activity(entry(udid, None, None, "checked_out", None), now)
-            .await?;
-        return Ok(());
-    };
-    let (keys, id, udid) = (st.keys.clone(), device.id.clone(), udid.to_owned());
-    let woken = st
+    let (keys, udid) = (st.keys.clone(), udid.to_owned());
+    let (device, woken) = st
         .storage
         .transact(move |tx| {
+            // The phone the MDM vouched for with this UDID, read where it is marked.
+            let mut holder = None;
+            for h in tx.udid_holders(&udid)? {
+                if let Some(d) = tx.device(&h.device_id)?
+                    && d.mdm_udid.as_deref() == Some(udid.as_str())
+                {
+                    holder = Some(d.id);
+                    break;
+                }
+            }
+            let Some(id) = holder else {
+                tx.insert_mdm_activity(&entry(&udid, None, None, "checked_out", None), now)?;
+                return Ok((None, Vec::new()));
+            };
             tx.set_mdm_checked_out(&id, Some(now))?;
             tx.insert_mdm_activity(
                 &entry(
@@ -907,10 +882,13 @@ async fn checked_out<S: Storage>(st: &AppState<S>, udid: &str) -> Result<(), App
                     wake.push(d);
                 }
             }
-            Ok(wake)
+            Ok((Some(id), wake))
         })
         .await?;
-    tracing::warn!(device = %device.id, "the phone left the MDM (CheckOut)");
+    let Some(device) = device else {
+        return Ok(());
+    };
+    tracing::warn!(%device, "the phone left the MDM (CheckOut)");
     for d in woken {
         st.wake(&crate::notify::device_topic(&d));
     }

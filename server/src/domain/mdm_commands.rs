@@ -71,6 +71,11 @@ impl MdmState {
         }
     }
 
+    /// Answered by the device itself (not settled by the server).
+    pub fn answered(self) -> bool {
+        self.rank() == 5
+    }
+
     /// Settled: nothing more is waited for (a result went to the phone, if it waits).
     pub fn settled(self) -> bool {
         self.rank() >= 4
