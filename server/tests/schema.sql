@@ -319,6 +319,11 @@ CREATE TABLE transition_outbox (
         created_at  INTEGER NOT NULL,
         PRIMARY KEY (device_id, seq)
     );
+-- table upgrade_done
+CREATE TABLE upgrade_done (
+        name     TEXT    PRIMARY KEY,
+        done_at  INTEGER NOT NULL
+    );
 -- table webhook_event
 CREATE TABLE webhook_event (
         event_id    TEXT    PRIMARY KEY,

@@ -411,7 +411,9 @@ pub const MIGRATIONS: &[&str] = &[
     // state their log supports, a device's answer outranking what the server assumed.
     // `probe` is the DeviceInformation sent to find out about a command left unanswered
     // (a webhook NanoMDM never resends); `push_failed_at` marks a queued command whose
-    // last push failed, to push again.
+    // last push failed, to push again. `upgrade_done` remembers one-time rewrites of
+    // stored data (sealing secrets an earlier version kept in clear), so a start does not
+    // scan the audit log again.
     "CREATE TABLE mdm_command (
         uuid          TEXT    PRIMARY KEY,
         device_id     TEXT,
@@ -432,6 +434,10 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX mdm_command_open ON mdm_command (requested_at)
         WHERE state IN ('requested', 'uncertain', 'queued', 'not_now');
     ALTER TABLE device ADD COLUMN mdm_checked_out_at INTEGER;
+    CREATE TABLE upgrade_done (
+        name     TEXT    PRIMARY KEY,
+        done_at  INTEGER NOT NULL
+    );
     INSERT INTO mdm_command (uuid, device_id, udid, request_type, state, detail, requested_at, updated_at)
     SELECT r.command_uuid, r.device_id, r.udid, COALESCE(r.request_type, ''),
            CASE

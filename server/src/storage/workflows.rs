@@ -60,7 +60,8 @@ pub trait WorkflowStore: Clone + Send + Sync + 'static {
 
     /// Applies `rewrite` to every stored copy of a workflow definition that may hold a
     /// secret (workflows, run snapshots, audit entries), in one transaction, and audits
-    /// how many changed as `action` by `actor`. Returns that count.
+    /// how many changed as `action` by `actor`. Done once per `action`: later calls
+    /// change nothing and read nothing. Returns the count changed.
     fn rewrite_workflow_documents(
         &self,
         rewrite: JsonRewrite,

@@ -265,6 +265,14 @@ impl WorkflowStore for SqliteStorage {
         now: Timestamp,
     ) -> Result<usize, StorageError> {
         self.write(move |tx| {
+            let done: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM upgrade_done WHERE name = ?1)",
+                [action],
+                |r| r.get(0),
+            )?;
+            if done {
+                return Ok(0);
+            }
             // (table, key column, document column): every place a workflow's definition
             // is copied to.
             const DOCUMENTS: [(&str, &str, &str); 4] = [
@@ -307,6 +315,10 @@ impl WorkflowStore for SqliteStorage {
                     now,
                 )?;
             }
+            tx.execute(
+                "INSERT INTO upgrade_done (name, done_at) VALUES (?1, ?2)",
+                params![action, now.as_millis()],
+            )?;
             Ok(changed)
         })
         .await
