@@ -6,6 +6,8 @@
 #   - kotlin-compiler (npm, into .tools/kotlin): compiles the Kotlin binding test
 #   - libjna-java (Debian): JNA, which the generated Kotlin bindings load the library with
 #   - cargo-fuzz (crates.io) and a nightly toolchain: the short fuzz runs
+#   - postgresql (Debian): the server binaries the suite's throw-away cluster runs
+#     (scripts/with-postgres.sh; no system service is used)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,15 +35,25 @@ if [ ! -x "$KOTLIN_DIR/node_modules/kotlin-compiler/bin/kotlinc" ]; then
     npm install --silent --no-audit --no-fund --prefix "$KOTLIN_DIR" 'kotlin-compiler@2.4.20'
 fi
 
-if [ ! -f /usr/share/java/jna.jar ]; then
-    echo "==> installing libjna-java (JNA for the Kotlin bindings)"
+apt_install() {
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get install -y -qq libjna-java >/dev/null 2>&1 || {
+    $SUDO apt-get install -y -qq "$@" >/dev/null 2>&1 || {
         $SUDO apt-get update -qq >/dev/null
-        $SUDO apt-get install -y -qq libjna-java >/dev/null
+        $SUDO apt-get install -y -qq "$@" >/dev/null
     }
+}
+
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    echo "==> installing postgresql (the suite's throw-away PostgreSQL cluster)"
+    # Debian's package may start a system cluster of its own; the suite never uses it.
+    apt_install postgresql
+fi
+
+if [ ! -f /usr/share/java/jna.jar ]; then
+    echo "==> installing libjna-java (JNA for the Kotlin bindings)"
+    apt_install libjna-java
 fi
 
 if ! rustup toolchain list | grep -q '^nightly'; then

@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# pytest, aiosmtpd, schemathesis, kotlinc, JNA, cargo-fuzz: installed only when missing.
+# pytest, aiosmtpd, schemathesis, kotlinc, JNA, cargo-fuzz, PostgreSQL: installed only when
+# missing.
 bash scripts/install-test-deps.sh
 
 echo "==> cargo fmt --check"
@@ -16,6 +17,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "==> cargo test"
 cargo test --workspace --locked
+
+echo "==> the end-to-end suite again on PostgreSQL (a throw-away cluster)"
+LANYARD_TEST_DATABASE=postgres bash scripts/with-postgres.sh \
+    cargo test --locked -p lanyard-e2e -p lanyard-server
 
 echo "==> binding tests"
 bash scripts/test-bindings.sh

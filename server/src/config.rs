@@ -28,6 +28,8 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     /// Data directory.
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL database URL (instead of the data directory's SQLite file).
+    pub database_url: Option<String>,
     /// External badge lookup service URL.
     pub badge_lookup_url: Option<url::Url>,
     /// `text` or `json`.

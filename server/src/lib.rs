@@ -57,6 +57,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Where the server keeps its state; created on first run.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database (`postgres://user:pass@host/db`) to use instead of the
+    /// SQLite file in the data directory; several servers may share one.
+    pub database_url: Option<String>,
     /// External badge lookup service (`GET {url}?id={badge}` → `{"user": …}`), if any.
     pub badge_lookup_url: Option<url::Url>,
     /// The NanoMDM server the MDM commands go to, if any.
@@ -107,6 +110,7 @@ impl ServerConfig {
         ServerConfig {
             listen,
             data_dir: data_dir.into(),
+            database_url: None,
             badge_lookup_url: None,
             nanomdm_url: None,
             nanomdm_api_key: None,
@@ -374,7 +378,10 @@ pub fn prepare_data_dir(config: &ServerConfig) -> anyhow::Result<()> {
 /// Opens the data directory: database (migrated) and keys (created on first run).
 pub fn open_state(config: &ServerConfig, clock: Clock) -> anyhow::Result<AppState<SqliteStorage>> {
     prepare_data_dir(config)?;
-    let db = db::Db::open(&config.data_dir.join(DB_FILE)).context("opening the database")?;
+    let db = match &config.database_url {
+        Some(url) => db::Db::open_postgres(url).context("opening the PostgreSQL database")?,
+        None => db::Db::open(&config.data_dir.join(DB_FILE)).context("opening the database")?,
+    };
     let keys = ServerKeys::load_or_create(&config.data_dir)?;
     let mut state = AppState::new(SqliteStorage::new(db), keys, clock);
     if let Some(url) = &config.nanomdm_url {
@@ -459,13 +466,20 @@ impl DataDirLock {
 pub struct Server {
     state: AppState<SqliteStorage>,
     limits: http::serve::Limits,
-    _lock: DataDirLock,
+    _lock: Option<DataDirLock>,
 }
 
 impl Server {
     /// Locks and opens the data directory of `config`.
     pub fn open(config: &ServerConfig) -> anyhow::Result<Server> {
-        let lock = DataDirLock::acquire(&config.data_dir)?;
+        // One SQLite file takes one server; on PostgreSQL, replicas share the database.
+        let lock = match config.database_url {
+            None => Some(DataDirLock::acquire(&config.data_dir)?),
+            Some(_) => {
+                prepare_data_dir(config)?;
+                None
+            }
+        };
         let clock = config.clock.clone().map_or_else(system_clock, |c| c.0);
         let state = open_state(config, clock)?;
         Ok(Server {

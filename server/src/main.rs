@@ -28,6 +28,19 @@ struct DataDir {
     /// Directory for the server's state (created on first run).
     #[arg(long, env = "LANYARD_DATA_DIR", default_value = "lanyard-data")]
     data_dir: PathBuf,
+    /// PostgreSQL database to use instead of the SQLite file in the data directory,
+    /// e.g. `postgres://lanyard@db.hospital.org/lanyard`.
+    #[arg(long, env = "LANYARD_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+impl DataDir {
+    /// The configuration of a one-shot command on this data directory and database.
+    fn config(self) -> ServerConfig {
+        let mut config = ServerConfig::new(([127, 0, 0, 1], 0).into(), self.data_dir);
+        config.database_url = self.database_url;
+        config
+    }
 }
 
 #[derive(Subcommand)]
@@ -150,6 +163,10 @@ struct ServeArgs {
     /// Directory for the server's state, created on first run [default: lanyard-data].
     #[arg(long, env = "LANYARD_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL database to use instead of the SQLite file in the data directory,
+    /// e.g. `postgres://lanyard@db.hospital.org/lanyard`; replicas may share one.
+    #[arg(long, env = "LANYARD_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// External badge lookup service: `GET {url}?id={badge}` answers `{"user": "alice"}`.
     #[arg(long, env = "LANYARD_BADGE_LOOKUP_URL")]
     badge_lookup_url: Option<url::Url>,
@@ -220,6 +237,7 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr().context("reading bound address")?;
     let mut config = ServerConfig::new(addr, data_dir);
+    config.database_url = args.database_url.or(file.database_url);
     config.badge_lookup_url = args.badge_lookup_url.or(file.badge_lookup_url);
     config.nanomdm_url = args.nanomdm_url.or(file.nanomdm_url);
     config.nanomdm_api_key = args.nanomdm_api_key.or(file.nanomdm_api_key);
@@ -314,9 +332,14 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate { dir } => {
             init_logging(LogFormat::Text);
-            std::fs::create_dir_all(&dir.data_dir)
-                .with_context(|| format!("creating {}", dir.data_dir.display()))?;
-            let version = lanyard_server::db::migrate(&dir.data_dir.join(lanyard_server::DB_FILE))?;
+            let version = match &dir.database_url {
+                Some(url) => lanyard_server::db::migrate_postgres(url)?,
+                None => {
+                    std::fs::create_dir_all(&dir.data_dir)
+                        .with_context(|| format!("creating {}", dir.data_dir.display()))?;
+                    lanyard_server::db::migrate(&dir.data_dir.join(lanyard_server::DB_FILE))?
+                }
+            };
             println!("database schema is at version {version}");
             Ok(())
         }
@@ -326,7 +349,7 @@ async fn main() -> anyhow::Result<()> {
             init_logging(LogFormat::Text);
             let role = Role::parse(&role)
                 .ok_or_else(|| anyhow::anyhow!("--role must be admin, helpdesk or auditor"))?;
-            let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.data_dir);
+            let config = dir.config();
             let state = open_state(&config, system_clock())?;
             let token = lanyard_server::keys::random_token(32)?;
             let hash = lanyard_server::keys::sha256(token.as_bytes());
@@ -343,7 +366,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             use lanyard_server::storage::credentials::CredentialStore;
             init_logging(LogFormat::Text);
-            let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.data_dir);
+            let config = dir.config();
             let state = open_state(&config, system_clock())?;
             let when = |ms: Option<i64>| {
                 ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
@@ -369,7 +392,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             use lanyard_server::storage::credentials::CredentialStore;
             init_logging(LogFormat::Text);
-            let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.data_dir);
+            let config = dir.config();
             let state = open_state(&config, system_clock())?;
             let actor = format!(
                 "cli:{}",
@@ -402,7 +425,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo(args) => serve(args, true).await,
         Command::Import { kind, file, dir } => {
             init_logging(LogFormat::Text);
-            let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.data_dir);
+            let config = dir.config();
             let state = open_state(&config, system_clock())?;
             let input = std::fs::File::open(&file)
                 .with_context(|| format!("opening {}", file.display()))?;
@@ -469,7 +492,7 @@ async fn workflows(command: WorkflowsCommand) -> anyhow::Result<()> {
                 locale,
                 logout_apps,
             };
-            let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.data_dir);
+            let config = dir.config();
             let state = open_state(&config, system_clock())?;
             let actor = "command line (workflows install-standard)".to_owned();
             let done =
@@ -487,7 +510,7 @@ async fn workflows(command: WorkflowsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         WorkflowsCommand::List { dir } => {
-            let config = ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.data_dir);
+            let config = dir.config();
             let state = open_state(&config, system_clock())?;
             let all = state.storage.list_workflows().await?;
             for folder in Folder::ALL {

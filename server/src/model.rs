@@ -174,14 +174,8 @@ pub(crate) fn stored_state<T>(
     column: usize,
     value: &str,
     parse: impl Fn(&str) -> Option<T>,
-) -> rusqlite::Result<T> {
-    parse(value).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            column,
-            rusqlite::types::Type::Text,
-            format!("unknown stored state {value:?}").into(),
-        )
-    })
+) -> crate::db::sql::Result<T> {
+    parse(value).ok_or_else(|| crate::db::sql::unknown_state(column, value))
 }
 
 /// One page of a list, with the cursor for the next.

@@ -2,6 +2,7 @@
 //! throw-away data directory, stopped on drop.
 
 pub mod harness;
+pub mod postgres_db;
 
 use lanyard_server::keys::{random_token, sha256};
 use lanyard_server::model::Role;
@@ -15,6 +16,9 @@ pub struct TestServer {
     pub server: EmbeddedServer,
     /// Its data directory (deleted on drop, after the server).
     pub data_dir: tempfile::TempDir,
+    /// The PostgreSQL database it runs on, when the suite runs on PostgreSQL
+    /// (`LANYARD_TEST_DATABASE=postgres`); `None`: the data directory's SQLite file.
+    pub database_url: Option<String>,
 }
 
 /// An HTTP client for tests. Installs the ring TLS provider first (reqwest needs one as
@@ -35,16 +39,32 @@ impl TestServer {
         configure: impl FnOnce(&mut ServerConfig),
     ) -> Result<TestServer, String> {
         let data_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let database_url = postgres_db::fresh_database().await?;
         let mut config =
             ServerConfig::new(([127, 0, 0, 1], 0).into(), data_dir.path().join("data"));
+        config.database_url = database_url.clone();
         // Offline badge hashes cost what docs/BENCHMARKS.md measures; tests only need
         // them to be right.
         config.offline_iterations = 1_000;
         configure(&mut config);
+        let database_url = config.database_url.clone();
         let server = EmbeddedServer::start(config)
             .await
             .map_err(|e| format!("{e:#}"))?;
-        Ok(TestServer { server, data_dir })
+        Ok(TestServer {
+            server,
+            data_dir,
+            database_url,
+        })
+    }
+
+    /// The configuration of a one-shot command (or a second replica) on this server's
+    /// data directory and database.
+    pub fn config(&self) -> ServerConfig {
+        let mut config = ServerConfig::new(self.server.addr, self.data_dir.path().join("data"));
+        config.database_url = self.database_url.clone();
+        config.offline_iterations = 1_000;
+        config
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -56,7 +76,7 @@ impl TestServer {
     /// server's data directory, as `lanyard-server token create` does.
     pub async fn token(&self, role: &str) -> Result<String, String> {
         let role = Role::parse(role).ok_or_else(|| format!("unknown role {role}"))?;
-        let config = ServerConfig::new(self.server.addr, self.data_dir.path().join("data"));
+        let config = self.config();
         let state = open_state(&config, system_clock()).map_err(|e| format!("{e:#}"))?;
         let token = random_token(32).map_err(|e| e.to_string())?;
         state
@@ -82,15 +102,58 @@ impl TestServer {
     /// Stops the server and starts a new one on the same data directory (a new port,
     /// the default test configuration): what an upgrade or a crash-restart does.
     pub async fn restart(self) -> Result<TestServer, String> {
-        let TestServer { server, data_dir } = self;
+        let mut config = self.config();
+        config.listen = ([127, 0, 0, 1], 0).into();
+        let TestServer {
+            server,
+            data_dir,
+            database_url,
+        } = self;
         server.stop().await.map_err(|e| format!("{e:#}"))?;
-        let mut config =
-            ServerConfig::new(([127, 0, 0, 1], 0).into(), data_dir.path().join("data"));
-        config.offline_iterations = 1_000;
         let server = EmbeddedServer::start(config)
             .await
             .map_err(|e| format!("{e:#}"))?;
-        Ok(TestServer { server, data_dir })
+        Ok(TestServer {
+            server,
+            data_dir,
+            database_url,
+        })
+    }
+
+    /// Every byte a copy of the database would hold: the SQLite file and its WAL, or a
+    /// dump of the PostgreSQL database (see [`postgres_db::dump`]).
+    pub fn database_copy(&self) -> Result<Vec<u8>, String> {
+        if let Some(url) = &self.database_url {
+            return postgres_db::dump(url);
+        }
+        let data = self.data_dir.path().join("data");
+        let mut copy = Vec::new();
+        for f in [lanyard_server::DB_FILE, "lanyard.db-wal"] {
+            if let Ok(bytes) = std::fs::read(data.join(f)) {
+                copy.extend(bytes);
+            }
+        }
+        Ok(copy)
+    }
+
+    /// The first row of `sql` (one text parameter, `?1`) as integers, read straight from
+    /// the database whichever engine it is.
+    pub fn query_ints(&self, sql: &str, param: &str) -> Result<Vec<i64>, String> {
+        if let Some(url) = &self.database_url {
+            return postgres_db::query_ints(url, sql, param);
+        }
+        let db = self
+            .data_dir
+            .path()
+            .join("data")
+            .join(lanyard_server::DB_FILE);
+        let conn = rusqlite::Connection::open(db).map_err(|e| e.to_string())?;
+        conn.query_row(sql, [param], |r| {
+            (0..r.as_ref().column_count())
+                .map(|i| r.get::<_, i64>(i))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(|e| e.to_string())
     }
 
     /// Stops the server and reports how it ended.

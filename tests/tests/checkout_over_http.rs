@@ -311,16 +311,14 @@ async fn ten_thousand_events_queued_offline_drain_into_the_real_server_exactly_o
         "every record stored, in order, once"
     );
     assert_eq!(device["status"], "checked_in");
-    let db =
-        rusqlite::Connection::open(server.data_dir.path().join("data").join("lanyard.db")).unwrap();
-    let (count, distinct): (i64, i64) = db
-        .query_row(
+    let stored = server
+        .query_ints(
             "SELECT COUNT(*), COUNT(DISTINCT seq) FROM device_event WHERE device_id = ?1",
-            [&phone.id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            &phone.id,
         )
         .unwrap();
-    assert_eq!((count as u64, distinct as u64), (queued, queued));
+    let queued = i64::try_from(queued).unwrap();
+    assert_eq!(stored, [queued, queued]);
     server.stop().await.unwrap();
 }
 
@@ -530,15 +528,10 @@ async fn repeated_wrong_passwords_lock_the_username_for_a_while() {
             .contains("Too many wrong passwords")
     );
     // The lockout is stored: a restarted server on the same data keeps it.
-    let addr = server.server.addr;
-    let data_dir = server.data_dir;
+    let config = server.config();
+    let _data_dir = server.data_dir;
     server.server.stop().await.unwrap();
-    let restarted = lanyard_server::EmbeddedServer::start(lanyard_server::ServerConfig::new(
-        addr,
-        data_dir.path().join("data"),
-    ))
-    .await
-    .unwrap();
+    let restarted = lanyard_server::EmbeddedServer::start(config).await.unwrap();
     assert!(
         try_password("correct horse")
             .await
@@ -1396,10 +1389,7 @@ async fn the_deadline_sweep_expires_commands_nobody_is_asking_about() {
 
     // Within the deadline nothing is given up.
     let config = |deadline_secs| {
-        let mut c = lanyard_server::ServerConfig::new(
-            rig.server.server.addr,
-            rig.server.data_dir.path().join("data"),
-        );
+        let mut c = rig.server.config();
         c.mdm_deadline_secs = deadline_secs;
         lanyard_server::open_state(&c, lanyard_server::state::system_clock()).unwrap()
     };

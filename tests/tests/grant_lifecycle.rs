@@ -11,7 +11,7 @@ use lanyard_agent::Event;
 use lanyard_e2e::harness::{Admin, Phone, authorize_request, now};
 use lanyard_e2e::{TestServer, http_client};
 use lanyard_protocol::{BadgeId, DeviceStatus, Timestamp};
-use lanyard_server::{ClockOverride, EmbeddedServer, ServerConfig};
+use lanyard_server::{ClockOverride, EmbeddedServer};
 use serde_json::{Value, json};
 
 /// Cart 1, alice (limit 1) with her badge; returns the cart's enrollment link and its
@@ -138,8 +138,8 @@ async fn an_answer_lost_with_the_server_frees_the_clinician_after_the_restart() 
     // The grant is committed; the server dies before the answer reaches the phone.
     let req = alice_taps(&mut a, now());
     let _lost = a.client.send_authorization(&req).await;
-    let addr = server.server.addr;
-    let data_dir = server.data_dir;
+    let server_config = server.config();
+    let _data_dir = server.data_dir;
     server.server.stop().await.unwrap();
     a.client
         .apply_authorization(
@@ -154,7 +154,7 @@ async fn an_answer_lost_with_the_server_frees_the_clinician_after_the_restart() 
     assert_eq!(a.status(), DeviceStatus::CheckedIn);
 
     // Back on the same data directory and port.
-    let config = ServerConfig::new(addr, data_dir.path().join("data"));
+    let config = server_config;
     let restarted = EmbeddedServer::start(config).await.unwrap();
     a.agent.handle(Event::SyncSucceeded, now()).unwrap();
     a.sync().await;

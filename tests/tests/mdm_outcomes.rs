@@ -293,10 +293,7 @@ fn minutes_later(
     rig: &Rig,
     minutes: i64,
 ) -> lanyard_server::state::AppState<lanyard_server::storage::sqlite::SqliteStorage> {
-    let mut config = lanyard_server::ServerConfig::new(
-        rig.server.server.addr,
-        rig.server.data_dir.path().join("data"),
-    );
+    let mut config = rig.server.config();
     config.nanomdm_url = Some(rig.fake_url().parse().unwrap());
     config.nanomdm_api_key = Some("mdm-key".into());
     let wall = lanyard_server::state::system_clock();

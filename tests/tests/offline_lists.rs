@@ -230,12 +230,7 @@ async fn each_phone_has_its_own_salt_and_a_database_copy_yields_no_badge_id() {
     // entry a phone holds, and no site-salted hash (what the earlier design stored and
     // a copy let anyone crack).
     let data = server.data_dir.path().join("data");
-    let mut copy = Vec::new();
-    for f in ["lanyard.db", "lanyard.db-wal"] {
-        if let Ok(bytes) = std::fs::read(data.join(f)) {
-            copy.extend(bytes);
-        }
-    }
+    let copy = server.database_copy().unwrap();
     assert!(copy.len() > 4096, "the database was read");
     let site_salt = std::fs::read(data.join("offline-salt.bin")).unwrap();
     let contains = |needle: &[u8]| copy.windows(needle.len()).any(|w| w == needle);

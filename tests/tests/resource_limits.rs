@@ -232,11 +232,11 @@ async fn what_grows_with_use_is_pruned_past_its_retention() {
     assert_eq!(activity(&admin, phone.id.clone()).await, (1, 1));
 
     // 31 days on, the server starts again: its retention pass prunes both.
-    let addr = server.server.addr;
-    let data_dir = server.data_dir;
+    let server_config = server.config();
+    let _data_dir = server.data_dir;
     server.server.stop().await.unwrap();
     offset.store(31 * 86_400_000, Ordering::SeqCst);
-    let mut config = ServerConfig::new(addr, data_dir.path().join("data"));
+    let mut config = server_config;
     configure(&mut config);
     let restarted = EmbeddedServer::start(config).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);

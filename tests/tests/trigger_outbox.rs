@@ -12,7 +12,7 @@ use lanyard_protocol::events::{Cause, Transition};
 use lanyard_protocol::{DeviceStatus, EventRecord, GrantId, UnlockMethod, UserRef};
 use lanyard_server::state::system_clock;
 use lanyard_server::storage::Storage;
-use lanyard_server::{EmbeddedServer, ServerConfig, open_state};
+use lanyard_server::{EmbeddedServer, open_state};
 use serde_json::{Value, json};
 
 async fn runs(admin: &Admin, device: &str) -> Vec<Value> {
@@ -64,10 +64,10 @@ async fn a_crash_between_a_sync_and_its_rules_still_runs_each_trigger_once() {
 
     // The server stops. Syncs are committed by the domain with nobody draining them
     // (the process dies right after each commit).
-    let addr = server.server.addr;
-    let data_dir = server.data_dir;
+    let server_config = server.config();
+    let _data_dir = server.data_dir;
     server.server.stop().await.unwrap();
-    let config = ServerConfig::new(addr, data_dir.path().join("data"));
+    let config = server_config;
     let granted = |n: u32| Transition {
         from: DeviceStatus::CheckedIn,
         to: DeviceStatus::CheckoutPending,

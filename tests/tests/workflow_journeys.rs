@@ -835,14 +835,13 @@ async fn a_run_waiting_on_the_mdm_survives_a_server_restart() {
         assert!(std::time::Instant::now() < deadline, "no RestartDevice");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let addr = server.server.addr;
-    let data = server.data_dir.path().join("data");
+    let mut config = server.config();
     let TestServer {
         server: running,
         data_dir,
+        ..
     } = server;
     running.stop().await.unwrap();
-    let mut config = lanyard_server::ServerConfig::new(addr, data);
     // Nothing new goes to the MDM after the restart: only its answer is awaited.
     config.nanomdm_url = Some("http://127.0.0.1:1/".parse().unwrap());
     config.nanomdm_api_key = Some("mdm-key".into());

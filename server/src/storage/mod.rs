@@ -50,9 +50,9 @@ pub enum StorageError {
     Internal(String),
 }
 
-impl From<rusqlite::Error> for StorageError {
-    fn from(e: rusqlite::Error) -> Self {
-        StorageError::Unavailable(DbError::Sqlite(e))
+impl From<crate::db::SqlError> for StorageError {
+    fn from(e: crate::db::SqlError) -> Self {
+        StorageError::Unavailable(DbError::Sql(e))
     }
 }
 

@@ -1,7 +1,8 @@
 //! [`CredentialStore`] on SQLite.
 
+#[allow(unused_imports)]
+use crate::db::sql::{Conn, OptionalExtension, Row, SqlError, params};
 use lanyard_protocol::Timestamp;
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
 
 use super::{SqliteStorage, audit};
@@ -12,7 +13,7 @@ use crate::storage::credentials::{ApiTokenInfo, CredentialStore, EnrollmentToken
 
 const API_TOKEN_COLUMNS: &str = "id, role, label, created_at, expires_at, last_used_at, revoked_at";
 
-fn api_token_row(r: &Row<'_>) -> rusqlite::Result<ApiTokenInfo> {
+fn api_token_row(r: &Row) -> crate::db::sql::Result<ApiTokenInfo> {
     Ok(ApiTokenInfo {
         id: r.get(0)?,
         role: crate::model::stored_state(1, &r.get::<_, String>(1)?, Role::parse)?,
@@ -33,7 +34,7 @@ fn enrollment_token_id(hash: &[u8]) -> String {
 const ENROLLMENT_TOKEN_COLUMNS: &str =
     "token_hash, label, uses_left, expires_at, launchpad_id, department, created_at, revoked_at";
 
-fn enrollment_token_row(r: &Row<'_>) -> rusqlite::Result<EnrollmentTokenInfo> {
+fn enrollment_token_row(r: &Row) -> crate::db::sql::Result<EnrollmentTokenInfo> {
     Ok(EnrollmentTokenInfo {
         id: enrollment_token_id(&r.get::<_, Vec<u8>>(0)?),
         label: r.get(1)?,
@@ -48,7 +49,7 @@ fn enrollment_token_row(r: &Row<'_>) -> rusqlite::Result<EnrollmentTokenInfo> {
     })
 }
 
-fn api_token_by_id(c: &Connection, id: i64) -> Result<ApiTokenInfo, StorageError> {
+fn api_token_by_id(c: &dyn Conn, id: i64) -> Result<ApiTokenInfo, StorageError> {
     c.query_row(
         &format!("SELECT {API_TOKEN_COLUMNS} FROM api_token WHERE id = ?1"),
         [id],
@@ -64,7 +65,7 @@ impl CredentialStore for SqliteStorage {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {API_TOKEN_COLUMNS} FROM api_token ORDER BY id DESC"
             ))?;
-            let rows = stmt.query_map([], api_token_row)?;
+            let rows = stmt.query_map((), api_token_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
@@ -80,9 +81,9 @@ impl CredentialStore for SqliteStorage {
         now: Timestamp,
     ) -> Result<ApiTokenInfo, StorageError> {
         self.write(move |tx| {
-            tx.execute(
+            let id: i64 = tx.query_row(
                 "INSERT INTO api_token (token_hash, role, label, created_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                 VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
                 params![
                     token_hash,
                     role.as_str(),
@@ -90,8 +91,8 @@ impl CredentialStore for SqliteStorage {
                     now.as_millis(),
                     expires_at.map(|t| t.as_millis())
                 ],
+                |r| r.get(0),
             )?;
-            let id = tx.last_insert_rowid();
             let created = api_token_by_id(tx, id)?;
             audit(
                 tx,
@@ -155,7 +156,7 @@ impl CredentialStore for SqliteStorage {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {ENROLLMENT_TOKEN_COLUMNS} FROM enrollment_token ORDER BY created_at DESC"
             ))?;
-            let rows = stmt.query_map([], enrollment_token_row)?;
+            let rows = stmt.query_map((), enrollment_token_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
@@ -173,7 +174,7 @@ impl CredentialStore for SqliteStorage {
                 "SELECT {ENROLLMENT_TOKEN_COLUMNS} FROM enrollment_token"
             ))?;
             let found = stmt
-                .query_map([], |r| {
+                .query_map((), |r| {
                     Ok((r.get::<_, Vec<u8>>(0)?, enrollment_token_row(r)?))
                 })?
                 .collect::<Result<Vec<_>, _>>()?

@@ -1,7 +1,8 @@
 //! MDM command states on SQLite (the [`crate::storage::tx::Tx`] methods delegate here).
 
+#[allow(unused_imports)]
+use crate::db::sql::{Conn, OptionalExtension, Row, SqlError, params};
 use lanyard_protocol::Timestamp;
-use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use crate::domain::mdm_commands::MdmState;
 use crate::storage::StorageError;
@@ -9,7 +10,7 @@ use crate::storage::tx::MdmCommandRow;
 
 pub(super) const COLUMNS: &str = "uuid, device_id, udid, request_type, state, detail, requested_at, updated_at, probe, push_failed_at";
 
-pub(super) fn row(r: &Row<'_>) -> rusqlite::Result<MdmCommandRow> {
+pub(super) fn row(r: &Row) -> crate::db::sql::Result<MdmCommandRow> {
     Ok(MdmCommandRow {
         uuid: r.get(0)?,
         device_id: r.get(1)?,
@@ -36,8 +37,8 @@ fn waiting_sql(exclude: &[MdmState]) -> String {
 }
 
 /// The commands matching `clause` (a WHERE condition with its ORDER BY / LIMIT).
-fn select<P: rusqlite::Params>(
-    c: &rusqlite::Connection,
+fn select<P: crate::db::sql::Params>(
+    c: &dyn Conn,
     clause: &str,
     params: P,
 ) -> Result<Vec<MdmCommandRow>, StorageError> {
@@ -47,10 +48,7 @@ fn select<P: rusqlite::Params>(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub(super) fn get(
-    c: &rusqlite::Connection,
-    uuid: &str,
-) -> Result<Option<MdmCommandRow>, StorageError> {
+pub(super) fn get(c: &dyn Conn, uuid: &str) -> Result<Option<MdmCommandRow>, StorageError> {
     Ok(c.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM mdm_command WHERE uuid = ?1"
     ))?
@@ -58,7 +56,7 @@ pub(super) fn get(
     .optional()?)
 }
 
-pub(super) fn insert(tx: &Transaction<'_>, r: &MdmCommandRow) -> Result<(), StorageError> {
+pub(super) fn insert(tx: &dyn Conn, r: &MdmCommandRow) -> Result<(), StorageError> {
     tx.prepare_cached(&format!(
         "INSERT INTO mdm_command ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
     ))?
@@ -78,7 +76,7 @@ pub(super) fn insert(tx: &Transaction<'_>, r: &MdmCommandRow) -> Result<(), Stor
 }
 
 pub(super) fn set_state(
-    tx: &Transaction<'_>,
+    tx: &dyn Conn,
     uuid: &str,
     state: MdmState,
     detail: Option<&str>,
@@ -92,7 +90,7 @@ pub(super) fn set_state(
 }
 
 pub(super) fn latest(
-    tx: &Transaction<'_>,
+    tx: &dyn Conn,
     device_id: &str,
     request_type: &str,
 ) -> Result<Option<MdmCommandRow>, StorageError> {
@@ -105,10 +103,7 @@ pub(super) fn latest(
         .optional()?)
 }
 
-pub(super) fn open_of(
-    tx: &Transaction<'_>,
-    device_id: &str,
-) -> Result<Vec<MdmCommandRow>, StorageError> {
+pub(super) fn open_of(tx: &dyn Conn, device_id: &str) -> Result<Vec<MdmCommandRow>, StorageError> {
     let clause = format!(
         "device_id = ?1 AND state IN ({}) ORDER BY requested_at",
         waiting_sql(&[])
@@ -119,7 +114,7 @@ pub(super) fn open_of(
 /// Commands still waiting on something that were requested before `before`, oldest
 /// first, at most `limit`.
 pub(super) fn overdue(
-    c: &rusqlite::Connection,
+    c: &dyn Conn,
     before: Timestamp,
     limit: u32,
 ) -> Result<Vec<MdmCommandRow>, StorageError> {
@@ -132,7 +127,7 @@ pub(super) fn overdue(
 
 /// A device's commands, newest first, at most `limit`.
 pub(super) fn of_device(
-    c: &rusqlite::Connection,
+    c: &dyn Conn,
     device_id: &str,
     limit: u32,
 ) -> Result<Vec<MdmCommandRow>, StorageError> {
@@ -143,11 +138,7 @@ pub(super) fn of_device(
     )
 }
 
-pub(super) fn set_probe(
-    tx: &Transaction<'_>,
-    uuids: &[String],
-    probe: &str,
-) -> Result<(), StorageError> {
+pub(super) fn set_probe(tx: &dyn Conn, uuids: &[String], probe: &str) -> Result<(), StorageError> {
     let mut stmt = tx.prepare_cached("UPDATE mdm_command SET probe = ?2 WHERE uuid = ?1")?;
     for u in uuids {
         stmt.execute(params![u, probe])?;
@@ -155,17 +146,14 @@ pub(super) fn set_probe(
     Ok(())
 }
 
-pub(super) fn probed_by(
-    tx: &Transaction<'_>,
-    probe: &str,
-) -> Result<Vec<MdmCommandRow>, StorageError> {
+pub(super) fn probed_by(tx: &dyn Conn, probe: &str) -> Result<Vec<MdmCommandRow>, StorageError> {
     select(tx, "probe = ?1", [probe])
 }
 
 /// Commands unanswered since before `before` that no probe was sent about yet (NotNow
 /// ones excepted: the MDM offers them again by itself), oldest first, at most `limit`.
 pub(super) fn unprobed(
-    c: &rusqlite::Connection,
+    c: &dyn Conn,
     before: Timestamp,
     limit: u32,
 ) -> Result<Vec<MdmCommandRow>, StorageError> {
@@ -178,7 +166,7 @@ pub(super) fn unprobed(
 }
 
 pub(super) fn set_push_failed(
-    tx: &Transaction<'_>,
+    tx: &dyn Conn,
     uuids: &[String],
     at: Option<Timestamp>,
 ) -> Result<(), StorageError> {
@@ -192,7 +180,7 @@ pub(super) fn set_push_failed(
 
 /// Commands still waiting whose last push failed before `before`, oldest first.
 pub(super) fn push_due(
-    c: &rusqlite::Connection,
+    c: &dyn Conn,
     before: Timestamp,
     limit: u32,
 ) -> Result<Vec<MdmCommandRow>, StorageError> {

@@ -3,6 +3,8 @@
 //! `tx` the repository operations the domain runs inside one transaction; `offline` and
 //! `workflows` their stores.
 
+#[allow(unused_imports)]
+use crate::db::sql::{Conn, OptionalExtension, Row, SqlError, params};
 mod credentials;
 mod mdm;
 mod offline;
@@ -12,7 +14,6 @@ mod workflows;
 
 use lanyard_protocol::kdf::SlowHash;
 use lanyard_protocol::{DeviceStatus, EventRecord, Policy, Signed, Timestamp, UserRef};
-use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
     ApiToken, DeviceFilter, LaunchpadPatch, NewCommand, NewEnrollmentToken, NewUser, Storage,
@@ -39,7 +40,7 @@ impl SqliteStorage {
     pub(super) async fn read<T, F>(&self, f: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
+        F: FnOnce(&dyn Conn) -> Result<T, StorageError> + Send + 'static,
     {
         self.db
             .read(move |c| Ok(f(c)))
@@ -50,7 +51,7 @@ impl SqliteStorage {
     pub(super) async fn write<T, F>(&self, f: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StorageError> + Send + 'static,
+        F: FnOnce(&dyn Conn) -> Result<T, StorageError> + Send + 'static,
     {
         self.db.write(f).await?
     }
@@ -64,14 +65,14 @@ fn seq(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-pub(super) fn is_unique_violation(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+pub(super) fn is_unique_violation(e: &SqlError) -> bool {
+    matches!(e, SqlError::Unique(_))
 }
 
 const USER_COLUMNS: &str = "u.username, u.display_name, u.email, u.groups_json, u.device_limit, \
      u.password_hash IS NOT NULL, (SELECT COUNT(*) FROM badge b WHERE b.username = u.username)";
 
-fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
+fn user_row(r: &Row) -> crate::db::sql::Result<User> {
     let groups: String = r.get(3)?;
     Ok(User {
         username: r.get(0)?,
@@ -86,7 +87,7 @@ fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
 
 const LAUNCHPAD_COLUMNS: &str = "id, name, ports, department, facility, manager, timezone";
 
-fn launchpad_row(r: &Row<'_>) -> rusqlite::Result<Launchpad> {
+fn launchpad_row(r: &Row) -> crate::db::sql::Result<Launchpad> {
     Ok(Launchpad {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -102,7 +103,7 @@ const DEVICE_COLUMNS: &str = "id, serial, udid, model, os_version, name, battery
      device_user, last_launchpad, last_port, last_contact, last_seq, overdue, admin_state, passcode, docked, \
      mdm_udid, mdm_last_seen, mdm_checked_out_at";
 
-fn device_row(r: &Row<'_>) -> rusqlite::Result<Device> {
+fn device_row(r: &Row) -> crate::db::sql::Result<Device> {
     Ok(Device {
         id: r.get(0)?,
         serial: r.get(1)?,
@@ -134,7 +135,7 @@ fn device_row(r: &Row<'_>) -> rusqlite::Result<Device> {
 }
 
 /// One device by id, if it exists.
-pub(super) fn find_device(c: &Connection, id: &str) -> Result<Option<Device>, StorageError> {
+pub(super) fn find_device(c: &dyn Conn, id: &str) -> Result<Option<Device>, StorageError> {
     Ok(c.prepare_cached(&DEVICE_BY_ID)?
         .query_row([id], device_row)
         .optional()?)
@@ -144,11 +145,11 @@ pub(super) fn find_device(c: &Connection, id: &str) -> Result<Option<Device>, St
 static DEVICE_BY_ID: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("SELECT {DEVICE_COLUMNS} FROM device WHERE id = ?1"));
 
-pub(super) fn get_device(c: &Connection, id: &str) -> Result<Device, StorageError> {
+pub(super) fn get_device(c: &dyn Conn, id: &str) -> Result<Device, StorageError> {
     find_device(c, id)?.ok_or(StorageError::NotFound("device"))
 }
 
-pub(super) fn get_launchpad(c: &Connection, id: &str) -> Result<Launchpad, StorageError> {
+pub(super) fn get_launchpad(c: &dyn Conn, id: &str) -> Result<Launchpad, StorageError> {
     c.query_row(
         &format!("SELECT {LAUNCHPAD_COLUMNS} FROM launchpad WHERE id = ?1"),
         [id],
@@ -158,7 +159,7 @@ pub(super) fn get_launchpad(c: &Connection, id: &str) -> Result<Launchpad, Stora
     .ok_or(StorageError::NotFound("launchpad"))
 }
 
-fn get_user(c: &Connection, username: &str) -> Result<User, StorageError> {
+fn get_user(c: &dyn Conn, username: &str) -> Result<User, StorageError> {
     c.query_row(
         &format!("SELECT {USER_COLUMNS} FROM app_user u WHERE u.username = ?1"),
         [username],
@@ -181,7 +182,7 @@ pub(super) fn page<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String)
 /// Undelivered and unacknowledged commands for a device, marked delivered; expired ones
 /// marked expired and left out. The common case (nothing queued) is one indexed read.
 pub(super) fn take_commands(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &dyn Conn,
     device_id: &str,
     now: Timestamp,
 ) -> Result<Vec<Signed>, StorageError> {
@@ -226,7 +227,7 @@ pub(super) fn take_commands(
 /// Stores a device's records idempotently by `(device, seq)`. Returns the highest
 /// contiguous sequence now stored and the records it newly covers, in order.
 pub(super) fn store_records(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &dyn Conn,
     device_id: &str,
     last_seq: u64,
     events: Vec<EventRecord>,
@@ -287,7 +288,7 @@ pub(super) fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
 /// Appends an audit entry inside the transaction that made the change.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn audit(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &dyn Conn,
     actor: &str,
     action: &str,
     target_kind: &str,
@@ -770,8 +771,8 @@ impl Storage for SqliteStorage {
                 }
                 tx.execute(
                     "UPDATE device SET docked = ?2, located_by_hub = ?2,
-                        last_launchpad = CASE WHEN ?2 THEN ?3 ELSE last_launchpad END,
-                        last_port = CASE WHEN ?2 THEN ?4 ELSE last_port END
+                        last_launchpad = CASE WHEN ?2 = 1 THEN ?3 ELSE last_launchpad END,
+                        last_port = CASE WHEN ?2 = 1 THEN ?4 ELSE last_port END
                      WHERE id = ?1",
                     params![id, docked, launchpad_id, i64::from(port)],
                 )?;
@@ -1029,7 +1030,7 @@ impl Storage for SqliteStorage {
             let udid: Option<String> = get_device(c, &device_id)?.mdm_udid;
             let mut stmt = c.prepare_cached(
                 "SELECT id, udid, device_id, command_uuid, request_type, kind, detail, at FROM mdm_activity
-                 WHERE device_id = ?1 OR (?2 IS NOT NULL AND udid = ?2) ORDER BY id",
+                 WHERE device_id = ?1 OR (udid = ?2 AND ?2 IS NOT NULL) ORDER BY id",
             )?;
             let rows = stmt.query_map(params![device_id, udid], mdm_activity_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -1054,7 +1055,7 @@ impl Storage for SqliteStorage {
             let mut stmt = c.prepare_cached(
                 "SELECT status, COUNT(*) FROM device GROUP BY status ORDER BY status",
             )?;
-            let rows = stmt.query_map([], |r| {
+            let rows = stmt.query_map((), |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
@@ -1078,17 +1079,18 @@ impl Storage for SqliteStorage {
         self.read(move |c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT {DEVICE_COLUMNS} FROM device d
-                 WHERE id > ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR last_launchpad = ?3)
-                   AND (?4 IS NULL OR device_user = ?4)
-                   AND (?6 IS NULL OR overdue = ?6)
-                   AND (?7 IS NULL OR admin_state = ?7)
-                   AND (?10 IS NULL OR passcode = ?10)
-                   AND (?11 IS NULL OR ?11 = (mdm_checked_out_at IS NOT NULL))
-                   AND (?8 IS NULL OR EXISTS (SELECT 1 FROM launchpad l
-                        WHERE l.id = d.last_launchpad AND l.department = ?8))
-                   AND (?9 IS NULL OR ?9 = EXISTS (SELECT 1 FROM launchpad l
+                 WHERE id > ?1 AND (status = ?2 OR ?2 IS NULL) AND (last_launchpad = ?3 OR ?3 IS NULL)
+                   AND (device_user = ?4 OR ?4 IS NULL)
+                   AND (overdue = ?6 OR ?6 IS NULL)
+                   AND (admin_state = ?7 OR ?7 IS NULL)
+                   AND (passcode = ?10 OR ?10 IS NULL)
+                   AND (?11 = CASE WHEN mdm_checked_out_at IS NOT NULL THEN 1 ELSE 0 END OR ?11 IS NULL)
+                   AND (EXISTS (SELECT 1 FROM launchpad l
+                        WHERE l.id = d.last_launchpad AND l.department = ?8) OR ?8 IS NULL)
+                   AND (?9 = CASE WHEN EXISTS (SELECT 1 FROM launchpad l
                         WHERE l.id = d.last_launchpad AND d.device_home IS NOT NULL
-                          AND l.department IS NOT NULL AND l.department <> d.device_home))
+                          AND l.department IS NOT NULL AND l.department <> d.device_home)
+                        THEN 1 ELSE 0 END OR ?9 IS NULL)
                  ORDER BY id LIMIT ?5"
             ))?;
             let rows = stmt.query_map(
@@ -1177,7 +1179,7 @@ impl Storage for SqliteStorage {
             let mut stmt = c.prepare_cached(
                 "SELECT target, name, value_type FROM attribute_def ORDER BY target, name",
             )?;
-            let rows = stmt.query_map([], |r| {
+            let rows = stmt.query_map((), |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -1345,7 +1347,7 @@ impl Storage for SqliteStorage {
         self.read(|c| {
             let v: Option<i64> = c
                 .prepare_cached("SELECT version FROM policy WHERE id = 1")?
-                .query_row([], |r| r.get(0))
+                .query_row((), |r| r.get(0))
                 .optional()?;
             Ok(v.map(|v| u64::try_from(v).unwrap_or(0)))
         })
@@ -1356,7 +1358,7 @@ impl Storage for SqliteStorage {
         let stored = self
             .read(|c| {
                 Ok(
-                    c.query_row("SELECT body FROM policy WHERE id = 1", [], |r| {
+                    c.query_row("SELECT body FROM policy WHERE id = 1", (), |r| {
                         r.get::<_, String>(0)
                     })
                     .optional()?,
@@ -1386,7 +1388,7 @@ impl Storage for SqliteStorage {
 }
 
 /// Maps `SELECT id, udid, device_id, command_uuid, request_type, kind, detail, at`.
-fn mdm_activity_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MdmActivity> {
+fn mdm_activity_row(r: &Row) -> crate::db::sql::Result<MdmActivity> {
     Ok(MdmActivity {
         id: r.get(0)?,
         udid: r.get(1)?,
@@ -1400,7 +1402,7 @@ fn mdm_activity_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MdmActivity> {
 }
 
 pub(super) fn insert_mdm_activity(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &dyn Conn,
     e: &MdmActivity,
     now: Timestamp,
 ) -> Result<(), StorageError> {

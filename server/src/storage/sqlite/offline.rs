@@ -1,7 +1,8 @@
 //! [`OfflineStore`] on SQLite.
 
+#[allow(unused_imports)]
+use crate::db::sql::{Conn, OptionalExtension, Row, SqlError, params};
 use lanyard_protocol::UserRef;
-use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStorage;
 use crate::storage::StorageError;
@@ -40,7 +41,7 @@ impl OfflineStore for SqliteStorage {
     async fn audit_mark(&self) -> Result<i64, StorageError> {
         self.read(|c| {
             Ok(
-                c.query_row("SELECT COALESCE(MAX(id), 0) FROM audit_log", [], |r| {
+                c.query_row("SELECT COALESCE(MAX(id), 0) FROM audit_log", (), |r| {
                     r.get(0)
                 })?,
             )
@@ -78,7 +79,7 @@ impl OfflineStore for SqliteStorage {
                  FROM badge b JOIN app_user u ON u.username = b.username
                  WHERE b.offline_sealed IS NOT NULL ORDER BY u.username, b.badge_hash",
             )?;
-            let rows = stmt.query_map([], |r| {
+            let rows = stmt.query_map((), |r| {
                 let groups: String = r.get(4)?;
                 Ok(OfflineBadge {
                     badge_hash: r.get(0)?,

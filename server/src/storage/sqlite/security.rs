@@ -1,7 +1,8 @@
 //! [`SecurityStore`] on SQLite.
 
+#[allow(unused_imports)]
+use crate::db::sql::{Conn, OptionalExtension, Row, SqlError, params};
 use lanyard_protocol::Timestamp;
-use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStorage, page};
 use crate::model::{Page, SecurityEvent};
@@ -18,8 +19,8 @@ impl SecurityStore for SqliteStorage {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, at, device_id, launchpad_id, kind, detail, seq FROM security_event
-                 WHERE id < ?1 AND (?2 IS NULL OR device_id = ?2)
-                   AND (?3 IS NULL OR launchpad_id = ?3) AND (?4 IS NULL OR kind = ?4)
+                 WHERE id < ?1 AND (device_id = ?2 OR ?2 IS NULL)
+                   AND (launchpad_id = ?3 OR ?3 IS NULL) AND (kind = ?4 OR ?4 IS NULL)
                  ORDER BY id DESC LIMIT ?5",
             )?;
             let rows = stmt.query_map(
@@ -58,7 +59,7 @@ impl SecurityStore for SqliteStorage {
 /// A failure counter's window start and count (one statement for the read pool and
 /// the writer's transactions).
 pub(super) fn attempt_window(
-    c: &rusqlite::Connection,
+    c: &dyn Conn,
     key: &str,
 ) -> Result<Option<(Timestamp, u32)>, StorageError> {
     Ok(

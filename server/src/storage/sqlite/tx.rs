@@ -1,8 +1,9 @@
 //! [`Tx`] on SQLite: the statements the domain's transactions are made of.
 
+#[allow(unused_imports)]
+use crate::db::sql::{Conn, OptionalExtension, Row, SqlError, params};
 use lanyard_protocol::events::Transition;
 use lanyard_protocol::{CommandId, EventRecord, Signed, Timestamp};
-use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{DEVICE_COLUMNS, device_row};
 use crate::domain::mdm_commands::MdmState;
@@ -16,10 +17,10 @@ use crate::storage::{NewCommand, StorageError};
 use crate::workflows::run::NewRun;
 
 /// One open write transaction of the SQLite writer.
-pub(super) struct SqliteTx<'a, 'c>(pub(super) &'a Transaction<'c>);
+pub(super) struct SqliteTx<'a>(pub(super) &'a dyn Conn);
 
 /// `id, state, expires_at` of a command.
-fn grant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GrantRow> {
+fn grant_row(r: &Row) -> crate::db::sql::Result<GrantRow> {
     Ok(GrantRow {
         command_id: r.get(0)?,
         state: crate::model::stored_state(1, &r.get::<_, String>(1)?, CommandState::parse)?,
@@ -27,7 +28,7 @@ fn grant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GrantRow> {
     })
 }
 
-impl Tx for SqliteTx<'_, '_> {
+impl Tx for SqliteTx<'_> {
     fn device(&self, id: &str) -> Result<Option<Device>, StorageError> {
         super::find_device(self.0, id)
     }
@@ -216,7 +217,7 @@ impl Tx for SqliteTx<'_, '_> {
         self.0
             .prepare_cached(
                 "UPDATE device SET status = ?2, device_user = ?3, held_by_grant = ?4,
-                overdue = CASE WHEN ?3 IS NULL THEN 0 ELSE overdue END
+                overdue = CASE WHEN CAST(?3 AS TEXT) IS NULL THEN 0 ELSE overdue END
              WHERE id = ?1",
             )?
             .execute(params![device_id, h.status.as_str(), h.user, h.grant])?;
@@ -608,11 +609,11 @@ impl Tx for SqliteTx<'_, '_> {
     fn prune(&self, what: Prunable, before: Timestamp, limit: u32) -> Result<usize, StorageError> {
         let sql = match what {
             Prunable::DeviceRecords => {
-                "DELETE FROM device_event WHERE rowid IN (SELECT rowid FROM device_event
-                   WHERE received_at < ?1 LIMIT ?2)"
+                "DELETE FROM device_event WHERE (device_id, seq) IN (SELECT device_id, seq
+                   FROM device_event WHERE received_at < ?1 LIMIT ?2)"
             }
             Prunable::SettledCommands => {
-                "DELETE FROM command WHERE rowid IN (SELECT rowid FROM command
+                "DELETE FROM command WHERE id IN (SELECT id FROM command
                    WHERE state NOT IN ('pending', 'delivered') AND updated_at < ?1 LIMIT ?2)"
             }
             Prunable::MdmActivity => {
@@ -712,9 +713,9 @@ impl Tx for SqliteTx<'_, '_> {
         self.0
             .prepare_cached(
                 "UPDATE device SET status = ?2, device_user = ?3,
-                    held_by_grant = CASE WHEN ?4 THEN held_by_grant ELSE NULL END,
-                    last_launchpad = CASE WHEN ?5 THEN ?6 ELSE last_launchpad END,
-                    last_port = CASE WHEN ?5 THEN ?7 ELSE last_port END,
+                    held_by_grant = CASE WHEN ?4 = 1 THEN held_by_grant ELSE NULL END,
+                    last_launchpad = CASE WHEN ?5 = 1 THEN ?6 ELSE last_launchpad END,
+                    last_port = CASE WHEN ?5 = 1 THEN ?7 ELSE last_port END,
                     docked = COALESCE(?8, docked),
                     located_by_hub = CASE WHEN ?8 = 0 THEN 0 ELSE located_by_hub END,
                     battery = COALESCE(?9, battery),

@@ -1,7 +1,8 @@
 //! [`WorkflowStore`] on SQLite.
 
+#[allow(unused_imports)]
+use crate::db::sql::{Conn, OptionalExtension, Row, SqlError, params};
 use lanyard_protocol::Timestamp;
-use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use super::{SqliteStorage, audit, get_device, get_launchpad, is_unique_violation, json, page};
 use crate::model::{Launchpad, Page};
@@ -14,15 +15,16 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StorageError> {
     serde_json::to_string(v).map_err(|e| StorageError::Internal(format!("encode: {e}")))
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> rusqlite::Result<T> {
-    serde_json::from_str(s).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> crate::db::sql::Result<T> {
+    serde_json::from_str(s).map_err(|e| SqlError::Conversion {
+        column: 0,
+        message: e.to_string(),
     })
 }
 
 const WORKFLOW_COLUMNS: &str = "id, spec_json, created_at, updated_at";
 
-fn workflow_row(r: &Row<'_>) -> rusqlite::Result<Workflow> {
+fn workflow_row(r: &Row) -> crate::db::sql::Result<Workflow> {
     let spec: String = r.get(1)?;
     Ok(Workflow {
         id: r.get(0)?,
@@ -32,7 +34,7 @@ fn workflow_row(r: &Row<'_>) -> rusqlite::Result<Workflow> {
     })
 }
 
-fn get_workflow(tx: &rusqlite::Connection, id: &str) -> Result<Workflow, StorageError> {
+fn get_workflow(tx: &dyn Conn, id: &str) -> Result<Workflow, StorageError> {
     tx.query_row(
         &format!("SELECT {WORKFLOW_COLUMNS} FROM workflow WHERE id = ?1"),
         [id],
@@ -44,7 +46,7 @@ fn get_workflow(tx: &rusqlite::Connection, id: &str) -> Result<Workflow, Storage
 
 const RULE_COLUMNS: &str = "id, spec_json, position, created_at, updated_at";
 
-fn rule_row(r: &Row<'_>) -> rusqlite::Result<Rule> {
+fn rule_row(r: &Row) -> crate::db::sql::Result<Rule> {
     let spec: String = r.get(1)?;
     Ok(Rule {
         id: r.get(0)?,
@@ -55,7 +57,7 @@ fn rule_row(r: &Row<'_>) -> rusqlite::Result<Rule> {
     })
 }
 
-fn get_rule(tx: &rusqlite::Connection, id: &str) -> Result<Rule, StorageError> {
+fn get_rule(tx: &dyn Conn, id: &str) -> Result<Rule, StorageError> {
     tx.query_row(
         &format!("SELECT {RULE_COLUMNS} FROM automation_rule WHERE id = ?1"),
         [id],
@@ -65,7 +67,7 @@ fn get_rule(tx: &rusqlite::Connection, id: &str) -> Result<Rule, StorageError> {
     .ok_or(StorageError::NotFound("rule"))
 }
 
-fn rules_of(tx: &rusqlite::Connection, trigger: &str) -> Result<Vec<Rule>, StorageError> {
+fn rules_of(tx: &dyn Conn, trigger: &str) -> Result<Vec<Rule>, StorageError> {
     let mut stmt = tx.prepare(&format!(
         "SELECT {RULE_COLUMNS} FROM automation_rule WHERE trigger_kind = ?1 ORDER BY position"
     ))?;
@@ -74,7 +76,7 @@ fn rules_of(tx: &rusqlite::Connection, trigger: &str) -> Result<Vec<Rule>, Stora
 }
 
 /// Numbers a trigger's rules 1, 2, 3… in their current order (after a delete or move).
-fn renumber(tx: &Transaction<'_>, order: &[String]) -> Result<(), StorageError> {
+fn renumber(tx: &dyn Conn, order: &[String]) -> Result<(), StorageError> {
     for (i, id) in order.iter().enumerate() {
         tx.execute(
             "UPDATE automation_rule SET position = ?2 WHERE id = ?1",
@@ -84,7 +86,7 @@ fn renumber(tx: &Transaction<'_>, order: &[String]) -> Result<(), StorageError> 
     Ok(())
 }
 
-fn insert_workflow(tx: &Transaction<'_>, w: &Workflow) -> Result<(), StorageError> {
+fn insert_workflow(tx: &dyn Conn, w: &Workflow) -> Result<(), StorageError> {
     match tx.execute(
         "INSERT INTO workflow (id, name_key, spec_json, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![w.id, w.spec.name.to_lowercase(), to_json(&w.spec)?, w.created_at, w.updated_at],
@@ -94,12 +96,7 @@ fn insert_workflow(tx: &Transaction<'_>, w: &Workflow) -> Result<(), StorageErro
     }
 }
 
-fn insert_rule(
-    tx: &Transaction<'_>,
-    id: &str,
-    spec: &RuleSpec,
-    now: i64,
-) -> Result<Rule, StorageError> {
+fn insert_rule(tx: &dyn Conn, id: &str, spec: &RuleSpec, now: i64) -> Result<Rule, StorageError> {
     let trigger = spec.trigger.kind();
     let last: i64 = tx.query_row(
         "SELECT COALESCE(MAX(position), 0) FROM automation_rule WHERE trigger_kind = ?1",
@@ -121,7 +118,7 @@ const RUN_COLUMNS: &str = "r.id, r.device_id, r.workflow_id, r.rule_id, r.origin
      r.state, r.attempt, r.steps_json, r.earlier_json, r.error, r.created_at, r.updated_at, \
      r.finished_at, r.workflow_json";
 
-fn run_row(r: &Row<'_>) -> rusqlite::Result<(Run, Workflow)> {
+fn run_row(r: &Row) -> crate::db::sql::Result<(Run, Workflow)> {
     let state: String = r.get(7)?;
     let steps: String = r.get(9)?;
     let earlier: String = r.get(10)?;
@@ -149,7 +146,7 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<(Run, Workflow)> {
 }
 
 pub(super) fn insert_runs(
-    tx: &Transaction<'_>,
+    tx: &dyn Conn,
     runs: Vec<NewRun>,
     now: i64,
 ) -> Result<Vec<i64>, StorageError> {
@@ -173,10 +170,10 @@ pub(super) fn insert_runs(
             .iter()
             .map(|a| Step::pending(a.kind()))
             .collect();
-        tx.execute(
+        let id: i64 = tx.query_row(
             "INSERT INTO workflow_run (device_id, workflow_id, rule_id, origin, parent_run, actor, state,
                attempt, workflow_json, steps_json, created_at, updated_at, holds_device)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 1, ?7, ?8, ?9, ?9, ?10)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 1, ?7, ?8, ?9, ?9, ?10) RETURNING id",
             params![
                 n.device_id,
                 n.workflow_id,
@@ -189,15 +186,16 @@ pub(super) fn insert_runs(
                 now,
                 workflow.spec.holds_device()
             ],
+            |r| r.get(0),
         )?;
-        ids.push(tx.last_insert_rowid());
+        ids.push(id);
     }
     Ok(ids)
 }
 
 const EMAIL_COLUMNS: &str = "id, run_id, to_json, subject, body, state, attempts, next_attempt_at, last_error, created_at, sent_at";
 
-fn email_row(r: &Row<'_>) -> rusqlite::Result<Email> {
+fn email_row(r: &Row) -> crate::db::sql::Result<Email> {
     let to: String = r.get(2)?;
     Ok(Email {
         id: r.get(0)?,
@@ -224,7 +222,7 @@ impl WorkflowStore for SqliteStorage {
             let mut stmt = c.prepare(&format!(
                 "SELECT {WORKFLOW_COLUMNS} FROM workflow ORDER BY name_key"
             ))?;
-            let rows = stmt.query_map([], workflow_row)?;
+            let rows = stmt.query_map((), workflow_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
@@ -276,7 +274,7 @@ impl WorkflowStore for SqliteStorage {
             // (table, key column, document column): every place a workflow's definition
             // is copied to.
             const DOCUMENTS: [(&str, &str, &str); 4] = [
-                ("workflow", "rowid", "spec_json"),
+                ("workflow", "id", "spec_json"),
                 ("workflow_run", "id", "workflow_json"),
                 ("audit_log", "id", "before_json"),
                 ("audit_log", "id", "after_json"),
@@ -284,11 +282,11 @@ impl WorkflowStore for SqliteStorage {
             let mut changed = 0usize;
             for (table, key, column) in DOCUMENTS {
                 // Only documents that can hold a secret field are read at all.
-                let rows: Vec<(i64, String)> = tx
+                let rows: Vec<(crate::db::sql::Value, String)> = tx
                     .prepare(&format!(
                         "SELECT {key}, {column} FROM {table} WHERE {column} LIKE '%\"password\"%'"
                     ))?
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<_, _>>()?;
                 for (id, text) in rows {
                     let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(&text) else {
@@ -374,7 +372,7 @@ impl WorkflowStore for SqliteStorage {
         self.write(move |tx| {
             let before = get_workflow(tx, &id)?;
             let mut stmt = tx.prepare(&format!("SELECT {RULE_COLUMNS} FROM automation_rule"))?;
-            let rules: Vec<Rule> = stmt.query_map([], rule_row)?.collect::<Result<_, _>>()?;
+            let rules: Vec<Rule> = stmt.query_map((), rule_row)?.collect::<Result<_, _>>()?;
             if let Some(r) = rules.iter().find(|r| r.spec.workflows.contains(&id)) {
                 return Err(StorageError::Rejected(format!(
                     "workflow {id:?} is deployed by rule {:?}; change the rule first",
@@ -383,7 +381,7 @@ impl WorkflowStore for SqliteStorage {
             }
             let mut stmt = tx.prepare(&format!("SELECT {WORKFLOW_COLUMNS} FROM workflow"))?;
             let all: Vec<Workflow> = stmt
-                .query_map([], workflow_row)?
+                .query_map((), workflow_row)?
                 .collect::<Result<_, _>>()?;
             if let Some(w) = all.iter().find(|w| {
                 crate::workflows::validate::on_failure_target(&w.spec) == Some(id.as_str())
@@ -414,7 +412,7 @@ impl WorkflowStore for SqliteStorage {
             let mut stmt = c.prepare(&format!(
                 "SELECT {RULE_COLUMNS} FROM automation_rule ORDER BY trigger_kind, position"
             ))?;
-            let rows = stmt.query_map([], rule_row)?;
+            let rows = stmt.query_map((), rule_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
@@ -601,7 +599,7 @@ impl WorkflowStore for SqliteStorage {
             let mut stmt = c.prepare(&format!(
                 "SELECT {RUN_COLUMNS} FROM workflow_run r WHERE r.state IN ('queued', 'running') ORDER BY r.id"
             ))?;
-            let rows = stmt.query_map([], run_row)?;
+            let rows = stmt.query_map((), run_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
@@ -692,7 +690,7 @@ impl WorkflowStore for SqliteStorage {
         self.read(move |c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT {RUN_COLUMNS} FROM workflow_run r
-                 WHERE (?1 IS NULL OR r.device_id = ?1) AND (?2 IS NULL OR r.id < ?2)
+                 WHERE (r.device_id = ?1 OR ?1 IS NULL) AND (r.id < ?2 OR ?2 IS NULL)
                  ORDER BY r.id DESC LIMIT ?3"
             ))?;
             let rows = stmt.query_map(params![device_id, cursor, i64::from(limit) + 1], run_row)?;
@@ -826,7 +824,7 @@ impl WorkflowStore for SqliteStorage {
     ) -> Result<bool, StorageError> {
         self.write(move |tx| {
             let stored: Option<String> = tx
-                .query_row("SELECT body FROM policy WHERE id = 1", [], |r| r.get(0))
+                .query_row("SELECT body FROM policy WHERE id = 1", (), |r| r.get(0))
                 .optional()?;
             let before: lanyard_protocol::Policy = match &stored {
                 Some(body) => serde_json::from_str(body)
@@ -877,12 +875,12 @@ impl WorkflowStore for SqliteStorage {
 
     async fn enqueue_email(&self, email: NewEmail, now: Timestamp) -> Result<i64, StorageError> {
         self.write(move |tx| {
-            tx.execute(
+            Ok(tx.query_row(
                 "INSERT INTO email_outbox (run_id, to_json, subject, body, state, next_attempt_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)",
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5) RETURNING id",
                 params![email.run_id, to_json(&email.to)?, email.subject, email.body, now.as_millis()],
-            )?;
-            Ok(tx.last_insert_rowid())
+                |r| r.get(0),
+            )?)
         })
         .await
     }
@@ -918,7 +916,7 @@ impl WorkflowStore for SqliteStorage {
     ) -> Result<Page<Email>, StorageError> {
         self.read(move |c| {
             let mut stmt = c.prepare(&format!(
-                "SELECT {EMAIL_COLUMNS} FROM email_outbox WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2"
+                "SELECT {EMAIL_COLUMNS} FROM email_outbox WHERE (id < ?1 OR ?1 IS NULL) ORDER BY id DESC LIMIT ?2"
             ))?;
             let rows = stmt.query_map(params![cursor, i64::from(limit) + 1], email_row)?;
             let items: Vec<Email> = rows.collect::<Result<_, _>>()?;

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs a command beside a throw-away PostgreSQL cluster: initdb in a temp dir, started on
+# a free loopback port with trust authentication (no password prompts, no system
+# service), and stopped and deleted when the command ends, however it ends. The
+# command sees the cluster's admin URL in LANYARD_TEST_PG_URL; tests create a database
+# of their own in it.
+#   bash scripts/with-postgres.sh cargo test -p lanyard-e2e
+set -euo pipefail
+
+bin_dir() {
+    if command -v initdb >/dev/null 2>&1; then
+        dirname "$(readlink -f "$(command -v initdb)")"
+        return
+    fi
+    local d
+    d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$d" ] || { echo "PostgreSQL's server is not installed (scripts/install-test-deps.sh installs it)" >&2; exit 1; }
+    echo "$d"
+}
+BIN=$(bin_dir)
+
+# initdb and postgres refuse to run as root: run them as the postgres user then.
+AS=()
+if [ "$(id -u)" -eq 0 ]; then
+    AS=(runuser -u postgres --)
+fi
+
+DIR=$(mktemp -d /tmp/lanyard-pg.XXXXXX)
+chmod 755 "$DIR"
+[ "$(id -u)" -eq 0 ] && chown postgres: "$DIR"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
+stop() {
+    local status=$?
+    if [ "$status" -ne 0 ] && [ -f "$DIR/log" ]; then
+        echo "==> the PostgreSQL server's last errors:" >&2
+        grep -A2 -E "ERROR|FATAL" "$DIR/log" | tail -n 60 >&2 || true
+    fi
+    "${AS[@]}" "$BIN/pg_ctl" -D "$DIR/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$DIR"
+}
+trap stop EXIT
+
+"${AS[@]}" "$BIN/initdb" -D "$DIR/data" -U lanyard --auth=trust --encoding=UTF8 --no-sync >/dev/null
+# Small and fast for tests: no fsync (the cluster is thrown away), room for the
+# connections of many servers at once.
+"${AS[@]}" "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/log" -w -t 60 start \
+    -o "-h 127.0.0.1 -p $PORT -k $DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" >/dev/null
+
+export LANYARD_TEST_PG_URL="postgres://lanyard@127.0.0.1:$PORT/postgres"
+echo "==> PostgreSQL $("$BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PORT (throw-away, $DIR)"
+"$@"
