@@ -19,8 +19,7 @@ echo "==> cargo test"
 cargo test --workspace --locked
 
 echo "==> the end-to-end suite again on PostgreSQL (a throw-away cluster)"
-LANYARD_TEST_DATABASE=postgres bash scripts/with-postgres.sh \
-    cargo test --locked -p lanyard-e2e -p lanyard-server
+bash scripts/e2e-on-postgres.sh
 
 echo "==> binding tests"
 bash scripts/test-bindings.sh
