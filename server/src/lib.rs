@@ -384,6 +384,12 @@ pub fn open_state(config: &ServerConfig, clock: Clock) -> anyhow::Result<AppStat
     };
     let keys = ServerKeys::load_or_create(&config.data_dir)?;
     let mut state = AppState::new(SqliteStorage::new(db), keys, clock);
+    if let Some(url) = &config.database_url {
+        // Replicas share the database: their wake-ups travel through it too.
+        let notifier = db::pg_notify::PgNotifier::start(db::pg::config(url)?)
+            .context("starting the PostgreSQL wake-up channel")?;
+        state.notifier = std::sync::Arc::new(notifier);
+    }
     if let Some(url) = &config.nanomdm_url {
         let key = config
             .nanomdm_api_key

@@ -51,6 +51,23 @@ pub struct LocalNotifier {
     topics: Mutex<HashMap<String, Weak<Notify>>>,
 }
 
+impl LocalNotifier {
+    /// Wakes every current subscription once: what a replica does when it may have
+    /// missed wake-ups from the others (each waiter looks again).
+    pub fn notify_all(&self) {
+        let live: Vec<Arc<Notify>> = self
+            .topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for n in live {
+            n.notify_one();
+        }
+    }
+}
+
 impl Notifier for LocalNotifier {
     fn notify(&self, topic: &str) {
         let live = self

@@ -14,6 +14,7 @@
 pub mod migrations;
 pub mod pg;
 pub mod pg_migrations;
+pub mod pg_notify;
 pub mod sql;
 mod sqlite_conn;
 
