@@ -73,12 +73,20 @@ impl Mailer {
     }
 }
 
+/// How long a mailer's claim on the emails it is sending keeps them from any other
+/// mailer (another replica); past it, an email its mailer died sending is tried again.
+const CLAIM_SECS: u64 = 300;
+
 /// Sends every due email once. Returns how many were sent.
 pub async fn deliver_due<S: Storage>(
     st: &AppState<S>,
     mailer: &Mailer,
 ) -> Result<usize, crate::error::AppError> {
-    let due = st.storage.due_emails(st.now(), 20).await?;
+    let now = st.now();
+    let due = st
+        .storage
+        .due_emails(now, 20, now.plus_secs(CLAIM_SECS))
+        .await?;
     let mut sent = 0;
     for mut email in due {
         email.attempts += 1;

@@ -473,6 +473,8 @@ pub struct Server {
     state: AppState<SqliteStorage>,
     limits: http::serve::Limits,
     _lock: Option<DataDirLock>,
+    /// The only server on its database (SQLite, under the lock file).
+    lone: bool,
 }
 
 impl Server {
@@ -486,12 +488,14 @@ impl Server {
                 None
             }
         };
+        let lone = lock.is_some();
         let clock = config.clock.clone().map_or_else(system_clock, |c| c.0);
         let state = open_state(config, clock)?;
         Ok(Server {
             state,
             limits: config.limits,
             _lock: lock,
+            lone,
         })
     }
 
@@ -524,6 +528,12 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         metrics::handle();
+        if self.lone {
+            // Whatever leases a crashed run left are its own: nobody else can hold one.
+            if let Err(e) = self.state.storage.release_leases(None).await {
+                tracing::warn!(error = %e, "could not clear the job leases of an earlier run");
+            }
+        }
         let jobs = jobs::start(&self.state);
         let st = self.state.clone();
         let served = http::serve::serve(
@@ -539,6 +549,15 @@ impl Server {
         .context("serving HTTP");
         self.state.begin_stop();
         jobs.drain().await;
+        // Replicas still running take this server's jobs over at their next pass.
+        if let Err(e) = self
+            .state
+            .storage
+            .release_leases(Some(self.state.instance.to_string()))
+            .await
+        {
+            tracing::warn!(error = %e, "could not release the job leases");
+        }
         served
     }
 }

@@ -25,6 +25,20 @@ pub fn system_clock() -> Clock {
     })
 }
 
+/// A random name for this server process (ids of other replicas differ), falling back
+/// to the process id and start time if randomness is unavailable.
+fn instance_id() -> String {
+    crate::keys::random_bytes(8).map_or_else(
+        |_| {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            format!("{}-{t}", std::process::id())
+        },
+        |b| crate::keys::hex(&b),
+    )
+}
+
 /// What every handler can reach.
 pub struct AppState<S> {
     /// The database.
@@ -47,6 +61,9 @@ pub struct AppState<S> {
     pub mdm_deadline_secs: u64,
     /// Wake-ups: long-polls, cart waits, the engine and the mailer.
     pub notifier: Arc<dyn crate::notify::Notifier>,
+    /// This server process among the replicas of one database (random at start): the
+    /// holder of the background jobs' leases it takes.
+    pub instance: Arc<str>,
     /// The SMTP relay, if configured.
     pub smtp: Option<Arc<crate::email::Mailer>>,
     /// PBKDF2 iterations of offline badge hashes.
@@ -86,6 +103,7 @@ impl<S: Clone> Clone for AppState<S> {
             retention: self.retention,
             mdm_deadline_secs: self.mdm_deadline_secs,
             notifier: self.notifier.clone(),
+            instance: self.instance.clone(),
             smtp: self.smtp.clone(),
             offline_iterations: self.offline_iterations,
             offline: self.offline.clone(),
@@ -109,6 +127,7 @@ impl<S: Storage> AppState<S> {
             retention: Default::default(),
             mdm_deadline_secs: crate::DEFAULT_MDM_DEADLINE_SECS,
             notifier: Arc::new(crate::notify::LocalNotifier::default()),
+            instance: instance_id().into(),
             smtp: None,
             offline_iterations: crate::offline::DEFAULT_ITERATIONS,
             offline: Arc::default(),

@@ -1,4 +1,4 @@
--- schema version 23
+-- schema version 24
 -- index attempt_window_start
 CREATE INDEX attempt_window_start ON attempt_window (window_start);
 -- index audit_log_target
@@ -209,6 +209,12 @@ CREATE TABLE enrollment_token (
         department   TEXT,
         created_at   INTEGER NOT NULL
     , revoked_at INTEGER);
+-- table job_lease
+CREATE TABLE job_lease (
+        job     TEXT    PRIMARY KEY,
+        holder  TEXT    NOT NULL,
+        until   INTEGER NOT NULL
+    );
 -- table launchpad
 CREATE TABLE launchpad (
         id          TEXT    PRIMARY KEY,

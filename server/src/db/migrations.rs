@@ -455,6 +455,14 @@ pub const MIGRATIONS: &[&str] = &[
       FROM mdm_activity r
      WHERE r.kind = 'requested' AND r.command_uuid IS NOT NULL
     ON CONFLICT (uuid) DO NOTHING;",
+    // v24: who runs each background job's passes, until when. With several servers on
+    // one database (PostgreSQL replicas) one of them holds a job; another takes it over
+    // once the holder stops renewing.
+    "CREATE TABLE job_lease (
+        job     TEXT    PRIMARY KEY,
+        holder  TEXT    NOT NULL,
+        until   INTEGER NOT NULL
+    );",
 ];
 
 /// Versions after which the database is vacuumed, because they dropped secrets that

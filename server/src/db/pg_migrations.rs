@@ -14,7 +14,18 @@ use super::sql::Conn;
 const MIGRATE_LOCK: i64 = 0x4c61_6e79_6172_6402;
 
 /// `(version reached, SQL)`, in order.
-pub const MIGRATIONS: &[(i64, &str)] = &[(23, BASELINE)];
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (23, BASELINE),
+    // As SQLite's v24.
+    (
+        24,
+        "CREATE TABLE job_lease (
+            job     TEXT   PRIMARY KEY,
+            holder  TEXT   NOT NULL,
+            until   BIGINT NOT NULL
+        );",
+    ),
+];
 
 /// The schema of SQLite's v23, in PostgreSQL's types.
 const BASELINE: &str = "

@@ -23,28 +23,11 @@ use crate::storage::Storage;
 /// How long a stopping server waits for a job to finish its pass.
 pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Who may run a job's next pass. Each pass is taken under a lease, so with several
-/// server processes on one database each piece of background work is done by one of
-/// them, and another takes over when its holder dies (its lease runs out). Today one
-/// process serves a data directory (the lock file enforces it), so [`LocalLease`]
-/// grants every pass; a database-backed lease implements the same trait for replicas.
-pub trait Lease: Send + Sync + 'static {
-    /// Whether this process may run `job`'s pass now; holding it for `ttl` at most.
-    fn try_take(&self, job: &str, ttl: Duration) -> bool;
-}
-
-/// The lease of a lone server process: every pass is its own.
-#[derive(Debug, Default)]
-pub struct LocalLease;
-
-impl Lease for LocalLease {
-    fn try_take(&self, _job: &str, _ttl: Duration) -> bool {
-        true
-    }
-}
-
-/// How long a pass may hold its lease.
-const LEASE_TTL: Duration = Duration::from_secs(60);
+/// How long a pass holds its job's lease. Each pass of the holder renews it; when the
+/// holder dies, another replica takes the job over this long after its last pass.
+/// Passes are short (a batch each) and safe to repeat, so a pass that outlives its
+/// lease costs a repeat, never a wrong result.
+pub(crate) const LEASE_TTL: Duration = Duration::from_secs(15);
 
 /// How a job waits between passes.
 pub(crate) struct Pace {
@@ -57,7 +40,24 @@ pub(crate) struct Pace {
 /// The running jobs of one server.
 pub(crate) struct Jobs {
     running: Vec<(&'static str, JoinHandle<()>)>,
-    lease: Arc<dyn Lease>,
+}
+
+/// Whether this server runs `job`'s next pass: it holds (or now takes) the job's
+/// lease in the database, so among replicas on one database one runs each job.
+async fn lease<S: Storage>(st: &AppState<S>, job: &'static str) -> bool {
+    let now = st.now();
+    let until = now.plus_millis(u64::try_from(LEASE_TTL.as_millis()).unwrap_or(u64::MAX));
+    match st
+        .storage
+        .take_lease(job, st.instance.to_string(), now, until)
+        .await
+    {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::warn!(job, error = %e, "could not take the job's lease; pass skipped");
+            false
+        }
+    }
 }
 
 impl Jobs {
@@ -74,13 +74,12 @@ impl Jobs {
         Fut: Future<Output = Result<usize, AppError>> + Send + 'static,
     {
         let st = st.clone();
-        let lease = self.lease.clone();
         let handle = tokio::spawn(async move {
             loop {
                 if st.is_stopping() {
                     break;
                 }
-                if lease.try_take(name, LEASE_TTL) {
+                if lease(&st, name).await {
                     match pass(st.clone()).await {
                         Ok(0) => {}
                         Ok(n) => tracing::debug!(job = name, changed = n, "job pass"),
@@ -124,7 +123,6 @@ impl Jobs {
 pub(crate) fn start<S: Storage>(st: &AppState<S>) -> Jobs {
     let mut jobs = Jobs {
         running: Vec::new(),
-        lease: Arc::new(LocalLease),
     };
     jobs.spawn(
         st,

@@ -504,6 +504,24 @@ pub trait Storage:
         limit: u32,
     ) -> impl Future<Output = Result<Page<EventRecord>, StorageError>> + Send;
 
+    /// Takes (or renews) the lease on background job `job` for `holder` until `until`,
+    /// unless another holder's lease is still running at `now`. `true`: `holder` runs
+    /// the job's next pass.
+    fn take_lease(
+        &self,
+        job: &'static str,
+        holder: String,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> impl Future<Output = Result<bool, StorageError>> + Send;
+    /// Gives up every lease `holder` has (a server stopping: the others take its jobs
+    /// over at their next pass instead of waiting for the leases to run out), or every
+    /// lease with `None` (a lone server starting on its own file after a crash).
+    fn release_leases(
+        &self,
+        holder: Option<String>,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
     /// The policy in force (created with defaults on first run).
     fn current_policy(&self) -> impl Future<Output = Result<Policy, StorageError>> + Send;
     /// The stored policy's version (none before first use): what caches compare.

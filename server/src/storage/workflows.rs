@@ -214,11 +214,14 @@ pub trait WorkflowStore: Clone + Send + Sync + 'static {
         email: NewEmail,
         now: Timestamp,
     ) -> impl Future<Output = Result<i64, StorageError>> + Send;
-    /// Pending emails due at `now`, oldest first.
+    /// Claims pending emails due at `now`, oldest first: they are not due again before
+    /// `claim_until`, so a second mailer (another replica) never takes them meanwhile,
+    /// and one that died while sending leaves them to be retried after it.
     fn due_emails(
         &self,
         now: Timestamp,
         limit: u32,
+        claim_until: Timestamp,
     ) -> impl Future<Output = Result<Vec<Email>, StorageError>> + Send;
     /// Records a delivery attempt's outcome.
     fn save_email(&self, email: Email) -> impl Future<Output = Result<(), StorageError>> + Send;

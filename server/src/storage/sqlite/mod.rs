@@ -1354,6 +1354,36 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn take_lease(
+        &self,
+        job: &'static str,
+        holder: String,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, StorageError> {
+        self.write(move |tx| {
+            let taken = tx.execute(
+                "INSERT INTO job_lease (job, holder, until) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, until = excluded.until
+                 WHERE job_lease.holder = excluded.holder OR job_lease.until < ?4",
+                params![job, holder, until.as_millis(), now.as_millis()],
+            )?;
+            Ok(taken == 1)
+        })
+        .await
+    }
+
+    async fn release_leases(&self, holder: Option<String>) -> Result<(), StorageError> {
+        self.write(move |tx| {
+            match holder {
+                Some(h) => tx.execute("DELETE FROM job_lease WHERE holder = ?1", [h])?,
+                None => tx.execute("DELETE FROM job_lease", ())?,
+            };
+            Ok(())
+        })
+        .await
+    }
+
     async fn current_policy(&self) -> Result<Policy, StorageError> {
         let stored = self
             .read(|c| {

@@ -885,14 +885,27 @@ impl WorkflowStore for SqliteStorage {
         .await
     }
 
-    async fn due_emails(&self, now: Timestamp, limit: u32) -> Result<Vec<Email>, StorageError> {
-        self.read(move |c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT {EMAIL_COLUMNS} FROM email_outbox WHERE state = 'pending' AND next_attempt_at <= ?1
-                 ORDER BY id LIMIT ?2"
+    async fn due_emails(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        claim_until: Timestamp,
+    ) -> Result<Vec<Email>, StorageError> {
+        self.write(move |tx| {
+            let mut stmt = tx.prepare(&format!(
+                "UPDATE email_outbox SET next_attempt_at = ?3
+                 WHERE id IN (SELECT id FROM email_outbox
+                              WHERE state = 'pending' AND next_attempt_at <= ?1
+                              ORDER BY id LIMIT ?2)
+                 RETURNING {EMAIL_COLUMNS}"
             ))?;
-            let rows = stmt.query_map(params![now.as_millis(), i64::from(limit)], email_row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let rows = stmt.query_map(
+                params![now.as_millis(), i64::from(limit), claim_until.as_millis()],
+                email_row,
+            )?;
+            let mut due: Vec<Email> = rows.collect::<Result<_, _>>()?;
+            due.sort_by_key(|e| e.id);
+            Ok(due)
         })
         .await
     }
