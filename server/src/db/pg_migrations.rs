@@ -411,3 +411,11 @@ fn apply(conn: &dyn Conn) -> Result<i64, DbError> {
     }
     Ok(latest)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn both_engines_reach_the_same_schema_version() {
+        assert_eq!(super::latest(), super::super::migrations::latest());
+    }
+}
