@@ -115,9 +115,16 @@ enum Command {
         command: WorkflowsCommand,
     },
     /// Create or upgrade the database schema, then exit.
+    /// With `--to`: copy the data directory's SQLite database into an empty PostgreSQL
+    /// database (stop the server first), checking every table's row count and digest.
     Migrate {
         #[command(flatten)]
         dir: DataDir,
+        /// The PostgreSQL database to copy this site's SQLite data into, e.g.
+        /// `postgres://lanyard@db.hospital.org/lanyard`; then serve with
+        /// `--database-url` set to it.
+        #[arg(long, env = "LANYARD_MIGRATE_TO", hide_env_values = true)]
+        to: Option<String>,
     },
     /// Reads an emergency PIN (4–8 digits) from stdin and prints its hash for the MDM's
     /// managed app configuration (key `LanyardEmergencyPinHash`); the PIN itself is
@@ -330,7 +337,39 @@ fn init_logging(format: LogFormat) {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Migrate { dir } => {
+        Command::Migrate { dir, to: Some(url) } => {
+            init_logging(LogFormat::Text);
+            anyhow::ensure!(
+                dir.database_url.is_none(),
+                "--to copies the data directory's SQLite database; leave --database-url out"
+            );
+            // No server may write the file while it is copied: what it wrote after the
+            // copy would be lost.
+            let _lock = lanyard_server::DataDirLock::acquire(&dir.data_dir)
+                .context("stop the server before copying its data")?;
+            let file = dir.data_dir.join(lanyard_server::DB_FILE);
+            anyhow::ensure!(file.exists(), "no database at {}", file.display());
+            let report = tokio::task::spawn_blocking(move || {
+                lanyard_server::db::copy::sqlite_to_postgres(&file, &url)
+            })
+            .await
+            .context("the copy stopped")??;
+            println!(
+                "{:<20} {:>10}  digest (SQLite = PostgreSQL)",
+                "table", "rows"
+            );
+            for t in &report {
+                println!("{:<20} {:>10}  {}", t.table, t.rows, &t.digest[..16]);
+            }
+            println!(
+                "copied {} tables, {} rows; serve with --database-url to use PostgreSQL \
+                 (the data directory keeps the keys)",
+                report.len(),
+                report.iter().map(|t| t.rows).sum::<u64>()
+            );
+            Ok(())
+        }
+        Command::Migrate { dir, to: None } => {
             init_logging(LogFormat::Text);
             let version = match &dir.database_url {
                 Some(url) => lanyard_server::db::migrate_postgres(url)?,

@@ -102,3 +102,118 @@ async fn postgresql_holds_every_table_and_column_sqlite_does() {
         assert_eq!(columns, &pg[table], "{table}: columns, types, NOT NULL");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_started_on_sqlite_moves_to_postgresql_and_carries_on() {
+    use lanyard_agent::Event;
+    use lanyard_e2e::TestServer;
+    use lanyard_e2e::harness::{Phone, now};
+    use lanyard_protocol::DeviceStatus;
+    use serde_json::json;
+    if !lanyard_e2e::postgres_db::on_postgres() {
+        eprintln!("needs the PostgreSQL pass's cluster");
+        return;
+    }
+    // A site on SQLite: a clinician with a badge, a phone checked out to her.
+    let site = TestServer::start_with(|c| c.database_url = None)
+        .await
+        .unwrap();
+    assert!(site.database_url.is_none());
+    let admin = site.admin().await;
+    admin
+        .ok(
+            "/api/v1/users",
+            json!({"username": "alice", "display_name": "Alice"}),
+        )
+        .await;
+    admin
+        .ok("/api/v1/users/alice/badges", json!({"badge": "0012345"}))
+        .await;
+    let token = admin
+        .ok("/api/v1/enrollment-tokens", json!({"label": "t"}))
+        .await;
+    let mut phone = Phone::enroll(token["link"].as_str().unwrap()).await;
+    phone.tap("0012345").await;
+    phone.agent.handle(Event::Undocked, now()).unwrap();
+    phone.sync().await;
+    assert_eq!(phone.status(), DeviceStatus::CheckedOut);
+    let (_, audit_before) = admin.get("/api/v1/audit?limit=100").await;
+    let mut config = site.config();
+    let TestServer {
+        server, data_dir, ..
+    } = site;
+    server.stop().await.unwrap();
+
+    // The copy, checked table by table.
+    let admin_url = std::env::var("LANYARD_TEST_PG_URL").unwrap();
+    let url = lanyard_e2e::postgres_db::create_database(admin_url)
+        .await
+        .unwrap();
+    let file = data_dir.path().join("data").join(lanyard_server::DB_FILE);
+    let (copy_file, copy_url) = (file.clone(), url.clone());
+    let report = tokio::task::spawn_blocking(move || {
+        lanyard_server::db::copy::sqlite_to_postgres(&copy_file, &copy_url)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let rows = |t: &str| report.iter().find(|r| r.table == t).unwrap().rows;
+    assert_eq!(rows("app_user"), 1);
+    assert_eq!(rows("device"), 1);
+    assert!(rows("audit_log") >= 3);
+    assert!(rows("device_event") >= 2);
+    // Copying twice would mix two sites: refused, nothing written.
+    let (again_file, again_url) = (file.clone(), url.clone());
+    let again = tokio::task::spawn_blocking(move || {
+        lanyard_server::db::copy::sqlite_to_postgres(&again_file, &again_url)
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(again, Err(lanyard_server::db::copy::CopyError::NotEmpty(_))),
+        "{again:?}"
+    );
+
+    // The same site served from PostgreSQL: the phone carries on, history is whole,
+    // and new rows continue the old ids.
+    // On the address the phone knows (the SQLite server's, free since it stopped).
+    config.database_url = Some(url);
+    let moved = lanyard_server::EmbeddedServer::start(config).await.unwrap();
+    let admin = lanyard_e2e::harness::Admin {
+        base: moved.base_url(),
+        token: admin.token.clone(),
+        http: lanyard_e2e::http_client(),
+    };
+    let (_, audit_after) = admin.get("/api/v1/audit?limit=100").await;
+    assert_eq!(audit_after, audit_before, "the audit log, entry for entry");
+    let (_, device) = admin.get(&format!("/api/v1/devices/{}", phone.id)).await;
+    assert_eq!(device["status"], "checked_out");
+    assert_eq!(device["device_user"], "alice");
+    let mut phone = phone;
+    phone
+        .agent
+        .handle(
+            Event::Docked {
+                location: Default::default(),
+            },
+            now(),
+        )
+        .unwrap();
+    phone.sync().await;
+    assert_eq!(phone.status(), DeviceStatus::CheckedIn);
+    admin
+        .ok(
+            "/api/v1/users",
+            json!({"username": "bob", "display_name": "Bob"}),
+        )
+        .await;
+    let (_, audit) = admin.get("/api/v1/audit?limit=1").await;
+    let newest = audit["items"][0]["id"].as_i64().unwrap();
+    let oldest_copied = audit_before["items"][0]["id"].as_i64().unwrap();
+    assert!(
+        newest > oldest_copied,
+        "ids continue: {newest} > {oldest_copied}"
+    );
+    moved.stop().await.unwrap();
+    drop(data_dir);
+}

@@ -11,6 +11,7 @@
 //! at a time, exactly as on SQLite, and every check-then-act of the domain holds across
 //! replicas without a second set of rules).
 
+pub mod copy;
 pub mod migrations;
 pub mod pg;
 pub mod pg_migrations;

@@ -352,12 +352,19 @@ pub fn latest() -> i64 {
 
 /// The version recorded in the database (0 when it holds no Lanyard schema yet).
 pub fn current(conn: &dyn Conn) -> Result<i64, DbError> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS lanyard_schema (
-            id      BIGINT PRIMARY KEY CHECK (id = 1),
-            version BIGINT NOT NULL
-        )",
+    let exists: bool = conn.query_row(
+        "SELECT to_regclass('lanyard_schema') IS NOT NULL",
+        (),
+        |r| r.get(0),
     )?;
+    if !exists {
+        conn.execute_batch(
+            "CREATE TABLE lanyard_schema (
+                id      BIGINT PRIMARY KEY CHECK (id = 1),
+                version BIGINT NOT NULL
+            )",
+        )?;
+    }
     Ok(conn
         .query_rows("SELECT version FROM lanyard_schema WHERE id = 1", &[])?
         .first()
