@@ -30,6 +30,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     /// PostgreSQL database URL (instead of the data directory's SQLite file).
     pub database_url: Option<String>,
+    /// With a database URL: the key-encryption key (base64) of the keys stored there.
+    pub key_encryption_key: Option<String>,
     /// External badge lookup service URL.
     pub badge_lookup_url: Option<url::Url>,
     /// `text` or `json`.

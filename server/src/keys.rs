@@ -157,29 +157,93 @@ fn load_or_create(
     Ok(stored)
 }
 
-impl ServerKeys {
-    /// Loads the keys from `data_dir`, creating them on first run.
-    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<ServerKeys> {
-        let doc = load_or_create(&data_dir.join(SIGNING_KEY_FILE), || {
+/// The secrets the server's keys are made of, as stored (files in the data directory,
+/// or sealed in a shared database for replicas: see [`crate::db::pg_keys`]).
+pub struct KeyMaterial {
+    /// The signing key, PKCS#8.
+    pub signing: Vec<u8>,
+    /// The badge hashing key (32 bytes).
+    pub badge: Vec<u8>,
+    /// The key sealing MDM tokens, badge ids, offline entries and secrets (32 bytes).
+    pub tokens: Vec<u8>,
+    /// The key phones' offline salts are derived under (16+ bytes).
+    pub offline_salt: Vec<u8>,
+}
+
+impl KeyMaterial {
+    /// Each secret with the name of the file it is kept in.
+    pub fn named(&self) -> [(&'static str, &[u8]); 4] {
+        [
+            (SIGNING_KEY_FILE, &self.signing),
+            (BADGE_KEY_FILE, &self.badge),
+            (TOKEN_KEY_FILE, &self.tokens),
+            (OFFLINE_SALT_FILE, &self.offline_salt),
+        ]
+    }
+
+    /// Material from a lookup by file name; `None` if one is missing.
+    pub fn from_named(mut get: impl FnMut(&str) -> Option<Vec<u8>>) -> Option<KeyMaterial> {
+        Some(KeyMaterial {
+            signing: get(SIGNING_KEY_FILE)?,
+            badge: get(BADGE_KEY_FILE)?,
+            tokens: get(TOKEN_KEY_FILE)?,
+            offline_salt: get(OFFLINE_SALT_FILE)?,
+        })
+    }
+
+    /// New random material.
+    pub fn generate() -> anyhow::Result<KeyMaterial> {
+        let (_, signing) = SigningKey::generate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(KeyMaterial {
+            signing,
+            badge: random_bytes(32)?,
+            tokens: random_bytes(32)?,
+            offline_salt: random_bytes(16)?,
+        })
+    }
+
+    /// The data directory's key files, if all of them are there (a site that ran on
+    /// SQLite before its data moved to PostgreSQL).
+    pub fn from_files(data_dir: &Path) -> Option<KeyMaterial> {
+        KeyMaterial::from_named(|name| fs::read(data_dir.join(name)).ok())
+    }
+
+    /// Loads the material from `data_dir`, creating each missing file.
+    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<KeyMaterial> {
+        let signing = load_or_create(&data_dir.join(SIGNING_KEY_FILE), || {
             let (_, doc) = SigningKey::generate().map_err(|e| anyhow::anyhow!("{e}"))?;
             Ok(doc)
         })?;
-        let signing = SigningKey::from_pkcs8(&doc).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let badge = load_or_create(&data_dir.join(BADGE_KEY_FILE), || random_bytes(32))?;
-        anyhow::ensure!(badge.len() == 32, "{BADGE_KEY_FILE} must hold 32 bytes");
-        let token_key = load_or_create(&data_dir.join(TOKEN_KEY_FILE), || random_bytes(32))?;
-        let tokens = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &token_key)
+        Ok(KeyMaterial {
+            signing,
+            badge: load_or_create(&data_dir.join(BADGE_KEY_FILE), || random_bytes(32))?,
+            tokens: load_or_create(&data_dir.join(TOKEN_KEY_FILE), || random_bytes(32))?,
+            offline_salt: load_or_create(&data_dir.join(OFFLINE_SALT_FILE), || random_bytes(16))?,
+        })
+    }
+}
+
+impl ServerKeys {
+    /// Loads the keys from `data_dir`, creating them on first run.
+    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<ServerKeys> {
+        ServerKeys::from_material(&KeyMaterial::load_or_create(data_dir)?)
+    }
+
+    /// The keys made of `m`.
+    pub fn from_material(m: &KeyMaterial) -> anyhow::Result<ServerKeys> {
+        let signing = SigningKey::from_pkcs8(&m.signing).map_err(|e| anyhow::anyhow!("{e}"))?;
+        anyhow::ensure!(m.badge.len() == 32, "{BADGE_KEY_FILE} must hold 32 bytes");
+        let tokens = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &m.tokens)
             .map_err(|_| anyhow::anyhow!("{TOKEN_KEY_FILE} must hold 32 bytes"))?;
-        let offline_salt = load_or_create(&data_dir.join(OFFLINE_SALT_FILE), || random_bytes(16))?;
         anyhow::ensure!(
-            offline_salt.len() >= 16,
+            m.offline_salt.len() >= 16,
             "{OFFLINE_SALT_FILE} must hold 16 bytes"
         );
         Ok(ServerKeys {
             signing,
-            badge: hmac::Key::new(hmac::HMAC_SHA256, &badge),
+            badge: hmac::Key::new(hmac::HMAC_SHA256, &m.badge),
             tokens: ring::aead::LessSafeKey::new(tokens),
-            offline_salt: hmac::Key::new(hmac::HMAC_SHA256, &offline_salt),
+            offline_salt: hmac::Key::new(hmac::HMAC_SHA256, &m.offline_salt),
         })
     }
 

@@ -60,6 +60,9 @@ pub struct ServerConfig {
     /// A PostgreSQL database (`postgres://user:pass@host/db`) to use instead of the
     /// SQLite file in the data directory; several servers may share one.
     pub database_url: Option<String>,
+    /// With a database URL: the key-encryption key (base64, 32 bytes) the server's keys
+    /// are sealed under in the database; every replica is given the same one.
+    pub key_encryption_key: Option<String>,
     /// External badge lookup service (`GET {url}?id={badge}` → `{"user": …}`), if any.
     pub badge_lookup_url: Option<url::Url>,
     /// The NanoMDM server the MDM commands go to, if any.
@@ -111,6 +114,7 @@ impl ServerConfig {
             listen,
             data_dir: data_dir.into(),
             database_url: None,
+            key_encryption_key: None,
             badge_lookup_url: None,
             nanomdm_url: None,
             nanomdm_api_key: None,
@@ -382,7 +386,22 @@ pub fn open_state(config: &ServerConfig, clock: Clock) -> anyhow::Result<AppStat
         Some(url) => db::Db::open_postgres(url).context("opening the PostgreSQL database")?,
         None => db::Db::open(&config.data_dir.join(DB_FILE)).context("opening the database")?,
     };
-    let keys = ServerKeys::load_or_create(&config.data_dir)?;
+    let keys = match &config.database_url {
+        Some(url) => {
+            let kek = config.key_encryption_key.as_deref().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--database-url needs LANYARD_KEY_ENCRYPTION_KEY (the same on every \
+                     replica; `lanyard-server keygen` prints a new one)"
+                )
+            })?;
+            let kek = db::pg_keys::Kek::parse(kek)?;
+            let material =
+                db::pg_keys::load_or_create(&db::pg::config(url)?, &kek, &config.data_dir)
+                    .context("loading the server keys from the database")?;
+            ServerKeys::from_material(&material)?
+        }
+        None => ServerKeys::load_or_create(&config.data_dir)?,
+    };
     let mut state = AppState::new(SqliteStorage::new(db), keys, clock);
     if let Some(url) = &config.database_url {
         // Replicas share the database: their wake-ups travel through it too.

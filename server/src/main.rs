@@ -32,6 +32,11 @@ struct DataDir {
     /// e.g. `postgres://lanyard@db.hospital.org/lanyard`.
     #[arg(long, env = "LANYARD_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// With --database-url: the key-encryption key (base64 of 32 bytes, from
+    /// `lanyard-server keygen`) the server's keys are sealed under in the database;
+    /// the same on every replica. Prefer the environment variable.
+    #[arg(long, env = "LANYARD_KEY_ENCRYPTION_KEY", hide_env_values = true)]
+    key_encryption_key: Option<String>,
 }
 
 impl DataDir {
@@ -39,6 +44,7 @@ impl DataDir {
     fn config(self) -> ServerConfig {
         let mut config = ServerConfig::new(([127, 0, 0, 1], 0).into(), self.data_dir);
         config.database_url = self.database_url;
+        config.key_encryption_key = self.key_encryption_key;
         config
     }
 }
@@ -126,6 +132,9 @@ enum Command {
         #[arg(long, env = "LANYARD_MIGRATE_TO", hide_env_values = true)]
         to: Option<String>,
     },
+    /// Prints a new key-encryption key (base64) for servers sharing a PostgreSQL
+    /// database: give the same one to every replica (LANYARD_KEY_ENCRYPTION_KEY).
+    Keygen,
     /// Reads an emergency PIN (4–8 digits) from stdin and prints its hash for the MDM's
     /// managed app configuration (key `LanyardEmergencyPinHash`); the PIN itself is
     /// never stored or printed.
@@ -174,6 +183,11 @@ struct ServeArgs {
     /// e.g. `postgres://lanyard@db.hospital.org/lanyard`; replicas may share one.
     #[arg(long, env = "LANYARD_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// With --database-url: the key-encryption key (base64 of 32 bytes, from
+    /// `lanyard-server keygen`) the server's keys are sealed under in the database;
+    /// the same on every replica. Prefer the environment variable.
+    #[arg(long, env = "LANYARD_KEY_ENCRYPTION_KEY", hide_env_values = true)]
+    key_encryption_key: Option<String>,
     /// External badge lookup service: `GET {url}?id={badge}` answers `{"user": "alice"}`.
     #[arg(long, env = "LANYARD_BADGE_LOOKUP_URL")]
     badge_lookup_url: Option<url::Url>,
@@ -245,6 +259,7 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading bound address")?;
     let mut config = ServerConfig::new(addr, data_dir);
     config.database_url = args.database_url.or(file.database_url);
+    config.key_encryption_key = args.key_encryption_key.or(file.key_encryption_key);
     config.badge_lookup_url = args.badge_lookup_url.or(file.badge_lookup_url);
     config.nanomdm_url = args.nanomdm_url.or(file.nanomdm_url);
     config.nanomdm_api_key = args.nanomdm_api_key.or(file.nanomdm_api_key);
@@ -337,6 +352,12 @@ fn init_logging(format: LogFormat) {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Keygen => {
+            use base64::Engine as _;
+            let key = lanyard_server::keys::random_bytes(32)?;
+            println!("{}", base64::engine::general_purpose::STANDARD.encode(key));
+            Ok(())
+        }
         Command::Migrate { dir, to: Some(url) } => {
             init_logging(LogFormat::Text);
             anyhow::ensure!(

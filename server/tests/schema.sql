@@ -1,4 +1,4 @@
--- schema version 24
+-- schema version 25
 -- index attempt_window_start
 CREATE INDEX attempt_window_start ON attempt_window (window_start);
 -- index audit_log_target
@@ -316,6 +316,12 @@ CREATE TABLE security_event (
         kind         TEXT    NOT NULL,
         detail       TEXT    NOT NULL,
         seq          INTEGER
+    );
+-- table server_key
+CREATE TABLE server_key (
+        name        TEXT    PRIMARY KEY,
+        sealed      BLOB    NOT NULL,
+        created_at  INTEGER NOT NULL
     );
 -- table transition_outbox
 CREATE TABLE transition_outbox (

@@ -43,6 +43,7 @@ impl TestServer {
         let mut config =
             ServerConfig::new(([127, 0, 0, 1], 0).into(), data_dir.path().join("data"));
         config.database_url = database_url.clone();
+        config.key_encryption_key = Some(postgres_db::TEST_KEK.into());
         // Offline badge hashes cost what docs/BENCHMARKS.md measures; tests only need
         // them to be right.
         config.offline_iterations = 1_000;
@@ -63,6 +64,7 @@ impl TestServer {
     pub fn config(&self) -> ServerConfig {
         let mut config = ServerConfig::new(self.server.addr, self.data_dir.path().join("data"));
         config.database_url = self.database_url.clone();
+        config.key_encryption_key = Some(postgres_db::TEST_KEK.into());
         config.offline_iterations = 1_000;
         config
     }

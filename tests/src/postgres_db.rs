@@ -4,6 +4,9 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+/// The key-encryption key of the test servers on PostgreSQL (32 bytes, base64).
+pub const TEST_KEK: &str = "bGFueWFyZC10ZXN0LWtleS1lbmNyeXB0aW9uLWtleSE=";
+
 /// Which engine the suite runs on, from `LANYARD_TEST_DATABASE` (`sqlite` by default).
 pub fn on_postgres() -> bool {
     std::env::var("LANYARD_TEST_DATABASE").is_ok_and(|v| v == "postgres")

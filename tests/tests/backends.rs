@@ -217,3 +217,43 @@ async fn a_site_started_on_sqlite_moves_to_postgresql_and_carries_on() {
     moved.stop().await.unwrap();
     drop(data_dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_given_another_key_encryption_key_does_not_start() {
+    if !lanyard_e2e::postgres_db::on_postgres() {
+        eprintln!("needs the PostgreSQL pass's cluster");
+        return;
+    }
+    let a = lanyard_e2e::TestServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = a.config();
+    config.listen = ([127, 0, 0, 1], 0).into();
+    config.data_dir = dir.path().join("data");
+    config.key_encryption_key = Some("b3RoZXItb3RoZXItb3RoZXItb3RoZXItb3RoZXItMDE=".into());
+    let refused = lanyard_server::EmbeddedServer::start(config.clone()).await;
+    let message = format!("{:#}", refused.err().expect("refused"));
+    assert!(
+        message.contains("every replica must be given the same one"),
+        "{message}"
+    );
+    config.key_encryption_key = None;
+    let refused = lanyard_server::EmbeddedServer::start(config).await;
+    let message = format!("{:#}", refused.err().expect("refused"));
+    assert!(message.contains("LANYARD_KEY_ENCRYPTION_KEY"), "{message}");
+    // Nothing of the keys is on disk in the database's copy.
+    let copy = a.database_copy().unwrap();
+    let signing = std::fs::read(a.data_dir.path().join("data").join("badge-key.bin"));
+    assert!(
+        signing.is_err(),
+        "a server on PostgreSQL writes no key files"
+    );
+    let stored = lanyard_e2e::postgres_db::query_ints(
+        a.database_url.as_deref().unwrap(),
+        "SELECT COUNT(*) FROM server_key WHERE name <> ?1",
+        "",
+    )
+    .unwrap();
+    assert_eq!(stored, [4], "four keys, sealed");
+    assert!(copy.len() > 1000);
+    a.stop().await.unwrap();
+}

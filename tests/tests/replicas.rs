@@ -20,11 +20,15 @@ fn link_to(link: &str, base: &str) -> String {
     format!("lanyard://enroll?server={server}&token={}", invite.token)
 }
 
-/// A second replica beside `a`: same database, same keys, its own port.
-async fn second_replica(a: &TestServer) -> EmbeddedServer {
+/// A second replica beside `a`: the same database and key-encryption key, but a data
+/// directory of its own, empty (the keys come sealed from the database), and its own
+/// port.
+async fn second_replica(a: &TestServer) -> (EmbeddedServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
     let mut config = a.config();
     config.listen = ([127, 0, 0, 1], 0).into();
-    EmbeddedServer::start(config).await.unwrap()
+    config.data_dir = dir.path().join("data");
+    (EmbeddedServer::start(config).await.unwrap(), dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,7 +38,7 @@ async fn a_check_in_on_one_replica_reaches_a_phone_long_polling_the_other() {
         return;
     }
     let a = TestServer::start().await.unwrap();
-    let b = second_replica(&a).await;
+    let (b, _b_dir) = second_replica(&a).await;
     let admin_a = a.admin().await;
     admin_a
         .ok(
@@ -95,7 +99,7 @@ async fn a_cart_tap_on_one_replica_unlocks_a_phone_syncing_with_the_other() {
         return;
     }
     let a = TestServer::start().await.unwrap();
-    let b = second_replica(&a).await;
+    let (b, _b_dir) = second_replica(&a).await;
     let admin_a = a.admin().await;
     let cart = admin_a
         .ok(

@@ -463,6 +463,13 @@ pub const MIGRATIONS: &[&str] = &[
         holder  TEXT    NOT NULL,
         until   INTEGER NOT NULL
     );",
+    // v25: the server's keys sealed under a key-encryption key, for servers sharing a
+    // database (on PostgreSQL). A lone SQLite server keeps its keys in files.
+    "CREATE TABLE server_key (
+        name        TEXT    PRIMARY KEY,
+        sealed      BLOB    NOT NULL,
+        created_at  INTEGER NOT NULL
+    );",
 ];
 
 /// Versions after which the database is vacuumed, because they dropped secrets that

@@ -14,6 +14,7 @@
 pub mod copy;
 pub mod migrations;
 pub mod pg;
+pub mod pg_keys;
 pub mod pg_migrations;
 pub mod pg_notify;
 pub mod sql;

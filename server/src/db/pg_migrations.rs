@@ -25,6 +25,15 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
             until   BIGINT NOT NULL
         );",
     ),
+    // As SQLite's v25.
+    (
+        25,
+        "CREATE TABLE server_key (
+            name        TEXT   PRIMARY KEY,
+            sealed      BYTEA  NOT NULL,
+            created_at  BIGINT NOT NULL
+        );",
+    ),
 ];
 
 /// The schema of SQLite's v23, in PostgreSQL's types.
