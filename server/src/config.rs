@@ -32,6 +32,8 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     /// With a database URL: the key-encryption key (base64) of the keys stored there.
     pub key_encryption_key: Option<String>,
+    /// The URL phones and staff reach the server at (links, QR codes).
+    pub public_url: Option<url::Url>,
     /// External badge lookup service URL.
     pub badge_lookup_url: Option<url::Url>,
     /// `text` or `json`.

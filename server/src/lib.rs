@@ -63,6 +63,9 @@ pub struct ServerConfig {
     /// With a database URL: the key-encryption key (base64, 32 bytes) the server's keys
     /// are sealed under in the database; every replica is given the same one.
     pub key_encryption_key: Option<String>,
+    /// The URL phones and staff reach the server at (a load balancer's), used in
+    /// enrollment links and QR codes; without it, each request's Host header.
+    pub public_url: Option<url::Url>,
     /// External badge lookup service (`GET {url}?id={badge}` → `{"user": …}`), if any.
     pub badge_lookup_url: Option<url::Url>,
     /// The NanoMDM server the MDM commands go to, if any.
@@ -115,6 +118,7 @@ impl ServerConfig {
             data_dir: data_dir.into(),
             database_url: None,
             key_encryption_key: None,
+            public_url: None,
             badge_lookup_url: None,
             nanomdm_url: None,
             nanomdm_api_key: None,
@@ -419,6 +423,7 @@ pub fn open_state(config: &ServerConfig, clock: Clock) -> anyhow::Result<AppStat
         state.mdm = Some(std::sync::Arc::new(connector));
     }
     state.mdm_deadline_secs = config.mdm_deadline_secs;
+    state.public_url = config.public_url.as_ref().map(|u| u.as_str().into());
     state.retention = config.retention;
     state.offline_iterations = config.offline_iterations.max(1);
     state.metrics_token_hash = config

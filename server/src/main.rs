@@ -188,6 +188,11 @@ struct ServeArgs {
     /// the same on every replica. Prefer the environment variable.
     #[arg(long, env = "LANYARD_KEY_ENCRYPTION_KEY", hide_env_values = true)]
     key_encryption_key: Option<String>,
+    /// The URL phones and staff reach the server at, e.g. the load balancer's
+    /// `https://lanyard.stmary.org`, for enrollment links and QR codes [default: each
+    /// request's Host header].
+    #[arg(long, env = "LANYARD_PUBLIC_URL")]
+    public_url: Option<url::Url>,
     /// External badge lookup service: `GET {url}?id={badge}` answers `{"user": "alice"}`.
     #[arg(long, env = "LANYARD_BADGE_LOOKUP_URL")]
     badge_lookup_url: Option<url::Url>,
@@ -260,6 +265,7 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     let mut config = ServerConfig::new(addr, data_dir);
     config.database_url = args.database_url.or(file.database_url);
     config.key_encryption_key = args.key_encryption_key.or(file.key_encryption_key);
+    config.public_url = args.public_url.or(file.public_url);
     config.badge_lookup_url = args.badge_lookup_url.or(file.badge_lookup_url);
     config.nanomdm_url = args.nanomdm_url.or(file.nanomdm_url);
     config.nanomdm_api_key = args.nanomdm_api_key.or(file.nanomdm_api_key);

@@ -61,6 +61,9 @@ pub struct AppState<S> {
     pub mdm_deadline_secs: u64,
     /// Wake-ups: long-polls, cart waits, the engine and the mailer.
     pub notifier: Arc<dyn crate::notify::Notifier>,
+    /// The address phones and staff reach the server at, for links and QR codes
+    /// (`None`: taken from each request's Host header).
+    pub public_url: Option<Arc<str>>,
     /// This server process among the replicas of one database (random at start): the
     /// holder of the background jobs' leases it takes.
     pub instance: Arc<str>,
@@ -104,6 +107,7 @@ impl<S: Clone> Clone for AppState<S> {
             mdm_deadline_secs: self.mdm_deadline_secs,
             notifier: self.notifier.clone(),
             instance: self.instance.clone(),
+            public_url: self.public_url.clone(),
             smtp: self.smtp.clone(),
             offline_iterations: self.offline_iterations,
             offline: self.offline.clone(),
@@ -128,6 +132,7 @@ impl<S: Storage> AppState<S> {
             mdm_deadline_secs: crate::DEFAULT_MDM_DEADLINE_SECS,
             notifier: Arc::new(crate::notify::LocalNotifier::default()),
             instance: instance_id().into(),
+            public_url: None,
             smtp: None,
             offline_iterations: crate::offline::DEFAULT_ITERATIONS,
             offline: Arc::default(),

@@ -175,3 +175,20 @@ async fn a_cart_tap_on_one_replica_unlocks_a_phone_syncing_with_the_other() {
     b.stop().await.unwrap();
     a.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_load_balancer_links_name_the_public_url_not_the_replica() {
+    let server = TestServer::start_with(|c| {
+        c.public_url = Some("https://lanyard.stmary.example/".parse().unwrap());
+    })
+    .await
+    .unwrap();
+    let admin = server.admin().await;
+    let token = admin
+        .ok("/api/v1/enrollment-tokens", json!({"label": "t"}))
+        .await;
+    let invite: lanyard_agent::enrollment::EnrollmentInvite =
+        token["link"].as_str().unwrap().parse().unwrap();
+    assert_eq!(invite.server.as_str(), "https://lanyard.stmary.example/");
+    server.stop().await.unwrap();
+}

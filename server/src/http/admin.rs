@@ -204,8 +204,13 @@ pub struct EnrollmentTokenCreated {
     pub expires_at: Timestamp,
 }
 
-/// The server URL devices should use, from the Host header (https unless loopback).
-fn public_url(headers: &HeaderMap) -> Result<String, AppError> {
+/// The server URL devices should use: the configured public URL (behind a load
+/// balancer, every replica hands out the same address), else from the Host header
+/// (https unless loopback).
+fn public_url(configured: Option<&str>, headers: &HeaderMap) -> Result<String, AppError> {
+    if let Some(url) = configured {
+        return Ok(url.trim_end_matches('/').to_owned());
+    }
     let host = headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())
@@ -263,7 +268,7 @@ pub async fn create_enrollment_token<S: Storage>(
     st.storage
         .create_enrollment_token(record, caller.actor.clone(), now)
         .await?;
-    let server = public_url(&headers)?;
+    let server = public_url(st.public_url.as_deref(), &headers)?;
     let link = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("server", &server)
         .append_pair("token", &token)
