@@ -42,10 +42,14 @@ stop() {
 trap stop EXIT
 
 "${AS[@]}" "$BIN/initdb" -D "$DIR/data" -U lanyard --auth=trust --encoding=UTF8 --no-sync >/dev/null
-# Small and fast for tests: no fsync (the cluster is thrown away), room for the
-# connections of many servers at once.
-"${AS[@]}" "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/log" -w -t 60 start \
-    -o "-h 127.0.0.1 -p $PORT -k $DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" >/dev/null
+# Fast for tests: no fsync (the cluster is thrown away), room for the connections of
+# many servers at once. Benchmarks set LANYARD_PG_DURABLE=1 for a production-like
+# cluster (fsync and synchronous commit on, as PostgreSQL ships).
+OPTS="-h 127.0.0.1 -p $PORT -k $DIR -c max_connections=400"
+if [ "${LANYARD_PG_DURABLE:-0}" != "1" ]; then
+    OPTS="$OPTS -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+fi
+"${AS[@]}" "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/log" -w -t 60 start -o "$OPTS" >/dev/null
 
 export LANYARD_TEST_PG_URL="postgres://lanyard@127.0.0.1:$PORT/postgres"
 echo "==> PostgreSQL $("$BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PORT (throw-away, $DIR)"
