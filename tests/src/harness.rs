@@ -544,7 +544,12 @@ impl SmtpSink {
 
     /// Waits (up to 20 s) until at least `n` messages arrived; returns them all, raw.
     pub async fn messages(&self, n: usize) -> Vec<String> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        self.messages_within(n, Duration::from_secs(20)).await
+    }
+
+    /// Waits up to `limit` until at least `n` messages arrived; returns them all, raw.
+    pub async fn messages_within(&self, n: usize, limit: Duration) -> Vec<String> {
+        let deadline = std::time::Instant::now() + limit;
         loop {
             let mut files: Vec<_> = std::fs::read_dir(self.dir.path())
                 .unwrap()

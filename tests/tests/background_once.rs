@@ -140,3 +140,116 @@ async fn two_replicas_send_each_email_once() {
     assert_eq!(before, EMAILS, "every email sent once: {subjects:#?}");
     assert_eq!(subjects.len(), EMAILS, "no email twice");
 }
+
+/// The `lanyard-server` binary cargo built beside this test.
+fn server_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .unwrap()
+        .join("lanyard-server");
+    assert!(
+        bin.exists(),
+        "{} is built by `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_shift_hands_its_jobs_to_the_other() {
+    use std::io::BufRead;
+    if !lanyard_e2e::postgres_db::on_postgres() {
+        eprintln!("not applicable on SQLite: one file takes one server");
+        return;
+    }
+    let sink = SmtpSink::start().await;
+    let admin = std::env::var("LANYARD_TEST_PG_URL").unwrap();
+    let url = lanyard_e2e::postgres_db::create_database(admin)
+        .await
+        .unwrap();
+    // Replica A: its own process, started first, so it takes every job's lease.
+    let a_dir = tempfile::tempdir().unwrap();
+    let mut a = std::process::Command::new(server_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(a_dir.path().join("data"))
+        .args(["--smtp-url", &sink.url])
+        .env("LANYARD_DATABASE_URL", &url)
+        .env(
+            "LANYARD_KEY_ENCRYPTION_KEY",
+            lanyard_e2e::postgres_db::TEST_KEK,
+        )
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = a.stdout.take().unwrap();
+    let listening = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("listening on"))
+    });
+    assert!(listening.await.unwrap(), "replica A serves");
+    let mailer_leased = || {
+        lanyard_e2e::postgres_db::query_ints(
+            &url,
+            "SELECT COUNT(*) FROM job_lease WHERE job = ?1",
+            "mailer",
+        )
+        .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while mailer_leased() != [1] {
+        assert!(std::time::Instant::now() < deadline, "A took the mailer");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Replica B beside it, with an empty data directory of its own.
+    let b_dir = tempfile::tempdir().unwrap();
+    let mut config =
+        lanyard_server::ServerConfig::new(([127, 0, 0, 1], 0).into(), b_dir.path().join("data"));
+    config.database_url = Some(url.clone());
+    config.key_encryption_key = Some(lanyard_e2e::postgres_db::TEST_KEK.into());
+    config.smtp_url = Some(sink.url.clone());
+    config.offline_iterations = 1_000;
+    let b = EmbeddedServer::start(config.clone()).await.unwrap();
+
+    // A dies without a word (no stop, no lease released); the work keeps coming.
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let st = open_state(&config, system_clock()).unwrap();
+    for i in 0..3 {
+        st.storage
+            .enqueue_email(
+                NewEmail {
+                    run_id: None,
+                    to: vec![format!("manager{i}@stmary.example")],
+                    subject: format!("After the crash {i}"),
+                    body: "b".into(),
+                },
+                st.now(),
+            )
+            .await
+            .unwrap();
+        st.wake(lanyard_server::notify::MAILER);
+    }
+    // B takes the mailer over once A's lease runs out (15 s after A's last pass; B's
+    // mailer tries at least every 5 s).
+    sink.messages_within(3, std::time::Duration::from_secs(45))
+        .await;
+    b.stop().await.unwrap();
+    let mail = sink.messages(3).await;
+    let mut subjects: Vec<&str> = mail
+        .iter()
+        .filter_map(|m| {
+            m.lines()
+                .find(|l| l.starts_with("Subject: After the crash"))
+        })
+        .collect();
+    subjects.sort_unstable();
+    subjects.dedup();
+    assert_eq!(subjects.len(), 3, "every email, once, by B: {mail:#?}");
+    assert_eq!(mail.len(), 3, "none twice");
+}
