@@ -86,6 +86,16 @@ impl From<StorageError> for AppError {
             StorageError::NotFound(what) => AppError::NotFound(format!("{what} not found")),
             StorageError::Conflict(what) => AppError::Conflict(format!("{what} already exists")),
             StorageError::Rejected(why) => AppError::Unprocessable(why),
+            // The database is away (a PostgreSQL restart, a network cut): "try again",
+            // not a server bug.
+            StorageError::Unavailable(
+                e @ (crate::db::DbError::Connect(_)
+                | crate::db::DbError::WriterGone
+                | crate::db::DbError::Sql(crate::db::SqlError::Unreachable(_))),
+            ) => {
+                tracing::warn!(error = %e, "database unreachable");
+                AppError::Unavailable("the database cannot be reached; try again".into())
+            }
             StorageError::Unavailable(e) => AppError::Internal(anyhow::Error::new(e)),
             StorageError::Corrupt(e) => {
                 AppError::Internal(anyhow::anyhow!("stored data is unreadable: {e}"))

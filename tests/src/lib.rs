@@ -138,6 +138,25 @@ impl TestServer {
         Ok(copy)
     }
 
+    /// The server's key material, wherever it keeps it (the data directory's files, or
+    /// sealed in the PostgreSQL database).
+    pub async fn key_material(&self) -> Result<lanyard_server::keys::KeyMaterial, String> {
+        let dir = self.data_dir.path().join("data");
+        let Some(url) = self.database_url.clone() else {
+            return lanyard_server::keys::KeyMaterial::from_files(&dir)
+                .ok_or_else(|| "no key files".to_string());
+        };
+        tokio::task::spawn_blocking(move || {
+            let kek = lanyard_server::db::pg_keys::Kek::parse(postgres_db::TEST_KEK)
+                .map_err(|e| e.to_string())?;
+            let config = lanyard_server::db::pg::config(&url).map_err(|e| e.to_string())?;
+            lanyard_server::db::pg_keys::load_or_create(&config, &kek, &dir)
+                .map_err(|e| format!("{e:#}"))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
     /// The first row of `sql` (one text parameter, `?1`) as integers, read straight from
     /// the database whichever engine it is.
     pub fn query_ints(&self, sql: &str, param: &str) -> Result<Vec<i64>, String> {

@@ -257,3 +257,67 @@ async fn a_replica_given_another_key_encryption_key_does_not_start() {
     assert!(copy.len() > 1000);
     a.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_postgresql_drops_every_connection_requests_say_try_again_then_work() {
+    use serde_json::json;
+    if !lanyard_e2e::postgres_db::on_postgres() {
+        eprintln!("needs the PostgreSQL pass's cluster");
+        return;
+    }
+    let server = lanyard_e2e::TestServer::start().await.unwrap();
+    let admin = server.admin().await;
+    admin
+        .ok(
+            "/api/v1/users",
+            json!({"username": "before", "display_name": "Before"}),
+        )
+        .await;
+    // What a database restart or failover does to the server's connections.
+    let url = server.database_url.clone().unwrap();
+    let cluster = std::env::var("LANYARD_TEST_PG_URL").unwrap();
+    let dropped = tokio::task::spawn_blocking(move || {
+        let name = url.rsplit('/').next().unwrap().to_owned();
+        let mut c = postgres::Client::connect(&cluster, postgres::NoTls).unwrap();
+        c.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&name],
+        )
+        .unwrap()
+        .len()
+    })
+    .await
+    .unwrap();
+    assert!(
+        dropped >= 2,
+        "the writer's and the readers' connections: {dropped}"
+    );
+    // Each answer is a success or a clean "try again" — never a 500 — and the server
+    // reconnects by itself.
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        let (status, body) = admin
+            .post(
+                "/api/v1/users",
+                json!({"username": format!("after{i}"), "display_name": "After"}),
+            )
+            .await;
+        statuses.push(status);
+        assert!(status == 201 || status == 503, "{status} {body}");
+        if status == 503 {
+            assert_eq!(body["code"], "unavailable", "{body}");
+        }
+        let (status, body) = admin.get("/api/v1/users?limit=50").await;
+        assert!(status == 200 || status == 503, "{status} {body}");
+    }
+    assert!(
+        statuses.contains(&503),
+        "the dropped connections were noticed: {statuses:?}"
+    );
+    assert!(
+        statuses[statuses.len() - 3..].iter().all(|s| *s == 201),
+        "reconnected: {statuses:?}"
+    );
+    server.stop().await.unwrap();
+}

@@ -229,10 +229,9 @@ async fn each_phone_has_its_own_salt_and_a_database_copy_yields_no_badge_id() {
     // A copy of the database (file and WAL) holds no badge id, no phone's salt, no
     // entry a phone holds, and no site-salted hash (what the earlier design stored and
     // a copy let anyone crack).
-    let data = server.data_dir.path().join("data");
     let copy = server.database_copy().unwrap();
     assert!(copy.len() > 4096, "the database was read");
-    let site_salt = std::fs::read(data.join("offline-salt.bin")).unwrap();
+    let site_salt = server.key_material().await.unwrap().offline_salt;
     let contains = |needle: &[u8]| copy.windows(needle.len()).any(|w| w == needle);
     for badge in badges {
         assert!(!contains(badge.as_bytes()), "badge id in the database");

@@ -30,7 +30,7 @@ const STATEMENT_CACHE: usize = 512;
 type BoxError = Box<dyn StdError + Sync + Send>;
 
 /// Parses a `postgres://` URL (or key=value string).
-pub(crate) fn config(url: &str) -> Result<postgres::Config, DbError> {
+pub fn config(url: &str) -> Result<postgres::Config, DbError> {
     let mut config = postgres::Config::from_str(url)
         .map_err(|e| DbError::Connect(format!("invalid database URL: {e}")))?;
     if config.get_connect_timeout().is_none() {
@@ -87,6 +87,15 @@ impl Pooled for PgConn {
 }
 
 fn map_err(e: &postgres::Error) -> SqlError {
+    // Closed, refused, or ended by the server (a restart, a failover, an operator):
+    // connection exceptions (class 08) and operator intervention's shutdowns (57P0x).
+    let gone = e.code().is_some_and(|c| {
+        let c = c.code();
+        c.starts_with("08") || c.starts_with("57P0")
+    });
+    if e.is_closed() || gone {
+        return SqlError::Unreachable(e.to_string());
+    }
     match e.code() {
         Some(c) if *c == SqlState::UNIQUE_VIOLATION => SqlError::Unique(e.to_string()),
         Some(c)

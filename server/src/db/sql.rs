@@ -30,6 +30,10 @@ pub enum SqlError {
     /// deadlock): the whole transaction may be retried.
     #[error("transaction conflict, retry: {0}")]
     Retry(String),
+    /// The database server cannot be reached (the connection closed or was refused):
+    /// the request may succeed once it is back.
+    #[error("database unreachable: {0}")]
+    Unreachable(String),
     /// Anything else the engine reported (busy, I/O, constraint, syntax).
     #[error("{0}")]
     Engine(String),
