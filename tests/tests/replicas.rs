@@ -31,6 +31,19 @@ async fn second_replica(a: &TestServer) -> (EmbeddedServer, tempfile::TempDir) {
     (EmbeddedServer::start(config).await.unwrap(), dir)
 }
 
+/// Alice, with badge 0012345.
+async fn alice_with_badge(admin: &Admin) {
+    admin
+        .ok(
+            "/api/v1/users",
+            json!({"username": "alice", "display_name": "Alice"}),
+        )
+        .await;
+    admin
+        .ok("/api/v1/users/alice/badges", json!({"badge": "0012345"}))
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_check_in_on_one_replica_reaches_a_phone_long_polling_the_other() {
     if !lanyard_e2e::postgres_db::on_postgres() {
@@ -40,15 +53,7 @@ async fn a_check_in_on_one_replica_reaches_a_phone_long_polling_the_other() {
     let a = TestServer::start().await.unwrap();
     let (b, _b_dir) = second_replica(&a).await;
     let admin_a = a.admin().await;
-    admin_a
-        .ok(
-            "/api/v1/users",
-            json!({"username": "alice", "display_name": "Alice"}),
-        )
-        .await;
-    admin_a
-        .ok("/api/v1/users/alice/badges", json!({"badge": "0012345"}))
-        .await;
+    alice_with_badge(&admin_a).await;
     let token = admin_a
         .ok("/api/v1/enrollment-tokens", json!({"label": "t"}))
         .await;
@@ -107,15 +112,7 @@ async fn a_cart_tap_on_one_replica_unlocks_a_phone_syncing_with_the_other() {
             json!({"id": "cart-1", "name": "Cart 1", "ports": 10}),
         )
         .await;
-    admin_a
-        .ok(
-            "/api/v1/users",
-            json!({"username": "alice", "display_name": "Alice"}),
-        )
-        .await;
-    admin_a
-        .ok("/api/v1/users/alice/badges", json!({"badge": "0012345"}))
-        .await;
+    alice_with_badge(&admin_a).await;
     let token = admin_a
         .ok(
             "/api/v1/enrollment-tokens",

@@ -1,7 +1,6 @@
 //! [`CredentialStore`] on SQLite.
 
-#[allow(unused_imports)]
-use crate::db::sql::{Conn, OptionalExtension, Row, SqlError, params};
+use crate::db::sql::{Conn, OptionalExtension, Row, params};
 use lanyard_protocol::Timestamp;
 use serde_json::json;
 

@@ -1,7 +1,6 @@
 //! MDM command states on SQLite (the [`crate::storage::tx::Tx`] methods delegate here).
 
-#[allow(unused_imports)]
-use crate::db::sql::{Conn, OptionalExtension, Row, SqlError, params};
+use crate::db::sql::{Conn, OptionalExtension, Row, params};
 use lanyard_protocol::Timestamp;
 
 use crate::domain::mdm_commands::MdmState;

@@ -3,7 +3,6 @@
 //! `tx` the repository operations the domain runs inside one transaction; `offline` and
 //! `workflows` their stores.
 
-#[allow(unused_imports)]
 use crate::db::sql::{Conn, OptionalExtension, Row, SqlError, params};
 mod credentials;
 mod mdm;

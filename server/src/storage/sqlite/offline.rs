@@ -1,7 +1,6 @@
 //! [`OfflineStore`] on SQLite.
 
-#[allow(unused_imports)]
-use crate::db::sql::{Conn, OptionalExtension, Row, SqlError, params};
+use crate::db::sql::{OptionalExtension, params};
 use lanyard_protocol::UserRef;
 
 use super::SqliteStorage;

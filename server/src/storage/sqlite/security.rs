@@ -1,7 +1,6 @@
 //! [`SecurityStore`] on SQLite.
 
-#[allow(unused_imports)]
-use crate::db::sql::{Conn, OptionalExtension, Row, SqlError, params};
+use crate::db::sql::{Conn, OptionalExtension, params};
 use lanyard_protocol::Timestamp;
 
 use super::{SqliteStorage, page};

@@ -1,7 +1,6 @@
 //! [`Tx`] on SQLite: the statements the domain's transactions are made of.
 
-#[allow(unused_imports)]
-use crate::db::sql::{Conn, OptionalExtension, Row, SqlError, params};
+use crate::db::sql::{Conn, OptionalExtension, Row, params};
 use lanyard_protocol::events::Transition;
 use lanyard_protocol::{CommandId, EventRecord, Signed, Timestamp};
 

@@ -1,6 +1,5 @@
 //! [`WorkflowStore`] on SQLite.
 
-#[allow(unused_imports)]
 use crate::db::sql::{Conn, OptionalExtension, Row, SqlError, params};
 use lanyard_protocol::Timestamp;
 
