@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A run from a fresh clone gains nothing from incremental compilation, and its caches
+# (gigabytes for this workspace) are what filled CI's disk.
+export CARGO_INCREMENTAL=0
+
 # pytest, aiosmtpd, schemathesis, kotlinc, JNA, cargo-fuzz, PostgreSQL: installed only when
 # missing.
 bash scripts/install-test-deps.sh

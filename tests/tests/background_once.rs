@@ -48,6 +48,61 @@ async fn a_job_lease_has_one_holder_until_it_lapses_or_is_released() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_occurrence_fires_once_however_many_schedulers_see_it_due() {
+    let server = TestServer::start().await.unwrap();
+    let st = open_state(&server.config(), system_clock()).unwrap();
+    let fire = |occurrence: i64| {
+        st.storage.fire_schedule(
+            "nightly".into(),
+            "cart-4w".into(),
+            occurrence,
+            Vec::new(),
+            Timestamp(occurrence),
+        )
+    };
+    // Eight schedulers (a lease that lapsed under a slow pass, a replica with a stale
+    // view) record the same occurrence at once: one of them fires it.
+    let at_six = 1_000_000;
+    let mut schedulers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let st = st.clone();
+        schedulers.spawn(async move {
+            st.storage
+                .fire_schedule(
+                    "nightly".into(),
+                    "cart-4w".into(),
+                    at_six,
+                    Vec::new(),
+                    Timestamp(at_six),
+                )
+                .await
+        });
+    }
+    let fired = schedulers.join_all().await;
+    let fired = fired
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(Option::is_some);
+    assert_eq!(fired.count(), 1, "one scheduler fires 06:00");
+    assert_eq!(
+        st.storage
+            .schedule_fired("nightly".into(), "cart-4w".into())
+            .await
+            .unwrap(),
+        Some(at_six)
+    );
+    assert!(
+        fire(at_six - 1).await.unwrap().is_none(),
+        "nor an earlier one"
+    );
+    assert!(
+        fire(at_six + 86_400_000).await.unwrap().is_some(),
+        "the next day's fires"
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claimed_email_is_not_due_for_anyone_else_until_the_claim_lapses() {
     let server = TestServer::start().await.unwrap();
     let st = open_state(&server.config(), system_clock()).unwrap();
@@ -157,9 +212,59 @@ fn server_binary() -> std::path::PathBuf {
     bin
 }
 
+/// Replica A as a process of its own (so it can die by SIGKILL) on database `url`, with
+/// `env` added; returns once it listens.
+async fn replica_process(
+    url: &str,
+    env: &[(&str, &str)],
+) -> (std::process::Child, tempfile::TempDir) {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(server_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("LANYARD_DATABASE_URL", url)
+        .env(
+            "LANYARD_KEY_ENCRYPTION_KEY",
+            lanyard_e2e::postgres_db::TEST_KEK,
+        )
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let listening = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("listening on"))
+    });
+    assert!(listening.await.unwrap(), "replica A serves");
+    (child, dir)
+}
+
+/// Waits until someone holds `job`'s lease on database `url`.
+async fn leased_until_seen(url: &str, job: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let held = lanyard_e2e::postgres_db::query_ints(
+            url,
+            "SELECT COUNT(*) FROM job_lease WHERE job = ?1",
+            job,
+        )
+        .unwrap();
+        if held == [1] {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{job} never leased");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_shift_hands_its_jobs_to_the_other() {
-    use std::io::BufRead;
     if !lanyard_e2e::postgres_db::on_postgres() {
         eprintln!("not applicable on SQLite: one file takes one server");
         return;
@@ -170,42 +275,8 @@ async fn a_replica_killed_mid_shift_hands_its_jobs_to_the_other() {
         .await
         .unwrap();
     // Replica A: its own process, started first, so it takes every job's lease.
-    let a_dir = tempfile::tempdir().unwrap();
-    let mut a = std::process::Command::new(server_binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(a_dir.path().join("data"))
-        .args(["--smtp-url", &sink.url])
-        .env("LANYARD_DATABASE_URL", &url)
-        .env(
-            "LANYARD_KEY_ENCRYPTION_KEY",
-            lanyard_e2e::postgres_db::TEST_KEK,
-        )
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = a.stdout.take().unwrap();
-    let listening = tokio::task::spawn_blocking(move || {
-        std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .any(|l| l.contains("listening on"))
-    });
-    assert!(listening.await.unwrap(), "replica A serves");
-    let mailer_leased = || {
-        lanyard_e2e::postgres_db::query_ints(
-            &url,
-            "SELECT COUNT(*) FROM job_lease WHERE job = ?1",
-            "mailer",
-        )
-        .unwrap()
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while mailer_leased() != [1] {
-        assert!(std::time::Instant::now() < deadline, "A took the mailer");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let (mut a, _a_dir) = replica_process(&url, &[("LANYARD_SMTP_URL", &sink.url)]).await;
+    leased_until_seen(&url, "mailer").await;
     // Replica B beside it, with an empty data directory of its own.
     let b_dir = tempfile::tempdir().unwrap();
     let mut config =
@@ -252,4 +323,120 @@ async fn a_replica_killed_mid_shift_hands_its_jobs_to_the_other() {
     subjects.dedup();
     assert_eq!(subjects.len(), 3, "every email, once, by B: {mail:#?}");
     assert_eq!(mail.len(), 3, "none twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_in_the_middle_of_a_run_hands_the_run_to_the_other() {
+    use lanyard_e2e::harness::{Phone, fake_nanomdm, mdm_enrolled, mdm_report};
+    use serde_json::json;
+    use std::time::{Duration, Instant};
+    if !lanyard_e2e::postgres_db::on_postgres() {
+        eprintln!("not applicable on SQLite: one file takes one server");
+        return;
+    }
+    let (mdm_url, fake) = fake_nanomdm().await;
+    let admin_url = std::env::var("LANYARD_TEST_PG_URL").unwrap();
+    let url = lanyard_e2e::postgres_db::create_database(admin_url)
+        .await
+        .unwrap();
+    let mdm = [
+        ("LANYARD_NANOMDM_URL", mdm_url.as_str()),
+        ("LANYARD_NANOMDM_API_KEY", "mdm-key"),
+        ("LANYARD_NANOMDM_WEBHOOK_KEY", "hook-key"),
+    ];
+    // A holds the workflow engine; B serves the admin, the phone and the MDM's webhook.
+    let (mut a, _a_dir) = replica_process(&url, &mdm).await;
+    leased_until_seen(&url, "workflow_engine").await;
+    let b_dir = tempfile::tempdir().unwrap();
+    let mut config =
+        lanyard_server::ServerConfig::new(([127, 0, 0, 1], 0).into(), b_dir.path().join("data"));
+    config.database_url = Some(url.clone());
+    config.key_encryption_key = Some(lanyard_e2e::postgres_db::TEST_KEK.into());
+    config.nanomdm_url = Some(mdm_url.parse().unwrap());
+    config.nanomdm_api_key = Some("mdm-key".into());
+    config.nanomdm_webhook_key = Some("hook-key".into());
+    config.offline_iterations = 1_000;
+    let b = TestServer {
+        server: EmbeddedServer::start(config).await.unwrap(),
+        data_dir: b_dir,
+        database_url: Some(url.clone()),
+    };
+    let admin = b.admin().await;
+    admin
+        .ok(
+            "/api/v1/launchpads",
+            json!({"id": "cart-4w", "name": "4 West Cart 1", "ports": 10, "department": "4 West"}),
+        )
+        .await;
+    let token = admin
+        .ok(
+            "/api/v1/enrollment-tokens",
+            json!({"label": "4W", "launchpad_id": "cart-4w", "department": "4 West"}),
+        )
+        .await;
+    let mut phone = Phone::enroll(token["link"].as_str().unwrap()).await;
+    let (_, device) = admin.get(&format!("/api/v1/devices/{}", phone.id)).await;
+    let udid = device["udid"].as_str().unwrap().to_owned();
+    let serial = device["serial"].as_str().unwrap();
+    assert_eq!(mdm_enrolled(&admin.base, &udid, serial).await, 200);
+    admin
+        .ok(
+            "/api/v1/workflows",
+            json!({"name": "Restart Me", "model": "device_enrollment_program", "actions": [
+                {"type": "reboot"},
+                {"type": "set_attribute", "attribute": "Device Home", "value": "[Department]"}]}),
+        )
+        .await;
+    let deployed = admin
+        .ok(
+            "/api/v1/workflows/restart-me/deploy",
+            json!({"devices": [phone.id]}),
+        )
+        .await;
+    let run_id = deployed["runs"][0].as_i64().unwrap();
+    // A's engine starts the run: the RestartDevice reaches the MDM and the step, waiting
+    // on its answer, is stored.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let uuid = loop {
+        let (_, run) = admin.get(&format!("/api/v1/runs/{run_id}")).await;
+        if let Some(handle) = run["steps"][0]["handle"].as_str() {
+            break handle.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "A never started the run: {run:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let restarts = || {
+        fake.commands()
+            .into_iter()
+            .filter(|(_, kind)| kind == "RestartDevice")
+            .count()
+    };
+    assert_eq!(restarts(), 1);
+    // A dies mid-run without a word; the phone answers through B.
+    a.kill().unwrap();
+    a.wait().unwrap();
+    assert_eq!(
+        mdm_report(&admin.base, &udid, &uuid, "Acknowledged").await,
+        200
+    );
+    // B takes the engine over once A's lease lapses, and carries the run on from its
+    // second step.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let run = loop {
+        phone.sync_step().await;
+        let (_, run) = admin.get(&format!("/api/v1/runs/{run_id}")).await;
+        if run["state"] != "queued" && run["state"] != "running" {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "B never finished it: {run:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    assert_eq!(run["steps"][0]["handle"], uuid.as_str(), "the same command");
+    assert_eq!(run["steps"][1]["detail"], "Device Home = 4 West");
+    assert_eq!(restarts(), 1, "the phone was restarted once");
+    b.stop().await.unwrap();
 }

@@ -1,7 +1,8 @@
 //! A scheduled rule over the real server and real phones: seed 000's "Update iOS Ports
 //! 1-5" (daily at 06:00, cart-local) fires at 06:00 in the cart's Timezone, and only for
 //! the phones that are checked in, on ports 1–5, above 50% battery. The server runs on a
-//! clock set to a few seconds before 06:00 in Chicago; the phones share that clock.
+//! clock set to a few seconds before 06:00 in Chicago; the phones share that clock. On
+//! PostgreSQL a second replica runs beside it and the occurrence still fires once.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::sync::Arc;
@@ -37,10 +38,25 @@ async fn update_ios_ports_1_5_fires_at_six_cart_local_for_matching_phones_only()
         c.nanomdm_url = Some(mdm_url.parse().unwrap());
         c.nanomdm_api_key = Some("mdm-key".into());
         c.nanomdm_webhook_key = Some("hook-key".into());
-        c.clock = Some(ClockOverride(clock));
+        c.clock = Some(ClockOverride(clock.clone()));
     })
     .await
     .unwrap();
+    // On PostgreSQL a second replica runs beside it, on the same clock: its scheduler
+    // sees 06:00 come as well, and the occurrence still fires once.
+    let replica_dir = tempfile::tempdir().unwrap();
+    let replica = if lanyard_e2e::postgres_db::on_postgres() {
+        let mut config = server.config();
+        config.listen = ([127, 0, 0, 1], 0).into();
+        config.data_dir = replica_dir.path().join("data");
+        config.nanomdm_url = Some(mdm_url.parse().unwrap());
+        config.nanomdm_api_key = Some("mdm-key".into());
+        config.nanomdm_webhook_key = Some("hook-key".into());
+        config.clock = Some(ClockOverride(clock.clone()));
+        Some(lanyard_server::EmbeddedServer::start(config).await.unwrap())
+    } else {
+        None
+    };
     let admin = Admin {
         base: server.base_url(),
         token: server.token("admin").await.unwrap(),
@@ -306,5 +322,8 @@ async fn update_ios_ports_1_5_fires_at_six_cart_local_for_matching_phones_only()
         .filter(|r| r["origin"] == "schedule")
         .count();
     assert_eq!(again, 2);
+    if let Some(replica) = replica {
+        replica.stop().await.unwrap();
+    }
     server.stop().await.unwrap();
 }

@@ -156,7 +156,9 @@ pub trait WorkflowStore: Clone + Send + Sync + 'static {
         launchpad_id: String,
     ) -> impl Future<Output = Result<Option<i64>, StorageError>> + Send;
     /// Records that a schedule rule fired for a cart, with the runs it started, in one
-    /// transaction (so a restart neither repeats nor loses the occurrence).
+    /// transaction (so a restart neither repeats nor loses the occurrence). `None`, and
+    /// nothing written, when this occurrence (or a later one) already fired: two
+    /// schedulers that both saw it due start its runs once.
     fn fire_schedule(
         &self,
         rule_id: String,
@@ -164,7 +166,7 @@ pub trait WorkflowStore: Clone + Send + Sync + 'static {
         occurrence: i64,
         runs: Vec<NewRun>,
         now: Timestamp,
-    ) -> impl Future<Output = Result<Vec<i64>, StorageError>> + Send;
+    ) -> impl Future<Output = Result<Option<Vec<i64>>, StorageError>> + Send;
 
     /// The workflow, if any, whose active run keeps this phone out of service (an OS
     /// update or an erase under way).

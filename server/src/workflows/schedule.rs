@@ -148,10 +148,14 @@ pub async fn fire_due<S: Storage>(st: &AppState<S>) -> Result<usize, AppError> {
                     None => break,
                 }
             }
-            let ids = st
+            let Some(ids) = st
                 .storage
                 .fire_schedule(rule.id.clone(), cart.id.clone(), occurrence, runs, st.now())
-                .await?;
+                .await?
+            else {
+                // Another replica fired it since this pass looked.
+                continue;
+            };
             tracing::info!(rule = %rule.id, cart = %cart.id, runs = ids.len(), "schedule fired");
             created += ids.len();
         }

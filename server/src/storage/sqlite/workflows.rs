@@ -724,14 +724,18 @@ impl WorkflowStore for SqliteStorage {
         occurrence: i64,
         runs: Vec<NewRun>,
         now: Timestamp,
-    ) -> Result<Vec<i64>, StorageError> {
+    ) -> Result<Option<Vec<i64>>, StorageError> {
         self.write(move |tx| {
-            tx.execute(
+            let recorded = tx.execute(
                 "INSERT INTO schedule_fired (rule_id, launchpad_id, occurrence) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (rule_id, launchpad_id) DO UPDATE SET occurrence = excluded.occurrence",
+                 ON CONFLICT (rule_id, launchpad_id) DO UPDATE SET occurrence = excluded.occurrence
+                 WHERE schedule_fired.occurrence < excluded.occurrence",
                 params![rule_id, launchpad_id, occurrence],
             )?;
-            insert_runs(tx, runs, now.as_millis())
+            if recorded == 0 {
+                return Ok(None);
+            }
+            insert_runs(tx, runs, now.as_millis()).map(Some)
         })
         .await
     }
