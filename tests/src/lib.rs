@@ -3,6 +3,7 @@
 
 pub mod harness;
 pub mod postgres_db;
+pub mod replica;
 
 use lanyard_server::keys::{random_token, sha256};
 use lanyard_server::model::Role;

@@ -6,6 +6,7 @@
 
 use lanyard_e2e::TestServer;
 use lanyard_e2e::harness::SmtpSink;
+use lanyard_e2e::replica::ReplicaProcess;
 use lanyard_protocol::Timestamp;
 use lanyard_server::storage::{NewEmail, Storage, WorkflowStore};
 use lanyard_server::{EmbeddedServer, open_state, state::system_clock};
@@ -196,55 +197,6 @@ async fn two_replicas_send_each_email_once() {
     assert_eq!(subjects.len(), EMAILS, "no email twice");
 }
 
-/// The `lanyard-server` binary cargo built beside this test.
-fn server_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(std::path::Path::parent)
-        .unwrap()
-        .join("lanyard-server");
-    assert!(
-        bin.exists(),
-        "{} is built by `cargo test --workspace`",
-        bin.display()
-    );
-    bin
-}
-
-/// Replica A as a process of its own (so it can die by SIGKILL) on database `url`, with
-/// `env` added; returns once it listens.
-async fn replica_process(
-    url: &str,
-    env: &[(&str, &str)],
-) -> (std::process::Child, tempfile::TempDir) {
-    use std::io::BufRead;
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(server_binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .env("LANYARD_DATABASE_URL", url)
-        .env(
-            "LANYARD_KEY_ENCRYPTION_KEY",
-            lanyard_e2e::postgres_db::TEST_KEK,
-        )
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let listening = tokio::task::spawn_blocking(move || {
-        std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .any(|l| l.contains("listening on"))
-    });
-    assert!(listening.await.unwrap(), "replica A serves");
-    (child, dir)
-}
-
 /// Waits until someone holds `job`'s lease on database `url`.
 async fn leased_until_seen(url: &str, job: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -275,7 +227,7 @@ async fn a_replica_killed_mid_shift_hands_its_jobs_to_the_other() {
         .await
         .unwrap();
     // Replica A: its own process, started first, so it takes every job's lease.
-    let (mut a, _a_dir) = replica_process(&url, &[("LANYARD_SMTP_URL", &sink.url)]).await;
+    let mut a = ReplicaProcess::start(&url, &[("LANYARD_SMTP_URL", &sink.url)]).await;
     leased_until_seen(&url, "mailer").await;
     // Replica B beside it, with an empty data directory of its own.
     let b_dir = tempfile::tempdir().unwrap();
@@ -288,8 +240,7 @@ async fn a_replica_killed_mid_shift_hands_its_jobs_to_the_other() {
     let b = EmbeddedServer::start(config.clone()).await.unwrap();
 
     // A dies without a word (no stop, no lease released); the work keeps coming.
-    a.kill().unwrap();
-    a.wait().unwrap();
+    a.kill();
     let st = open_state(&config, system_clock()).unwrap();
     for i in 0..3 {
         st.storage
@@ -345,7 +296,7 @@ async fn a_replica_killed_in_the_middle_of_a_run_hands_the_run_to_the_other() {
         ("LANYARD_NANOMDM_WEBHOOK_KEY", "hook-key"),
     ];
     // A holds the workflow engine; B serves the admin, the phone and the MDM's webhook.
-    let (mut a, _a_dir) = replica_process(&url, &mdm).await;
+    let mut a = ReplicaProcess::start(&url, &mdm).await;
     leased_until_seen(&url, "workflow_engine").await;
     let b_dir = tempfile::tempdir().unwrap();
     let mut config =
@@ -416,8 +367,7 @@ async fn a_replica_killed_in_the_middle_of_a_run_hands_the_run_to_the_other() {
     };
     assert_eq!(restarts(), 1);
     // A dies mid-run without a word; the phone answers through B.
-    a.kill().unwrap();
-    a.wait().unwrap();
+    a.kill();
     assert_eq!(
         mdm_report(&admin.base, &udid, &uuid, "Acknowledged").await,
         200
