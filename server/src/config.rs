@@ -34,6 +34,8 @@ pub struct FileConfig {
     pub key_encryption_key: Option<String>,
     /// The URL phones and staff reach the server at (links, QR codes).
     pub public_url: Option<url::Url>,
+    /// Load balancers (addresses or CIDR blocks) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Option<Vec<String>>,
     /// External badge lookup service URL.
     pub badge_lookup_url: Option<url::Url>,
     /// `text` or `json`.

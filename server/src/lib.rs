@@ -66,6 +66,8 @@ pub struct ServerConfig {
     /// The URL phones and staff reach the server at (a load balancer's), used in
     /// enrollment links and QR codes; without it, each request's Host header.
     pub public_url: Option<url::Url>,
+    /// Proxies whose `X-Forwarded-For` is believed: the load balancer's addresses.
+    pub trusted_proxies: http::client_addr::TrustedProxies,
     /// External badge lookup service (`GET {url}?id={badge}` → `{"user": …}`), if any.
     pub badge_lookup_url: Option<url::Url>,
     /// The NanoMDM server the MDM commands go to, if any.
@@ -119,6 +121,7 @@ impl ServerConfig {
             database_url: None,
             key_encryption_key: None,
             public_url: None,
+            trusted_proxies: Default::default(),
             badge_lookup_url: None,
             nanomdm_url: None,
             nanomdm_api_key: None,
@@ -363,9 +366,29 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             std::time::Duration::from_secs(30),
         ))
-        // One span per request (method, path, status, latency); never the body or
-        // headers, which carry credentials.
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // One span per request (method, path, client; status and latency as it ends);
+        // never the query, the body or headers, which carry credentials.
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &axum::http::Request<axum::body::Body>| {
+                    let client = req
+                        .extensions()
+                        .get::<http::client_addr::ClientAddr>()
+                        .map(|c| c.0);
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        client = client.map(tracing::field::display),
+                    )
+                },
+            ),
+        )
+        // Outermost: who sent the request, before anything logs it.
+        .layer(axum::middleware::from_fn_with_state(
+            state.trusted_proxies.clone(),
+            http::client_addr::resolve,
+        ))
         .with_state(state)
 }
 
@@ -424,6 +447,7 @@ pub fn open_state(config: &ServerConfig, clock: Clock) -> anyhow::Result<AppStat
     }
     state.mdm_deadline_secs = config.mdm_deadline_secs;
     state.public_url = config.public_url.as_ref().map(|u| u.as_str().into());
+    state.trusted_proxies = config.trusted_proxies.clone();
     state.retention = config.retention;
     state.offline_iterations = config.offline_iterations.max(1);
     state.metrics_token_hash = config

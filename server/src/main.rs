@@ -193,6 +193,15 @@ struct ServeArgs {
     /// request's Host header].
     #[arg(long, env = "LANYARD_PUBLIC_URL")]
     public_url: Option<url::Url>,
+    /// A load balancer or reverse proxy (address or CIDR block, e.g. 10.0.0.0/8) whose
+    /// X-Forwarded-For names the client in logs; repeat, or comma-separate in the
+    /// environment [default: none, every client is its connection's peer].
+    #[arg(
+        long = "trusted-proxy",
+        env = "LANYARD_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<String>,
     /// External badge lookup service: `GET {url}?id={badge}` answers `{"user": "alice"}`.
     #[arg(long, env = "LANYARD_BADGE_LOOKUP_URL")]
     badge_lookup_url: Option<url::Url>,
@@ -266,6 +275,12 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     config.database_url = args.database_url.or(file.database_url);
     config.key_encryption_key = args.key_encryption_key.or(file.key_encryption_key);
     config.public_url = args.public_url.or(file.public_url);
+    let trusted = if args.trusted_proxies.is_empty() {
+        file.trusted_proxies.unwrap_or_default()
+    } else {
+        args.trusted_proxies
+    };
+    config.trusted_proxies = lanyard_server::http::client_addr::TrustedProxies::parse(&trusted)?;
     config.badge_lookup_url = args.badge_lookup_url.or(file.badge_lookup_url);
     config.nanomdm_url = args.nanomdm_url.or(file.nanomdm_url);
     config.nanomdm_api_key = args.nanomdm_api_key.or(file.nanomdm_api_key);

@@ -64,6 +64,8 @@ pub struct AppState<S> {
     /// The address phones and staff reach the server at, for links and QR codes
     /// (`None`: taken from each request's Host header).
     pub public_url: Option<Arc<str>>,
+    /// Proxies (the load balancer) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: crate::http::client_addr::TrustedProxies,
     /// This server process among the replicas of one database (random at start): the
     /// holder of the background jobs' leases it takes.
     pub instance: Arc<str>,
@@ -108,6 +110,7 @@ impl<S: Clone> Clone for AppState<S> {
             notifier: self.notifier.clone(),
             instance: self.instance.clone(),
             public_url: self.public_url.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
             smtp: self.smtp.clone(),
             offline_iterations: self.offline_iterations,
             offline: self.offline.clone(),
@@ -133,6 +136,7 @@ impl<S: Storage> AppState<S> {
             notifier: Arc::new(crate::notify::LocalNotifier::default()),
             instance: instance_id().into(),
             public_url: None,
+            trusted_proxies: Default::default(),
             smtp: None,
             offline_iterations: crate::offline::DEFAULT_ITERATIONS,
             offline: Arc::default(),

@@ -1,4 +1,4 @@
-//! The binary's other commands as an operator uses them: `demo` and `import`.
+//! The binary as an operator uses it: `demo`, `import`, and `serve` behind a proxy.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::io::{BufRead, BufReader};
@@ -191,4 +191,76 @@ fn import_is_all_or_nothing_and_names_every_bad_row() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("timezone"));
+}
+
+/// `serve` with `trusted_proxies`: behind a trusted load balancer the log names the
+/// client its X-Forwarded-For gives; from any other peer the header is ignored.
+#[tokio::test]
+async fn the_log_names_the_client_behind_a_trusted_proxy_and_ignores_anyone_elses_header() {
+    // The test connects from loopback: trusted in the first run, not in the second.
+    for (trusted, expected) in [
+        ("127.0.0.1", "client=192.0.2.7"),
+        ("10.0.0.0/8", "client=127.0.0.1"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Child(
+            bin()
+                .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+                .arg(dir.path().join("d"))
+                .args(["--trusted-proxy", trusted])
+                .env("RUST_LOG", "info,tower_http=debug")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let stdout = child.0.stdout.take().unwrap();
+        let url = tokio::task::spawn_blocking(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .find_map(|l| {
+                    l.strip_prefix("lanyard-server listening on ")
+                        .map(str::to_owned)
+                })
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let r = client()
+            .get(format!("{url}/healthz"))
+            .header("x-forwarded-for", "203.0.113.50, 192.0.2.7")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let stderr = child.0.stderr.take().unwrap();
+        let line = tokio::task::spawn_blocking(move || {
+            BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+                .find(|l| l.contains("path=/healthz") && l.contains("finished processing"))
+        });
+        // (On a timeout the child is killed as the test fails, which ends the reader.)
+        let line = tokio::time::timeout(std::time::Duration::from_secs(20), line)
+            .await
+            .expect("the request was logged")
+            .unwrap()
+            .unwrap();
+        assert!(line.contains(expected), "trusting {trusted}: {line}");
+    }
+}
+
+#[test]
+fn a_trusted_proxy_that_is_not_an_address_stops_the_server_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("d"))
+        .args(["--trusted-proxy", "lb.stmary.example"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lb.stmary.example"), "{err}");
 }

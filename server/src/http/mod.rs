@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod attributes;
+pub mod client_addr;
 pub mod credentials;
 pub mod device;
 pub mod launchpad;

@@ -99,7 +99,11 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone().into_service::<hyper::body::Incoming>());
+        // The peer goes with each request, for [`super::client_addr`].
+        let service = TowerToHyperService::new(tower_http::add_extension::AddExtension::new(
+            app.clone().into_service::<hyper::body::Incoming>(),
+            axum::extract::ConnectInfo(peer),
+        ));
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
