@@ -238,8 +238,8 @@ struct ServeArgs {
     /// A token `/metrics` then requires as `Authorization: Bearer <token>` (open without).
     #[arg(long, env = "LANYARD_METRICS_TOKEN", hide_env_values = true)]
     metrics_token: Option<String>,
-    /// Open HTTP connections at most; more are answered 503 [default: 900, below the
-    /// common 1,024 file limit].
+    /// Open HTTP connections at most; more are answered 503 (each phone's long-poll holds
+    /// one) [default: the open-file limit, raised to its hard maximum, less 128].
     #[arg(long, env = "LANYARD_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
     /// Seconds a client has to send a request's headers; also how long a keep-alive
@@ -301,6 +301,8 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     if let Some(n) = args.max_connections.or(file.max_connections) {
         anyhow::ensure!(n >= 1, "--max-connections must be at least 1");
         config.limits.max_connections = n;
+    } else if let Some(n) = lanyard_server::http::serve::Limits::connections_the_fd_limit_allows() {
+        config.limits.max_connections = n;
     }
     if let Some(secs) = args.header_timeout_secs.or(file.header_timeout_secs) {
         anyhow::ensure!(secs >= 1, "--header-timeout-secs must be at least 1");
@@ -325,7 +327,7 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
             println!("{line}");
         }
     }
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), max_connections = config.limits.max_connections, "serving");
     server.serve(listener, shutdown).await
 }
 

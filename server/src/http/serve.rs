@@ -27,6 +27,33 @@ pub struct Limits {
     pub header_timeout: Duration,
 }
 
+/// Descriptors kept back from the connection cap: the database and its WAL, the read
+/// pool, outgoing connections (MDM, SMTP, PostgreSQL), the listener, logs.
+const RESERVED_FDS: u64 = 128;
+
+impl Limits {
+    /// The connection cap this process's descriptor limit allows, after raising the soft
+    /// limit to the hard one (as Go's runtime and nginx's `worker_rlimit_nofile` do):
+    /// every held long-poll is a connection, so a fleet of phones needs thousands. `None`
+    /// when the limit cannot be read or is unlimited (the default then stands).
+    pub fn connections_the_fd_limit_allows() -> Option<usize> {
+        use rustix::process::{Resource, getrlimit, setrlimit};
+        let mut limit = getrlimit(Resource::Nofile);
+        if limit.maximum != limit.current {
+            let raised = rustix::process::Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            };
+            if setrlimit(Resource::Nofile, raised).is_ok() {
+                limit = raised;
+            }
+        }
+        let soft = limit.current?;
+        let cap = soft.saturating_sub(RESERVED_FDS).max(64);
+        usize::try_from(cap).ok()
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
