@@ -56,6 +56,15 @@ struct Args {
     /// Soak: each phone syncs this often.
     #[arg(long, default_value_t = 60)]
     sync_interval_secs: u64,
+    /// Soak: phones long-poll as real ones do, each holding a connection while it has
+    /// nothing to send (instead of syncing once per interval); the interval then only
+    /// spreads their start.
+    #[arg(long)]
+    long_poll: bool,
+    /// Soak: server processes on one database, phones and taps spread over them (more
+    /// than one needs LANYARD_DATABASE_URL, passed on to the servers).
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
     /// Soak: cart taps in the burst.
     #[arg(long, default_value_t = 500)]
     burst_taps: usize,
@@ -139,6 +148,8 @@ async fn main() -> anyhow::Result<()> {
             burst_taps: args.burst_taps,
             burst_secs: args.burst_secs,
             concurrency: args.concurrency,
+            long_poll: args.long_poll,
+            replicas: args.replicas,
         })
         .await?;
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -303,7 +314,7 @@ async fn enroll(
         let stats = stats.clone();
         set.spawn(async move {
             let _permit = gate.acquire().await?;
-            let mut phone = SimPhone::enroll(i, transport, &invite, now, cart, &cart_id).await?;
+            let mut phone = SimPhone::enroll(i, transport, &invite, now, cart, &cart_id, 0).await?;
             phone.drain(now, &stats).await?;
             anyhow::Ok(phone)
         });

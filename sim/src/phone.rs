@@ -42,6 +42,7 @@ impl SimPhone {
         now: Timestamp,
         cart: (usize, u32),
         cart_id: &str,
+        long_poll_secs: u32,
     ) -> anyhow::Result<SimPhone> {
         let (mut agent, _) = Agent::open(Store::open_in_memory()?, now)?;
         let info = DeviceInfo {
@@ -53,8 +54,9 @@ impl SimPhone {
         };
         let secrets = MemorySecretStore::default();
         let (credential, _) = enroll(&transport, invite, info, &secrets, &mut agent, now).await?;
+        // With nothing to send, a real phone's sync waits up to this long for a command.
         let config = SyncConfig {
-            long_poll_secs: 0,
+            long_poll_secs,
             ..SyncConfig::default()
         };
         let id = credential.device_id.to_string();

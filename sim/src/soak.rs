@@ -40,12 +40,16 @@ pub struct Soak {
     pub burst_secs: u64,
     /// Most exchanges in flight.
     pub concurrency: usize,
+    /// Phones long-poll as real ones do (each holds a connection while it has nothing
+    /// to send) instead of syncing once per interval.
+    pub long_poll: bool,
+    /// Server processes on one database (more than one needs `LANYARD_DATABASE_URL`).
+    pub replicas: usize,
 }
 
 struct Server {
     child: Child,
     base: String,
-    token: String,
     _dir: tempfile::TempDir,
 }
 
@@ -56,12 +60,18 @@ impl Drop for Server {
     }
 }
 
-fn start_server(bin: &str) -> anyhow::Result<Server> {
-    let dir = tempfile::tempdir()?;
-    let data = dir.path().join("data");
+/// Starts `replicas` servers (each with a data directory of its own; the database, when
+/// `LANYARD_DATABASE_URL` names one, is shared) and creates an admin token.
+fn start_servers(bin: &str, replicas: usize) -> anyhow::Result<(Vec<Server>, String)> {
+    if replicas > 1 && std::env::var_os("LANYARD_DATABASE_URL").is_none() {
+        bail!("--replicas {replicas} needs LANYARD_DATABASE_URL (one SQLite file, one server)");
+    }
+    let servers = (0..replicas.max(1))
+        .map(|_| start_server(bin))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let out = Command::new(bin)
         .args(["token", "create", "--role", "admin", "--data-dir"])
-        .arg(&data)
+        .arg(servers[0]._dir.path().join("data"))
         .output()
         .with_context(|| format!("running {bin}"))?;
     if !out.status.success() {
@@ -71,6 +81,12 @@ fn start_server(bin: &str) -> anyhow::Result<Server> {
         );
     }
     let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    Ok((servers, token))
+}
+
+fn start_server(bin: &str) -> anyhow::Result<Server> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
     let mut child = Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
@@ -91,7 +107,6 @@ fn start_server(bin: &str) -> anyhow::Result<Server> {
     Ok(Server {
         child,
         base,
-        token,
         _dir: dir,
     })
 }
@@ -124,19 +139,33 @@ fn now() -> Timestamp {
     )
 }
 
+fn cpu_all(pids: &[u32]) -> f64 {
+    pids.iter().map(|p| cpu_secs(*p)).sum()
+}
+
+fn rss_all(pids: &[u32]) -> f64 {
+    pids.iter().map(|p| rss_mib(*p)).sum()
+}
+
+type Phones = Arc<Vec<Arc<Mutex<SimPhone>>>>;
+
 /// Runs the soak and the burst; returns the summary.
 pub async fn run(cfg: Soak) -> anyhow::Result<Value> {
-    let server = start_server(&cfg.server_bin)?;
-    let pid = server.child.id();
+    let (servers, token) = start_servers(&cfg.server_bin, cfg.replicas)?;
+    let pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()?;
-    let admin = Admin::new(server.base.clone(), server.token.clone(), http);
+    // Taps and phones are spread over the replicas, as a load balancer would.
+    let admins: Vec<Admin> = servers
+        .iter()
+        .map(|s| Admin::new(s.base.clone(), token.clone(), http.clone()))
+        .collect();
     let run = "soak";
     let carts = cfg.devices.div_ceil(cfg.ports as usize);
     let setup = Instant::now();
     let site = site::create(
-        &admin,
+        &admins[0],
         run,
         carts,
         cfg.ports,
@@ -147,13 +176,22 @@ pub async fn run(cfg: Soak) -> anyhow::Result<Value> {
     .await?;
     let stats = Arc::new(Stats::default());
     let invite: EnrollmentInvite = site.link.parse()?;
-    let transport = HttpTransport::new(invite.server.clone(), Duration::from_secs(60))?;
+    let transports = servers
+        .iter()
+        .map(|s| {
+            Ok(HttpTransport::new(
+                s.base.parse()?,
+                Duration::from_secs(60),
+            )?)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let long_poll_secs = if cfg.long_poll { LONG_POLL_SECS } else { 0 };
     let gate = Arc::new(Semaphore::new(cfg.concurrency));
     let mut set = JoinSet::new();
     for i in 0..cfg.devices {
         let (invite, transport, gate, stats) = (
             invite.clone(),
-            transport.clone(),
+            transports[i % transports.len()].clone(),
             gate.clone(),
             stats.clone(),
         );
@@ -161,7 +199,9 @@ pub async fn run(cfg: Soak) -> anyhow::Result<Value> {
         let cart_id = site.carts[cart.0].clone();
         set.spawn(async move {
             let _permit = gate.acquire().await?;
-            let mut p = SimPhone::enroll(i, transport, &invite, now(), cart, &cart_id).await?;
+            let mut p =
+                SimPhone::enroll(i, transport, &invite, now(), cart, &cart_id, long_poll_secs)
+                    .await?;
             p.drain(now(), &stats).await?;
             anyhow::Ok(p)
         });
@@ -173,7 +213,7 @@ pub async fn run(cfg: Soak) -> anyhow::Result<Value> {
     phones.sort_by_key(|p| p.idx);
     let by_id: std::collections::HashMap<String, usize> =
         phones.iter().map(|p| (p.id.clone(), p.idx)).collect();
-    let phones: Arc<Vec<Arc<Mutex<SimPhone>>>> = Arc::new(
+    let phones: Phones = Arc::new(
         phones
             .into_iter()
             .map(|p| Arc::new(Mutex::new(p)))
@@ -183,76 +223,59 @@ pub async fn run(cfg: Soak) -> anyhow::Result<Value> {
     // Setup syncs are not part of the measurement.
     let stats = Arc::new(Stats::default());
 
-    // Steady state: every phone syncs once per interval, spread evenly.
     let stop = Arc::new(AtomicBool::new(false));
     let syncs = Arc::new(AtomicU64::new(0));
-    let syncer = {
-        let (phones, gate, stats, stop, syncs) = (
-            phones.clone(),
-            gate.clone(),
-            stats.clone(),
-            stop.clone(),
-            syncs.clone(),
-        );
-        let interval = Duration::from_secs(cfg.sync_interval_secs.max(1));
-        tokio::spawn(async move {
-            let n = phones.len();
-            let started = Instant::now();
-            let mut round = 0u64;
-            let mut tasks = JoinSet::new();
-            'outer: loop {
-                for i in 0..n {
-                    if stop.load(Ordering::Relaxed) {
-                        break 'outer;
-                    }
-                    let due = interval.mul_f64(round as f64 + i as f64 / n as f64);
-                    if let Some(wait) = due.checked_sub(started.elapsed()) {
-                        tokio::time::sleep(wait).await;
-                    }
-                    let (phone, gate, task_stats, syncs) = (
-                        phones[i].clone(),
-                        gate.clone(),
-                        stats.clone(),
-                        syncs.clone(),
-                    );
-                    tasks.spawn(async move {
-                        let _permit = gate.acquire().await?;
-                        let mut p = phone.lock().await;
-                        let t = now();
-                        p.charge_until(t)?;
-                        p.tick(t)?;
-                        p.sync(t, &task_stats).await?;
-                        syncs.fetch_add(1, Ordering::Relaxed);
-                        anyhow::Ok(())
-                    });
-                    while let Some(done) = tasks.try_join_next() {
-                        if let Err(e) = done.map_err(anyhow::Error::from).and_then(|r| r) {
-                            stats.error(format!("sync task: {e:#}"));
-                        }
-                    }
-                }
-                round += 1;
-            }
-            while let Some(done) = tasks.join_next().await {
-                if let Err(e) = done.map_err(anyhow::Error::from).and_then(|r| r) {
-                    stats.error(format!("sync task: {e:#}"));
-                }
-            }
-        })
+    let held = Arc::new(AtomicU64::new(0));
+    // When each phone last unlocked (long-poll mode: the phone's own loop sees it).
+    let unlocked: Arc<Vec<tokio::sync::watch::Sender<Option<Instant>>>> = Arc::new(
+        (0..cfg.devices)
+            .map(|_| tokio::sync::watch::Sender::new(None))
+            .collect(),
+    );
+    let syncer = if cfg.long_poll {
+        long_polls(
+            &phones,
+            &stats,
+            &stop,
+            &syncs,
+            &held,
+            &unlocked,
+            Duration::from_secs(cfg.sync_interval_secs.max(1)),
+        )
+    } else {
+        periodic_syncs(
+            &phones,
+            &gate,
+            &stats,
+            &stop,
+            &syncs,
+            Duration::from_secs(cfg.sync_interval_secs.max(1)),
+        )
     };
-    let cpu0 = cpu_secs(pid);
+    if cfg.long_poll {
+        // The soak starts once (nearly) every phone holds its long-poll.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while held.load(Ordering::Relaxed) < (cfg.devices as u64) * 95 / 100
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let cpu0 = cpu_all(&pids);
     let syncs0 = syncs.load(Ordering::Relaxed);
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(cfg.soak_secs)).await;
     let soak_elapsed = t0.elapsed().as_secs_f64();
     let soak_syncs = syncs.load(Ordering::Relaxed) - syncs0;
-    let soak_cpu = cpu_secs(pid) - cpu0;
-    let soak_rss = rss_mib(pid);
+    let soak_cpu = cpu_all(&pids) - cpu0;
+    let soak_rss = rss_all(&pids);
+    let held_at_soak_end = held.load(Ordering::Relaxed);
     let soak_sync = stats.summary(json!({}))["sync_latency"].clone();
 
     // The burst: taps spread evenly over the window at the carts, while syncs go on.
     let burst = Arc::new(Stats::default());
-    let cpu1 = cpu_secs(pid);
+    let cpu1 = cpu_all(&pids);
+    let syncs1 = syncs.load(Ordering::Relaxed);
     let t1 = Instant::now();
     let mut taps = JoinSet::new();
     for u in 0..cfg.burst_taps {
@@ -260,11 +283,17 @@ pub async fn run(cfg: Soak) -> anyhow::Result<Value> {
         if let Some(wait) = at.checked_sub(t1.elapsed()) {
             tokio::time::sleep(wait).await;
         }
-        let (admin, phones, burst, stats) =
-            (admin.clone(), phones.clone(), burst.clone(), stats.clone());
+        let (admin, phones, burst, stats, unlocked) = (
+            admins[u % admins.len()].clone(),
+            phones.clone(),
+            burst.clone(),
+            stats.clone(),
+            unlocked.clone(),
+        );
         let reader = site.readers[u % carts].clone();
         let badge = site::badge(run, u);
         let by_id = by_id.clone();
+        let long_poll = cfg.long_poll;
         taps.spawn(async move {
             burst.cart_taps.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
@@ -273,8 +302,25 @@ pub async fn run(cfg: Soak) -> anyhow::Result<Value> {
             let Some(idx) = answer["device_id"].as_str().and_then(|d| by_id.get(d)) else {
                 return anyhow::Ok(());
             };
+            if long_poll {
+                // The phone's held long-poll brings the grant: its own loop unlocks it.
+                let mut seen = unlocked[*idx].subscribe();
+                let waited = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    seen.wait_for(|t| t.is_some_and(|t| t >= started)),
+                )
+                .await;
+                match waited {
+                    Ok(Ok(t)) => {
+                        let at = (*t).unwrap_or(started);
+                        burst.unlocked_after(at.duration_since(started));
+                    }
+                    _ => burst.error(format!("granted phone {idx} did not unlock in 10 s")),
+                }
+                return anyhow::Ok(());
+            }
             let mut p = phones[*idx].lock().await;
-            // The docked phone is long-polling: it syncs as soon as the grant exists.
+            // Without long-polls the phone syncs as soon as the tap is answered.
             p.drain(now(), &stats).await?;
             if p.unlocked(now()) {
                 burst.unlocked_after(started.elapsed());
@@ -292,17 +338,29 @@ pub async fn run(cfg: Soak) -> anyhow::Result<Value> {
         }
     }
     let burst_elapsed = t1.elapsed().as_secs_f64();
-    let burst_cpu = cpu_secs(pid) - cpu1;
+    let burst_cpu = cpu_all(&pids) - cpu1;
+    let burst_syncs = syncs.load(Ordering::Relaxed) - syncs1;
+    let held_after_burst = held.load(Ordering::Relaxed);
+    let rss_after_burst = rss_all(&pids);
     stop.store(true, Ordering::Relaxed);
-    syncer.await?;
+    // Long-polls end by themselves within their wait; the summary does not wait for them.
+    if !cfg.long_poll {
+        syncer.await?;
+    } else {
+        syncer.abort();
+    }
     let burst_summary = burst.summary(json!({}));
     let all = stats.summary(json!({}));
     Ok(json!({
-        "mode": "soak",
+        "mode": if cfg.long_poll { "soak, long-polling phones" } else { "soak" },
+        "replicas": servers.len(),
         "devices": cfg.devices,
         "carts": carts,
         "setup_secs": setup_secs,
-        "sync_interval_secs": cfg.sync_interval_secs,
+        "sync_interval_secs": if cfg.long_poll { json!(null) } else { json!(cfg.sync_interval_secs) },
+        "long_poll_secs": long_poll_secs,
+        "long_polls_held_at_soak_end": held_at_soak_end,
+        "long_polls_held_after_burst": held_after_burst,
         "soak_secs": soak_elapsed,
         "soak_syncs": soak_syncs,
         "syncs_per_sec": soak_syncs as f64 / soak_elapsed,
@@ -315,8 +373,140 @@ pub async fn run(cfg: Soak) -> anyhow::Result<Value> {
         "burst_beeps": burst_summary["grants_by_beep_code"],
         "tap_to_unlock": burst_summary["tap_to_unlock"],
         "burst_server_cpu_secs": burst_cpu,
-        "server_rss_mib_after_burst": rss_mib(pid),
+        "burst_syncs": burst_syncs,
+        "server_rss_mib_after_burst": rss_after_burst,
         "errors": all["errors"].as_u64().unwrap_or(0) + burst_summary["errors"].as_u64().unwrap_or(0),
         "first_errors": [all["first_errors"].clone(), burst_summary["first_errors"].clone()],
     }))
+}
+
+/// How long a phone's sync waits for a command when it has nothing to send (the
+/// agent's default).
+const LONG_POLL_SECS: u32 = 25;
+
+/// Every phone syncs once per `interval`, spread evenly.
+fn periodic_syncs(
+    phones: &Phones,
+    gate: &Arc<Semaphore>,
+    stats: &Arc<Stats>,
+    stop: &Arc<AtomicBool>,
+    syncs: &Arc<AtomicU64>,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let (phones, gate, stats, stop, syncs) = (
+        phones.clone(),
+        gate.clone(),
+        stats.clone(),
+        stop.clone(),
+        syncs.clone(),
+    );
+    tokio::spawn(async move {
+        let n = phones.len();
+        let started = Instant::now();
+        let mut round = 0u64;
+        let mut tasks = JoinSet::new();
+        'outer: loop {
+            for i in 0..n {
+                if stop.load(Ordering::Relaxed) {
+                    break 'outer;
+                }
+                let due = interval.mul_f64(round as f64 + i as f64 / n as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+                let (phone, gate, task_stats, syncs) = (
+                    phones[i].clone(),
+                    gate.clone(),
+                    stats.clone(),
+                    syncs.clone(),
+                );
+                tasks.spawn(async move {
+                    let _permit = gate.acquire().await?;
+                    let mut p = phone.lock().await;
+                    let t = now();
+                    p.charge_until(t)?;
+                    p.tick(t)?;
+                    p.sync(t, &task_stats).await?;
+                    syncs.fetch_add(1, Ordering::Relaxed);
+                    anyhow::Ok(())
+                });
+                while let Some(done) = tasks.try_join_next() {
+                    if let Err(e) = done.map_err(anyhow::Error::from).and_then(|r| r) {
+                        stats.error(format!("sync task: {e:#}"));
+                    }
+                }
+            }
+            round += 1;
+        }
+        while let Some(done) = tasks.join_next().await {
+            if let Err(e) = done.map_err(anyhow::Error::from).and_then(|r| r) {
+                stats.error(format!("sync task: {e:#}"));
+            }
+        }
+    })
+}
+
+/// Every phone in a loop of its own, as the app runs: sync (holding a long-poll when
+/// there is nothing to send), unlock and leave the cart when a grant arrives. Phones
+/// start spread over `spread` so they do not all connect at once.
+fn long_polls(
+    phones: &Phones,
+    stats: &Arc<Stats>,
+    stop: &Arc<AtomicBool>,
+    syncs: &Arc<AtomicU64>,
+    held: &Arc<AtomicU64>,
+    unlocked: &Arc<Vec<tokio::sync::watch::Sender<Option<Instant>>>>,
+    spread: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let (phones, stats, stop, syncs, held, unlocked) = (
+        phones.clone(),
+        stats.clone(),
+        stop.clone(),
+        syncs.clone(),
+        held.clone(),
+        unlocked.clone(),
+    );
+    tokio::spawn(async move {
+        let n = phones.len();
+        let mut tasks = JoinSet::new();
+        for i in 0..n {
+            let (phone, stats, stop, syncs, held, unlocked) = (
+                phones[i].clone(),
+                stats.clone(),
+                stop.clone(),
+                syncs.clone(),
+                held.clone(),
+                unlocked.clone(),
+            );
+            let start = spread.mul_f64(i as f64 / n as f64);
+            tasks.spawn(async move {
+                tokio::time::sleep(start).await;
+                let mut p = phone.lock().await;
+                while !stop.load(Ordering::Relaxed) {
+                    let waits = p.outbox_len() == 0;
+                    if waits {
+                        held.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let synced = p.sync(now(), &stats).await;
+                    if waits {
+                        held.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    syncs.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = synced {
+                        stats.error(format!("sync {}: {e:#}", p.id));
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                    // A grant unlocked the docked phone: the clinician takes it.
+                    if p.cart.is_some() && p.unlocked(now()) {
+                        unlocked[i].send_replace(Some(Instant::now()));
+                        if let Err(e) = p.undock(now()) {
+                            stats.error(format!("undock {}: {e:#}", p.id));
+                        }
+                    }
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    })
 }
