@@ -375,7 +375,10 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
                         .extensions()
                         .get::<http::client_addr::ClientAddr>()
                         .map(|c| c.0);
+                    // Its own target, so a filter can keep it (`lanyard_server::request=info`)
+                    // while quieting the rest.
                     tracing::info_span!(
+                        target: "lanyard_server::request",
                         "request",
                         method = %req.method(),
                         path = %req.uri().path(),

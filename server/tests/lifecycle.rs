@@ -32,7 +32,10 @@ fn start(data: &std::path::Path) -> Server {
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         // Each request's start is logged: the test waits on it instead of sleeping.
-        .env("RUST_LOG", "warn,tower_http=debug")
+        .env(
+            "RUST_LOG",
+            "warn,lanyard_server::request=info,tower_http=debug",
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
