@@ -38,7 +38,8 @@ bash scripts/with-postgres.sh bash -c '
     n=$((n + 1))
     psql -q "$LANYARD_TEST_PG_URL" -c "create database bench$n"
     echo "==> $label" >&2
-    echo "$label: $(LANYARD_DATABASE_URL=${LANYARD_TEST_PG_URL%/postgres}/bench$n \
+    # Over TLS, verified against the throw-away cluster's CA, as a site should run.
+    echo "$label: $(LANYARD_DATABASE_URL="${LANYARD_TEST_PG_URL%/postgres}/bench$n?sslmode=verify-full&sslrootcert=$LANYARD_TEST_PG_CA" \
       "$SIM" --server-bin "$SERVER" --replicas "$replicas" "$@" | tail -1)"
   }
   pg "postgresql, 1 replica, $DEVICES phones" 1 --devices "$DEVICES" "${SOAK[@]}"

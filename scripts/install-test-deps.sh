@@ -8,6 +8,8 @@
 #   - cargo-fuzz (crates.io) and a nightly toolchain: the short fuzz runs
 #   - postgresql (Debian): the server binaries the suite's throw-away cluster runs
 #     (scripts/with-postgres.sh; no system service is used)
+#   - openssl (Debian, the command-line tool only): makes that cluster's throw-away TLS
+#     certificates (the servers use rustls, never OpenSSL)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +51,11 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     echo "==> installing postgresql (the suite's throw-away PostgreSQL cluster)"
     # Debian's package may start a system cluster of its own; the suite never uses it.
     apt_install postgresql
+fi
+
+if ! command -v openssl >/dev/null 2>&1; then
+    echo "==> installing openssl (the tool that makes the test cluster's TLS certificates)"
+    apt_install openssl
 fi
 
 if [ ! -f /usr/share/java/jna.jar ]; then

@@ -25,7 +25,9 @@ pub async fn fresh_database() -> Result<Option<String>, String> {
     create_database(admin).await.map(Some)
 }
 
-/// Creates a uniquely named database in the cluster at `admin` and returns its URL.
+/// Creates a uniquely named database in the cluster at `admin` and returns its URL —
+/// with `sslmode=verify-full` against the cluster's CA when it offers TLS
+/// (`LANYARD_TEST_PG_CA`), so every server of the suite reaches it over verified TLS.
 pub async fn create_database(admin: String) -> Result<String, String> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let name = format!(
@@ -38,7 +40,10 @@ pub async fn create_database(admin: String) -> Result<String, String> {
             .rsplit_once('/')
             .map(|(b, _)| b)
             .ok_or_else(|| format!("not a database URL: {admin}"))?;
-        format!("{base}/{name}")
+        match std::env::var("LANYARD_TEST_PG_CA") {
+            Ok(ca) => format!("{base}/{name}?sslmode=verify-full&sslrootcert={ca}"),
+            Err(_) => format!("{base}/{name}"),
+        }
     };
     // The client runs a runtime of its own: off the async threads.
     tokio::task::spawn_blocking(move || {
@@ -93,9 +98,15 @@ pub fn dump(url: &str) -> Result<Vec<u8>, String> {
     Ok(copy)
 }
 
+/// `url` without its query (the TLS parameters only the server understands), for the
+/// tests' own plain connections on loopback.
+pub fn plain(url: &str) -> String {
+    url.split_once('?').map_or(url, |(u, _)| u).to_owned()
+}
+
 /// The first row of `sql` (one text parameter) as integers.
 pub fn query_ints(url: &str, sql: &str, param: &str) -> Result<Vec<i64>, String> {
-    let (url, sql, param) = (url.to_owned(), sql.to_owned(), param.to_owned());
+    let (url, sql, param) = (plain(url), sql.to_owned(), param.to_owned());
     // The client runs a runtime of its own: on a plain thread.
     std::thread::spawn(move || {
         let mut client = postgres::Client::connect(&url, postgres::NoTls)

@@ -47,7 +47,8 @@ fn postgres_schema(url: &str) -> Schema {
     let url = url.to_owned();
     std::thread::spawn(move || {
         lanyard_server::db::migrate_postgres(&url).unwrap();
-        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let plain = lanyard_e2e::postgres_db::plain(&url);
+        let mut client = postgres::Client::connect(&plain, postgres::NoTls).unwrap();
         let rows = client
             .query(
                 "SELECT table_name::text, column_name::text, data_type::text, is_nullable::text
@@ -277,7 +278,11 @@ async fn when_postgresql_drops_every_connection_requests_say_try_again_then_work
     let url = server.database_url.clone().unwrap();
     let cluster = std::env::var("LANYARD_TEST_PG_URL").unwrap();
     let dropped = tokio::task::spawn_blocking(move || {
-        let name = url.rsplit('/').next().unwrap().to_owned();
+        let name = lanyard_e2e::postgres_db::plain(&url)
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
         let mut c = postgres::Client::connect(&cluster, postgres::NoTls).unwrap();
         c.query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
@@ -320,4 +325,67 @@ async fn when_postgresql_drops_every_connection_requests_say_try_again_then_work
         "reconnected: {statuses:?}"
     );
     server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_reach_postgresql_over_tls_they_verify() {
+    if !lanyard_e2e::postgres_db::on_postgres() {
+        eprintln!("needs the PostgreSQL pass's cluster");
+        return;
+    }
+    let Ok(ca) = std::env::var("LANYARD_TEST_PG_CA") else {
+        panic!("scripts/with-postgres.sh starts the cluster with TLS");
+    };
+    // The suite's servers are given `sslmode=verify-full&sslrootcert=<the cluster's CA>`.
+    let a = lanyard_e2e::TestServer::start().await.unwrap();
+    let url = a.database_url.clone().unwrap();
+    assert!(url.contains("sslmode=verify-full"), "{url}");
+    let db = lanyard_e2e::postgres_db::plain(&url)
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let encrypted = lanyard_e2e::postgres_db::query_ints(
+        &url,
+        "SELECT COUNT(*) FILTER (WHERE s.ssl), COUNT(*) FILTER (WHERE NOT s.ssl)
+         FROM pg_stat_activity a JOIN pg_stat_ssl s ON s.pid = a.pid
+         WHERE a.datname = ?1 AND a.application_name = 'lanyard-server'",
+        &db,
+    )
+    .unwrap();
+    assert!(encrypted[0] >= 1, "the server's connections: {encrypted:?}");
+    assert_eq!(encrypted[1], 0, "none in plain text: {encrypted:?}");
+
+    // A replica that does not trust the database's certificate does not connect, and
+    // says why.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = a.config();
+    config.listen = ([127, 0, 0, 1], 0).into();
+    config.data_dir = dir.path().join("data");
+    config.database_url = Some(format!(
+        "{}?sslmode=verify-full",
+        lanyard_e2e::postgres_db::plain(&url)
+    ));
+    let refused = lanyard_server::EmbeddedServer::start(config.clone()).await;
+    let message = format!("{:#}", refused.err().expect("refused"));
+    assert!(message.contains("certificate"), "{message}");
+    // Nor does one given a CA file that is not one.
+    let bogus = dir.path().join("not-a-ca.pem");
+    std::fs::write(&bogus, "hello").unwrap();
+    config.database_url = Some(format!(
+        "{}?sslmode=require&sslrootcert={}",
+        lanyard_e2e::postgres_db::plain(&url),
+        bogus.display()
+    ));
+    let refused = lanyard_server::EmbeddedServer::start(config.clone()).await;
+    let message = format!("{:#}", refused.err().expect("refused"));
+    assert!(message.contains("not-a-ca.pem"), "{message}");
+    // With the CA, a second replica starts.
+    config.database_url = Some(format!(
+        "{}?sslmode=verify-full&sslrootcert={ca}",
+        lanyard_e2e::postgres_db::plain(&url)
+    ));
+    let b = lanyard_server::EmbeddedServer::start(config).await.unwrap();
+    b.stop().await.unwrap();
+    a.stop().await.unwrap();
 }

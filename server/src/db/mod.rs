@@ -17,6 +17,7 @@ pub mod pg;
 pub mod pg_keys;
 pub mod pg_migrations;
 pub mod pg_notify;
+pub mod pg_target;
 pub mod sql;
 mod sqlite_conn;
 

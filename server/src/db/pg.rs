@@ -5,13 +5,11 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::error::Error as StdError;
-use std::str::FromStr;
-use std::time::Duration;
 
 use bytes::BytesMut;
 use postgres::error::SqlState;
 use postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, Statement};
 
 use super::sql::{Conn, Engine, Result, Row, SqlError, Value};
 use super::{DbError, Pooled};
@@ -29,25 +27,14 @@ const STATEMENT_CACHE: usize = 512;
 
 type BoxError = Box<dyn StdError + Sync + Send>;
 
-/// Parses a `postgres://` URL (or key=value string).
-pub fn config(url: &str) -> Result<postgres::Config, DbError> {
-    let mut config = postgres::Config::from_str(url)
-        .map_err(|e| DbError::Connect(format!("invalid database URL: {e}")))?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(10));
-    }
-    if config.get_application_name().is_none() {
-        config.application_name("lanyard-server");
-    }
-    Ok(config)
-}
+pub use super::pg_target::{PgTarget, config};
 
 /// Opens one connection. Runs its own small runtime, so it must be called off the
 /// async threads (the writer thread, a blocking task or a plain thread).
-pub(crate) fn connect(config: &postgres::Config) -> Result<Box<dyn Pooled>, DbError> {
-    let client = config
-        .connect(NoTls)
-        .map_err(|e| DbError::Connect(e.to_string()))?;
+pub(crate) fn connect(target: &PgTarget) -> Result<Box<dyn Pooled>, DbError> {
+    let client = target
+        .connect()
+        .map_err(|e| DbError::Connect(super::pg_target::describe(&e)))?;
     Ok(Box::new(PgConn {
         client: RefCell::new(Some(client)),
         statements: RefCell::new(HashMap::new()),

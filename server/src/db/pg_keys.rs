@@ -67,7 +67,7 @@ impl Kek {
 
 /// The keys stored in the database, storing them first if none are.
 pub fn load_or_create(
-    config: &postgres::Config,
+    config: &super::pg::PgTarget,
     kek: &Kek,
     data_dir: &Path,
 ) -> anyhow::Result<KeyMaterial> {

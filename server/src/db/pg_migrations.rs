@@ -384,7 +384,7 @@ pub fn current(conn: &dyn Conn) -> Result<i64, DbError> {
 
 /// Brings the database to [`latest`], once even when several replicas start together
 /// (they wait on one advisory lock, then find the work done).
-pub fn migrate(config: &postgres::Config) -> Result<i64, DbError> {
+pub fn migrate(config: &super::pg::PgTarget) -> Result<i64, DbError> {
     let config = config.clone();
     // Connections run their own runtime: keep them off any async thread.
     std::thread::scope(|s| {

@@ -35,7 +35,7 @@ pub struct PgNotifier {
 
 impl PgNotifier {
     /// Starts the sender and listener threads on `config`'s database.
-    pub fn start(config: postgres::Config) -> Result<PgNotifier, super::DbError> {
+    pub fn start(config: super::pg::PgTarget) -> Result<PgNotifier, super::DbError> {
         let local = Arc::new(LocalNotifier::default());
         let origin = crate::keys::hex(
             &crate::keys::random_bytes(8)
@@ -86,7 +86,7 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(200u64.saturating_mul(1 << attempt.min(5)))
 }
 
-fn send_loop(config: &postgres::Config, rx: &Receiver<String>) {
+fn send_loop(config: &super::pg::PgTarget, rx: &Receiver<String>) {
     let mut client: Option<postgres::Client> = None;
     let mut failures = 0u32;
     while let Ok(first) = rx.recv() {
@@ -102,8 +102,11 @@ fn send_loop(config: &postgres::Config, rx: &Receiver<String>) {
         loop {
             if client.as_ref().is_none_or(postgres::Client::is_closed) {
                 client = config
-                    .connect(postgres::NoTls)
-                    .map_err(|e| tracing::warn!(error = %e, "wake-up sender cannot connect"))
+                    .connect()
+                    .map_err(|e| {
+                        let error = super::pg_target::describe(&e);
+                        tracing::warn!(%error, "wake-up sender cannot connect");
+                    })
                     .ok();
             }
             let Some(c) = client.as_mut() else {
@@ -141,15 +144,16 @@ fn send_loop(config: &postgres::Config, rx: &Receiver<String>) {
 /// How often the listener checks whether its server is still there.
 const LISTEN_TICK: Duration = Duration::from_secs(1);
 
-fn listen_loop(config: &postgres::Config, local: &std::sync::Weak<LocalNotifier>, origin: &str) {
+fn listen_loop(config: &super::pg::PgTarget, local: &std::sync::Weak<LocalNotifier>, origin: &str) {
     let mut attempt = 0u32;
     let mut connected_before = false;
     while local.strong_count() > 0 {
-        let mut client = match config.connect(postgres::NoTls) {
+        let mut client = match config.connect() {
             Ok(c) => c,
             Err(e) => {
                 attempt += 1;
-                tracing::warn!(error = %e, "wake-up listener cannot connect");
+                let error = super::pg_target::describe(&e);
+                tracing::warn!(%error, "wake-up listener cannot connect");
                 std::thread::sleep(backoff(attempt));
                 continue;
             }
