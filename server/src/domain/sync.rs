@@ -31,6 +31,39 @@ pub struct SyncApplied {
     pub passcode_clear_requested: bool,
 }
 
+/// How stale a phone's recorded contact may get before an empty sync records it again.
+/// Contact only has to be as fine as what reads it: a port is held for 15 minutes
+/// ([`claims::PORT_HOLD_MS`]) and the console shows minutes.
+pub(crate) const CONTACT_EVERY_MS: i64 = 60_000;
+
+impl SyncApplied {
+    /// What an empty sync that changed nothing comes to.
+    pub(crate) fn nothing(acked_seq: u64) -> SyncApplied {
+        SyncApplied {
+            acked_seq,
+            commands: Vec::new(),
+            transitions: Vec::new(),
+            freed: Vec::new(),
+            passcode_clear_requested: false,
+        }
+    }
+}
+
+/// Whether a sync with no records and no handled commands, from `device` as read when
+/// its credential was checked, may be answered without a write transaction: the phone is
+/// in service, rests on no grant, nothing waits for it (`outstanding`: commands not
+/// yet acknowledged), and its contact was recorded within [`CONTACT_EVERY_MS`]. Each
+/// held long-poll re-arms this way, so an idle fleet costs reads, not writes. A command
+/// queued after the read wakes the long-poll, which then takes it in a write.
+pub(crate) fn quiet(device: &crate::model::Device, outstanding: bool, now: Timestamp) -> bool {
+    device.admin_state.is_none()
+        && device.status != DeviceStatus::CheckoutPending
+        && !outstanding
+        && device
+            .last_contact
+            .is_some_and(|t| (0..CONTACT_EVERY_MS).contains(&(now.as_millis() - t)))
+}
+
 /// Applies one sync of `device_id`, in the caller's transaction.
 pub fn apply(
     tx: &dyn Tx,

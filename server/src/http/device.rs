@@ -164,10 +164,24 @@ pub async fn sync<S: Storage>(
             .as_ref()
             .map(|p| p.user.username.clone()),
     };
-    let applied = st
-        .storage
-        .transact(move |tx| crate::domain::sync::apply(tx, &device_id, events, &handled, &cx, now))
-        .await?;
+    // An empty re-poll of an idle phone is answered from reads alone.
+    let quiet = !had_events
+        && !had_handled
+        && crate::domain::sync::quiet(&device, false, now)
+        && crate::domain::sync::quiet(
+            &device,
+            st.storage.commands_outstanding(device.id.clone()).await?,
+            now,
+        );
+    let applied = if quiet {
+        crate::domain::sync::SyncApplied::nothing(device.last_seq)
+    } else {
+        st.storage
+            .transact(move |tx| {
+                crate::domain::sync::apply(tx, &device_id, events, &handled, &cx, now)
+            })
+            .await?
+    };
     if had_events {
         // A cart waiting on this phone's grant may be free now (unplugged or lapsed).
         if let Some(cart) = &device.last_launchpad {

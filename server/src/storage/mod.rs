@@ -452,6 +452,12 @@ pub trait Storage:
         actor: Option<String>,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// Whether a device has commands not yet acknowledged (pending or delivered), read
+    /// without a write transaction.
+    fn commands_outstanding(
+        &self,
+        device_id: String,
+    ) -> impl Future<Output = Result<bool, StorageError>> + Send;
     /// Undelivered and unacknowledged commands for a device, marked delivered; expired
     /// ones are marked expired and left out.
     fn take_commands(

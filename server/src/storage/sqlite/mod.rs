@@ -180,6 +180,15 @@ pub(super) fn page<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String)
 
 /// Undelivered and unacknowledged commands for a device, marked delivered; expired ones
 /// marked expired and left out. The common case (nothing queued) is one indexed read.
+/// Whether `device_id` has commands not yet acknowledged.
+pub(super) fn outstanding_commands(c: &dyn Conn, device_id: &str) -> Result<bool, StorageError> {
+    Ok(c.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM command WHERE device_id = ?1
+           AND state IN ('pending', 'delivered'))",
+    )?
+    .query_row([device_id], |r| r.get(0))?)
+}
+
 pub(super) fn take_commands(
     tx: &dyn Conn,
     device_id: &str,
@@ -1140,6 +1149,11 @@ impl Storage for SqliteStorage {
             Ok(())
         })
         .await
+    }
+
+    async fn commands_outstanding(&self, device_id: String) -> Result<bool, StorageError> {
+        self.read(move |c| outstanding_commands(c, &device_id))
+            .await
     }
 
     async fn take_commands(

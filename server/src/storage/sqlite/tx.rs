@@ -482,13 +482,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn has_outstanding_commands(&self, device_id: &str) -> Result<bool, StorageError> {
-        Ok(self
-            .0
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM command WHERE device_id = ?1
-                   AND state IN ('pending', 'delivered'))",
-            )?
-            .query_row([device_id], |r| r.get(0))?)
+        super::outstanding_commands(self.0, device_id)
     }
 
     fn attempt_window(&self, key: &str) -> Result<Option<(Timestamp, u32)>, StorageError> {
