@@ -288,6 +288,7 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
             "/api/v1/security-events",
             get(http::logs::security_events::<S>),
         )
+        .route("/api/v1/cart-taps", get(http::logs::cart_taps::<S>))
         .route(
             "/api/v1/devices/{id}/activity",
             get(http::logs::activity::<S>),

@@ -235,6 +235,33 @@ pub struct SecurityEvent {
     pub seq: Option<u64>,
 }
 
+/// A badge tapped at a cart's reader and what the cart answered.
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CartTapRecord {
+    /// Tap id (increasing).
+    pub id: i64,
+    /// When (ms since epoch).
+    pub at: i64,
+    /// The cart.
+    pub launchpad_id: String,
+    /// Whose badge it was (absent when the badge was not found).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The beep code the reader played (1 granted; 2, 3, 4 refused).
+    pub beep: u8,
+    /// Stable reason: `granted`, `badge_not_found`, `lookup_unavailable`,
+    /// `too_many_unknown_badges`, `user_has_device`, `cart_busy`, `no_device`.
+    pub reason: String,
+    /// The phone granted, or (`cart_busy`) the phone the cart waits to see taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// That phone's port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
+    /// What the cart said, and why.
+    pub detail: String,
+}
+
 /// What a custom attribute is attached to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

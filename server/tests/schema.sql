@@ -1,4 +1,4 @@
--- schema version 25
+-- schema version 26
 -- index attempt_window_start
 CREATE INDEX attempt_window_start ON attempt_window (window_start);
 -- index audit_log_target
@@ -7,6 +7,10 @@ CREATE INDEX audit_log_target ON audit_log (target_kind, target_id);
 CREATE INDEX automation_rule_order ON automation_rule (trigger_kind, position);
 -- index badge_user
 CREATE INDEX badge_user ON badge (username);
+-- index cart_tap_at
+CREATE INDEX cart_tap_at ON cart_tap (at);
+-- index cart_tap_launchpad
+CREATE INDEX cart_tap_launchpad ON cart_tap (launchpad_id, id);
 -- index command_device_state
 CREATE INDEX command_device_state ON command (device_id, state);
 -- index command_grant
@@ -142,6 +146,18 @@ CREATE TABLE badge (
         username    TEXT    NOT NULL REFERENCES app_user (username) ON DELETE CASCADE,
         created_at  INTEGER NOT NULL
     , offline_sealed BLOB);
+-- table cart_tap
+CREATE TABLE cart_tap (
+        id           INTEGER PRIMARY KEY,
+        at           INTEGER NOT NULL,
+        launchpad_id TEXT    NOT NULL,
+        username     TEXT,
+        beep         INTEGER NOT NULL,
+        reason       TEXT    NOT NULL,
+        device_id    TEXT,
+        port         INTEGER,
+        detail       TEXT    NOT NULL
+    );
 -- table command
 CREATE TABLE "command" (
         id          TEXT    PRIMARY KEY,

@@ -479,8 +479,11 @@ async fn cart_tap(
     rng: &mut fastrand::Rng,
 ) -> anyhow::Result<Option<(usize, usize)>> {
     ctx.stats.cart_taps.fetch_add(1, Ordering::Relaxed);
-    let started = Instant::now();
-    let answer = match ctx.admin.cart_tap(&ctx.site.readers[cart], badge).await {
+    let (answer, started) = match ctx
+        .admin
+        .cart_tap_until_served(&ctx.site.readers[cart], badge)
+        .await
+    {
         Ok(a) => a,
         Err(e) => {
             ctx.stats.error(format!("cart tap: {e:#}"));

@@ -71,6 +71,28 @@ impl Admin {
         }
         Ok(v)
     }
+
+    /// A badge tapped at a cart, tapped again while the cart says it is busy (it
+    /// answers at once with the port whose phone must be taken first), as a clinician
+    /// waiting behind a colleague does; at most 30 s. Returns the last answer and when
+    /// its tap began (tap-to-unlock is timed from the tap that was served).
+    pub async fn cart_tap_until_served(
+        &self,
+        credential: &str,
+        badge: &str,
+    ) -> anyhow::Result<(Value, std::time::Instant)> {
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            let started = std::time::Instant::now();
+            let answer = self.cart_tap(credential, badge).await?;
+            if answer["reason"] != "cart_busy" || waited >= std::time::Duration::from_secs(30) {
+                return Ok((answer, started));
+            }
+            let pause = std::time::Duration::from_millis(50);
+            tokio::time::sleep(pause).await;
+            waited += pause;
+        }
+    }
 }
 
 /// A server started in this process, on the simulation's clock.

@@ -296,8 +296,7 @@ pub async fn run(cfg: Soak) -> anyhow::Result<Value> {
         let long_poll = cfg.long_poll;
         taps.spawn(async move {
             burst.cart_taps.fetch_add(1, Ordering::Relaxed);
-            let started = Instant::now();
-            let answer = admin.cart_tap(&reader, &badge).await?;
+            let (answer, started) = admin.cart_tap_until_served(&reader, &badge).await?;
             burst.beep(answer["beep"].as_u64().unwrap_or(0));
             let Some(idx) = answer["device_id"].as_str().and_then(|d| by_id.get(d)) else {
                 return anyhow::Ok(());

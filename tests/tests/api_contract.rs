@@ -799,6 +799,7 @@ async fn the_openapi_document_describes_every_route_with_resolvable_schemas() {
         ("post", "/webhooks/nanomdm"),
         ("get", "/api/v1/audit"),
         ("get", "/api/v1/audit.csv"),
+        ("get", "/api/v1/cart-taps"),
         ("post", "/device/v1/enroll"),
         ("post", "/device/v1/sync"),
         ("post", "/device/v1/authorize"),

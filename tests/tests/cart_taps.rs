@@ -1,7 +1,8 @@
 //! Badge taps at a cart's reader, over HTTP: beep codes 1–4, the best phone chosen
 //! (highest battery above the minimum, then lowest port), the grant reaching the phone,
-//! a second tap waiting until the first phone is unplugged, and the external badge
-//! lookup service (a small local HTTP fake).
+//! a second tap answered at once while the first phone waits to be unplugged, the cart
+//! tap log with every answer's reason, and the external badge lookup service (a small
+//! local HTTP fake).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::time::Duration;
@@ -213,22 +214,41 @@ async fn cart_taps_choose_grant_wait_and_beep() {
     assert!(started.elapsed() < Duration::from_secs(5));
 
     // Bob (known only to the lookup service) taps while port 4 still waits to be
-    // unplugged: his tap waits, and completes once alice takes her phone.
+    // unplugged: the cart answers at once — wait, port 4 first — and flashes port 4.
     let started = std::time::Instant::now();
-    let (bob, ()) = tokio::join!(cart.tap("ext-777"), async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        p4.agent.handle(Event::Undocked, now()).unwrap();
-        p4.sync().await;
-    });
-    assert_eq!(
-        (bob["beep"].as_u64(), bob["port"].as_u64()),
-        (Some(1), Some(7)),
-        "{bob}"
-    );
+    let busy = cart.tap("ext-777").await;
     assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "released by the unplug, not the 60 s window ({:?})",
-        started.elapsed()
+        started.elapsed() < Duration::from_secs(5),
+        "answered at once"
+    );
+    assert_eq!(
+        (
+            busy["beep"].as_u64(),
+            busy["reason"].as_str(),
+            busy["port"].as_u64()
+        ),
+        (Some(3), Some("cart_busy"), Some(4)),
+        "{busy}"
+    );
+    assert!(busy["device_id"].is_null(), "{busy}");
+    let retry = busy["retry_after_secs"].as_u64().unwrap();
+    assert!((1..=70).contains(&retry), "{busy}");
+    assert!(
+        busy["message"].as_str().unwrap().contains("port 4"),
+        "{busy}"
+    );
+    // Alice takes her phone; Bob taps again and gets port 7.
+    p4.agent.handle(Event::Undocked, now()).unwrap();
+    p4.sync().await;
+    let bob = cart.tap("ext-777").await;
+    assert_eq!(
+        (
+            bob["beep"].as_u64(),
+            bob["port"].as_u64(),
+            bob["reason"].as_str()
+        ),
+        (Some(1), Some(7), Some("granted")),
+        "{bob}"
     );
     assert_eq!(p4.agent.locker().status(), DeviceStatus::CheckedOut);
     p7.sync().await;
@@ -236,9 +256,76 @@ async fn cart_taps_choose_grant_wait_and_beep() {
     p7.agent.handle(Event::Undocked, now()).unwrap();
     p7.sync().await;
 
-    // Carol: only the 10 % phone is left, below the minimum: no device (beep 3).
+    // Carol: only the 10 % phone is left, below the minimum: no device (beep 3), and the
+    // answer says why.
     let answer = cart.tap("c-1").await;
     assert_eq!(answer["beep"], 3, "{answer}");
+    assert_eq!(answer["reason"], "no_device", "{answer}");
+    assert_eq!(
+        answer["message"],
+        "no phone available: 1 docked (1 blocked by a compliance rule (such as low battery or a passcode not cleared))",
+        "{answer}"
+    );
+
+    // Every tap is in the cart tap log, newest first, with its reason; filters work.
+    let get = |path: String| {
+        let req = http.get(format!("{base}{path}")).bearer_auth(&admin_token);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, log) = get("/api/v1/cart-taps?launchpad_id=cart-1".into()).await;
+    assert_eq!(status, 200, "{log}");
+    let reasons: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "no_device",
+            "granted",
+            "cart_busy",
+            "user_has_device",
+            "granted",
+            "lookup_unavailable",
+            "badge_not_found",
+            "badge_not_found",
+        ],
+        "{log}"
+    );
+    assert!(
+        !log.to_string().contains("0012345") && !log.to_string().contains("ext-777"),
+        "badge ids are never logged"
+    );
+    let (_, refused) = get("/api/v1/cart-taps?refused=true&username=bob".into()).await;
+    let refused = refused["items"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["reason"], "cart_busy");
+    assert_eq!(
+        refused[0]["device_id"],
+        p4.id.as_str(),
+        "the phone the cart waited on"
+    );
+    assert_eq!(refused[0]["port"], 4);
+    let (_, granted) = get("/api/v1/cart-taps?refused=false&limit=1".into()).await;
+    assert_eq!(granted["items"][0]["username"], "bob", "{granted}");
+    assert!(granted["next_cursor"].is_string(), "{granted}");
+    let (_, future) = get(format!(
+        "/api/v1/cart-taps?since={}",
+        now().as_millis() + 60_000
+    ))
+    .await;
+    assert_eq!(future["items"].as_array().unwrap().len(), 0, "{future}");
+    let (status, bad) = get("/api/v1/cart-taps?since=10&until=5".into()).await;
+    assert_eq!(
+        (status, bad["code"].as_str()),
+        (400, Some("invalid_field")),
+        "{bad}"
+    );
 
     // A reader without a valid credential is refused with a JSON 401.
     let resp = http
@@ -295,31 +382,34 @@ async fn a_hub_reported_unplug_frees_the_cart_before_the_phone_syncs() {
     let _p2 = Phone::in_cart(link, 2, 80).await;
 
     assert_eq!(cart.tap("a-1").await["port"], 1);
-    // The hub sees port 1 emptied; the phone has not synced yet. Bob's tap proceeds.
-    let started = std::time::Instant::now();
-    let (bob, hub) = tokio::join!(cart.tap("b-1"), async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let r = http
-            .post(format!("{base}/launchpad/v1/ports"))
-            .bearer_auth(&cart.credential)
-            .json(&json!({"port": 1, "docked": false}))
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json::<Value>().await.unwrap())
-    });
+    // Bob taps while port 1 waits: wait for port 1.
+    let busy = cart.tap("b-1").await;
+    assert_eq!(
+        (busy["reason"].as_str(), busy["port"].as_u64()),
+        (Some("cart_busy"), Some(1)),
+        "{busy}"
+    );
+    // The hub sees port 1 emptied; the phone has not synced yet. Bob's next tap proceeds.
+    let r = http
+        .post(format!("{base}/launchpad/v1/ports"))
+        .bearer_auth(&cart.credential)
+        .json(&json!({"port": 1, "docked": false}))
+        .send()
+        .await
+        .unwrap();
+    let hub = (r.status().as_u16(), r.json::<Value>().await.unwrap());
     assert_eq!(hub.0, 200);
     assert_eq!(
         hub.1["device_id"],
         p1.id.as_str(),
         "matched by the port's last occupant"
     );
+    let bob = cart.tap("b-1").await;
     assert_eq!(
         (bob["beep"].as_u64(), bob["port"].as_u64()),
         (Some(1), Some(2)),
         "{bob}"
     );
-    assert!(started.elapsed() < Duration::from_secs(10));
 
     // Ports outside the cart are refused; an unknown serial is accepted and matched to nothing.
     let r = http
@@ -538,9 +628,9 @@ async fn a_revoked_badge_stops_working_at_once_and_carts_and_users_can_be_change
 
 #[tokio::test]
 async fn taps_queued_at_one_cart_are_each_released_by_the_unplug_before_them() {
-    // A shift change: several clinicians tap at the same cart at once. Each tap waits
-    // behind the grant before it and is released by that phone's unplug, never by the
-    // undock window (60 s and more).
+    // A shift change: several clinicians tap at the same cart at once. One is granted;
+    // the others hear "wait for port N" at once and tap again; each is served as soon as
+    // the phone before theirs is unplugged, never held for the undock window (60 s).
     let server = TestServer::start().await.unwrap();
     let base = server.base_url();
     let admin_token = server.token("admin").await.unwrap();
@@ -591,12 +681,27 @@ async fn taps_queued_at_one_cart_are_each_released_by_the_unplug_before_them() {
 
     // Four taps at once; each clinician takes the phone as soon as it lights up.
     let started = std::time::Instant::now();
+    let busy = std::sync::atomic::AtomicUsize::new(0);
+    let until_served = |badge: &'static str| {
+        let (cart, busy) = (&cart, &busy);
+        async move {
+            loop {
+                let a = cart.tap(badge).await;
+                if a["reason"] != "cart_busy" {
+                    return a;
+                }
+                assert!(a["port"].is_u64(), "{a}");
+                busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
     let taps = async {
         let (a, b, c, d) = tokio::join!(
-            cart.tap("b-0"),
-            cart.tap("b-1"),
-            cart.tap("b-2"),
-            cart.tap("b-3")
+            until_served("b-0"),
+            until_served("b-1"),
+            until_served("b-2"),
+            until_served("b-3")
         );
         vec![a, b, c, d]
     };
@@ -624,8 +729,9 @@ async fn taps_queued_at_one_cart_are_each_released_by_the_unplug_before_them() {
     );
     assert!(
         started.elapsed() < Duration::from_secs(10),
-        "each tap released by the unplug before it, not by the window ({:?})",
+        "each tap served after the unplug before it, not the window ({:?})",
         started.elapsed()
     );
+    assert!(busy.into_inner() >= 3, "the others were told to wait");
     server.stop().await.unwrap();
 }

@@ -212,6 +212,21 @@ async fn what_grows_with_use_is_pruned_past_its_retention() {
         )
         .await;
     assert_eq!(status, 200);
+    // A tap at a cart (an unknown badge), kept in the cart tap log.
+    let cart = admin
+        .ok(
+            "/api/v1/launchpads",
+            json!({"id": "cart-r", "name": "Cart R", "ports": 4}),
+        )
+        .await;
+    let tap = http_client()
+        .post(format!("{}/launchpad/v1/tap", admin.base))
+        .bearer_auth(cart["credential"].as_str().unwrap())
+        .json(&json!({"badge": "nobody"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tap.status(), 200);
     let activity = |admin: &Admin, id: String| {
         let admin = Admin {
             base: admin.base.clone(),
@@ -223,15 +238,17 @@ async fn what_grows_with_use_is_pruned_past_its_retention() {
             let (_, e) = admin
                 .get(&format!("/api/v1/security-events?device_id={id}"))
                 .await;
+            let (_, t) = admin.get("/api/v1/cart-taps").await;
             (
                 a["items"].as_array().unwrap().len(),
                 e["items"].as_array().unwrap().len(),
+                t["items"].as_array().unwrap().len(),
             )
         }
     };
-    assert_eq!(activity(&admin, phone.id.clone()).await, (1, 1));
+    assert_eq!(activity(&admin, phone.id.clone()).await, (1, 1, 1));
 
-    // 31 days on, the server starts again: its retention pass prunes both.
+    // 31 days on, the server starts again: its retention pass prunes all three.
     let server_config = server.config();
     let _data_dir = server.data_dir;
     server.server.stop().await.unwrap();
@@ -240,7 +257,7 @@ async fn what_grows_with_use_is_pruned_past_its_retention() {
     configure(&mut config);
     let restarted = EmbeddedServer::start(config).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while activity(&admin, phone.id.clone()).await != (0, 0) {
+    while activity(&admin, phone.id.clone()).await != (0, 0, 0) {
         assert!(Instant::now() < deadline, "pruned at start");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

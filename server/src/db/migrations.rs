@@ -470,6 +470,21 @@ pub const MIGRATIONS: &[&str] = &[
         sealed      BLOB    NOT NULL,
         created_at  INTEGER NOT NULL
     );",
+    // v26: every badge tapped at a cart and what the cart answered (granted or refused,
+    // and why), so IT can see why a clinician walked away without a phone.
+    "CREATE TABLE cart_tap (
+        id           INTEGER PRIMARY KEY,
+        at           INTEGER NOT NULL,
+        launchpad_id TEXT    NOT NULL,
+        username     TEXT,
+        beep         INTEGER NOT NULL,
+        reason       TEXT    NOT NULL,
+        device_id    TEXT,
+        port         INTEGER,
+        detail       TEXT    NOT NULL
+    );
+    CREATE INDEX cart_tap_at ON cart_tap (at);
+    CREATE INDEX cart_tap_launchpad ON cart_tap (launchpad_id, id);",
 ];
 
 /// Versions after which the database is vacuumed, because they dropped secrets that

@@ -272,11 +272,18 @@ pub(crate) enum CartClaim {
     },
     /// The cart still waits for an earlier grant to be unplugged or to lapse.
     Busy {
-        /// When that wait ends.
+        /// When that wait ends at the latest.
         until: Timestamp,
+        /// The phone waiting to be taken.
+        device_id: String,
+        /// Its port, when known.
+        port: Option<u32>,
     },
     /// No docked, checked-in phone with enough battery.
-    NoDevice,
+    NoDevice {
+        /// Why each docked phone was passed over, in a sentence for IT.
+        why: String,
+    },
     /// The user already holds as many phones as allowed.
     UserHasDevice,
 }
@@ -298,6 +305,59 @@ fn candidates(mut slots: Vec<CartSlot>, min_battery: u8) -> Vec<CartSlot> {
             .then(a.id.cmp(&b.id))
     });
     slots
+}
+
+/// Why a cart with these docked phones had none to hand out: each phone counted under
+/// the first reason that rules it out, so IT sees at once what to fix (a phone that
+/// never reported its battery, a cart of flat phones, phones held by a workflow).
+fn why_none(slots: &[CartSlot], min_battery: u8, in_run: usize) -> String {
+    if slots.is_empty() {
+        return "no phone is docked in this cart".into();
+    }
+    let (mut out_of_service, mut taken, mut blocked, mut returning) = (0, 0, 0, 0);
+    let (mut unknown, mut low) = (0, 0);
+    for d in slots {
+        if d.out_of_service {
+            out_of_service += 1;
+            continue;
+        }
+        match d.status {
+            DeviceStatus::CheckedIn if d.user.is_some() => taken += 1,
+            DeviceStatus::CheckedIn if d.battery.is_none() => unknown += 1,
+            DeviceStatus::CheckedIn => low += usize::from(d.battery < Some(min_battery)),
+            DeviceStatus::CheckoutPending | DeviceStatus::CheckedOut => taken += 1,
+            DeviceStatus::Blocked => blocked += 1,
+            DeviceStatus::Returning | DeviceStatus::Unenrolled => returning += 1,
+        }
+    }
+    let mut parts = Vec::new();
+    let mut say = |n: usize, what: String| {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    };
+    say(taken, "checked out or waiting to be taken".into());
+    say(
+        unknown,
+        if unknown == 1 {
+            "has not reported its battery yet".into()
+        } else {
+            "have not reported their battery yet".into()
+        },
+    );
+    say(low, format!("below the {min_battery} % battery minimum"));
+    say(
+        blocked,
+        "blocked by a compliance rule (such as low battery or a passcode not cleared)".into(),
+    );
+    say(returning, "still checking in".into());
+    say(in_run, "held by a workflow run".into());
+    say(out_of_service, "lost or retired".into());
+    format!(
+        "no phone available: {} docked ({})",
+        slots.len(),
+        parts.join(", ")
+    )
 }
 
 /// Whether the phone a cart granted last is still in the cart waiting for the clinician
@@ -355,7 +415,18 @@ pub(crate) fn claim_at_cart(
         && w.until > now
         && cart_still_waits(tx, tap.launchpad_id, &w)?
     {
-        return Ok((CartClaim::Busy { until: w.until }, freed));
+        let port = devices
+            .iter()
+            .find(|d| d.id == w.device_id)
+            .and_then(|d| d.port);
+        return Ok((
+            CartClaim::Busy {
+                until: w.until,
+                device_id: w.device_id,
+                port,
+            },
+            freed,
+        ));
     }
     // Re-read: a lapse above may have freed one of them.
     let devices = if freed.is_empty() {
@@ -364,14 +435,18 @@ pub(crate) fn claim_at_cart(
         tx.cart_devices(tap.launchpad_id)?
     };
     let mut chosen = None;
-    for d in candidates(devices, tap.min_battery) {
-        if !tx.in_service_run(&d.id)? {
+    let mut in_run = 0;
+    for d in candidates(devices.clone(), tap.min_battery) {
+        if tx.in_service_run(&d.id)? {
+            in_run += 1;
+        } else {
             chosen = Some(d);
             break;
         }
     }
     let Some(device) = chosen else {
-        return Ok((CartClaim::NoDevice, freed));
+        let why = why_none(&devices, tap.min_battery, in_run);
+        return Ok((CartClaim::NoDevice { why }, freed));
     };
     let command = sign(&device.id)?;
     tx.insert_command(&command, None, now)?;
@@ -425,6 +500,44 @@ mod tests {
             state,
             expires_at: Timestamp(expires_at),
         }
+    }
+
+    fn slot(id: &str, status: DeviceStatus, battery: Option<u8>) -> CartSlot {
+        CartSlot {
+            id: id.into(),
+            status,
+            user: None,
+            out_of_service: false,
+            battery,
+            port: Some(1),
+        }
+    }
+
+    #[test]
+    fn a_cart_with_no_phone_to_hand_out_says_why_each_was_passed_over() {
+        assert_eq!(why_none(&[], 20, 0), "no phone is docked in this cart");
+        // The first tap of the day: the phone has not reported its battery yet.
+        assert_eq!(
+            why_none(&[slot("a", DeviceStatus::CheckedIn, None)], 20, 0),
+            "no phone available: 1 docked (1 has not reported its battery yet)"
+        );
+        let mut lost = slot("e", DeviceStatus::CheckedIn, Some(90));
+        lost.out_of_service = true;
+        let slots = [
+            slot("a", DeviceStatus::CheckedIn, None),
+            slot("b", DeviceStatus::CheckedIn, None),
+            slot("c", DeviceStatus::CheckedIn, Some(5)),
+            slot("d", DeviceStatus::CheckoutPending, Some(90)),
+            lost,
+            slot("f", DeviceStatus::Returning, Some(90)),
+            slot("g", DeviceStatus::CheckedIn, Some(90)),
+        ];
+        assert_eq!(
+            why_none(&slots, 20, 1),
+            "no phone available: 7 docked (1 checked out or waiting to be taken, \
+             2 have not reported their battery yet, 1 below the 20 % battery minimum, \
+             1 still checking in, 1 held by a workflow run, 1 lost or retired)"
+        );
     }
 
     #[test]

@@ -13,3 +13,4 @@ pub mod mdm_commands;
 pub mod mirror;
 pub mod retention;
 pub mod sync;
+pub mod taps;

@@ -3,9 +3,8 @@
 //! The server resolves the badge (its own table of keyed hashes, or an external lookup
 //! service so raw ids can stay on the hospital network), picks the best phone in that
 //! cart, grants it, and answers with the beep code and the port to flash. While a grant
-//! waits for its phone to be unplugged, further taps at that cart wait too.
-
-use std::time::Duration;
+//! waits for its phone to be unplugged, further taps at that cart are answered at once
+//! with "wait for port N". Every tap is recorded in the cart tap log with its reason.
 
 use axum::Json;
 use axum::extract::State;
@@ -15,10 +14,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::attempts::{self, Source};
 use crate::domain::grants::{CartClaim, CartTap, claim_at_cart};
+use crate::domain::taps::{self, reason};
 use crate::error::AppError;
 use crate::extract::{ApiJson, LaunchpadCaller};
 use crate::keys::ServerKeys;
 use crate::state::AppState;
+use crate::storage::tx::NewCartTap;
 use crate::storage::{NewCommand, Storage, StorageError};
 
 /// Beep: checked out, take the phone at the flashing port.
@@ -47,12 +48,20 @@ pub struct TapRequest {
 /// What the cart's reader does next.
 #[derive(utoipa::ToSchema, Debug, Serialize)]
 pub struct TapResponse {
-    /// 1 success, 2 badge not found, 3 no device available or automation error,
-    /// 4 user already has a device.
+    /// 1 success, 2 badge not found, 3 no device available now (cart busy, no phone,
+    /// lookup down) or automation error, 4 user already has a device.
     pub beep: u8,
-    /// The port to flash (success only).
+    /// Why, stable: `granted`, `badge_not_found`, `lookup_unavailable`,
+    /// `too_many_unknown_badges`, `user_has_device`, `cart_busy`, `no_device`.
+    pub reason: &'static str,
+    /// The port to flash: on success the phone to take; when the cart is busy, the
+    /// phone the previous clinician must take first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u32>,
+    /// When the cart is busy: the most seconds until it can hand out another phone
+    /// (sooner once the waiting phone is unplugged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
     /// The device granted (success only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
@@ -65,15 +74,54 @@ pub struct TapResponse {
     pub message: String,
 }
 
-fn beep(code: u8, message: impl Into<String>) -> Json<TapResponse> {
-    metrics::counter!("lanyard_cart_taps_total", "beep" => code.to_string()).increment(1);
-    Json(TapResponse {
-        beep: code,
+/// A refusal before any claim was made: recorded in the tap log, then answered.
+async fn refuse<S: Storage>(
+    st: &AppState<S>,
+    cart: &str,
+    username: Option<&str>,
+    beep: u8,
+    reason: &'static str,
+    message: String,
+) -> Result<Json<TapResponse>, AppError> {
+    let (cart, username, detail) = (
+        cart.to_owned(),
+        username.map(str::to_owned),
+        message.clone(),
+    );
+    let now = st.now();
+    st.storage
+        .transact(move |tx| {
+            taps::record(
+                tx,
+                &NewCartTap {
+                    launchpad_id: &cart,
+                    username: username.as_deref(),
+                    beep,
+                    reason,
+                    device_id: None,
+                    port: None,
+                    detail: &detail,
+                },
+                now,
+            )
+        })
+        .await?;
+    Ok(answered(TapResponse {
+        beep,
+        reason,
         port: None,
+        retry_after_secs: None,
         device_id: None,
         led: None,
-        message: message.into(),
-    })
+        message,
+    }))
+}
+
+/// Counts the answer for the metrics.
+fn answered(r: TapResponse) -> Json<TapResponse> {
+    metrics::counter!("lanyard_cart_taps_total", "beep" => r.beep.to_string(), "reason" => r.reason)
+        .increment(1);
+    Json(r)
 }
 
 fn min_battery(policy: &Policy) -> u8 {
@@ -134,21 +182,40 @@ pub async fn tap<S: Storage>(
     // window ends (it still beeps): guessing is throttled and IT hears of it.
     let source = Source::CartBadge(cart.id.clone());
     if attempts::limited(&st.storage, &source, st.now()).await? {
-        metrics::counter!("lanyard_cart_taps_total", "beep" => BEEP_NO_DEVICE.to_string())
-            .increment(1);
-        return Ok(beep(
+        return refuse(
+            &st,
+            &cart.id,
+            None,
             BEEP_NO_DEVICE,
-            "too many unknown badges at this cart: try again in a few minutes",
-        ));
+            reason::TOO_MANY_UNKNOWN_BADGES,
+            "too many unknown badges at this cart: try again in a few minutes".into(),
+        )
+        .await;
     }
     let (user, limit) = match resolve(&st, &badge).await? {
         Resolved::User(user, limit) => (user, limit),
         Resolved::Unknown => {
             attempts::count_failure(&st.storage, source, st.now()).await?;
-            return Ok(beep(BEEP_BADGE_NOT_FOUND, "badge not found"));
+            return refuse(
+                &st,
+                &cart.id,
+                None,
+                BEEP_BADGE_NOT_FOUND,
+                reason::BADGE_NOT_FOUND,
+                "badge not found".into(),
+            )
+            .await;
         }
         Resolved::LookupUnavailable => {
-            return Ok(beep(BEEP_NO_DEVICE, "badge lookup service unavailable"));
+            return refuse(
+                &st,
+                &cart.id,
+                None,
+                BEEP_NO_DEVICE,
+                reason::LOOKUP_UNAVAILABLE,
+                "badge lookup service unavailable: try again".into(),
+            )
+            .await;
         }
     };
     let presentation =
@@ -161,85 +228,138 @@ pub async fn tap<S: Storage>(
     let display_text = presentation.display_text;
     let policy = &st.policy().await?.policy;
     let window = policy.checkout.undock_window_secs;
-    // A tap waits behind an earlier grant at this cart, but never longer than one window.
-    let give_up = st.now().plus_secs(window + HOLD_SLACK_SECS);
     let min_battery = min_battery(policy);
-    loop {
-        // Subscribed before looking: an unplug reported between the look and the wait
-        // still wakes this tap (else it would wait out the whole window).
-        let waiter = st.waiter(&cart_key(&cart.id));
-        let now = st.now();
-        let keys = st.keys.clone();
-        let grant_user = user.clone();
-        let display_text = display_text.clone();
-        let (cart_id, username) = (cart.id.clone(), user.username.clone());
-        let expires_at = now.plus_secs(window + HOLD_SLACK_SECS);
-        let claimed = st
-            .storage
-            .transact(move |tx| {
-                let sign = |device_id: &str| {
-                    cart_grant(
-                        &keys,
-                        device_id,
-                        &grant_user,
-                        &display_text,
-                        now,
-                        expires_at,
-                    )
-                };
-                let tap = CartTap {
+    let now = st.now();
+    let keys = st.keys.clone();
+    let grant_user = user.clone();
+    let (cart_id, username) = (cart.id.clone(), user.username.clone());
+    // The cart holds a grant for one undock window (and a little slack), then frees.
+    let expires_at = now.plus_secs(window + HOLD_SLACK_SECS);
+    let (response, freed) = st
+        .storage
+        .transact(move |tx| {
+            let sign = |device_id: &str| {
+                cart_grant(
+                    &keys,
+                    device_id,
+                    &grant_user,
+                    &display_text,
+                    now,
+                    expires_at,
+                )
+            };
+            let tap = CartTap {
+                launchpad_id: &cart_id,
+                username: &username,
+                limit,
+                min_battery,
+                hold_until: expires_at,
+            };
+            let (claim, freed) = claim_at_cart(tx, &tap, &sign, now)?;
+            let response = answer(claim, led, now);
+            taps::record(
+                tx,
+                &NewCartTap {
                     launchpad_id: &cart_id,
-                    username: &username,
-                    limit,
-                    min_battery,
-                    hold_until: expires_at,
-                };
-                claim_at_cart(tx, &tap, &sign, now)
-            })
-            .await?;
-        let (claim, freed) = claimed;
-        st.wake_freed(&freed);
-        match claim {
-            CartClaim::Granted { device_id, port } => {
-                st.wake(&crate::notify::device_topic(&device_id));
-                tracing::info!(cart = %cart.id, device = %device_id, user = %user.username, "cart tap granted");
-                metrics::counter!("lanyard_cart_taps_total", "beep" => BEEP_SUCCESS.to_string())
-                    .increment(1);
-                return Ok(Json(TapResponse {
-                    beep: BEEP_SUCCESS,
+                    username: Some(&username),
+                    beep: response.beep,
+                    reason: response.reason,
+                    device_id: response.device.as_deref(),
+                    port: response.body.port,
+                    detail: &response.body.message,
+                },
+                now,
+            )?;
+            Ok((response, freed))
+        })
+        .await?;
+    st.wake_freed(&freed);
+    if response.beep == BEEP_SUCCESS
+        && let Some(device) = &response.device
+    {
+        st.wake(&crate::notify::device_topic(device));
+    }
+    tracing::info!(cart = %cart.id, user = %user.username, beep = response.beep, reason = response.reason, detail = %response.body.message, "cart tap");
+    Ok(answered(response.body))
+}
+
+/// A claim's answer, and the phone it concerns (granted, or waited on).
+struct Answer {
+    beep: u8,
+    reason: &'static str,
+    device: Option<String>,
+    body: TapResponse,
+}
+
+/// What the reader is told about `claim`.
+fn answer(claim: CartClaim, led: &'static str, now: lanyard_protocol::Timestamp) -> Answer {
+    let refused = |beep: u8, reason: &'static str, message: String| Answer {
+        beep,
+        reason,
+        device: None,
+        body: TapResponse {
+            beep,
+            reason,
+            port: None,
+            retry_after_secs: None,
+            device_id: None,
+            led: None,
+            message,
+        },
+    };
+    match claim {
+        CartClaim::Granted { device_id, port } => Answer {
+            beep: BEEP_SUCCESS,
+            reason: reason::GRANTED,
+            device: Some(device_id.clone()),
+            body: TapResponse {
+                beep: BEEP_SUCCESS,
+                reason: reason::GRANTED,
+                port,
+                retry_after_secs: None,
+                device_id: Some(device_id),
+                led: Some(led),
+                message: format!("take the phone at port {}", port_name(port)),
+            },
+        },
+        CartClaim::UserHasDevice => refused(
+            BEEP_USER_HAS_DEVICE,
+            reason::USER_HAS_DEVICE,
+            "user already has a device".into(),
+        ),
+        CartClaim::NoDevice { why } => refused(BEEP_NO_DEVICE, reason::NO_DEVICE, why),
+        // Answered at once: the clinician hears why and taps again once the phone at
+        // that port is taken (the reader flashes it), rather than a reader that hangs.
+        CartClaim::Busy {
+            until,
+            device_id,
+            port,
+        } => {
+            let secs = until.millis_since(now).div_ceil(1000);
+            let message = format!(
+                "wait: the phone at port {} is for the previous badge; tap again once it is taken (at most {secs} s)",
+                port_name(port)
+            );
+            Answer {
+                beep: BEEP_NO_DEVICE,
+                reason: reason::CART_BUSY,
+                device: Some(device_id),
+                body: TapResponse {
+                    beep: BEEP_NO_DEVICE,
+                    reason: reason::CART_BUSY,
                     port,
-                    device_id: Some(device_id),
-                    led: Some(led),
-                    message: format!(
-                        "take the phone at port {}",
-                        port.map_or("?".into(), |p| p.to_string())
-                    ),
-                }));
-            }
-            CartClaim::UserHasDevice => {
-                return Ok(beep(BEEP_USER_HAS_DEVICE, "user already has a device"));
-            }
-            CartClaim::NoDevice => return Ok(beep(BEEP_NO_DEVICE, "no device available")),
-            CartClaim::Busy { until } => {
-                let deadline = until.min(give_up);
-                if now >= give_up {
-                    return Ok(beep(
-                        BEEP_NO_DEVICE,
-                        "cart is busy with an earlier checkout",
-                    ));
-                }
-                let wait = Duration::from_millis(deadline.millis_since(now).max(50));
-                tokio::select! {
-                    _ = tokio::time::timeout(wait, waiter.notified()) => {}
-                    () = st.stopping() => {
-                        return Err(AppError::Unavailable(
-                            "the server is stopping; tap again".into(),
-                        ));
-                    }
-                }
+                    retry_after_secs: Some(secs.max(1)),
+                    device_id: None,
+                    led: Some("white"),
+                    message,
+                },
             }
         }
     }
+}
+
+fn port_name(port: Option<u32>) -> String {
+    port.map_or("?".into(), |p| p.to_string())
 }
 
 /// Signs a cart grant for the phone the cart picked.

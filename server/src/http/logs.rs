@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::error::{AppError, ErrorBody};
 use crate::extract::{ApiQuery, Caller};
-use crate::model::{AuditRecord, Page, SecurityEvent};
+use crate::model::{AuditRecord, CartTapRecord, Page, SecurityEvent};
 use crate::state::AppState;
 use crate::storage::Storage;
 use crate::validate;
@@ -301,28 +301,81 @@ pub async fn security_events<S: Storage>(
     ApiQuery(q): ApiQuery<SecurityQuery>,
 ) -> Result<Json<Page<SecurityEvent>>, AppError> {
     let limit = validate::limit(q.limit)?;
-    // Filters only match: any text is a filter (one matching nothing finds nothing).
-    for (field, value, max) in [
-        ("device_id", &q.device_id, 128),
-        ("launchpad_id", &q.launchpad_id, 128),
-        ("kind", &q.kind, 64),
-    ] {
-        if value.as_ref().is_some_and(|v| v.chars().count() > max) {
-            return Err(AppError::invalid(
-                field,
-                format!("must be at most {max} characters"),
-            ));
-        }
-    }
     let filter = crate::storage::security::SecurityFilter {
-        device_id: q.device_id.filter(|v| !v.is_empty()),
-        launchpad_id: q.launchpad_id.filter(|v| !v.is_empty()),
-        kind: q.kind.filter(|v| !v.is_empty()),
+        device_id: filter_text("device_id", q.device_id, 128)?,
+        launchpad_id: filter_text("launchpad_id", q.launchpad_id, 128)?,
+        kind: filter_text("kind", q.kind, 64)?,
     };
     Ok(Json(
         st.storage
             .list_security_events(filter, q.cursor, limit)
             .await?,
+    ))
+}
+
+/// A text filter: at most `max` characters; empty means none. Filters only match: any
+/// text is a filter (one matching nothing finds nothing).
+fn filter_text(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, AppError> {
+    if value.as_ref().is_some_and(|v| v.chars().count() > max) {
+        return Err(AppError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    Ok(value.filter(|v| !v.is_empty()))
+}
+
+/// Filters and paging of the cart tap log.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TapQuery {
+    /// Only this cart's taps.
+    #[param(max_length = 128)]
+    launchpad_id: Option<String>,
+    /// Only this user's taps.
+    #[param(max_length = 128)]
+    username: Option<String>,
+    /// Only taps answered with this reason, e.g. `cart_busy`, `no_device`.
+    #[param(max_length = 64)]
+    reason: Option<String>,
+    /// `true`: only refused taps; `false`: only granted ones.
+    refused: Option<bool>,
+    /// Taps at or after this time (ms since epoch).
+    since: Option<i64>,
+    /// Taps before this time (ms since epoch).
+    until: Option<i64>,
+    /// Taps older than this id.
+    cursor: Option<i64>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/cart-taps`: newest first.
+#[utoipa::path(get, path = "/api/v1/cart-taps", tag = "admin", description = "Every badge tapped at a cart's reader and what the cart answered: granted, or refused with a stable reason (`badge_not_found`, `lookup_unavailable`, `too_many_unknown_badges`, `user_has_device`, `cart_busy`, `no_device`) and a sentence saying why (for `no_device`, why each docked phone was passed over). Newest first; filter by cart, user, reason, refused or granted, and time. Any role.", params(TapQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, body = Page<CartTapRecord>)), security(("api_token" = [])))]
+pub async fn cart_taps<S: Storage>(
+    State(st): State<AppState<S>>,
+    _caller: Caller,
+    ApiQuery(q): ApiQuery<TapQuery>,
+) -> Result<Json<Page<CartTapRecord>>, AppError> {
+    let limit = validate::limit(q.limit)?;
+    if let (Some(since), Some(until)) = (q.since, q.until)
+        && since >= until
+    {
+        return Err(AppError::invalid("until", "must be after since"));
+    }
+    let filter = crate::storage::taps::TapFilter {
+        launchpad_id: filter_text("launchpad_id", q.launchpad_id, 128)?,
+        username: filter_text("username", q.username, 128)?,
+        reason: filter_text("reason", q.reason, 64)?,
+        refused: q.refused,
+        since: q.since,
+        until: q.until,
+    };
+    Ok(Json(
+        st.storage.list_cart_taps(filter, q.cursor, limit).await?,
     ))
 }
 

@@ -5,6 +5,7 @@ pub mod credentials;
 pub mod offline;
 pub mod security;
 pub mod sqlite;
+pub mod taps;
 pub mod tx;
 pub mod workflows;
 
@@ -195,6 +196,7 @@ pub trait Storage:
     WorkflowStore
     + OfflineStore
     + security::SecurityStore
+    + taps::TapStore
     + credentials::CredentialStore
     + Clone
     + Send

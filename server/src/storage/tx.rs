@@ -181,6 +181,25 @@ pub struct NewSecurityEvent<'a> {
     pub seq: Option<u64>,
 }
 
+/// A badge tapped at a cart and what the cart answered.
+#[derive(Debug, Clone)]
+pub struct NewCartTap<'a> {
+    /// The cart.
+    pub launchpad_id: &'a str,
+    /// Whose badge it was, when known.
+    pub username: Option<&'a str>,
+    /// The beep code answered.
+    pub beep: u8,
+    /// Stable reason (see [`crate::model::CartTapRecord::reason`]).
+    pub reason: &'a str,
+    /// The phone granted, or the phone the cart waits on.
+    pub device_id: Option<&'a str>,
+    /// Its port.
+    pub port: Option<u32>,
+    /// What the cart said, in a sentence.
+    pub detail: &'a str,
+}
+
 /// One MDM command's state (see [`crate::domain::mdm_commands`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MdmCommandRow {
@@ -243,17 +262,20 @@ pub enum Prunable {
     FinishedRuns,
     /// Emails sent or given up.
     SettledEmails,
+    /// The log of badges tapped at carts.
+    CartTaps,
 }
 
 impl Prunable {
     /// Every kind.
-    pub const ALL: [Prunable; 6] = [
+    pub const ALL: [Prunable; 7] = [
         Prunable::DeviceRecords,
         Prunable::SettledCommands,
         Prunable::MdmActivity,
         Prunable::SecurityEvents,
         Prunable::FinishedRuns,
         Prunable::SettledEmails,
+        Prunable::CartTaps,
     ];
 
     /// Its name in logs and metrics.
@@ -265,6 +287,7 @@ impl Prunable {
             Prunable::SecurityEvents => "security_events",
             Prunable::FinishedRuns => "workflow_runs",
             Prunable::SettledEmails => "emails",
+            Prunable::CartTaps => "cart_taps",
         }
     }
 }
@@ -448,6 +471,9 @@ pub trait Tx {
         event: &NewSecurityEvent<'_>,
         now: Timestamp,
     ) -> Result<(), StorageError>;
+
+    /// Records a badge tapped at a cart.
+    fn record_cart_tap(&self, tap: &NewCartTap<'_>, now: Timestamp) -> Result<(), StorageError>;
 
     /// When a security event of `kind` was last recorded for `device_id`.
     fn last_security_event(

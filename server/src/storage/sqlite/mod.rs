@@ -8,6 +8,7 @@ mod credentials;
 mod mdm;
 mod offline;
 mod security;
+mod taps;
 mod tx;
 mod workflows;
 

@@ -9,8 +9,8 @@ use crate::domain::mdm_commands::MdmState;
 use crate::model::{Device, MdmActivity};
 use crate::storage::tx::{
     AuditEntry, CartSlot, CartWait, CommandState, EnrollmentTokenRow, GrantRow, Holding,
-    MdmCommandRow, MdmIdentity, MirrorUpdate, NewSecurityEvent, PortOccupant, Prunable, Tx,
-    UdidHolder,
+    MdmCommandRow, MdmIdentity, MirrorUpdate, NewCartTap, NewSecurityEvent, PortOccupant, Prunable,
+    Tx, UdidHolder,
 };
 use crate::storage::{NewCommand, StorageError};
 use crate::workflows::run::NewRun;
@@ -453,6 +453,25 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn record_cart_tap(&self, t: &NewCartTap<'_>, now: Timestamp) -> Result<(), StorageError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO cart_tap (at, launchpad_id, username, beep, reason, device_id, port, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                now.as_millis(),
+                t.launchpad_id,
+                t.username,
+                i64::from(t.beep),
+                t.reason,
+                t.device_id,
+                t.port.map(i64::from),
+                t.detail,
+            ])?;
+        Ok(())
+    }
+
     fn issued_grant(
         &self,
         device_id: &str,
@@ -620,6 +639,10 @@ impl Tx for SqliteTx<'_> {
             Prunable::FinishedRuns => {
                 "DELETE FROM workflow_run WHERE id IN (SELECT id FROM workflow_run
                    WHERE finished_at IS NOT NULL AND finished_at < ?1 LIMIT ?2)"
+            }
+            Prunable::CartTaps => {
+                "DELETE FROM cart_tap WHERE id IN (SELECT id FROM cart_tap
+                   WHERE at < ?1 LIMIT ?2)"
             }
             Prunable::SettledEmails => {
                 "DELETE FROM email_outbox WHERE id IN (SELECT id FROM email_outbox
