@@ -40,6 +40,7 @@ pub struct Policy {
 }
 
 /// Checkout and return timings.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CheckoutPolicy {
@@ -81,6 +82,7 @@ impl Default for CheckoutPolicy {
 }
 
 /// One app to log out on check-in ("Logout Actions" of the Check In Device action).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppLogout {
     /// Bundle id of the app.
@@ -105,16 +107,20 @@ pub struct EmergencyPin {
 }
 
 /// A local compliance rule: a condition and escalating tiers of actions.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ComplianceRule {
     /// What is checked.
     pub condition: Condition,
     /// Up to four tiers. Each tier's delay counts from the previous tier (delays are
     /// cumulative), the first from the moment the condition became true.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 4))]
     pub tiers: Vec<Tier>,
 }
 
 /// A condition the device can check on its own.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ComplianceCondition))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Condition {
@@ -123,16 +129,19 @@ pub enum Condition {
     /// No successful sync for longer than `max_secs`.
     OutOfContact {
         /// Allowed silence.
+        #[cfg_attr(feature = "openapi", schema(maximum = 2592000))]
         max_secs: u64,
     },
     /// OS older than `minimum`.
     OsBelowMinimum {
         /// Lowest acceptable version.
+        #[cfg_attr(feature = "openapi", schema(value_type = String, example = "17.4"))]
         minimum: OsVersion,
     },
     /// A passcode is still set `grace_secs` after check-in (the MDM clear has not landed).
     PasscodePresentWhileCheckedIn {
         /// Time allowed for the clear to land.
+        #[cfg_attr(feature = "openapi", schema(maximum = 2592000))]
         grace_secs: u64,
     },
     /// The platform reports jailbreak or tampering signals.
@@ -140,6 +149,7 @@ pub enum Condition {
     /// Battery under `min_percent` while not checked out.
     BatteryBelowCheckoutMinimum {
         /// Lowest battery level for a checkout.
+        #[cfg_attr(feature = "openapi", schema(maximum = 100))]
         min_percent: u8,
     },
     /// The cached policy is past its `valid_until`.
@@ -187,9 +197,12 @@ pub enum ConditionKind {
 }
 
 /// One step of escalation.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ComplianceTier))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tier {
     /// Delay after the previous tier (after the condition, for the first tier).
+    #[cfg_attr(feature = "openapi", schema(maximum = 2592000))]
     pub delay_secs: u64,
     /// What to do when this tier is reached.
     pub actions: Vec<ComplianceAction>,
@@ -236,7 +249,24 @@ pub enum PolicyError {
     /// A battery threshold above 100 %.
     #[error("battery threshold {0} is above 100")]
     BatteryOutOfRange(u8),
+    /// A compliance duration (a tier's delay, a grace, an allowed silence) over
+    /// [`MAX_COMPLIANCE_SECS`].
+    #[error("compliance rule {index} ({kind:?}): {what} of {secs} s is over 30 days")]
+    DurationTooLong {
+        /// Index of the rule.
+        index: usize,
+        /// Its condition.
+        kind: ConditionKind,
+        /// Which duration.
+        what: &'static str,
+        /// Its value.
+        secs: u64,
+    },
 }
+
+/// Longest duration a compliance rule may name (30 days): a longer one is a mistake
+/// (a timestamp pasted as a delay) and would never fire.
+pub const MAX_COMPLIANCE_SECS: u64 = 30 * 86_400;
 
 impl Policy {
     /// Checks the rules a device relies on; the server runs the same check before signing.
@@ -270,6 +300,27 @@ impl Policy {
                 && min_percent > 100
             {
                 return Err(PolicyError::BatteryOutOfRange(min_percent));
+            }
+            let named = match rule.condition {
+                Condition::OutOfContact { max_secs } => Some(("max_secs", max_secs)),
+                Condition::PasscodePresentWhileCheckedIn { grace_secs } => {
+                    Some(("grace_secs", grace_secs))
+                }
+                _ => None,
+            };
+            let delays = rule
+                .tiers
+                .iter()
+                .map(|t| ("a tier's delay_secs", t.delay_secs));
+            for (what, secs) in named.into_iter().chain(delays) {
+                if secs > MAX_COMPLIANCE_SECS {
+                    return Err(PolicyError::DurationTooLong {
+                        index,
+                        kind,
+                        what,
+                        secs,
+                    });
+                }
             }
             seen.push(kind);
         }
@@ -413,5 +464,13 @@ mod tests {
             p.validate(),
             Err(PolicyError::ZeroTiming("undock_window_secs"))
         );
+        let mut p = Policy::default();
+        p.compliance[0].tiers[0].delay_secs = MAX_COMPLIANCE_SECS + 1;
+        assert!(matches!(
+            p.validate(),
+            Err(PolicyError::DurationTooLong { index: 0, .. })
+        ));
+        p.compliance[0].tiers[0].delay_secs = MAX_COMPLIANCE_SECS;
+        assert_eq!(p.validate(), Ok(()));
     }
 }

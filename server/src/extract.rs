@@ -47,6 +47,14 @@ where
                 });
             }
         };
+        // Every body is a JSON object: serde would otherwise read a struct from an
+        // array of its fields in order (`[null, null]` as a patch of nothing).
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(AppError::BadRequest {
+                code: "invalid_json",
+                message: "the body must be a JSON object".into(),
+            });
+        }
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(first) => match integral_numbers_as_integers(&bytes)

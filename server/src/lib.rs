@@ -23,6 +23,7 @@ pub mod model;
 pub mod notify;
 pub mod offline;
 pub mod openapi;
+pub mod policy;
 pub mod qr;
 pub mod state;
 pub mod storage;
@@ -289,6 +290,10 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
             get(http::logs::security_events::<S>),
         )
         .route("/api/v1/cart-taps", get(http::logs::cart_taps::<S>))
+        .route(
+            "/api/v1/policy",
+            get(crate::policy::get::<S>).patch(crate::policy::patch::<S>),
+        )
         .route(
             "/api/v1/devices/{id}/activity",
             get(http::logs::activity::<S>),

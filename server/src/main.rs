@@ -114,7 +114,30 @@ enum WorkflowsCommand {
 }
 
 #[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print the phones' policy in force (JSON; the emergency PIN's hash is never shown).
+    Show {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Change the phones' policy from a JSON patch (the body of `PATCH /api/v1/policy`,
+    /// e.g. `{"checkout": {"undock_window_secs": 90}}`); prints the policy after. Safe
+    /// while the server runs: phones receive the new version at their next sync.
+    Set {
+        /// The patch file, or `-` for standard input.
+        file: PathBuf,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
+    /// The phones' policy: checkout timings, lock screen text, compliance rules.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Workflows and automation rules.
     Workflows {
         #[command(subcommand)]
@@ -504,6 +527,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Workflows { command } => workflows(command).await,
+        Command::Policy { command } => policy(command).await,
         Command::Serve(args) => serve(args, false).await,
         Command::Demo(args) => serve(args, true).await,
         Command::Import { kind, file, dir } => {
@@ -537,6 +561,34 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn policy(command: PolicyCommand) -> anyhow::Result<()> {
+    init_logging(LogFormat::Text);
+    let (dir, patch) = match command {
+        PolicyCommand::Show { dir } => (dir, None),
+        PolicyCommand::Set { file, dir } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            let patch: lanyard_server::policy::PolicyPatch =
+                serde_json::from_str(&text).context("the policy patch")?;
+            (dir, Some(patch))
+        }
+    };
+    let state = open_state(&dir.config(), system_clock())?;
+    let shown = match patch {
+        None => lanyard_server::policy::view(&state).await,
+        Some(patch) => {
+            lanyard_server::policy::update(&state, patch, "command line (policy set)").await
+        }
+    };
+    let shown = shown.map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{}", serde_json::to_string_pretty(&shown)?);
+    Ok(())
 }
 
 async fn workflows(command: WorkflowsCommand) -> anyhow::Result<()> {

@@ -22,6 +22,7 @@ use crate::http::{admin, attributes, credentials, device, launchpad, logs, workf
         attributes::create, attributes::list, attributes::set_device, attributes::set_launchpad,
         attributes::get_device, attributes::get_launchpad,
         logs::audit, logs::audit_csv, logs::security_events, logs::cart_taps,
+        crate::policy::get, crate::policy::patch,
         credentials::list_tokens, credentials::create_token, credentials::revoke_token,
         credentials::list_enrollment_tokens, credentials::revoke_enrollment_token,
         credentials::rotate_reader, credentials::revoke_reader, logs::activity, logs::activity_csv, logs::commands,

@@ -264,3 +264,65 @@ fn a_trusted_proxy_that_is_not_an_address_stops_the_server_with_its_name() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("lb.stmary.example"), "{err}");
 }
+
+#[test]
+fn the_policy_is_shown_and_changed_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let run = |args: &[&str], stdin: Option<&str>| {
+        use std::io::Write;
+        let mut child = bin()
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(text) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        child.stdin.take();
+        child.wait_with_output().unwrap()
+    };
+    let out = run(&["policy", "show"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v0 = shown["version"].as_u64().unwrap();
+    assert_eq!(shown["checkout"]["undock_window_secs"], 60);
+
+    let out = run(
+        &["policy", "set", "-"],
+        Some(r#"{"checkout": {"lending_period_secs": 46800, "undock_window_secs": 120}}"#),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(after["version"], v0 + 1);
+    assert_eq!(after["checkout"]["undock_window_secs"], 120);
+
+    // A bad patch names its field and changes nothing.
+    let out = run(
+        &["policy", "set", "-"],
+        Some(r#"{"checkout": {"undock_window_secs": 0}}"#),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("checkout.undock_window_secs"), "{err}");
+    let out = run(&["policy", "show"], None);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["version"], v0 + 1);
+}

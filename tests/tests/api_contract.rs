@@ -74,6 +74,8 @@ async fn roles_are_enforced_on_every_admin_route() {
         call(Method::GET, "/api/v1/rules", None),
         call(Method::GET, "/api/v1/runs", None),
         call(Method::GET, "/api/v1/emails", None),
+        call(Method::GET, "/api/v1/policy", None),
+        call(Method::GET, "/api/v1/cart-taps", None),
     ];
     let config_writes = [
         call(
@@ -800,6 +802,8 @@ async fn the_openapi_document_describes_every_route_with_resolvable_schemas() {
         ("get", "/api/v1/audit"),
         ("get", "/api/v1/audit.csv"),
         ("get", "/api/v1/cart-taps"),
+        ("get", "/api/v1/policy"),
+        ("patch", "/api/v1/policy"),
         ("post", "/device/v1/enroll"),
         ("post", "/device/v1/sync"),
         ("post", "/device/v1/authorize"),
@@ -1018,5 +1022,131 @@ async fn a_whole_number_written_with_a_fraction_is_that_number_and_a_real_fracti
         .await;
     assert_error(status, &body, 400, "a fraction");
     assert_eq!(body["code"], "invalid_json");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_policy_is_seen_changed_audited_and_reaches_phones() {
+    use lanyard_e2e::harness::Phone;
+    let server = TestServer::start().await.unwrap();
+    let base = server.base_url();
+    let admin = server.admin().await;
+    let helpdesk = server.token("helpdesk").await.unwrap();
+    let patch = |token: String, body: Value| {
+        let req = http_client()
+            .patch(format!("{base}/api/v1/policy"))
+            .bearer_auth(token)
+            .json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, before) = admin.get("/api/v1/policy").await;
+    assert_eq!(s, 200, "{before}");
+    let v0 = before["version"].as_u64().unwrap();
+    assert_eq!(before["checkout"]["undock_window_secs"], 60);
+    assert!(before["emergency_pin"].is_null(), "{before}");
+
+    let token = admin
+        .ok("/api/v1/enrollment-tokens", json!({"label": "t"}))
+        .await;
+    let mut phone = Phone::enroll(token["link"].as_str().unwrap()).await;
+    phone.sync().await;
+    assert_eq!(phone.agent.locker().policy.version, v0);
+
+    // Helpdesk may read it, not change it.
+    let (s, b) = patch(helpdesk, json!({"lock_screen_text": "x"})).await;
+    assert_error(s, &b, 403, "helpdesk PATCH /api/v1/policy");
+    // Every bad field is named at once; nothing changes.
+    let (s, b) = patch(
+        admin.token.clone(),
+        json!({
+            "checkout": {"undock_window_secs": 0, "lending_period_secs": 99_999_999},
+            "lock_screen_text": "x".repeat(501),
+            "app_logouts": [],
+            "emergency_pin": {"pin": "12"}
+        }),
+    )
+    .await;
+    assert_error(s, &b, 400, "bad policy patch");
+    let message = b["message"].as_str().unwrap();
+    for field in [
+        "checkout.undock_window_secs",
+        "checkout.lending_period_secs",
+        "lock_screen_text",
+        "app_logouts: set by the check-in rules' workflows",
+        "emergency_pin.pin",
+    ] {
+        assert!(message.contains(field), "{field} not named: {message}");
+    }
+    // A rule a phone would refuse is refused here.
+    let (s, b) = patch(
+        admin.token.clone(),
+        json!({"compliance": [{"condition": {"type": "battery_below_checkout_minimum", "min_percent": 150}, "tiers": [{"delay_secs": 0, "actions": [{"type": "block_checkout"}]}]}]}),
+    )
+    .await;
+    assert_error(s, &b, 422, "battery 150");
+    assert!(b["message"].as_str().unwrap().contains("150"), "{b}");
+    let (s, b) = patch(admin.token.clone(), json!({"lending_period": 5})).await;
+    assert_error(s, &b, 400, "unknown field");
+    assert_eq!(admin.get("/api/v1/policy").await.1["version"], v0);
+
+    // A good change: the next version, the PIN kept only as a hash that is never shown.
+    let change = json!({
+        "checkout": {"undock_window_secs": 90},
+        "lock_screen_text": "Return this phone to 4 West",
+        "emergency_pin": {"pin": "2468"}
+    });
+    let (s, after) = patch(admin.token.clone(), change.clone()).await;
+    assert_eq!(s, 200, "{after}");
+    assert_eq!(after["version"], v0 + 1);
+    assert_eq!(after["checkout"]["undock_window_secs"], 90);
+    assert_eq!(
+        after["checkout"]["lending_period_secs"],
+        before["checkout"]["lending_period_secs"]
+    );
+    assert_eq!(after["emergency_pin"]["set"], true);
+    assert_eq!(after["emergency_pin"]["user"]["username"], "emergency");
+    assert!(!after.to_string().contains("pbkdf2"), "{after}");
+    // The same timings again change nothing: no new version.
+    let (s, same) = patch(
+        admin.token.clone(),
+        json!({"checkout": {"undock_window_secs": 90}}),
+    )
+    .await;
+    assert_eq!((s, same["version"].as_u64()), (200, Some(v0 + 1)), "{same}");
+
+    // Audited, before and after, without the PIN's hash.
+    let (_, audit) = admin.get("/api/v1/audit").await;
+    let entry = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "policy.update")
+        .unwrap()
+        .clone();
+    assert_eq!(entry["before"]["checkout"]["undock_window_secs"], 60);
+    assert_eq!(entry["after"]["checkout"]["undock_window_secs"], 90);
+    assert!(
+        !audit.to_string().contains("pbkdf2"),
+        "no PIN hash in the audit log"
+    );
+
+    // The phone's next sync brings the new version, signed, and the core applies it.
+    phone.sync().await;
+    let policy = &phone.agent.locker().policy;
+    assert_eq!(policy.version, v0 + 1);
+    assert_eq!(policy.checkout.undock_window_secs, 90);
+    assert_eq!(policy.lock_screen_text, "Return this phone to 4 West");
+    assert!(policy.emergency_pin.is_some());
+
+    // The PIN is removed with null.
+    let (s, removed) = patch(admin.token.clone(), json!({"emergency_pin": null})).await;
+    assert_eq!(s, 200, "{removed}");
+    assert!(
+        removed["emergency_pin"].is_null() && removed["version"] == v0 + 2,
+        "{removed}"
+    );
     server.stop().await.unwrap();
 }

@@ -320,7 +320,10 @@ async fn cart_taps_choose_grant_wait_and_beep() {
     ))
     .await;
     assert_eq!(future["items"].as_array().unwrap().len(), 0, "{future}");
-    let (status, bad) = get("/api/v1/cart-taps?since=10&until=5".into()).await;
+    let (status, none) = get("/api/v1/cart-taps?since=10&until=5".into()).await;
+    assert_eq!(status, 200, "{none}");
+    assert_eq!(none["items"].as_array().unwrap().len(), 0, "{none}");
+    let (status, bad) = get("/api/v1/cart-taps?limit=0".into()).await;
     assert_eq!(
         (status, bad["code"].as_str()),
         (400, Some("invalid_field")),

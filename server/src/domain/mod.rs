@@ -11,6 +11,7 @@ pub mod grants;
 pub mod lockouts;
 pub mod mdm_commands;
 pub mod mirror;
+pub mod policy;
 pub mod retention;
 pub mod sync;
 pub mod taps;

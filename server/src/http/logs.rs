@@ -361,11 +361,6 @@ pub async fn cart_taps<S: Storage>(
     ApiQuery(q): ApiQuery<TapQuery>,
 ) -> Result<Json<Page<CartTapRecord>>, AppError> {
     let limit = validate::limit(q.limit)?;
-    if let (Some(since), Some(until)) = (q.since, q.until)
-        && since >= until
-    {
-        return Err(AppError::invalid("until", "must be after since"));
-    }
     let filter = crate::storage::taps::TapFilter {
         launchpad_id: filter_text("launchpad_id", q.launchpad_id, 128)?,
         username: filter_text("username", q.username, 128)?,

@@ -472,6 +472,14 @@ pub trait Tx {
         now: Timestamp,
     ) -> Result<(), StorageError>;
 
+    /// The policy stored, if any.
+    fn policy(&self) -> Result<Option<lanyard_protocol::Policy>, StorageError>;
+    /// Stores `policy` as the one in force.
+    fn put_policy(
+        &self,
+        policy: &lanyard_protocol::Policy,
+        now: Timestamp,
+    ) -> Result<(), StorageError>;
     /// Records a badge tapped at a cart.
     fn record_cart_tap(&self, tap: &NewCartTap<'_>, now: Timestamp) -> Result<(), StorageError>;
 

@@ -199,17 +199,6 @@ pub trait WorkflowStore: Clone + Send + Sync + 'static {
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
 
-    /// Sets what phones do at check-in in the signed policy — the apps they log out and
-    /// whether a blank page comes first (a new version when it changes, audited).
-    /// Returns whether the policy changed.
-    fn set_check_in_policy(
-        &self,
-        apps: Vec<lanyard_protocol::policy::AppLogout>,
-        blank_page: bool,
-        actor: String,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<bool, StorageError>> + Send;
-
     /// Queues an email.
     fn enqueue_email(
         &self,

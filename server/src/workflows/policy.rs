@@ -47,16 +47,18 @@ pub async fn sync_check_in_policy<S: Storage>(
             }
         }
     }
-    if st
+    let (actor, now) = (format!("{actor} (via workflows)"), st.now());
+    let changed = st
         .storage
-        .set_check_in_policy(
-            apps,
-            blank_page,
-            format!("{actor} (via workflows)"),
-            st.now(),
-        )
-        .await?
-    {
+        .transact(move |tx| {
+            crate::domain::policy::change(tx, &actor, "policy.app_logouts", now, |p| {
+                p.app_logouts = apps;
+                p.blank_page_before_check_in = blank_page;
+                Ok(())
+            })
+        })
+        .await?;
+    if changed.is_some() {
         st.invalidate_policy();
     }
     Ok(())

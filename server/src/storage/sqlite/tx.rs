@@ -453,6 +453,40 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn policy(&self) -> Result<Option<lanyard_protocol::Policy>, StorageError> {
+        let body: Option<String> = self
+            .0
+            .prepare_cached("SELECT body FROM policy WHERE id = 1")?
+            .query_row((), |r| r.get(0))
+            .optional()?;
+        body.map(|b| {
+            serde_json::from_str(&b)
+                .map_err(|e| StorageError::Corrupt(format!("stored policy: {e}")))
+        })
+        .transpose()
+    }
+
+    fn put_policy(
+        &self,
+        policy: &lanyard_protocol::Policy,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        let body = serde_json::to_string(policy)
+            .map_err(|e| StorageError::Internal(format!("encode: {e}")))?;
+        self.0
+            .prepare_cached(
+                "INSERT INTO policy (id, version, body, updated_at) VALUES (1, ?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET version = excluded.version, body = excluded.body,
+                   updated_at = excluded.updated_at",
+            )?
+            .execute(params![
+                i64::try_from(policy.version).unwrap_or(i64::MAX),
+                body,
+                now.as_millis()
+            ])?;
+        Ok(())
+    }
+
     fn record_cart_tap(&self, t: &NewCartTap<'_>, now: Timestamp) -> Result<(), StorageError> {
         self.0
             .prepare_cached(

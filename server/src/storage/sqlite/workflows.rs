@@ -818,64 +818,6 @@ impl WorkflowStore for SqliteStorage {
         .await
     }
 
-    async fn set_check_in_policy(
-        &self,
-        apps: Vec<lanyard_protocol::policy::AppLogout>,
-        blank_page: bool,
-        actor: String,
-        now: Timestamp,
-    ) -> Result<bool, StorageError> {
-        self.write(move |tx| {
-            let stored: Option<String> = tx
-                .query_row("SELECT body FROM policy WHERE id = 1", (), |r| r.get(0))
-                .optional()?;
-            let before: lanyard_protocol::Policy = match &stored {
-                Some(body) => serde_json::from_str(body)
-                    .map_err(|e| StorageError::Corrupt(format!("stored policy: {e}")))?,
-                None => lanyard_protocol::Policy {
-                    version: 1,
-                    ..lanyard_protocol::Policy::default()
-                },
-            };
-            if before.app_logouts == apps && before.blank_page_before_check_in == blank_page {
-                return Ok(false);
-            }
-            let mut after = before.clone();
-            after.app_logouts = apps;
-            after.blank_page_before_check_in = blank_page;
-            after.version = before.version + 1;
-            after.issued_at = now;
-            tx.execute(
-                "INSERT INTO policy (id, version, body, updated_at) VALUES (1, ?1, ?2, ?3)
-                 ON CONFLICT (id) DO UPDATE SET version = excluded.version, body = excluded.body,
-                   updated_at = excluded.updated_at",
-                params![
-                    i64::try_from(after.version).unwrap_or(i64::MAX),
-                    to_json(&after)?,
-                    now.as_millis()
-                ],
-            )?;
-            audit(
-                tx,
-                &actor,
-                "policy.app_logouts",
-                "policy",
-                "1",
-                Some(
-                    serde_json::json!({"version": before.version, "app_logouts": before.app_logouts,
-                    "blank_page_before_check_in": before.blank_page_before_check_in}),
-                ),
-                Some(
-                    serde_json::json!({"version": after.version, "app_logouts": after.app_logouts,
-                    "blank_page_before_check_in": after.blank_page_before_check_in}),
-                ),
-                now,
-            )?;
-            Ok(true)
-        })
-        .await
-    }
-
     async fn enqueue_email(&self, email: NewEmail, now: Timestamp) -> Result<i64, StorageError> {
         self.write(move |tx| {
             Ok(tx.query_row(
