@@ -33,7 +33,7 @@ fn err(e: impl std::fmt::Display) -> anyhow::Error {
 pub async fn seed<S: Storage>(st: &AppState<S>, server_url: &str) -> anyhow::Result<DemoSeed> {
     if !st
         .storage
-        .list_users(None, 1)
+        .list_users(None, None, 1)
         .await
         .map_err(err)?
         .items

@@ -135,3 +135,15 @@ pub fn lookup_key(what: &'static str, value: &str) -> Result<String, AppError> {
     }
     Ok(v.to_owned())
 }
+
+/// A search term: trimmed, at most 128 characters; empty means no search.
+pub fn search(field: &str, value: Option<String>) -> Result<Option<String>, AppError> {
+    let Some(v) = value else {
+        return Ok(None);
+    };
+    let v = v.trim();
+    if v.chars().count() > 128 {
+        return Err(AppError::invalid(field, "must be at most 128 characters"));
+    }
+    Ok((!v.is_empty()).then(|| v.to_owned()))
+}

@@ -1150,3 +1150,173 @@ async fn the_policy_is_seen_changed_audited_and_reaches_phones() {
     );
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn devices_users_and_the_audit_log_can_be_searched_and_filtered() {
+    use lanyard_e2e::harness::RawPhone;
+    use lanyard_protocol::enroll::DeviceInfo;
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin().await;
+    admin
+        .ok(
+            "/api/v1/users",
+            json!({"username": "amoreau", "display_name": "Alice Moreau", "email": "Alice.Moreau@stmary.example"}),
+        )
+        .await;
+    admin
+        .ok(
+            "/api/v1/users",
+            json!({"username": "bokafor", "display_name": "Bob Okafor", "email": "bob@stmary.example"}),
+        )
+        .await;
+    admin
+        .ok("/api/v1/users/amoreau/badges", json!({"badge": "0012345"}))
+        .await;
+    let token = admin
+        .ok("/api/v1/enrollment-tokens", json!({"label": "t"}))
+        .await;
+    let link = token["link"].as_str().unwrap();
+    let device = |n: u32, name: &str| DeviceInfo {
+        serial: Some(format!("F2LXK0XXHG{n:02}")),
+        udid: Some(format!("00008030-00000000000000{n:02}")),
+        name: Some(name.into()),
+        ..Default::default()
+    };
+    let one = RawPhone::enroll(link, device(1, "4 West 100% Spare"))
+        .await
+        .unwrap();
+    let two = RawPhone::enroll(link, device(2, "ICU phone_2"))
+        .await
+        .unwrap();
+    let (s, granted) = one
+        .authorize(json!({"type": "badge", "badge": "0012345"}))
+        .await;
+    assert_eq!(
+        (s, granted["type"].as_str()),
+        (200, Some("grant_checkout")),
+        "{granted}"
+    );
+
+    let ids = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (q, want) in [
+        ("f2lxk0xxhg02", vec![two.id.clone()]), // serial, any case
+        ("00008030-0000000000000001", vec![one.id.clone()]), // UDID
+        ("icu", vec![two.id.clone()]),          // part of the name
+        ("100%", vec![one.id.clone()]),         // a % is a character, not a wildcard
+        ("phone_2", vec![two.id.clone()]),
+        ("alice.moreau@STMARY.example", vec![one.id.clone()]), // the holder's email
+        ("amoreau", vec![one.id.clone()]),                     // the holder
+        (one.id.as_str(), vec![one.id.clone()]),
+        ("nothing-like-it", vec![]),
+    ] {
+        let (s, found) = admin
+            .get(&format!("/api/v1/devices?q={}", urlencode(q)))
+            .await;
+        assert_eq!(s, 200, "{found}");
+        assert_eq!(ids(&found), want, "q={q}");
+    }
+    let (s, b) = admin
+        .get(&format!("/api/v1/devices?q={}", "x".repeat(129)))
+        .await;
+    assert_error(s, &b, 400, "a 129-character search");
+
+    let names = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["username"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (q, want) in [
+        ("okafor", vec!["bokafor"]),
+        ("STMARY", vec!["amoreau", "bokafor"]),
+        ("alice.moreau@", vec!["amoreau"]),
+        ("zed", vec![]),
+    ] {
+        let (_, found) = admin
+            .get(&format!("/api/v1/users?q={}", urlencode(q)))
+            .await;
+        assert_eq!(names(&found), want, "q={q}");
+    }
+
+    // The audit log by actor, action (exact or a prefix), target and time.
+    let since = lanyard_e2e::harness::now().as_millis();
+    admin
+        .ok(
+            &format!("/api/v1/devices/{}/lost", two.id),
+            json!({"reason": "left on the bus"}),
+        )
+        .await;
+    let actions = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, users) = admin.get("/api/v1/audit?action=user.").await;
+    let all = actions(&users);
+    assert!(
+        !all.is_empty() && all.iter().all(|a| a.starts_with("user.")),
+        "{all:?}"
+    );
+    let (_, created) = admin.get("/api/v1/audit?action=user.create").await;
+    assert!(actions(&created).iter().all(|a| a == "user.create"));
+    assert_eq!(actions(&created).len(), 2);
+    let (_, alice) = admin
+        .get("/api/v1/audit?target_kind=user&target_id=amoreau")
+        .await;
+    assert_eq!(actions(&alice), ["user.badge.add", "user.create"]);
+    let (_, recent) = admin.get(&format!("/api/v1/audit?since={since}")).await;
+    let recent_actions = actions(&recent);
+    assert!(
+        !recent_actions.is_empty() && !recent_actions.iter().any(|a| a.starts_with("user.")),
+        "{recent_actions:?}"
+    );
+    let (_, by_actor) = admin.get("/api/v1/audit?actor=API-TOKEN").await;
+    assert_eq!(
+        by_actor["items"].as_array().unwrap().len(),
+        admin.get("/api/v1/audit").await.1["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        "every entry here was made with an API token"
+    );
+    let (_, nobody) = admin.get("/api/v1/audit?actor=nobody-at-all").await;
+    assert!(nobody["items"].as_array().unwrap().is_empty());
+    // The CSV export takes the same filters.
+    let csv = http_client()
+        .get(format!(
+            "{}/api/v1/audit.csv?target_kind=device&target_id={}",
+            admin.base, two.id
+        ))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert!(!rows.is_empty(), "{csv}");
+    assert!(rows.iter().all(|r| r.contains(&two.id)), "{csv}");
+    server.stop().await.unwrap();
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -53,15 +53,32 @@ pub async fn create_user<S: Storage>(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+/// Search and paging of the users.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserQuery {
+    /// Only users whose username, display name or email contains this (any case).
+    #[param(max_length = 128)]
+    q: Option<String>,
+    /// Continue after this cursor.
+    cursor: Option<String>,
+    /// Page size (1–500, default 50).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+}
+
 /// `GET /api/v1/users`.
-#[utoipa::path(get, path = "/api/v1/users", tag = "admin", description = "Any role.", params(PageQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, body = Page<User>)), security(("api_token" = [])))]
+#[utoipa::path(get, path = "/api/v1/users", tag = "admin", description = "Users in username order; `q` searches username, display name and email. Any role.", params(UserQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, body = Page<User>)), security(("api_token" = [])))]
 pub async fn list_users<S: Storage>(
     State(st): State<AppState<S>>,
     _caller: Caller,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<UserQuery>,
 ) -> Result<Json<Page<User>>, AppError> {
     let limit = validate::limit(q.limit)?;
-    Ok(Json(st.storage.list_users(q.cursor, limit).await?))
+    let search = validate::search("q", q.q)?;
+    Ok(Json(st.storage.list_users(search, q.cursor, limit).await?))
 }
 
 /// `GET /api/v1/users/{username}`.
@@ -311,6 +328,10 @@ pub struct DeviceQuery {
     /// Only phones that left the MDM (`true`: its CheckOut, no MDM command reaches them)
     /// or only the others (`false`).
     mdm_checked_out: Option<bool>,
+    /// Search: a device id, serial number or UDID (any case), the holder's username or
+    /// email, or part of the device's name.
+    #[param(max_length = 128)]
+    q: Option<String>,
     /// Continue after this device id.
     cursor: Option<String>,
     /// Page size.
@@ -329,7 +350,7 @@ pub enum AdminState {
 }
 
 /// `GET /api/v1/devices`.
-#[utoipa::path(get, path = "/api/v1/devices", tag = "admin", description = "Any role.", params(DeviceQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, body = Page<Device>)), security(("api_token" = [])))]
+#[utoipa::path(get, path = "/api/v1/devices", tag = "admin", description = "Devices in id order, filtered; `q` finds a phone by id, serial number or UDID, by its holder's username or email, or by part of its name. Any role.", params(DeviceQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, body = Page<Device>)), security(("api_token" = [])))]
 pub async fn list_devices<S: Storage>(
     State(st): State<AppState<S>>,
     _caller: Caller,
@@ -337,6 +358,7 @@ pub async fn list_devices<S: Storage>(
 ) -> Result<Json<Page<Device>>, AppError> {
     let limit = validate::limit(q.limit)?;
     let filter = DeviceFilter {
+        search: validate::search("q", q.q)?,
         passcode: q.passcode.map(|p| p.as_str().to_owned()),
         status: q.status.map(|s| s.as_str().to_owned()),
         launchpad: q.launchpad,

@@ -12,18 +12,34 @@ use crate::error::{AppError, ErrorBody};
 use crate::extract::{ApiQuery, Caller};
 use crate::model::{AuditRecord, CartTapRecord, Page, SecurityEvent};
 use crate::state::AppState;
-use crate::storage::Storage;
+use crate::storage::{AuditFilter, Storage};
 use crate::validate;
 
 /// Most rows in one CSV export.
 const MAX_EXPORT: u32 = 100_000;
 
-/// Paging of the audit log.
+/// Filters and paging of the audit log.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
+    /// Actors containing this (any case), e.g. a token's label or a username.
+    #[param(max_length = 128)]
+    actor: Option<String>,
+    /// This action (`device.lock`), or all under a prefix ending with `.` (`device.`).
+    #[param(max_length = 64)]
+    action: Option<String>,
+    /// The kind of record changed: `device`, `user`, `launchpad`, `policy`, `workflow`, …
+    #[param(max_length = 64)]
+    target_kind: Option<String>,
+    /// The record's id (a device id, a username, a cart id, …).
+    #[param(max_length = 128)]
+    target_id: Option<String>,
+    /// Entries at or after this time (ms since epoch).
+    since: Option<i64>,
+    /// Entries before this time (ms since epoch).
+    until: Option<i64>,
     /// Entries older than this id.
     cursor: Option<i64>,
     /// Page size.
@@ -44,12 +60,28 @@ pub struct ActivityQuery {
     limit: Option<u32>,
 }
 
-/// Paging of an audit log export.
+/// Filters and paging of an audit log export.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditExportQuery {
+    /// Actors containing this (any case).
+    #[param(max_length = 128)]
+    actor: Option<String>,
+    /// This action, or all under a prefix ending with `.`.
+    #[param(max_length = 64)]
+    action: Option<String>,
+    /// The kind of record changed.
+    #[param(max_length = 64)]
+    target_kind: Option<String>,
+    /// The record's id.
+    #[param(max_length = 128)]
+    target_id: Option<String>,
+    /// Entries at or after this time (ms since epoch).
+    since: Option<i64>,
+    /// Entries before this time (ms since epoch).
+    until: Option<i64>,
     /// Entries older than this id.
     cursor: Option<i64>,
     /// Rows (default 10,000).
@@ -122,16 +154,37 @@ fn csv_error(e: impl std::fmt::Display) -> AppError {
 }
 
 /// `GET /api/v1/audit`: newest first.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "admin", description = "Any role.", params(AuditQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, body = Page<AuditRecord>)), security(("api_token" = [])))]
+#[utoipa::path(get, path = "/api/v1/audit", tag = "admin", description = "Who changed what, before and after, newest first; filter by actor (contains), action (exact, or a prefix ending with `.`), target kind and id, and time. Any role.", params(AuditQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, body = Page<AuditRecord>)), security(("api_token" = [])))]
 pub async fn audit<S: Storage>(
     State(st): State<AppState<S>>,
     _caller: Caller,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<Page<AuditRecord>>, AppError> {
     let limit = validate::limit(q.limit)?;
+    let filter = audit_filter(
+        [q.actor, q.action, q.target_kind, q.target_id],
+        q.since,
+        q.until,
+    )?;
     Ok(Json(redacted(
-        st.storage.list_audit(q.cursor, limit).await?,
+        st.storage.list_audit(filter, q.cursor, limit).await?,
     )))
+}
+
+/// The audit filter from `[actor, action, target_kind, target_id]` and a time range.
+fn audit_filter(
+    [actor, action, target_kind, target_id]: [Option<String>; 4],
+    since: Option<i64>,
+    until: Option<i64>,
+) -> Result<AuditFilter, AppError> {
+    Ok(AuditFilter {
+        actor: filter_text("actor", actor, 128)?,
+        action: filter_text("action", action, 64)?,
+        target_kind: filter_text("target_kind", target_kind, 64)?,
+        target_id: filter_text("target_id", target_id, 128)?,
+        since,
+        until,
+    })
 }
 
 /// Audit entries with every sealed secret redacted, for every role: the log is read
@@ -146,7 +199,7 @@ fn redacted(mut page: Page<AuditRecord>) -> Page<AuditRecord> {
 }
 
 /// `GET /api/v1/audit.csv`.
-#[utoipa::path(get, path = "/api/v1/audit.csv", tag = "admin", description = "Any role.", params(AuditExportQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, description = "CSV export", content_type = "text/csv", body = String)), security(("api_token" = [])))]
+#[utoipa::path(get, path = "/api/v1/audit.csv", tag = "admin", description = "The audit log as CSV, with the same filters as `GET /api/v1/audit`. Any role.", params(AuditExportQuery), responses((status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 200, description = "CSV export", content_type = "text/csv", body = String)), security(("api_token" = [])))]
 pub async fn audit_csv<S: Storage>(
     State(st): State<AppState<S>>,
     _caller: Caller,
@@ -154,7 +207,15 @@ pub async fn audit_csv<S: Storage>(
 ) -> Result<Response, AppError> {
     let page = redacted(
         st.storage
-            .list_audit(q.cursor, export_limit(q.limit)?)
+            .list_audit(
+                audit_filter(
+                    [q.actor, q.action, q.target_kind, q.target_id],
+                    q.since,
+                    q.until,
+                )?,
+                q.cursor,
+                export_limit(q.limit)?,
+            )
             .await?,
     );
     let mut w = csv::Writer::from_writer(Vec::new());

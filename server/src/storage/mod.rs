@@ -156,6 +156,41 @@ pub struct DeviceFilter {
     pub passcode: Option<String>,
     /// Only phones that left the MDM (or only the others).
     pub mdm_checked_out: Option<bool>,
+    /// Search: the device id, serial number or UDID (exactly, any case), the holder's
+    /// username or email (exactly), or part of the device's name.
+    pub search: Option<String>,
+}
+
+/// Which audit entries to list.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Actors containing this (any case), e.g. a token's label.
+    pub actor: Option<String>,
+    /// This action, or every action under it when it ends with `.` (`device.`).
+    pub action: Option<String>,
+    /// The kind of record changed (`device`, `user`, `launchpad`, `policy`, …).
+    pub target_kind: Option<String>,
+    /// Its id.
+    pub target_id: Option<String>,
+    /// At or after (ms since epoch).
+    pub since: Option<i64>,
+    /// Before (ms since epoch).
+    pub until: Option<i64>,
+}
+
+/// `text` as a `LIKE … ESCAPE '\'` pattern matching any value containing it (any case:
+/// compare against `lower(column)`).
+pub(crate) fn contains_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
 }
 
 /// A command to queue for a device.
@@ -242,9 +277,11 @@ pub trait Storage:
     /// One user.
     fn get_user(&self, username: String)
     -> impl Future<Output = Result<User, StorageError>> + Send;
-    /// Users in username order, after `cursor`.
+    /// Users in username order, after `cursor`; with `search`, only those whose
+    /// username, display name or email contains it (any case).
     fn list_users(
         &self,
+        search: Option<String>,
         cursor: Option<String>,
         limit: u32,
     ) -> impl Future<Output = Result<Page<User>, StorageError>> + Send;
@@ -498,9 +535,10 @@ pub trait Storage:
     ) -> impl Future<
         Output = Result<std::collections::BTreeMap<String, serde_json::Value>, StorageError>,
     > + Send;
-    /// Audit log entries, newest first, before `cursor` (an entry id).
+    /// Audit log entries matching `filter`, newest first, before `cursor` (an entry id).
     fn list_audit(
         &self,
+        filter: AuditFilter,
         cursor: Option<i64>,
         limit: u32,
     ) -> impl Future<Output = Result<Page<AuditRecord>, StorageError>> + Send;

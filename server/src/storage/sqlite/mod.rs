@@ -16,8 +16,8 @@ use lanyard_protocol::kdf::SlowHash;
 use lanyard_protocol::{DeviceStatus, EventRecord, Policy, Signed, Timestamp, UserRef};
 
 use super::{
-    ApiToken, DeviceFilter, LaunchpadPatch, NewCommand, NewEnrollmentToken, NewUser, Storage,
-    StorageError, UserPatch,
+    ApiToken, AuditFilter, DeviceFilter, LaunchpadPatch, NewCommand, NewEnrollmentToken, NewUser,
+    Storage, StorageError, UserPatch,
 };
 use crate::db::Db;
 use crate::model::{
@@ -409,14 +409,23 @@ impl Storage for SqliteStorage {
 
     async fn list_users(
         &self,
+        search: Option<String>,
         cursor: Option<String>,
         limit: u32,
     ) -> Result<Page<User>, StorageError> {
         self.read(move |c| {
             let mut stmt = c.prepare(&format!(
-                "SELECT {USER_COLUMNS} FROM app_user u WHERE u.username > ?1 ORDER BY u.username LIMIT ?2"
+                "SELECT {USER_COLUMNS} FROM app_user u WHERE u.username > ?1
+                   AND (CAST(?3 AS TEXT) IS NULL OR lower(u.username) LIKE ?3 ESCAPE '\\'
+                        OR lower(u.display_name) LIKE ?3 ESCAPE '\\'
+                        OR lower(COALESCE(u.email, '')) LIKE ?3 ESCAPE '\\')
+                 ORDER BY u.username LIMIT ?2"
             ))?;
-            let rows = stmt.query_map(params![cursor.unwrap_or_default(), i64::from(limit) + 1], user_row)?;
+            let pattern = search.as_deref().map(crate::storage::contains_pattern);
+            let rows = stmt.query_map(
+                params![cursor.unwrap_or_default(), i64::from(limit) + 1, pattern],
+                user_row,
+            )?;
             let items = rows.collect::<Result<Vec<_>, _>>()?;
             Ok(page(items, limit, |u| u.username.clone()))
         })
@@ -1100,6 +1109,11 @@ impl Storage for SqliteStorage {
                         WHERE l.id = d.last_launchpad AND d.device_home IS NOT NULL
                           AND l.department IS NOT NULL AND l.department <> d.device_home)
                         THEN 1 ELSE 0 END OR ?9 IS NULL)
+                   AND (CAST(?12 AS TEXT) IS NULL OR d.id = ?12 OR upper(d.serial) = upper(?12)
+                        OR upper(d.udid) = upper(?12) OR d.device_user = ?12
+                        OR lower(COALESCE(d.name, '')) LIKE ?13 ESCAPE '\\'
+                        OR EXISTS (SELECT 1 FROM app_user u WHERE u.username = d.device_user
+                                   AND lower(u.email) = lower(?12)))
                  ORDER BY id LIMIT ?5"
             ))?;
             let rows = stmt.query_map(
@@ -1115,6 +1129,8 @@ impl Storage for SqliteStorage {
                     f.wandering,
                     f.passcode,
                     f.mdm_checked_out,
+                    f.search.clone(),
+                    f.search.as_deref().map(crate::storage::contains_pattern),
                 ],
                 device_row,
             )?;
@@ -1305,16 +1321,44 @@ impl Storage for SqliteStorage {
 
     async fn list_audit(
         &self,
+        f: AuditFilter,
         cursor: Option<i64>,
         limit: u32,
     ) -> Result<Page<AuditRecord>, StorageError> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, at, actor, action, target_kind, target_id, before_json, after_json FROM audit_log
-                 WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+                 WHERE id < ?1
+                   AND (CAST(?3 AS TEXT) IS NULL OR lower(actor) LIKE ?3 ESCAPE '\\')
+                   AND (CAST(?4 AS TEXT) IS NULL OR action = ?4 OR action LIKE ?5 ESCAPE '\\')
+                   AND (target_kind = ?6 OR CAST(?6 AS TEXT) IS NULL)
+                   AND (target_id = ?7 OR CAST(?7 AS TEXT) IS NULL)
+                   AND at >= ?8 AND at < ?9
+                 ORDER BY id DESC LIMIT ?2",
             )?;
             let parse = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
-            let rows = stmt.query_map(params![cursor.unwrap_or(i64::MAX), i64::from(limit) + 1], |r| {
+            let actor = f.actor.as_deref().map(crate::storage::contains_pattern);
+            // `device.` lists every action under it; anything else matches exactly.
+            let prefix = f
+                .action
+                .as_deref()
+                .filter(|a| a.ends_with('.'))
+                .map(|a| {
+                    let mut p = crate::storage::contains_pattern(a);
+                    p.remove(0);
+                    p
+                });
+            let rows = stmt.query_map(params![
+                cursor.unwrap_or(i64::MAX),
+                i64::from(limit) + 1,
+                actor,
+                f.action,
+                prefix,
+                f.target_kind,
+                f.target_id,
+                f.since.unwrap_or(i64::MIN),
+                f.until.unwrap_or(i64::MAX)
+            ], |r| {
                 Ok(AuditRecord {
                     id: r.get(0)?,
                     at: r.get(1)?,
