@@ -322,7 +322,12 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
             "/api/v1/workflows/{id}",
             get(http::workflows::get::<S>)
                 .put(http::workflows::replace::<S>)
+                .patch(http::workflow_edits::patch_workflow::<S>)
                 .delete(http::workflows::delete::<S>),
+        )
+        .route(
+            "/api/v1/workflows/{id}/move",
+            post(http::workflow_edits::move_workflow::<S>),
         )
         .route(
             "/api/v1/workflows/{id}/clone",
@@ -342,7 +347,9 @@ pub fn router<S: Storage>(state: AppState<S>) -> Router {
         )
         .route(
             "/api/v1/rules/{id}",
-            put(http::workflows::replace_rule::<S>).delete(http::workflows::delete_rule::<S>),
+            put(http::workflows::replace_rule::<S>)
+                .patch(http::workflow_edits::patch_rule::<S>)
+                .delete(http::workflows::delete_rule::<S>),
         )
         .route(
             "/api/v1/rules/{id}/move",

@@ -33,6 +33,8 @@ use crate::http::{admin, attributes, credentials, device, launchpad, logs, workf
         workflows::replace, workflows::delete, workflows::clone, workflows::install_standard,
         workflows::deploy, workflows::list_rules, workflows::create_rule,
         workflows::replace_rule, workflows::delete_rule, workflows::move_rule,
+        crate::http::workflow_edits::patch_rule, crate::http::workflow_edits::patch_workflow,
+        crate::http::workflow_edits::move_workflow,
         workflows::runs, workflows::run, workflows::emails, workflows::device_runs, workflows::journey, workflows::cancel_run,
     ),
     // Enums used only by query parameters are not collected from the paths.
@@ -268,6 +270,11 @@ pub(crate) fn groups_patch() -> utoipa::openapi::schema::Array {
 /// The workflows a rule deploys: 1 to 10 ids.
 pub(crate) fn rule_workflows() -> utoipa::openapi::schema::Array {
     text_list(128, Some(1), Some(10), false)
+}
+
+/// A rule's workflow ids, when a patch replaces them.
+pub(crate) fn rule_workflows_patch() -> utoipa::openapi::schema::Array {
+    text_list(128, Some(1), Some(10), true)
 }
 
 /// An IANA time zone the server knows (its bundled tz database), `""` to clear, or null.

@@ -130,7 +130,11 @@ async fn device_attributes_import_by_serial_with_typed_values() {
         import::devices(&st, unknown_column.as_bytes(), "x").await,
         Err(ImportError::Invalid(_))
     ));
-    let log = st.storage.list_audit(Default::default(), None, 50).await.unwrap();
+    let log = st
+        .storage
+        .list_audit(Default::default(), None, 50)
+        .await
+        .unwrap();
     assert!(
         log.items
             .iter()

@@ -833,6 +833,9 @@ async fn the_openapi_document_describes_every_route_with_resolvable_schemas() {
         ("get", "/api/v1/emails"),
         ("get", "/api/v1/devices/{id}/journey"),
         ("post", "/api/v1/runs/{id}/cancel"),
+        ("patch", "/api/v1/rules/{id}"),
+        ("patch", "/api/v1/workflows/{id}"),
+        ("post", "/api/v1/workflows/{id}/move"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),

@@ -398,3 +398,194 @@ async fn the_standard_set_matches_the_reference_architecture_guide() {
     assert_eq!(order, ["check-in", "incorrect-device-home"]);
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn rules_and_workflows_change_in_part_move_between_folders_and_helpdesk_deploys() {
+    let server = TestServer::start().await.unwrap();
+    let base = server.base_url();
+    let t = server.token("admin").await.unwrap();
+    let helpdesk = server.token("helpdesk").await.unwrap();
+    let (s, b) = req(
+        &base,
+        &t,
+        "POST",
+        "/api/v1/workflows/install-standard",
+        Some(site()),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let call = |method: &'static str, path: String, body: Option<Value>| {
+        let (base, t) = (base.clone(), t.clone());
+        async move { req(&base, &t, method, &path, body).await }
+    };
+
+    // A rule with conditions: PATCH {"enabled": false} keeps them.
+    let (_, rules) = call("GET", "/api/v1/rules".into(), None).await;
+    let with_conditions = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["enabled"] == true && !r["conditions"].as_array().unwrap().is_empty())
+        .expect("a standard rule with conditions")
+        .clone();
+    let id = with_conditions["id"].as_str().unwrap();
+    let (s, patched) = call(
+        "PATCH",
+        format!("/api/v1/rules/{id}"),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!(s, 200, "{patched}");
+    assert_eq!(patched["enabled"], false);
+    assert_eq!(patched["conditions"], with_conditions["conditions"]);
+    assert_eq!(patched["workflows"], with_conditions["workflows"]);
+    let (s, b) = call(
+        "PATCH",
+        format!("/api/v1/rules/{id}"),
+        Some(json!({"workflows": ["no-such-workflow"]})),
+    )
+    .await;
+    assert!(s == 400 || s == 422, "{s} {b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("no-such-workflow"),
+        "{b}"
+    );
+    let (s, _) = call(
+        "PATCH",
+        "/api/v1/rules/nope".into(),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (_, audit) = call("GET", format!("/api/v1/audit?target_id={id}"), None).await;
+    assert!(!audit["items"].as_array().unwrap().is_empty(), "{audit}");
+
+    // A workflow an enabled rule deploys cannot be deprecated; once no rule uses it, it can.
+    let (_, rules) = call("GET", "/api/v1/rules".into(), None).await;
+    let used = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["enabled"] == true)
+        .unwrap()
+        .clone();
+    let wid = used["workflows"][0].as_str().unwrap().to_owned();
+    let move_to = |folder: &'static str| {
+        call(
+            "POST",
+            format!("/api/v1/workflows/{wid}/move"),
+            Some(json!({"folder": folder})),
+        )
+    };
+    let (s, b) = move_to("deprecated_workflows").await;
+    assert_eq!(s, 422, "{b}");
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains(used["name"].as_str().unwrap()),
+        "{b}"
+    );
+    for r in rules.as_array().unwrap() {
+        if r["workflows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w == wid.as_str())
+        {
+            let (s, b) = call(
+                "PATCH",
+                format!("/api/v1/rules/{}", r["id"].as_str().unwrap()),
+                Some(json!({"enabled": false})),
+            )
+            .await;
+            assert_eq!(s, 200, "{b}");
+        }
+    }
+    let (s, moved) = move_to("deprecated_workflows").await;
+    assert_eq!(s, 200, "{moved}");
+    assert_eq!(moved["folder"], "deprecated_workflows");
+    let (_, folders) = call("GET", "/api/v1/workflow-folders".into(), None).await;
+    let deprecated = folders
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["folder"] == "deprecated_workflows" || f["id"] == "deprecated_workflows")
+        .unwrap_or_else(|| panic!("{folders}"))
+        .to_string();
+    assert!(deprecated.contains(&wid), "{deprecated}");
+    // Deprecated is read-only; back into Custom Workflows it can be changed in part.
+    let (s, _) = call(
+        "PATCH",
+        format!("/api/v1/workflows/{wid}"),
+        Some(json!({"description": "x"})),
+    )
+    .await;
+    assert_eq!(s, 422);
+    let (s, b) = move_to("checkout_workflows").await;
+    assert_eq!(s, 422, "{b}");
+    let (s, back) = move_to("custom_workflows").await;
+    assert_eq!(
+        (s, back["folder"].as_str()),
+        (200, Some("custom_workflows")),
+        "{back}"
+    );
+    let (s, changed) = call(
+        "PATCH",
+        format!("/api/v1/workflows/{wid}"),
+        Some(json!({"description": "Kept for 4 West"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{changed}");
+    assert_eq!(changed["description"], "Kept for 4 West");
+    assert_eq!(changed["actions"], moved["actions"], "actions kept");
+    let (s, b) = call(
+        "PATCH",
+        format!("/api/v1/workflows/{wid}"),
+        Some(json!({"actions": [{"type": "teleport"}]})),
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+
+    // Helpdesk deploys a workflow to phones, but not one that erases them.
+    let (_, workflows) = call("GET", "/api/v1/workflows".into(), None).await;
+    let erases = workflows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["actions"].to_string().contains("\"erase\""))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let target = json!({"devices": ["dev-none"]});
+    let (s, b) = req(
+        &base,
+        &helpdesk,
+        "POST",
+        &format!("/api/v1/workflows/{erases}/deploy"),
+        Some(target.clone()),
+    )
+    .await;
+    assert_eq!(s, 403, "{b}");
+    assert!(b["message"].as_str().unwrap().contains("erases"), "{b}");
+    let (s, b) = req(
+        &base,
+        &helpdesk,
+        "POST",
+        &format!("/api/v1/workflows/{wid}/deploy"),
+        Some(target),
+    )
+    .await;
+    assert_ne!(s, 403, "helpdesk may deploy: {b}");
+    let (s, _) = req(
+        &base,
+        &helpdesk,
+        "PATCH",
+        &format!("/api/v1/rules/{id}"),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(s, 403, "helpdesk does not change rules");
+    server.stop().await.unwrap();
+}

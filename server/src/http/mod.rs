@@ -8,4 +8,5 @@ pub mod device;
 pub mod launchpad;
 pub mod logs;
 pub mod serve;
+pub mod workflow_edits;
 pub mod workflows;

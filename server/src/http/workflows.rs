@@ -33,11 +33,11 @@ fn free_id(base: String, taken: impl Fn(&str) -> bool) -> String {
 
 /// After a change to workflows or rules: the phones' policy follows the check-in
 /// rules' Logout Actions.
-async fn synced<S: Storage>(st: &AppState<S>, caller: &Caller) -> Result<(), AppError> {
+pub(super) async fn synced<S: Storage>(st: &AppState<S>, caller: &Caller) -> Result<(), AppError> {
     crate::workflows::policy::sync_check_in_policy(st, &caller.actor).await
 }
 
-fn read_only(w: &Workflow) -> Result<(), AppError> {
+pub(super) fn read_only(w: &Workflow) -> Result<(), AppError> {
     if w.spec.folder.read_only() {
         Err(AppError::Unprocessable(format!(
             "{:?} is in the read-only folder {}; clone it into Custom Workflows to change it",
@@ -63,7 +63,7 @@ fn custom_only(spec: &WorkflowSpec) -> Result<(), AppError> {
 }
 
 /// A workflow or run as the caller may see it: secrets in clear for admins only.
-fn shown<S: Storage, T: Serialize>(
+pub(super) fn shown<S: Storage, T: Serialize>(
     st: &AppState<S>,
     caller: &Caller,
     value: &T,
@@ -71,7 +71,7 @@ fn shown<S: Storage, T: Serialize>(
     Ok(Json(secrets::shown(&st.keys, caller.role, value)?))
 }
 
-fn name_taken(e: StorageError) -> AppError {
+pub(super) fn name_taken(e: StorageError) -> AppError {
     match e {
         StorageError::Conflict(_) => {
             AppError::Conflict("a workflow with that name already exists".into())
@@ -136,7 +136,7 @@ pub async fn get<S: Storage>(
     shown(&st, &caller, &st.storage.get_workflow(id).await?)
 }
 
-async fn checked<S: Storage>(
+pub(super) async fn checked<S: Storage>(
     st: &AppState<S>,
     spec: &mut WorkflowSpec,
     id: &str,
@@ -376,7 +376,20 @@ pub struct Deployed {
 /// Most devices one deployment may target.
 const MAX_DEPLOY: usize = 5000;
 
-#[utoipa::path(post, path = "/api/v1/workflows/{id}/deploy", tag = "workflows", description = "Runs a workflow now against devices chosen by id, by cart, or by a custom attribute (how IT stages a cart with iOS Provisioning). One run per device; progress under /api/v1/runs. Needs the admin role.", params(("id" = String, Path)), request_body = DeployTarget, responses((status = 202, body = Deployed), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
+/// Whether `action` destroys what is on a phone or its management (admins only).
+fn destructive(action: &crate::workflows::model::Action) -> bool {
+    use crate::workflows::model::Action;
+    matches!(
+        action,
+        Action::Erase { .. }
+            | Action::PerformMdmCommand {
+                delete_from_mdm: true,
+                ..
+            }
+    )
+}
+
+#[utoipa::path(post, path = "/api/v1/workflows/{id}/deploy", tag = "workflows", description = "Runs a workflow now against devices chosen by id, by cart, or by a custom attribute (how IT stages a cart with iOS Provisioning). One run per device; progress under /api/v1/runs. Needs the admin or helpdesk role; a workflow that erases phones or deletes them from the MDM needs admin.", params(("id" = String, Path)), request_body = DeployTarget, responses((status = 202, body = Deployed), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
 /// `POST /api/v1/workflows/{id}/deploy`.
 pub async fn deploy<S: Storage>(
     State(st): State<AppState<S>>,
@@ -384,8 +397,18 @@ pub async fn deploy<S: Storage>(
     Path(id): Path<String>,
     ApiJson(target): ApiJson<DeployTarget>,
 ) -> Result<(StatusCode, Json<Deployed>), AppError> {
-    caller.require_admin()?;
+    // Helpdesk runs workflows on phones as it takes device actions; a workflow that
+    // erases phones or removes them from the MDM stays an admin's decision.
+    caller.require_device_actions()?;
     let workflow = st.storage.get_workflow(id).await?;
+    if workflow.spec.actions.iter().any(destructive) {
+        caller.require_admin().map_err(|_| {
+            AppError::Forbidden(format!(
+                "{:?} erases phones or removes them from the MDM: only an admin deploys it",
+                workflow.spec.name
+            ))
+        })?;
+    }
     let ways = [
         target.devices.is_some(),
         target.launchpad.is_some(),
@@ -473,13 +496,16 @@ pub async fn list_rules<S: Storage>(
     Ok(Json(st.storage.list_rules().await?))
 }
 
-async fn checked_rule<S: Storage>(st: &AppState<S>, spec: &mut RuleSpec) -> Result<(), AppError> {
+pub(super) async fn checked_rule<S: Storage>(
+    st: &AppState<S>,
+    spec: &mut RuleSpec,
+) -> Result<(), AppError> {
     let workflows = st.storage.list_workflows().await?;
     let attrs = st.storage.list_attributes().await?;
     check::rule(spec, &workflows, &attrs)
 }
 
-fn rule_taken(e: StorageError) -> AppError {
+pub(super) fn rule_taken(e: StorageError) -> AppError {
     match e {
         StorageError::Conflict(_) => {
             AppError::Conflict("a rule with that name already exists".into())
@@ -618,14 +644,14 @@ pub async fn run<S: Storage>(
     shown(&st, &caller, &st.storage.get_run(run_id(&id)?).await?)
 }
 
-#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "workflows", description = "Stops an active run (e.g. a Clear Passcode waiting on a phone left in a drawer): it ends failed with who cancelled it, audited. Its On Failure does not run. Needs the admin role.", params(("id" = i64, Path)), responses((status = 200, body = Run), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, description = "the run already ended", body = ErrorBody)), security(("api_token" = [])))]
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "workflows", description = "Stops an active run (e.g. a Clear Passcode waiting on a phone left in a drawer): it ends failed with who cancelled it, audited. Its On Failure does not run. Needs the admin or helpdesk role.", params(("id" = i64, Path)), responses((status = 200, body = Run), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, description = "the run already ended", body = ErrorBody)), security(("api_token" = [])))]
 /// `POST /api/v1/runs/{id}/cancel`.
 pub async fn cancel_run<S: Storage>(
     State(st): State<AppState<S>>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    caller.require_admin()?;
+    caller.require_device_actions()?;
     let id = run_id(&id)?;
     let run = st
         .storage
