@@ -642,6 +642,16 @@ async fn workflows(command: WorkflowsCommand) -> anyhow::Result<()> {
                 done.workflows.len(),
                 done.rules.len()
             );
+            // This command does not read the running server's MDM and SMTP settings:
+            // say what the set needs, for the admin to check against them.
+            println!(
+                "Needs an MDM (serve --nanomdm-url), or these fail at their MDM steps: {}.",
+                done.needs_mdm.join(", ")
+            );
+            println!(
+                "Needs an SMTP relay (serve --smtp-url), or these fail at their Send Email steps: {}.",
+                done.needs_email.join(", ")
+            );
             Ok(())
         }
         WorkflowsCommand::List { dir } => {

@@ -29,6 +29,7 @@ async fn rig() -> Rig {
 }
 
 async fn rig_with(smtp_url: Option<String>) -> Rig {
+    let smtp_url_given = smtp_url.clone();
     let (mdm_url, fake) = fake_nanomdm().await;
     let server = TestServer::start_with(|c| {
         c.nanomdm_url = Some(mdm_url.parse().unwrap());
@@ -73,13 +74,22 @@ async fn rig_with(smtp_url: Option<String>) -> Rig {
             )
             .await);
     }
-    ok(admin
+    let installed = admin
         .post(
             "/api/v1/workflows/install-standard",
             json!({"dep_profile": "St Mary DEP",
             "wifi_ssid": "StMary-Provisioning", "wifi_password": "provision-me"}),
         )
-        .await);
+        .await;
+    ok(installed.clone());
+    // With an MDM, nothing is said about it; without a relay, the email workflow is named.
+    let warnings = installed.1["warnings"].to_string();
+    assert!(!warnings.contains("no MDM"), "{warnings}");
+    assert_eq!(
+        warnings.contains("no SMTP relay"),
+        smtp_url_given.is_none(),
+        "{warnings}"
+    );
     let (_, token) = admin
         .post(
             "/api/v1/enrollment-tokens",

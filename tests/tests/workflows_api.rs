@@ -186,6 +186,29 @@ async fn the_standard_set_matches_the_reference_architecture_guide() {
     )
     .await;
     assert_eq!(s, 201, "{b}");
+    // This server has no MDM and no SMTP relay: the answer says what will fail, and why.
+    let needs_mdm: Vec<&str> = b["needs_mdm"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    for name in ["Check In", "iOS Provisioning"] {
+        assert!(needs_mdm.contains(&name), "{name} needs the MDM: {b}");
+    }
+    assert!(!needs_mdm.contains(&"Set Device Home"), "{b}");
+    let warnings = b["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 2, "{b}");
+    let mdm = warnings[0].as_str().unwrap();
+    assert!(mdm.starts_with("no MDM is configured"), "{mdm}");
+    assert!(
+        mdm.contains("Check In") && mdm.contains("blocks checkout"),
+        "{mdm}"
+    );
+    assert!(
+        warnings[1].as_str().unwrap().starts_with("no SMTP relay"),
+        "{b}"
+    );
     let (_, workflows) = req(&base, &t, "GET", "/api/v1/workflows", None).await;
     let (_, rules) = req(&base, &t, "GET", "/api/v1/rules", None).await;
     let workflows = workflows.as_array().unwrap();

@@ -271,6 +271,58 @@ pub struct Installed {
     pub workflows: Vec<String>,
     /// Rule ids, in order within each trigger.
     pub rules: Vec<String>,
+    /// The workflows that work only through an MDM (their MDM steps fail without one).
+    pub needs_mdm: Vec<String>,
+    /// The workflows that send email (through the SMTP relay).
+    pub needs_email: Vec<String>,
+    /// What will fail on this server as it is configured, and why.
+    pub warnings: Vec<String>,
+}
+
+/// What will fail with the set `installed` on a server with (or without) an MDM and an
+/// SMTP relay: the workflows that need each, and what the policy does meanwhile.
+fn set_warnings(
+    installed: &[Workflow],
+    mdm: bool,
+    smtp: bool,
+    policy: &lanyard_protocol::Policy,
+) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let names = |f: &dyn Fn(&crate::workflows::model::Action) -> bool| -> Vec<String> {
+        installed
+            .iter()
+            .filter(|w| w.spec.actions.iter().any(f))
+            .map(|w| w.spec.name.clone())
+            .collect()
+    };
+    let needs_mdm = names(&|a| a.needs_mdm());
+    let needs_email = names(&|a| matches!(a, crate::workflows::model::Action::SendEmail { .. }));
+    let mut warnings = Vec::new();
+    if !mdm && !needs_mdm.is_empty() {
+        let grace = policy.compliance.iter().find_map(|r| match r.condition {
+            lanyard_protocol::policy::Condition::PasscodePresentWhileCheckedIn { grace_secs } => {
+                Some(grace_secs)
+            }
+            _ => None,
+        });
+        let mut w = format!(
+            "no MDM is configured (serve --nanomdm-url): {} will fail at their MDM steps",
+            needs_mdm.join(", ")
+        );
+        if let Some(grace) = grace {
+            w.push_str(&format!(
+                "; Check In cannot clear passcodes, so the policy's rule \"passcode present while checked in\" blocks checkout of a docked phone {} min after check-in while its passcode is set",
+                grace.div_ceil(60)
+            ));
+        }
+        warnings.push(w);
+    }
+    if !smtp && !needs_email.is_empty() {
+        warnings.push(format!(
+            "no SMTP relay is configured (serve --smtp-url): {} will fail at their Send Email steps",
+            needs_email.join(", ")
+        ));
+    }
+    (needs_mdm, needs_email, warnings)
 }
 
 /// Validates and installs seed 000's standard set in one transaction.
@@ -315,9 +367,22 @@ pub async fn install_standard_set<S: Storage>(
         check::rule(&mut spec, &installed, &attrs)?;
         rules.push((id.to_owned(), spec));
     }
+    let policy = st.policy().await?;
+    let (needs_mdm, needs_email, warnings) = set_warnings(
+        &installed,
+        st.mdm.is_some(),
+        st.smtp.is_some(),
+        &policy.policy,
+    );
+    for w in &warnings {
+        tracing::warn!("standard set: {w}");
+    }
     let out = Installed {
         workflows: installed.iter().map(|w| w.id.clone()).collect(),
         rules: rules.iter().map(|(id, _)| id.clone()).collect(),
+        needs_mdm,
+        needs_email,
+        warnings,
     };
     st.storage
         .install_set(installed, rules, actor, st.now())
@@ -325,7 +390,7 @@ pub async fn install_standard_set<S: Storage>(
     Ok(out)
 }
 
-#[utoipa::path(post, path = "/api/v1/workflows/install-standard", tag = "workflows", description = "Installs seed 000's standard workflows and automation rules into a server that has none of them (one transaction, audited). The body gives what the guide leaves to each site. Needs the admin role.", request_body = SiteSettings, responses((status = 201, body = Installed), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, description = "some of the set already exists", body = ErrorBody)), security(("api_token" = [])))]
+#[utoipa::path(post, path = "/api/v1/workflows/install-standard", tag = "workflows", description = "Installs seed 000's standard workflows and automation rules into a server that has none of them (one transaction, audited). The body gives what the guide leaves to each site. The answer lists the workflows that need an MDM or an SMTP relay, and warns of what will fail on this server without them. Needs the admin role.", request_body = SiteSettings, responses((status = 201, body = Installed), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, description = "some of the set already exists", body = ErrorBody)), security(("api_token" = [])))]
 /// `POST /api/v1/workflows/install-standard`.
 pub async fn install_standard<S: Storage>(
     State(st): State<AppState<S>>,

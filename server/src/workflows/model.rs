@@ -316,6 +316,31 @@ fn oldest_signed() -> UpdateStrategy {
 }
 
 impl Action {
+    /// Whether the action works only through the MDM (a command or a profile).
+    pub fn needs_mdm(&self) -> bool {
+        match self {
+            Action::PerformMdmCommand {
+                clear_passcode,
+                assign_dep_profile,
+                delete_from_mdm,
+            } => *clear_passcode || assign_dep_profile.is_some() || *delete_from_mdm,
+            Action::Erase { .. }
+            | Action::SetTimezone { .. }
+            | Action::AddWifi { .. }
+            | Action::SetLanguageAndLocale { .. }
+            | Action::SetName { .. }
+            | Action::SetWallpaper { .. }
+            | Action::AddDynamicConfigProfile { .. }
+            | Action::UpdateIos { .. }
+            | Action::Reboot {} => true,
+            Action::SetAttribute { .. }
+            | Action::CheckOutDevice { .. }
+            | Action::CheckInDevice { .. }
+            | Action::SendEmail { .. }
+            | Action::OnFailure { .. } => false,
+        }
+    }
+
     /// The action's type name, as the API spells it.
     pub fn kind(&self) -> &'static str {
         match self {
