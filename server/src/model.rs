@@ -333,6 +333,11 @@ pub struct AttributeDef {
     pub name: String,
     /// The type of its values.
     pub value_type: AttributeType,
+    /// Built in (Department, Facility, Launchpad Manager, Timezone on carts; Device Home
+    /// and Device User on devices): always defined, set through the cart's or the
+    /// device's own fields.
+    #[serde(default)]
+    pub builtin: bool,
 }
 
 /// A signed command sent to a device, and where it stands.

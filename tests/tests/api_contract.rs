@@ -898,8 +898,27 @@ async fn custom_attributes_are_typed_role_checked_and_audited() {
     assert_eq!((s, b["name"].as_str()), (201, Some("Floor")));
     let (s, b) = send(&base, Some(&admin), &def).await;
     assert_error(s, &b, 409, "duplicate attribute");
+    // The guide's Launchpad Attributes are built in: creating them finds them there.
+    for name in ["Department", "Facility", "Launchpad Manager", "timezone"] {
+        let (s, b) = send(
+            &base,
+            Some(&admin),
+            &call(
+                Method::POST,
+                "/api/v1/attributes",
+                Some(json!({"target": "launchpad", "name": name, "value_type": "string"})),
+            ),
+        )
+        .await;
+        assert_eq!(
+            (s, b["builtin"].as_bool()),
+            (200, Some(true)),
+            "{name}: {b}"
+        );
+    }
     for bad in [
-        json!({"target": "launchpad", "name": "Department", "value_type": "string"}),
+        json!({"target": "launchpad", "name": "Department", "value_type": "int"}),
+        json!({"target": "device", "name": "Department", "value_type": "string"}),
         json!({"target": "launchpad", "name": "9lives", "value_type": "string"}),
         json!({"target": "launchpad", "name": "Wing", "value_type": "float"}),
         json!({"target": "cart", "name": "Wing", "value_type": "string"}),
@@ -1001,7 +1020,17 @@ async fn custom_attributes_are_typed_role_checked_and_audited() {
         &call(Method::GET, "/api/v1/attributes", None),
     )
     .await;
-    assert_eq!((s, b.as_array().unwrap().len()), (200, 1));
+    assert_eq!(s, 200);
+    let listed: Vec<(String, bool)> = b
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["name"].as_str().unwrap().to_owned(), d["builtin"] == true))
+        .collect();
+    assert_eq!(listed.len(), 7, "{b}");
+    assert!(listed.contains(&("Department".into(), true)), "{b}");
+    assert!(listed.contains(&("Device Home".into(), true)), "{b}");
+    assert!(listed.contains(&("Floor".into(), false)), "{b}");
     server.stop().await.unwrap();
 }
 

@@ -680,6 +680,35 @@ async fn filters_find_wandering_and_overdue_phones_and_lost_or_retired_ones_are_
         )
         .await;
     assert_eq!(s, 200);
+    // Retiring again changes nothing: no second unenroll, no second audit entry.
+    let (s, again) = admin
+        .post(
+            &format!("/api/v1/devices/{}/retire", home.id),
+            json!({"reason": "cracked screen"}),
+        )
+        .await;
+    assert_eq!(
+        (s, again["admin_state"].as_str()),
+        (200, Some("retired")),
+        "{again}"
+    );
+    let (_, commands) = admin
+        .get(&format!("/api/v1/devices/{}/commands", home.id))
+        .await;
+    let unenrolls = commands
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "unenroll")
+        .count();
+    assert_eq!(unenrolls, 1, "{commands}");
+    let (_, audit) = admin
+        .get(&format!(
+            "/api/v1/audit?action=device.retire&target_id={}",
+            home.id
+        ))
+        .await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
     // Applying the unenroll writes one more record, sent at the next sync.
     home.client.sync_once(&mut home.agent, now()).await.unwrap();
     assert_eq!(

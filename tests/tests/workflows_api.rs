@@ -147,6 +147,22 @@ async fn invalid_workflows_and_rules_are_refused_naming_the_problem() {
             ),
             "conditions[0].value",
         ),
+        (
+            rule(
+                json!([{"field": "battery_level", "op": "less_than", "value": 150}]),
+                json!(["a"]),
+                checked_in.clone(),
+            ),
+            "conditions[0].value: must be 0 to 100",
+        ),
+        (
+            rule(
+                json!([{"field": "port_number", "op": "is", "value": 0}]),
+                json!(["a"]),
+                checked_in.clone(),
+            ),
+            "conditions[0].value: must be 1 to 64",
+        ),
     ];
     for (body, needle) in rule_cases {
         let (s, b) = post("/api/v1/rules", body.clone()).await;

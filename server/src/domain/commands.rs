@@ -86,3 +86,46 @@ pub async fn queue_command<S: Storage>(
     st.wake(&crate::notify::device_topic(device_id));
     Ok(queued)
 }
+
+/// Retires `device_id` for good, in one transaction: marked retired, told to unenroll
+/// (`unenroll` signs that command) and audited. A phone already retired is left as it
+/// is — no second unenroll, no second entry — so retiring is safe to repeat. Returns the
+/// phone and whether an unenroll was queued.
+pub(crate) fn retire(
+    tx: &dyn crate::storage::Tx,
+    device_id: &str,
+    actor: &str,
+    reason: &str,
+    unenroll: &dyn Fn() -> Result<NewCommand, StorageError>,
+    now: Timestamp,
+) -> Result<(crate::model::Device, bool), StorageError> {
+    let before = tx
+        .device(device_id)?
+        .ok_or(StorageError::NotFound("device"))?;
+    if before.admin_state.as_deref() == Some("retired") {
+        return Ok((before, false));
+    }
+    tx.set_admin_state(device_id, Some("retired"))?;
+    let command = unenroll()?;
+    tx.insert_command(&command, None, now)?;
+    let after = tx
+        .device(device_id)?
+        .ok_or(StorageError::NotFound("device"))?;
+    let mut after_json = serde_json::to_value(&after).unwrap_or_default();
+    if let Some(o) = after_json.as_object_mut() {
+        o.insert("command_id".into(), command.id.as_str().into());
+        o.insert("reason".into(), reason.into());
+    }
+    tx.audit(
+        &crate::storage::tx::AuditEntry {
+            actor,
+            action: "device.retire",
+            target_kind: "device",
+            target_id: device_id,
+            before: serde_json::to_value(&before).ok(),
+            after: Some(after_json),
+        },
+        now,
+    )?;
+    Ok((after, true))
+}

@@ -511,7 +511,7 @@ pub async fn mark_found<S: Storage>(
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/devices/{id}/retire", tag = "admin", description = "Retires a device: never granted again, and told to unenroll at its next sync. Needs the admin role.", params(("id" = String, Path)), request_body = DeviceNote, responses((status = 200, body = Device), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
+#[utoipa::path(post, path = "/api/v1/devices/{id}/retire", tag = "admin", description = "Retires a device: never granted again, and told to unenroll at its next sync (one transaction, audited). Retiring a retired device changes nothing and queues nothing. Needs the admin role.", params(("id" = String, Path)), request_body = DeviceNote, responses((status = 200, body = Device), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("api_token" = [])))]
 /// `POST /api/v1/devices/{id}/retire`.
 pub async fn retire<S: Storage>(
     State(st): State<AppState<S>>,
@@ -520,21 +520,28 @@ pub async fn retire<S: Storage>(
     ApiJson(body): ApiJson<DeviceNote>,
 ) -> Result<Json<Device>, AppError> {
     caller.require_admin()?;
-    validate::text("reason", &body.reason, 256)?;
-    let device = st
+    let reason = validate::text("reason", &body.reason, 256)?;
+    let (now, keys, actor) = (st.now(), st.keys.clone(), caller.actor.clone());
+    let (device, queued) = st
         .storage
-        .set_admin_state(id, Some("retired"), caller.actor.clone(), st.now())
+        .transact(move |tx| {
+            // The phone may be off for weeks: the unenroll stays valid for a month.
+            let unenroll = || {
+                crate::domain::commands::new_command(
+                    &keys,
+                    &id,
+                    lanyard_protocol::ServerCommand::Unenroll,
+                    now,
+                    now.plus_secs(ACTION_TTL_SECS * 30),
+                    false,
+                )
+            };
+            crate::domain::commands::retire(tx, &id, &actor, &reason, &unenroll, now)
+        })
         .await?;
-    // The phone may be off for weeks: the unenroll stays valid for a month.
-    let unenroll = lanyard_protocol::ServerCommand::Unenroll;
-    queue_command(
-        &st,
-        Some(caller.actor.clone()),
-        &device.id,
-        unenroll,
-        ACTION_TTL_SECS * 30,
-    )
-    .await?;
+    if queued {
+        st.wake(&crate::notify::device_topic(&device.id));
+    }
     Ok(Json(device))
 }
 

@@ -29,6 +29,26 @@ pub const RESERVED: &[&str] = &[
     "Display Name",
 ];
 
+/// The built-in attributes an admin may name when following the guide (seed 000's
+/// Launchpad Attributes): always defined, set through the cart's or device's fields.
+const BUILTIN: &[(AttributeTarget, &str)] = &[
+    (AttributeTarget::Launchpad, "Department"),
+    (AttributeTarget::Launchpad, "Facility"),
+    (AttributeTarget::Launchpad, "Launchpad Manager"),
+    (AttributeTarget::Launchpad, "Timezone"),
+    (AttributeTarget::Device, "Device Home"),
+    (AttributeTarget::Device, "Device User"),
+];
+
+fn builtin_defs() -> impl Iterator<Item = AttributeDef> {
+    BUILTIN.iter().map(|(target, name)| AttributeDef {
+        target: *target,
+        name: (*name).to_owned(),
+        value_type: AttributeType::String,
+        builtin: true,
+    })
+}
+
 /// `POST /api/v1/attributes` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -73,7 +93,7 @@ fn checked_name(name: &str) -> Result<String, AppError> {
     Ok(n.to_owned())
 }
 
-#[utoipa::path(post, path = "/api/v1/attributes", tag = "admin", description = "Defines a custom attribute. Needs the admin role.", request_body = CreateAttribute, responses((status = 201, body = AttributeDef), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)), security(("api_token" = [])))]
+#[utoipa::path(post, path = "/api/v1/attributes", tag = "admin", description = "Defines a custom attribute. A built-in one (Department, Facility, Launchpad Manager, Timezone on carts; Device Home, Device User on devices; as text) is already defined: 200 with it. Needs the admin role.", request_body = CreateAttribute, responses((status = 201, body = AttributeDef), (status = 200, description = "built in: already defined", body = AttributeDef), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)), security(("api_token" = [])))]
 /// `POST /api/v1/attributes`.
 pub async fn create<S: Storage>(
     State(st): State<AppState<S>>,
@@ -81,10 +101,18 @@ pub async fn create<S: Storage>(
     ApiJson(body): ApiJson<CreateAttribute>,
 ) -> Result<(StatusCode, Json<AttributeDef>), AppError> {
     caller.require_admin()?;
+    // Creating a built-in one (as the guide's setup steps do) finds it already there.
+    if body.value_type == AttributeType::String
+        && let Some(def) = builtin_defs()
+            .find(|d| d.target == body.target && d.name.eq_ignore_ascii_case(body.name.trim()))
+    {
+        return Ok((StatusCode::OK, Json(def)));
+    }
     let def = AttributeDef {
         target: body.target,
         name: checked_name(&body.name)?,
         value_type: body.value_type,
+        builtin: false,
     };
     let created = st
         .storage
@@ -93,13 +121,15 @@ pub async fn create<S: Storage>(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-#[utoipa::path(get, path = "/api/v1/attributes", tag = "admin", description = "Every custom attribute definition. Any role.", responses((status = 200, body = Vec<AttributeDef>), (status = 401, body = ErrorBody)), security(("api_token" = [])))]
+#[utoipa::path(get, path = "/api/v1/attributes", tag = "admin", description = "Every attribute definition: the built-in ones first (`builtin: true`), then the custom ones. Any role.", responses((status = 200, body = Vec<AttributeDef>), (status = 401, body = ErrorBody)), security(("api_token" = [])))]
 /// `GET /api/v1/attributes`.
 pub async fn list<S: Storage>(
     State(st): State<AppState<S>>,
     _caller: Caller,
 ) -> Result<Json<Vec<AttributeDef>>, AppError> {
-    Ok(Json(st.storage.list_attributes().await?))
+    let mut all: Vec<AttributeDef> = builtin_defs().collect();
+    all.extend(st.storage.list_attributes().await?);
+    Ok(Json(all))
 }
 
 async fn set<S: Storage>(

@@ -461,6 +461,8 @@ pub trait Tx {
     /// Takes a phone out of service for good: retired, off every cart, its MDM UDID and
     /// its grant let go (its credential stops working).
     fn retire_device(&self, device_id: &str) -> Result<(), StorageError>;
+    /// Sets what IT marked the phone (`lost`, `retired`, or nothing).
+    fn set_admin_state(&self, device_id: &str, state: Option<&str>) -> Result<(), StorageError>;
     /// Writes the readiness probe's row (proves the database takes writes).
     fn mark_ready(&self, now: Timestamp) -> Result<(), StorageError>;
     /// Appends to the audit log.

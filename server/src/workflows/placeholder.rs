@@ -165,6 +165,7 @@ mod tests {
             target: AttributeTarget::Launchpad,
             name: "Floor".into(),
             value_type: AttributeType::Int,
+            builtin: false,
         }];
         assert_eq!(first_unknown("[Department] [Floor]", &attrs), None);
         assert_eq!(first_unknown("[department] [Flor]", &attrs), Some("Flor"));

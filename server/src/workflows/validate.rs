@@ -538,8 +538,19 @@ fn condition(i: usize, c: &mut Condition, attrs: &[AttributeDef]) -> Result<(), 
         _ => {}
     }
     if numeric_field {
-        if c.value.as_i64().is_none() {
+        let Some(v) = c.value.as_i64() else {
             return Err(AppError::invalid(&f("value"), "must be a whole number"));
+        };
+        // A battery is 0–100 %, a port 1–64: a value outside can never match.
+        let (low, high) = match c.field {
+            ConditionField::BatteryLevel => (0, 100),
+            _ => (1, 64),
+        };
+        if !(low..=high).contains(&v) {
+            return Err(AppError::invalid(
+                &f("value"),
+                format!("must be {low} to {high}"),
+            ));
         }
     } else if c.op.numeric() && c.field != ConditionField::Attribute {
         return Err(AppError::invalid(

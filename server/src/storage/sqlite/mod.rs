@@ -1231,6 +1231,7 @@ impl Storage for SqliteStorage {
                     target,
                     name,
                     value_type,
+                    builtin: false,
                 });
             }
             Ok(out)

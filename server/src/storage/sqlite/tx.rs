@@ -400,6 +400,13 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn set_admin_state(&self, device_id: &str, state: Option<&str>) -> Result<(), StorageError> {
+        self.0
+            .prepare_cached("UPDATE device SET admin_state = ?2 WHERE id = ?1")?
+            .execute(params![device_id, state])?;
+        Ok(())
+    }
+
     fn mark_ready(&self, now: Timestamp) -> Result<(), StorageError> {
         self.0
             .prepare_cached(
