@@ -86,6 +86,10 @@ impl From<StorageError> for AppError {
             StorageError::NotFound(what) => AppError::NotFound(format!("{what} not found")),
             StorageError::Conflict(what) => AppError::Conflict(format!("{what} already exists")),
             StorageError::Rejected(why) => AppError::Unprocessable(why),
+            StorageError::InUse(why) => AppError::ConflictWith {
+                code: "in_use",
+                message: why,
+            },
             // The database is away (a PostgreSQL restart, a network cut): "try again",
             // not a server bug.
             StorageError::Unavailable(

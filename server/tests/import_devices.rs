@@ -57,6 +57,7 @@ async fn device_attributes_import_by_serial_with_typed_values() {
             target: AttributeTarget::Device,
             name: name.into(),
             value_type,
+            builtin: false,
         };
         st.storage
             .create_attribute(def, "test".into(), now)

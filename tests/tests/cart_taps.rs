@@ -573,15 +573,48 @@ async fn a_revoked_badge_stops_working_at_once_and_carts_and_users_can_be_change
     .await;
     assert_eq!(c["department"], Value::Null);
 
-    // Deleting the user and the cart: the badge and the reader credential stop working.
-    let (s, _) = call(
+    // A user who holds a phone, and a cart with a phone in it, are not deleted: that
+    // would leave the phone held by nobody known, docked in no cart.
+    let (s, b) = call(
         Method::DELETE,
         "/api/v1/users/alice".into(),
         &admin_token,
         None,
     )
     .await;
-    assert_eq!(s, 204);
+    assert_eq!((s, b["code"].as_str()), (409, Some("in_use")), "{b}");
+    assert!(b["message"].as_str().unwrap().contains(&phone.id), "{b}");
+    let (s, b) = call(
+        Method::DELETE,
+        "/api/v1/launchpads/cart-1".into(),
+        &admin_token,
+        None,
+    )
+    .await;
+    assert_eq!((s, b["code"].as_str()), (409, Some("in_use")), "{b}");
+    // The phone is checked in and taken out of the cart.
+    let (s, b) = call(
+        Method::POST,
+        format!("/api/v1/devices/{}/check-in", phone.id),
+        &admin_token,
+        Some(json!({"reason": "leaving"})),
+    )
+    .await;
+    assert_eq!(s, 202, "{b}");
+    phone.sync().await;
+    phone.sync().await;
+    phone.agent.handle(Event::Undocked, now()).unwrap();
+    phone.sync().await;
+
+    // Deleting the user and the cart: the badge and the reader credential stop working.
+    let (s, b) = call(
+        Method::DELETE,
+        "/api/v1/users/alice".into(),
+        &admin_token,
+        None,
+    )
+    .await;
+    assert_eq!(s, 204, "{b}");
     let (s, _) = call(
         Method::GET,
         "/api/v1/users/alice".into(),
@@ -590,14 +623,14 @@ async fn a_revoked_badge_stops_working_at_once_and_carts_and_users_can_be_change
     )
     .await;
     assert_eq!(s, 404);
-    let (s, _) = call(
+    let (s, b) = call(
         Method::DELETE,
         "/api/v1/launchpads/cart-1".into(),
         &admin_token,
         None,
     )
     .await;
-    assert_eq!(s, 204);
+    assert_eq!(s, 204, "{b}");
     let r = http
         .post(format!("{base}/launchpad/v1/tap"))
         .bearer_auth(&cart.credential)

@@ -442,7 +442,7 @@ async fn a_workflow_step_waits_for_the_device_whatever_became_of_the_push() {
             .ok(
                 "/api/v1/workflows",
                 json!({"name": "Restart Me", "model": "device_enrollment_program",
-                    "actions": [{"type": "reboot"}]}),
+                    "actions": [{"type": "reboot"}, {"type": "set_attribute", "attribute": "Device Home", "value": "4 West"}]}),
             )
             .await;
         *rig.fake.answer.lock().unwrap() = answer;
@@ -473,11 +473,18 @@ async fn a_workflow_step_waits_for_the_device_whatever_became_of_the_push() {
             (true, Order::ErrorAfter) => {
                 assert_eq!(run["state"], "failed", "{case}: {run:#}");
                 assert!(step.contains("error"), "{case}: {step}");
+                // The step after the failed one is not left pending.
+                assert_eq!(run["steps"][1]["status"], "skipped", "{case}: {run:#}");
+                assert_eq!(
+                    run["steps"][1]["detail"], "not run: step 1 (reboot) failed",
+                    "{case}: {run:#}"
+                );
             }
             (true, _) => assert_eq!(run["state"], "succeeded", "{case}: {run:#}"),
             (false, _) => {
                 assert_eq!(run["state"], "failed", "{case}: {run:#}");
                 assert!(step.contains("push data missing"), "{case}: {step}");
+                assert_eq!(run["steps"][1]["status"], "skipped", "{case}: {run:#}");
             }
         }
         assert_eq!(rig.fake.commands().len(), 1, "{case}: queued once");

@@ -38,6 +38,10 @@ pub enum StorageError {
     /// The request cannot be honoured in the current state (e.g. an exhausted token).
     #[error("{0}")]
     Rejected(String),
+    /// The record is still in use (a cart with phones in it, a user holding a phone):
+    /// removing it would leave records pointing at nothing.
+    #[error("{0}")]
+    InUse(String),
     /// The database could not be reached or failed (busy, disk full, writer gone).
     #[error(transparent)]
     Unavailable(#[from] DbError),

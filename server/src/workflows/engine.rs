@@ -118,6 +118,7 @@ async fn advance<S: Storage>(
             Err(crate::storage::StorageError::NotFound(_)) => {
                 run.steps[i].status = StepStatus::Failed;
                 run.steps[i].detail = Some("the device no longer exists".into());
+                skip_rest(&mut run, i, now);
                 run.state = RunState::Failed;
                 run.error = Some("the device no longer exists".into());
                 run.finished_at = Some(now);
@@ -169,6 +170,22 @@ async fn advance<S: Storage>(
     }
 }
 
+/// Marks every step after the failed step `i` skipped, saying why: a finished run
+/// shows no step still "pending".
+fn skip_rest(run: &mut Run, i: usize, now: i64) {
+    let failed = run
+        .steps
+        .get(i)
+        .map_or_else(String::new, |s| s.action.clone());
+    for step in run.steps.iter_mut().skip(i + 1) {
+        if matches!(step.status, StepStatus::Pending | StepStatus::Running) {
+            step.status = StepStatus::Skipped;
+            step.detail = Some(format!("not run: step {} ({failed}) failed", i + 1));
+            step.finished_at = Some(now);
+        }
+    }
+}
+
 /// Applies the workflow's On Failure after step `i` failed: retry the workflow while
 /// attempts remain, else fail the run, then run another workflow and/or reboot and
 /// check the phone in.
@@ -215,6 +232,7 @@ async fn on_failure<S: Storage>(
     }
     run.state = RunState::Failed;
     run.finished_at = Some(now);
+    skip_rest(&mut run, i, now);
     let mut error = line;
     if let Some(next) = then_run {
         let new = NewRun {

@@ -539,6 +539,16 @@ impl Storage for SqliteStorage {
     ) -> Result<(), StorageError> {
         self.write(move |tx| {
             let before = get_user(tx, &username)?;
+            let held: Vec<String> = tx
+                .prepare_cached("SELECT id FROM device WHERE device_user = ?1 ORDER BY id")?
+                .query_map([&username], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            if !held.is_empty() {
+                return Err(StorageError::InUse(format!(
+                    "{username} holds {}: check those in first (POST /api/v1/devices/{{id}}/check-in), or revoke the badges to stop new checkouts",
+                    held.join(", ")
+                )));
+            }
             tx.execute("DELETE FROM app_user WHERE username = ?1", [&username])?;
             audit(
                 tx,
@@ -725,6 +735,20 @@ impl Storage for SqliteStorage {
     ) -> Result<(), StorageError> {
         self.write(move |tx| {
             let before = get_launchpad(tx, &id)?;
+            let docked: Vec<String> = tx
+                .prepare_cached(
+                    "SELECT id FROM device WHERE last_launchpad = ?1 AND docked = 1
+                       AND admin_state IS NULL ORDER BY id",
+                )?
+                .query_map([&id], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            if !docked.is_empty() {
+                return Err(StorageError::InUse(format!(
+                    "{} phone(s) are docked in cart {id} ({}): move them to another cart first",
+                    docked.len(),
+                    docked.join(", ")
+                )));
+            }
             tx.execute("DELETE FROM launchpad WHERE id = ?1", [&id])?;
             tx.execute(
                 "DELETE FROM attribute_value WHERE target = 'launchpad' AND entity_id = ?1",
