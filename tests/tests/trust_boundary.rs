@@ -342,12 +342,47 @@ async fn a_phone_the_mdm_enrolled_again_replaces_its_ghost() {
         device_row(&admin, &ghost.id).await["mdm_udid"],
         udid.as_str()
     );
+    // IT tagged the phone.
+    admin
+        .ok(
+            "/api/v1/attributes",
+            json!({"target": "device", "name": "Asset Tag", "value_type": "string"}),
+        )
+        .await;
+    let r = admin
+        .http
+        .put(format!(
+            "{}/api/v1/devices/{}/attributes/Asset%20Tag",
+            admin.base, ghost.id
+        ))
+        .bearer_auth(&admin.token)
+        .json(&json!({"value": "SMH-00417"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     // The phone is erased (Provisioning) and enrolls in the MDM again, then in Lanyard.
     assert_eq!(
         lanyard_e2e::harness::mdm_enrolled(&admin.base, &udid, &serial).await,
         200
     );
     let phone = RawPhone::enroll(&link, info).await.unwrap();
+    // What IT set on the old record is handed on, and the audit log links the two.
+    let (_, attrs) = admin
+        .get(&format!("/api/v1/devices/{}/attributes", phone.id))
+        .await;
+    assert_eq!(attrs["Asset Tag"], "SMH-00417", "{attrs}");
+    let (_, audit) = admin
+        .get(&format!(
+            "/api/v1/audit?action=device.inherited&target_id={}",
+            phone.id
+        ))
+        .await;
+    assert_eq!(
+        audit["items"][0]["after"]["replaces"],
+        ghost.id.as_str(),
+        "{audit}"
+    );
     let old = device_row(&admin, &ghost.id).await;
     assert_eq!(old["admin_state"], "retired", "{old}");
     assert!(old["mdm_udid"].is_null(), "{old}");

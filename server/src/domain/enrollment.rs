@@ -57,11 +57,13 @@ pub fn enroll(
         ));
     }
     let serial = device.info.serial.as_deref();
+    let mut replaced = Vec::new();
     let identity = match device.info.udid.as_deref() {
         Some(udid) => {
             let identity = tx.mdm_identity(udid)?;
-            if let Some(refused) = claim_udid(tx, device, udid, identity.as_ref(), now)? {
-                return Ok(Err(refused));
+            match claim_udid(tx, device, udid, identity.as_ref(), now)? {
+                Ok(ghosts) => replaced = ghosts,
+                Err(refused) => return Ok(Err(refused)),
             }
             identity.map(|i| (udid, i))
         }
@@ -82,20 +84,38 @@ pub fn enroll(
     {
         tx.bind_mdm_udid(&device.id, udid)?;
     }
+    // The phone as it was before its erase hands on what IT set on it, so its Device
+    // Home checks, placeholders and attribute-targeted deployments carry on.
+    for ghost in &replaced {
+        let attributes = tx.inherit_device(ghost, &device.id, now)?;
+        tx.audit(
+            &AuditEntry {
+                actor: "lanyard",
+                action: "device.inherited",
+                target_kind: "device",
+                target_id: &device.id,
+                before: None,
+                after: Some(json!({"replaces": ghost, "attributes": attributes})),
+            },
+            now,
+        )?;
+    }
     tx.device(&device.id)?
         .ok_or(StorageError::NotFound("device"))
         .map(Ok)
 }
 
-/// Whether `device` may take `udid`: replaces ghosts the MDM re-enrolled since, and
-/// refuses (recording why on the holder) otherwise.
+/// Whether `device` may take `udid`: retires the ghosts the MDM re-enrolled since
+/// (returned, to hand their settings on), and refuses (recording why on the holder)
+/// otherwise.
 fn claim_udid(
     tx: &dyn Tx,
     device: &NewDevice,
     udid: &str,
     identity: Option<&MdmIdentity>,
     now: Timestamp,
-) -> Result<Option<Refused>, StorageError> {
+) -> Result<Result<Vec<String>, Refused>, StorageError> {
+    let mut ghosts = Vec::new();
     let serial = device.info.serial.as_deref();
     if let Some(mdm_serial) = identity.and_then(|i| i.serial.as_deref())
         && serial.is_some_and(|s| s != mdm_serial)
@@ -107,7 +127,7 @@ fn claim_udid(
         for holder in tx.udid_holders(udid)? {
             device_event(tx, &holder.device_id, "udid_serial_mismatch", &detail, now)?;
         }
-        return Ok(Some(Refused::UdidSerialMismatch {
+        return Ok(Err(Refused::UdidSerialMismatch {
             mdm_serial: mdm_serial.to_owned(),
         }));
     }
@@ -124,7 +144,7 @@ fn claim_udid(
                 serial.unwrap_or("not given")
             );
             device_event(tx, &holder.device_id, "udid_in_use", &detail, now)?;
-            return Ok(Some(Refused::UdidInUse {
+            return Ok(Err(Refused::UdidInUse {
                 holder: holder.device_id,
             }));
         }
@@ -145,8 +165,9 @@ fn claim_udid(
             },
             now,
         )?;
+        ghosts.push(holder.device_id);
     }
-    Ok(None)
+    Ok(Ok(ghosts))
 }
 
 /// What the MDM's Authenticate for `udid` (with `serial`) binds: the phone in service

@@ -461,6 +461,15 @@ pub trait Tx {
     /// Takes a phone out of service for good: retired, off every cart, its MDM UDID and
     /// its grant let go (its credential stops working).
     fn retire_device(&self, device_id: &str) -> Result<(), StorageError>;
+    /// Hands what IT set on phone `from` to the phone `to` that replaces it: its Device
+    /// Home (unless `to` has its own) and its custom attribute values. Returns the
+    /// names of the attributes handed on.
+    fn inherit_device(
+        &self,
+        from: &str,
+        to: &str,
+        now: Timestamp,
+    ) -> Result<Vec<String>, StorageError>;
     /// Sets what IT marked the phone (`lost`, `retired`, or nothing).
     fn set_admin_state(&self, device_id: &str, state: Option<&str>) -> Result<(), StorageError>;
     /// Writes the readiness probe's row (proves the database takes writes).

@@ -400,6 +400,32 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn inherit_device(
+        &self,
+        from: &str,
+        to: &str,
+        now: Timestamp,
+    ) -> Result<Vec<String>, StorageError> {
+        self.0
+            .prepare_cached(
+                "UPDATE device SET device_home = (SELECT d.device_home FROM device d WHERE d.id = ?1)
+                 WHERE id = ?2 AND device_home IS NULL",
+            )?
+            .execute(params![from, to])?;
+        let names: Vec<String> = self
+            .0
+            .prepare_cached(
+                "INSERT INTO attribute_value (target, entity_id, name, value_json, updated_at)
+                 SELECT target, ?2, name, value_json, ?3 FROM attribute_value
+                  WHERE target = 'device' AND entity_id = ?1
+                 ON CONFLICT (target, entity_id, name) DO NOTHING
+                 RETURNING name",
+            )?
+            .query_map(params![from, to, now.as_millis()], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(names)
+    }
+
     fn set_admin_state(&self, device_id: &str, state: Option<&str>) -> Result<(), StorageError> {
         self.0
             .prepare_cached("UPDATE device SET admin_state = ?2 WHERE id = ?1")?
