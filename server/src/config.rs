@@ -73,6 +73,30 @@ impl FileConfig {
     }
 }
 
+/// Every key a config file may set (checked against [`FileConfig`] by a test, and
+/// listed by `serve --help`).
+pub const KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "database_url",
+    "key_encryption_key",
+    "public_url",
+    "trusted_proxies",
+    "badge_lookup_url",
+    "log_format",
+    "nanomdm_url",
+    "nanomdm_api_key",
+    "nanomdm_webhook_key",
+    "mdm_deadline_mins",
+    "smtp_url",
+    "smtp_from",
+    "metrics_token",
+    "retention_days",
+    "email_retention_days",
+    "max_connections",
+    "header_timeout_secs",
+];
+
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default data directory.
@@ -92,5 +116,20 @@ mod tests {
         assert_eq!(c.log_format, Some(LogFormat::Json));
         assert!(toml::from_str::<FileConfig>("listne = \"0.0.0.0:9000\"").is_err());
         assert!(toml::from_str::<FileConfig>("listen = \"not an address\"").is_err());
+    }
+
+    #[test]
+    fn keys_lists_every_key_of_the_file() {
+        // serde names every field it accepts when it refuses an unknown one.
+        let err = toml::from_str::<FileConfig>("no_such_key = 1")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        let accepted: Vec<&str> = err.split('`').skip(3).step_by(2).collect();
+        let mut accepted = accepted;
+        accepted.sort_unstable();
+        let mut keys = KEYS.to_vec();
+        keys.sort_unstable();
+        assert_eq!(accepted, keys, "{err}");
     }
 }

@@ -193,7 +193,11 @@ enum ImportKind {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// TOML configuration file (keys: listen, data_dir, badge_lookup_url, log_format).
+    /// TOML configuration file. Keys: listen, data_dir, database_url, key_encryption_key,
+    /// public_url, trusted_proxies, badge_lookup_url, log_format, nanomdm_url,
+    /// nanomdm_api_key, nanomdm_webhook_key, mdm_deadline_mins, smtp_url, smtp_from,
+    /// metrics_token, retention_days, email_retention_days, max_connections,
+    /// header_timeout_secs. Flags and environment variables override it.
     #[arg(long, env = "LANYARD_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080].

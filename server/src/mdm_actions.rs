@@ -178,6 +178,14 @@ pub async fn send<S: Storage>(
     ApiJson(action): ApiJson<MdmAction>,
 ) -> Result<(StatusCode, Json<MdmCommandSent>), AppError> {
     caller.require_device_actions()?;
+    // The request itself first (a lost mode without a message is the caller's to fix,
+    // whatever the server's MDM), then the device, then the MDM.
+    let clear_passcode = matches!(action, MdmAction::ClearPasscode {});
+    let built = if clear_passcode {
+        None
+    } else {
+        Some(build(action, None)?)
+    };
     let device = st.storage.get_device(id).await?;
     let udid = crate::mdm::target(&device).map_err(|why| AppError::Unprocessable(why.into()))?;
     let Some(mdm) = st.mdm.clone() else {
@@ -185,14 +193,16 @@ pub async fn send<S: Storage>(
             "no MDM connector is configured".into(),
         ));
     };
-    let unlock_token = match &action {
-        MdmAction::ClearPasscode {} => match st.storage.unlock_token(udid.clone()).await? {
-            Some(sealed) => Some(st.keys.open_token(&udid, &sealed)?),
-            None => None,
-        },
-        _ => None,
+    let command = match built {
+        Some(command) => command,
+        None => {
+            let unlock_token = match st.storage.unlock_token(udid.clone()).await? {
+                Some(sealed) => Some(st.keys.open_token(&udid, &sealed)?),
+                None => None,
+            };
+            build(MdmAction::ClearPasscode {}, unlock_token)?
+        }
     };
-    let command = build(action, unlock_token)?;
     let request_type = command.request_type();
     let sent = crate::mdm::enqueue_logged(
         &st,

@@ -326,3 +326,16 @@ fn the_policy_is_shown_and_changed_from_the_command_line() {
     let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(shown["version"], v0 + 1);
 }
+
+#[test]
+fn serve_help_names_every_config_file_key() {
+    let out = bin().args(["serve", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for key in lanyard_server::config::KEYS {
+        assert!(
+            help.contains(key),
+            "{key} missing from serve --help:\n{help}"
+        );
+    }
+}

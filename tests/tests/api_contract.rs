@@ -1341,6 +1341,22 @@ async fn devices_users_and_the_audit_log_can_be_searched_and_filtered() {
     let rows: Vec<&str> = csv.lines().skip(1).collect();
     assert!(!rows.is_empty(), "{csv}");
     assert!(rows.iter().all(|r| r.contains(&two.id)), "{csv}");
+
+    // On a server without an MDM, a malformed MDM request still hears what is wrong
+    // with it first; a good one hears that no MDM can carry it.
+    let path = format!("/api/v1/devices/{}/mdm-commands", one.id);
+    let (s, b) = admin
+        .post(&path, json!({"command": "enable_lost_mode"}))
+        .await;
+    assert_eq!((s, b["code"].as_str()), (400, Some("invalid_field")), "{b}");
+    assert!(b["message"].as_str().unwrap().contains("message"), "{b}");
+    let (s, b) = admin
+        .post(
+            &path,
+            json!({"command": "enable_lost_mode", "message": "Return to 4 West"}),
+        )
+        .await;
+    assert_eq!(s, 422, "{b}");
     server.stop().await.unwrap();
 }
 
