@@ -628,3 +628,246 @@ async fn rules_and_workflows_change_in_part_move_between_folders_and_helpdesk_de
     assert_eq!(s, 403, "helpdesk does not change rules");
     server.stop().await.unwrap();
 }
+
+/// Seed 000's admin journey through the API alone, as a new IT admin plays it: the
+/// guide's attributes, carts and users, phones enrolled into a cart, the standard set,
+/// the Incorrect Device Home rule moved first, a cloned Check In, a phone erased and
+/// enrolled again, a busy cart, a policy change reaching a phone, a search and a
+/// filtered audit export.
+#[tokio::test]
+async fn seed_000s_admin_journey_through_the_api() {
+    use lanyard_agent::Event;
+    use lanyard_e2e::harness::{Admin, Phone, RawPhone, fake_nanomdm, mdm_enrolled, now};
+    use lanyard_protocol::DeviceStatus;
+    use lanyard_protocol::enroll::DeviceInfo;
+
+    let (mdm_url, _fake) = fake_nanomdm().await;
+    let server = TestServer::start_with(|c| {
+        c.nanomdm_url = Some(mdm_url.parse().unwrap());
+        c.nanomdm_api_key = Some("mdm-key".into());
+        c.nanomdm_webhook_key = Some("hook-key".into());
+    })
+    .await
+    .unwrap();
+    let admin = Admin {
+        base: server.base_url(),
+        token: server.token("admin").await.unwrap(),
+        http: http_client(),
+    };
+    let patch = |path: String, body: Value| {
+        let (base, t) = (admin.base.clone(), admin.token.clone());
+        async move { req(&base, &t, "PATCH", &path, Some(body)).await }
+    };
+
+    // Launchpad Attributes, as the guide lists them, and one of the site's own.
+    for name in ["Department", "Facility", "Launchpad Manager", "Timezone"] {
+        let (s, b) = admin
+            .post(
+                "/api/v1/attributes",
+                json!({"target": "launchpad", "name": name, "value_type": "string"}),
+            )
+            .await;
+        assert_eq!(
+            (s, b["builtin"].as_bool()),
+            (200, Some(true)),
+            "{name}: {b}"
+        );
+    }
+    admin
+        .ok(
+            "/api/v1/attributes",
+            json!({"target": "device", "name": "Asset Tag", "value_type": "string"}),
+        )
+        .await;
+    // Carts and clinicians.
+    let mut readers = Vec::new();
+    for (id, dept) in [("cart-4w", "4 West"), ("cart-5e", "5 East")] {
+        let cart = admin
+            .ok(
+                "/api/v1/launchpads",
+                json!({"id": id, "name": id, "ports": 10, "department": dept,
+                "facility": "St Mary", "manager": "mgr@stmary.example", "timezone": "America/Chicago"}),
+            )
+            .await;
+        readers.push(cart["credential"].as_str().unwrap().to_owned());
+    }
+    for (u, name, badge) in [
+        ("alice", "Alice Moreau, RN", "0012345"),
+        ("bob", "Bob Okafor, RN", "0067890"),
+    ] {
+        admin
+            .ok(
+                "/api/v1/users",
+                json!({"username": u, "display_name": name, "email": format!("{u}@stmary.example"), "groups": ["4 West"]}),
+            )
+            .await;
+        admin
+            .ok(
+                &format!("/api/v1/users/{u}/badges"),
+                json!({"badge": badge}),
+            )
+            .await;
+    }
+    // The standard set: with an MDM, only the missing SMTP relay is worth a warning.
+    let installed = admin
+        .ok(
+            "/api/v1/workflows/install-standard",
+            json!({"dep_profile": "St Mary DEP", "wifi_ssid": "StMary-Provisioning", "wifi_password": "provision-me"}),
+        )
+        .await;
+    let warnings = installed["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{installed}");
+    assert!(warnings[0].as_str().unwrap().starts_with("no SMTP relay"));
+    // "Reorder the Incorrect Device Home rule to be the first rule."
+    let moved = admin
+        .ok(
+            "/api/v1/rules/incorrect-device-home/move",
+            json!({"position": 1}),
+        )
+        .await;
+    assert_eq!(moved[0]["id"], "incorrect-device-home", "{moved}");
+    // A Check In for 4 West: cloned, changed in part, and deployed by its rule.
+    let clone = admin
+        .ok(
+            "/api/v1/workflows/check-in/clone",
+            json!({"name": "Check In 4 West"}),
+        )
+        .await;
+    let clone_id = clone["id"].as_str().unwrap().to_owned();
+    let (s, b) = patch(
+        format!("/api/v1/workflows/{clone_id}"),
+        json!({"description": "4 West: logs Epic Rover out"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = patch(
+        "/api/v1/rules/check-in".into(),
+        json!({"workflows": [clone_id]}),
+    )
+    .await;
+    assert_eq!(
+        (s, b["workflows"][0].as_str()),
+        (200, Some(clone_id.as_str())),
+        "{b}"
+    );
+
+    // Phones enrolled into cart 4 West and docked.
+    let token = admin
+        .ok(
+            "/api/v1/enrollment-tokens",
+            json!({"label": "4 West", "launchpad_id": "cart-4w", "department": "4 West"}),
+        )
+        .await;
+    let link = token["link"].as_str().unwrap().to_owned();
+    let mut p1 = Phone::enroll(&link).await;
+    p1.dock("cart-4w", 1, 95).await;
+    let mut p2 = Phone::enroll(&link).await;
+    p2.dock("cart-4w", 2, 80).await;
+
+    // A phone erased by Provisioning enrolls again: its old record is replaced, and
+    // what IT set on it is handed on.
+    let info = DeviceInfo {
+        serial: Some("F2LXK0XXHG99".into()),
+        udid: Some("00008030-0000000000000099".into()),
+        model: Some("iPhone15,2".into()),
+        ..Default::default()
+    };
+    let (udid, serial) = (info.udid.clone().unwrap(), info.serial.clone().unwrap());
+    assert_eq!(mdm_enrolled(&admin.base, &udid, &serial).await, 200);
+    let before = RawPhone::enroll(&link, info.clone()).await.unwrap();
+    let (s, _) = req(
+        &admin.base,
+        &admin.token,
+        "PUT",
+        &format!("/api/v1/devices/{}/attributes/Asset%20Tag", before.id),
+        Some(json!({"value": "SMH-00417"})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(mdm_enrolled(&admin.base, &udid, &serial).await, 200);
+    let after = RawPhone::enroll(&link, info).await.unwrap();
+    let (_, old) = admin.get(&format!("/api/v1/devices/{}", before.id)).await;
+    assert_eq!(old["admin_state"], "retired", "{old}");
+    let (_, attrs) = admin
+        .get(&format!("/api/v1/devices/{}/attributes", after.id))
+        .await;
+    assert_eq!(attrs["Asset Tag"], "SMH-00417");
+
+    // Shift change at a busy cart: Alice's phone waits in its port; Bob hears so at once.
+    let tap = |badge: &'static str| {
+        let (base, reader) = (admin.base.clone(), readers[0].clone());
+        async move {
+            let r = http_client()
+                .post(format!("{base}/launchpad/v1/tap"))
+                .bearer_auth(reader)
+                .json(&json!({"badge": badge}))
+                .send()
+                .await
+                .unwrap();
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let alice = tap("0012345").await;
+    assert_eq!(
+        (alice["beep"].as_u64(), alice["port"].as_u64()),
+        (Some(1), Some(1)),
+        "{alice}"
+    );
+    let bob = tap("0067890").await;
+    assert_eq!(
+        (bob["reason"].as_str(), bob["port"].as_u64()),
+        (Some("cart_busy"), Some(1)),
+        "{bob}"
+    );
+    p1.sync().await;
+    assert_eq!(p1.status(), DeviceStatus::CheckoutPending);
+    p1.agent.handle(Event::Undocked, now()).unwrap();
+    p1.sync().await;
+    let bob = tap("0067890").await;
+    assert_eq!(
+        (bob["beep"].as_u64(), bob["port"].as_u64()),
+        (Some(1), Some(2)),
+        "{bob}"
+    );
+    let (_, refused) = admin.get("/api/v1/cart-taps?refused=true").await;
+    assert_eq!(refused["items"][0]["reason"], "cart_busy", "{refused}");
+
+    // A policy change reaches a phone at its next sync.
+    let (s, b) = patch(
+        "/api/v1/policy".into(),
+        json!({"lock_screen_text": "If found, return to 4 West"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    p2.sync().await;
+    assert_eq!(
+        p2.agent.locker().policy.lock_screen_text,
+        "If found, return to 4 West"
+    );
+
+    // A search, and a filtered audit export.
+    let (_, found) = admin.get("/api/v1/devices?q=f2lxk0xxhg99").await;
+    let ids: Vec<&str> = found["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "the old record and the new: {found}");
+    assert!(ids.contains(&after.id.as_str()) && ids.contains(&before.id.as_str()));
+    let (_, holder) = admin.get("/api/v1/devices?q=alice@stmary.example").await;
+    assert_eq!(holder["items"][0]["id"], p1.id.as_str(), "{holder}");
+    let csv = http_client()
+        .get(format!("{}/api/v1/audit.csv?action=policy.", admin.base))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert!(rows.iter().any(|r| r.contains("policy.update")), "{csv}");
+    assert!(rows.iter().all(|r| r.contains(",policy.")), "{csv}");
+    server.stop().await.unwrap();
+}
