@@ -85,14 +85,16 @@ async fn update_ios_ports_1_5_fires_at_six_cart_local_for_matching_phones_only()
         .await;
     let link = token["link"].as_str().unwrap();
     // (port, battery, checked out?) — only the first matches every condition.
+    // (port, battery, taken by a clinician, left the cart since: its last port is stale)
     let setups = [
-        (2, 80, false),
-        (4, 30, false),
-        (7, 90, false),
-        (5, 90, true),
+        (2, 80, false, false),
+        (4, 30, false, false),
+        (7, 90, false, false),
+        (5, 90, true, false),
+        (3, 90, false, true),
     ];
     let mut phones = Vec::new();
-    for (port, battery, taken) in setups {
+    for (port, battery, taken, left) in setups {
         let mut phone = Phone::enroll(link).await;
         let t = shifted();
         phone
@@ -118,6 +120,16 @@ async fn update_ios_ports_1_5_fires_at_six_cart_local_for_matching_phones_only()
             )
             .unwrap();
         phone.client.sync_once(&mut phone.agent, t).await.unwrap();
+        if left {
+            phone.agent.handle(Event::Undocked, t).unwrap();
+            phone.client.sync_once(&mut phone.agent, t).await.unwrap();
+            let (_, d) = admin.get(&format!("/api/v1/devices/{}", phone.id)).await;
+            assert_eq!(
+                (d["docked"].as_bool(), d["last_port"].as_u64()),
+                (Some(false), Some(3)),
+                "{d}"
+            );
+        }
         let (_, d) = admin.get(&format!("/api/v1/devices/{}", phone.id)).await;
         assert_eq!(
             mdm_enrolled(

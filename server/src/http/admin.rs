@@ -328,6 +328,8 @@ pub struct DeviceQuery {
     /// Only phones that left the MDM (`true`: its CheckOut, no MDM command reaches them)
     /// or only the others (`false`).
     mdm_checked_out: Option<bool>,
+    /// Only phones on a charger now (`true`) or only those off one (`false`).
+    docked: Option<bool>,
     /// Search: a device id, serial number or UDID (any case), the holder's username or
     /// email, or part of the device's name.
     #[param(max_length = 128)]
@@ -359,6 +361,7 @@ pub async fn list_devices<S: Storage>(
     let limit = validate::limit(q.limit)?;
     let filter = DeviceFilter {
         search: validate::search("q", q.q)?,
+        docked: q.docked,
         passcode: q.passcode.map(|p| p.as_str().to_owned()),
         status: q.status.map(|s| s.as_str().to_owned()),
         launchpad: q.launchpad,

@@ -160,6 +160,8 @@ pub struct DeviceFilter {
     pub passcode: Option<String>,
     /// Only phones that left the MDM (or only the others).
     pub mdm_checked_out: Option<bool>,
+    /// Only phones on a charger now (or only the others).
+    pub docked: Option<bool>,
     /// Search: the device id, serial number or UDID (exactly, any case), the holder's
     /// username or email (exactly), or part of the device's name.
     pub search: Option<String>,

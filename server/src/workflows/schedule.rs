@@ -9,7 +9,7 @@
 //! cart yet, is not older than the catch-up window (a server down at 06:00 and back at
 //! 06:20 still runs it; back at 15:00 it does not), and is not older than the rule's
 //! last change (enabling a rule at 06:10 does not fire 06:00 retroactively), the rule's
-//! conditions are checked for each device last docked in the cart and its workflows
+//! conditions are checked for each device docked in the cart now and its workflows
 //! deployed to those that match. The occurrence and the runs are stored in one
 //! transaction, so a restart never repeats or loses one.
 
@@ -127,8 +127,11 @@ pub async fn fire_due<S: Storage>(st: &AppState<S>) -> Result<usize, AppError> {
                 continue;
             }
             let mut runs = Vec::new();
+            // The phones in the cart now: one that left keeps the cart as its last,
+            // with a port it no longer sits in.
             let filter = DeviceFilter {
                 launchpad: Some(cart.id.clone()),
+                docked: Some(true),
                 ..DeviceFilter::default()
             };
             let mut cursor = None;

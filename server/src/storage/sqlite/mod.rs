@@ -1138,6 +1138,7 @@ impl Storage for SqliteStorage {
                         OR lower(COALESCE(d.name, '')) LIKE ?13 ESCAPE '\\'
                         OR EXISTS (SELECT 1 FROM app_user u WHERE u.username = d.device_user
                                    AND lower(u.email) = lower(?12)))
+                   AND (docked = ?14 OR ?14 IS NULL)
                  ORDER BY id LIMIT ?5"
             ))?;
             let rows = stmt.query_map(
@@ -1155,6 +1156,7 @@ impl Storage for SqliteStorage {
                     f.mdm_checked_out,
                     f.search.clone(),
                     f.search.as_deref().map(crate::storage::contains_pattern),
+                    f.docked,
                 ],
                 device_row,
             )?;
