@@ -15,10 +15,18 @@ use crate::model::AttributeTarget;
 use crate::state::AppState;
 use crate::storage::{Storage, StorageError};
 
-/// The triggers a status change fires, in order.
+/// The triggers a status change fires, in order. A grant that lapsed (or was given
+/// up) while the phone stayed in the cart puts it back to checked in, but it never
+/// left: that is no check-in, and must not run Check In or mail the cart's manager
+/// about a wrong cart again.
 pub fn fired(t: &Transition) -> Vec<&'static str> {
     let mut out = Vec::new();
-    if t.to == DeviceStatus::CheckedIn && t.from != DeviceStatus::CheckedIn {
+    if t.to == DeviceStatus::CheckedIn
+        && !matches!(
+            t.from,
+            DeviceStatus::CheckedIn | DeviceStatus::CheckoutPending
+        )
+    {
         out.push("checked_in");
     }
     if let Cause::Granted { method, .. } = &t.cause {
@@ -323,4 +331,28 @@ pub async fn checkout_presentation<S: Storage>(
         }
     }
     Ok(CheckoutPresentation::default())
+}
+
+#[cfg(test)]
+mod fired_tests {
+    use super::*;
+
+    fn t(from: DeviceStatus, to: DeviceStatus, cause: Cause) -> Transition {
+        Transition { from, to, cause }
+    }
+
+    #[test]
+    fn a_return_is_a_check_in_and_a_lapsed_grant_is_not() {
+        use DeviceStatus::*;
+        assert_eq!(
+            fired(&t(Returning, CheckedIn, Cause::ReturnCompleted)),
+            ["checked_in"]
+        );
+        assert_eq!(
+            fired(&t(Blocked, CheckedIn, Cause::ComplianceCleared)),
+            ["checked_in"]
+        );
+        assert!(fired(&t(CheckoutPending, CheckedIn, Cause::GrantExpired)).is_empty());
+        assert!(fired(&t(CheckedIn, CheckedIn, Cause::Docked)).is_empty());
+    }
 }
