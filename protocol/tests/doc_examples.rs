@@ -28,7 +28,21 @@ fn protocol_doc_examples_parse() {
             "CommandEnvelope" => roundtrip::<CommandEnvelope>(json),
             "AuthorizeRequest" => roundtrip::<AuthorizeRequest>(json),
             "AuthorizeResponse" => roundtrip::<AuthorizeResponse>(json),
-            "SyncRequest" => roundtrip::<SyncRequest>(json),
+            "SyncRequest" => {
+                roundtrip::<SyncRequest>(json);
+                // A record names a user only while someone holds the phone, as the
+                // core writes them (a returning phone's record carries none).
+                let r: SyncRequest = serde_json::from_str(json).unwrap();
+                for e in &r.events {
+                    let held = matches!(
+                        e.status,
+                        lanyard_protocol::DeviceStatus::CheckoutPending
+                            | lanyard_protocol::DeviceStatus::CheckedOut
+                            | lanyard_protocol::DeviceStatus::Blocked
+                    );
+                    assert!(held || e.user.is_none(), "record {} names a user", e.seq);
+                }
+            }
             "SyncResponse" => roundtrip::<SyncResponse>(json),
             "Policy" => {
                 roundtrip::<Policy>(json);
