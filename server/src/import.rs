@@ -94,6 +94,17 @@ pub struct ParsedUser {
     pub password: Option<String>,
     /// The badge to register, if any.
     pub badge: Option<String>,
+    /// The device limit the row gave (an existing user keeps theirs when it gives none).
+    pub device_limit: Option<u32>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Imported {
+    /// Records created.
+    pub created: usize,
+    /// Existing records brought in line with the file.
+    pub updated: usize,
 }
 
 /// Reads a users CSV and checks what the file alone can tell: every field valid, no
@@ -116,6 +127,7 @@ pub fn parse_users(input: impl Read) -> (Vec<ParsedUser>, Vec<String>) {
                     .collect()
             })
             .unwrap_or_default();
+        let limit_given = row.device_limit;
         let input = CreateUser {
             username: row.username,
             display_name: row.display_name,
@@ -148,6 +160,7 @@ pub fn parse_users(input: impl Read) -> (Vec<ParsedUser>, Vec<String>) {
                     user,
                     password,
                     badge,
+                    device_limit: limit_given,
                 });
             }
         }
@@ -155,27 +168,29 @@ pub fn parse_users(input: impl Read) -> (Vec<ParsedUser>, Vec<String>) {
     (valid, problems)
 }
 
-/// Imports users (and their badges). Returns how many were created.
+/// Imports users (and their badges): a new username is created, an existing one is
+/// brought in line with its row (display name, email and groups as the file says; the
+/// device limit and password only when given; the badge added). Nothing is written if
+/// any row is invalid.
 pub async fn users<S: Storage>(
     st: &AppState<S>,
     input: impl Read,
     actor: &str,
-) -> Result<usize, ImportError> {
+) -> Result<Imported, ImportError> {
     let (valid, mut problems) = parse_users(input);
+    let mut existing = HashSet::new();
     for p in &valid {
         let line = p.line;
-        if st.storage.get_user(p.user.username.clone()).await.is_ok() {
-            problems.push(format!(
-                "row {line}: user {} already exists",
-                p.user.username
-            ));
+        let username = &p.user.username;
+        if st.storage.get_user(username.clone()).await.is_ok() {
+            existing.insert(username.clone());
         }
         if let Some(b) = p.badge.as_deref().filter(|b| b.len() <= 128)
-            && st
+            && let Some((holder, _)) = st
                 .storage
                 .user_by_badge(st.keys.badge_hash(&BadgeId::new(b)))
                 .await?
-                .is_some()
+            && &holder.username != username
         {
             problems.push(format!(
                 "row {line}: badge is already registered to another user"
@@ -186,31 +201,56 @@ pub async fn users<S: Storage>(
         problems.sort_by_key(|p| row_number(p));
         return Err(ImportError::Invalid(problems));
     }
-    let count = valid.len();
+    let mut done = Imported::default();
     for ParsedUser {
         mut user,
         password,
         badge,
+        device_limit,
         ..
     } in valid
     {
-        if let Some(p) = password {
-            user.password = Some(hash_password(p).await?);
-        }
+        let hash = match password {
+            Some(p) => Some(hash_password(p).await?),
+            None => None,
+        };
         let username = user.username.clone();
-        st.storage
-            .create_user(user, actor.to_owned(), st.now())
-            .await?;
+        if existing.contains(&username) {
+            let patch = crate::storage::UserPatch {
+                display_name: Some(user.display_name),
+                email: Some(user.email),
+                groups: Some(user.groups),
+                device_limit,
+                password: hash.map(Some),
+            };
+            st.storage
+                .update_user(username.clone(), patch, actor.to_owned(), st.now())
+                .await?;
+            done.updated += 1;
+        } else {
+            user.password = hash;
+            st.storage
+                .create_user(user, actor.to_owned(), st.now())
+                .await?;
+            done.created += 1;
+        }
         if let Some(b) = badge {
             let id = BadgeId::new(b);
             let hash = st.keys.badge_hash(&id);
-            st.storage
-                .add_badge(username, hash, actor.to_owned(), st.now())
-                .await?;
-            crate::offline::learn_now(st, &id).await?;
+            let mine = st
+                .storage
+                .user_by_badge(hash.clone())
+                .await?
+                .is_some_and(|(u, _)| u.username == username);
+            if !mine {
+                st.storage
+                    .add_badge(username, hash, actor.to_owned(), st.now())
+                    .await?;
+                crate::offline::learn_now(st, &id).await?;
+            }
         }
     }
-    Ok(count)
+    Ok(done)
 }
 
 /// The row a problem names (`row N: …`), to list problems in file order.

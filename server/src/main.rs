@@ -544,7 +544,12 @@ async fn main() -> anyhow::Result<()> {
             match kind {
                 ImportKind::Users => {
                     let n = lanyard_server::import::users(&state, input, &actor).await?;
-                    println!("imported {n} users");
+                    println!(
+                        "imported {} users: {} created, {} updated",
+                        n.created + n.updated,
+                        n.created,
+                        n.updated
+                    );
                 }
                 ImportKind::Devices => {
                     let n = lanyard_server::import::devices(&state, input, &actor).await?;

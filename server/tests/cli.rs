@@ -140,10 +140,20 @@ fn import_is_all_or_nothing_and_names_every_bad_row() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "imported 2 users",
+        "imported 2 users: 2 created, 0 updated",
         "the failed run imported nothing"
     );
-    // Importing the same file again: every row conflicts, nothing changes.
+    // The directory changes: the same users again, Bob renamed and a new one added. The
+    // file brings the existing ones in line and creates the new one.
+    std::fs::write(
+        &good,
+        "username,display_name,email,groups,device_limit,badge,password
+         alice,Alice Moreau,alice@stmary.example,Nursing;ICU,1,0012345,
+         bob,Robert Okafor,bob@stmary.example,,,,
+         carol,Carol Diaz,,,,,
+",
+    )
+    .unwrap();
     let out = bin()
         .args(["import", "users"])
         .arg(&good)
@@ -151,8 +161,44 @@ fn import_is_all_or_nothing_and_names_every_bad_row() {
         .arg(&data)
         .output()
         .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "imported 3 users: 1 created, 2 updated"
+    );
+    // A row with several bad fields names every one of them.
+    std::fs::write(
+        &bad,
+        "username,display_name,email,groups,device_limit,badge,password
+         dan!,,not-an-email,,11,,short
+",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["import", "users"])
+        .arg(&bad)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for field in [
+        "username",
+        "display_name",
+        "email",
+        "device_limit",
+        "password",
+    ] {
+        assert!(
+            err.contains(&format!("{field}:")),
+            "{field} not named: {err}"
+        );
+    }
 
     let carts = dir.path().join("carts.csv");
     std::fs::write(

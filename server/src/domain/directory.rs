@@ -49,23 +49,38 @@ pub struct CreateUser {
 /// Checks a user to create (HTTP or CSV import); the password, if any, is returned
 /// apart, still to be hashed.
 pub fn checked_user(body: CreateUser) -> Result<(NewUser, Option<String>), AppError> {
-    let username = validate::username("username", &body.username)?;
-    let display_name = validate::text("display_name", &body.display_name, 128)?;
-    let email = validate::email("email", body.email.as_deref())?;
-    let groups = body
-        .groups
-        .iter()
-        .map(|g| validate::text("groups", g, 128))
-        .collect::<Result<Vec<_>, _>>()?;
+    // Every bad field is named at once (an import row, a form), not the first only.
+    let mut bad = Vec::new();
+    let username = keep(&mut bad, validate::username("username", &body.username));
+    let display_name = keep(
+        &mut bad,
+        validate::text("display_name", &body.display_name, 128),
+    );
+    let email = keep(&mut bad, validate::email("email", body.email.as_deref()));
+    let groups = keep(
+        &mut bad,
+        body.groups
+            .iter()
+            .map(|g| validate::text("groups", g, 128))
+            .collect::<Result<Vec<_>, _>>(),
+    );
     let device_limit = body.device_limit.unwrap_or(1);
     if device_limit > 10 {
-        return Err(AppError::invalid("device_limit", "must be 0 to 10"));
+        bad.push("device_limit: must be 0 to 10".into());
     }
     if let Some(p) = &body.password
         && (p.chars().count() < 8 || p.len() > 256)
     {
-        return Err(AppError::invalid("password", "must be 8 to 256 characters"));
+        bad.push("password: must be 8 to 256 characters".into());
     }
+    let (Some(username), Some(display_name), Some(email), Some(groups), true) =
+        (username, display_name, email, groups, bad.is_empty())
+    else {
+        return Err(AppError::BadRequest {
+            code: "invalid_field",
+            message: bad.join("; "),
+        });
+    };
     let user = NewUser {
         username,
         display_name,
@@ -75,6 +90,17 @@ pub fn checked_user(body: CreateUser) -> Result<(NewUser, Option<String>), AppEr
         password: None,
     };
     Ok((user, body.password))
+}
+
+/// The value, or `None` with the error kept in `bad`.
+fn keep<T>(bad: &mut Vec<String>, r: Result<T, AppError>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(e) => {
+            bad.push(e.to_string());
+            None
+        }
+    }
 }
 
 /// PBKDF2 of a password, off the async threads.
