@@ -295,40 +295,64 @@ pub fn parse_launchpads(input: impl Read) -> (Vec<(usize, crate::model::Launchpa
     (valid, problems)
 }
 
-/// Imports carts. Returns `(id, reader credential)` for each, shown once.
+/// Imports carts: a new id is created (its reader credential returned, shown once), an
+/// existing one is brought in line with its row (name, ports, department, facility,
+/// manager, timezone; its reader keeps its credential). A name another cart already has
+/// is refused. Nothing is written if any row is invalid.
 pub async fn launchpads<S: Storage>(
     st: &AppState<S>,
     input: impl Read,
     actor: &str,
-) -> Result<Vec<(String, String)>, ImportError> {
+) -> Result<(Vec<(String, String)>, usize), ImportError> {
     let (valid, mut problems) = parse_launchpads(input);
-    let existing: HashSet<String> = st
+    let existing: std::collections::HashMap<String, String> = st
         .storage
         .list_launchpads(None, u32::MAX - 1)
         .await?
         .items
         .into_iter()
-        .flat_map(|l| [l.id, l.name])
+        .map(|l| (l.id, l.name))
         .collect();
     for (line, l) in &valid {
-        if existing.contains(&l.id) || existing.contains(&l.name) {
-            problems.push(format!("row {line}: launchpad {} already exists", l.id));
+        if existing
+            .iter()
+            .any(|(id, name)| id != &l.id && name.eq_ignore_ascii_case(&l.name))
+        {
+            problems.push(format!(
+                "row {line}: another launchpad is already named {:?}",
+                l.name
+            ));
         }
     }
     if !problems.is_empty() {
         problems.sort_by_key(|p| row_number(p));
         return Err(ImportError::Invalid(problems));
     }
-    let mut out = Vec::new();
+    let (mut created, mut updated) = (Vec::new(), 0);
     for (_, l) in valid {
+        if existing.contains_key(&l.id) {
+            let patch = crate::storage::LaunchpadPatch {
+                name: Some(l.name),
+                ports: Some(l.ports),
+                department: Some(l.department),
+                facility: Some(l.facility),
+                manager: Some(l.manager),
+                timezone: Some(l.timezone),
+            };
+            st.storage
+                .update_launchpad(l.id, patch, actor.to_owned(), st.now())
+                .await?;
+            updated += 1;
+            continue;
+        }
         let credential = random_token(32).map_err(|e| ImportError::Other(e.to_string()))?;
         let id = l.id.clone();
         st.storage
             .create_launchpad(l, sha256(credential.as_bytes()), actor.to_owned(), st.now())
             .await?;
-        out.push((id, credential));
+        created.push((id, credential));
     }
-    Ok(out)
+    Ok((created, updated))
 }
 
 /// Parses a CSV cell as a value of `value_type` (empty: clear the attribute).

@@ -556,13 +556,15 @@ async fn main() -> anyhow::Result<()> {
                     println!("updated {n} devices");
                 }
                 ImportKind::Launchpads => {
-                    let created = lanyard_server::import::launchpads(&state, input, &actor).await?;
+                    let (created, updated) =
+                        lanyard_server::import::launchpads(&state, input, &actor).await?;
                     println!("id,reader_credential");
                     for (id, credential) in &created {
                         println!("{id},{credential}");
                     }
                     eprintln!(
-                        "imported {} launchpads; the reader credentials above are shown once",
+                        "imported {} launchpads: {} created (their reader credentials above are shown once), {updated} updated",
+                        created.len() + updated,
                         created.len()
                     );
                 }

@@ -223,6 +223,36 @@ fn import_is_all_or_nothing_and_names_every_bad_row() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("id,reader_credential\ncart-a,"));
     assert_eq!(stdout.lines().count(), 3);
+    // Again, with cart-b moved to another department and a new cart: cart-b is updated
+    // (its reader keeps its credential), cart-d created.
+    std::fs::write(
+        &carts,
+        "id,name,ports,department,facility,manager,timezone\n\
+         cart-b,Cart B,8,5 East,St Mary,,Europe/Paris\n\
+         cart-d,Cart D,4,ICU,St Mary,,\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["import", "launchpads"])
+        .arg(&carts)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().count(),
+        2,
+        "only cart-d's credential: {stdout}"
+    );
+    assert!(stdout.contains("cart-d,"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 created"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 updated"));
     std::fs::write(
         &carts,
         "id,name,ports,department,facility,manager,timezone\ncart-c,Cart C,8,,,,Mars/Olympus\n",
