@@ -1342,6 +1342,34 @@ async fn devices_users_and_the_audit_log_can_be_searched_and_filtered() {
     assert!(!rows.is_empty(), "{csv}");
     assert!(rows.iter().all(|r| r.contains(&two.id)), "{csv}");
 
+    // A device's activity by time.
+    let mut two = two;
+    let (s, b) = two
+        .send(
+            lanyard_protocol::DeviceStatus::CheckedIn,
+            None,
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let at = lanyard_e2e::harness::now().as_millis();
+    for (query, n) in [
+        (format!("since={}", at - 60_000), 1),
+        (format!("since={}", at + 60_000), 0),
+        (format!("until={}", at - 60_000), 0),
+    ] {
+        let (s, page) = admin
+            .get(&format!("/api/v1/devices/{}/activity?{query}", two.id))
+            .await;
+        assert_eq!(s, 200, "{page}");
+        assert_eq!(
+            page["items"].as_array().unwrap().len(),
+            n,
+            "{query}: {page}"
+        );
+    }
+
     // On a server without an MDM, a malformed MDM request still hears what is wrong
     // with it first; a good one hears that no MDM can carry it.
     let path = format!("/api/v1/devices/{}/mdm-commands", one.id);

@@ -53,6 +53,10 @@ pub struct AuditQuery {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActivityQuery {
+    /// Records made at or after this time (ms since epoch, the phone's clock).
+    since: Option<i64>,
+    /// Records made before this time (ms since epoch).
+    until: Option<i64>,
     /// Events after this sequence number.
     cursor: Option<u64>,
     /// Page size.
@@ -95,6 +99,10 @@ pub struct AuditExportQuery {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActivityExportQuery {
+    /// Records made at or after this time (ms since epoch, the phone's clock).
+    since: Option<i64>,
+    /// Records made before this time (ms since epoch).
+    until: Option<i64>,
     /// Events after this sequence number.
     cursor: Option<u64>,
     /// Rows (default 10,000).
@@ -263,7 +271,11 @@ pub async fn activity<S: Storage>(
     ApiQuery(q): ApiQuery<ActivityQuery>,
 ) -> Result<Json<Page<EventRecord>>, AppError> {
     let limit = validate::limit(q.limit)?;
-    Ok(Json(st.storage.device_activity(id, q.cursor, limit).await?))
+    Ok(Json(
+        st.storage
+            .device_activity(id, (q.since, q.until), q.cursor, limit)
+            .await?,
+    ))
 }
 
 /// `GET /api/v1/devices/{id}/activity.csv`.
@@ -276,7 +288,12 @@ pub async fn activity_csv<S: Storage>(
 ) -> Result<Response, AppError> {
     let page = st
         .storage
-        .device_activity(id.clone(), q.cursor, export_limit(q.limit)?)
+        .device_activity(
+            id.clone(),
+            (q.since, q.until),
+            q.cursor,
+            export_limit(q.limit)?,
+        )
         .await?;
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([

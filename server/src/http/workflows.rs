@@ -811,7 +811,7 @@ pub async fn journey<S: Storage>(
     let from = device.last_seq.saturating_sub(u64::from(limit));
     let events = st
         .storage
-        .device_activity(id.clone(), Some(from), limit)
+        .device_activity(id.clone(), (None, None), Some(from), limit)
         .await?;
     for r in events.items {
         let Some(t) = r.transition else { continue };

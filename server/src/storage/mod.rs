@@ -549,9 +549,12 @@ pub trait Storage:
         limit: u32,
     ) -> impl Future<Output = Result<Page<AuditRecord>, StorageError>> + Send;
     /// A device's journey: its stored events in sequence order, after `cursor`.
+    /// Only records made (on the phone's clock) within `between` (at or after its start,
+    /// before its end; ms since epoch), when given.
     fn device_activity(
         &self,
         device_id: String,
+        between: (Option<i64>, Option<i64>),
         cursor: Option<u64>,
         limit: u32,
     ) -> impl Future<Output = Result<Page<EventRecord>, StorageError>> + Send;

@@ -1406,21 +1406,30 @@ impl Storage for SqliteStorage {
     async fn device_activity(
         &self,
         device_id: String,
+        (since, until): (Option<i64>, Option<i64>),
         cursor: Option<u64>,
         limit: u32,
     ) -> Result<Page<EventRecord>, StorageError> {
         self.read(move |c| {
             get_device(c, &device_id)?;
             let mut stmt = c.prepare_cached(
-                "SELECT record FROM device_event WHERE device_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                "SELECT record FROM device_event WHERE device_id = ?1 AND seq > ?2
+                   AND at >= ?4 AND at < ?5 ORDER BY seq LIMIT ?3",
             )?;
-            let rows = stmt.query_map(params![device_id, seq(cursor.unwrap_or(0)), i64::from(limit) + 1], |r| {
-                r.get::<_, String>(0)
-            })?;
+            let rows = stmt.query_map(
+                params![
+                    device_id,
+                    seq(cursor.unwrap_or(0)),
+                    i64::from(limit) + 1,
+                    since.unwrap_or(i64::MIN),
+                    until.unwrap_or(i64::MAX)
+                ],
+                |r| r.get::<_, String>(0),
+            )?;
             let mut items = Vec::new();
             for json in rows {
-                let record: EventRecord =
-                    serde_json::from_str(&json?).map_err(|e| StorageError::Corrupt(format!("stored event: {e}")))?;
+                let record: EventRecord = serde_json::from_str(&json?)
+                    .map_err(|e| StorageError::Corrupt(format!("stored event: {e}")))?;
                 items.push(record);
             }
             Ok(page(items, limit, |r| r.seq.to_string()))
