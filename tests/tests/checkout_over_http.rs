@@ -758,13 +758,32 @@ async fn a_remote_lock_reaches_the_phone_and_its_user_unlocks_it_with_a_badge() 
     phone.agent.handle(Event::Undocked, now()).unwrap();
     phone.sync().await;
 
-    let (s, _) = helpdesk
+    let (s, first) = helpdesk
         .post(
             &format!("/api/v1/devices/{}/lock", phone.id),
             json!({"reason": "reported missing"}),
         )
         .await;
     assert_eq!(s, 202);
+    // A second click before the phone has it sends nothing twice: the same command.
+    let (s, again) = admin
+        .post(
+            &format!("/api/v1/devices/{}/lock", phone.id),
+            json!({"reason": "reported missing"}),
+        )
+        .await;
+    assert_eq!(
+        (s, &again["command_id"]),
+        (202, &first["command_id"]),
+        "{again}"
+    );
+    let (_, locks) = admin
+        .get(&format!(
+            "/api/v1/audit?action=device.lock&target_id={}",
+            phone.id
+        ))
+        .await;
+    assert_eq!(locks["items"].as_array().unwrap().len(), 1, "{locks}");
     phone
         .client
         .sync_once(&mut phone.agent, now())

@@ -129,3 +129,51 @@ pub(crate) fn retire(
     )?;
     Ok((after, true))
 }
+
+/// Queues IT's device action `command` (signed by `sign`) for `device_id` unless the
+/// same kind of action is still on its way to the phone: then that one stands, and is
+/// returned (`false`), so a second click or a retried request sends nothing twice. A
+/// new one is audited as `device.<kind>`.
+pub(crate) fn queue_once(
+    tx: &dyn crate::storage::Tx,
+    device_id: &str,
+    kind: &str,
+    actor: &str,
+    sign: &dyn Fn() -> Result<NewCommand, StorageError>,
+    now: Timestamp,
+) -> Result<(ActionQueued, bool), StorageError> {
+    let before = tx
+        .device(device_id)?
+        .ok_or(StorageError::NotFound("device"))?;
+    if let Some((command_id, expires_at)) = tx.outstanding_command(device_id, kind, now)? {
+        return Ok((
+            ActionQueued {
+                command_id,
+                expires_at,
+            },
+            false,
+        ));
+    }
+    let command = sign()?;
+    tx.insert_command(&command, None, now)?;
+    tx.audit(
+        &crate::storage::tx::AuditEntry {
+            actor,
+            action: &format!("device.{}", command.kind),
+            target_kind: "device",
+            target_id: device_id,
+            before: serde_json::to_value(&before).ok(),
+            after: Some(
+                serde_json::json!({"command_id": command.id.as_str(), "command": command.kind}),
+            ),
+        },
+        now,
+    )?;
+    Ok((
+        ActionQueued {
+            command_id: command.id.to_string(),
+            expires_at: command.expires_at,
+        },
+        true,
+    ))
+}

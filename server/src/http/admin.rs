@@ -449,9 +449,29 @@ async fn queue_reasoned_action<S: Storage>(
 ) -> Result<(StatusCode, Json<ActionQueued>), AppError> {
     caller.require_device_actions()?;
     let reason = validate::text("reason", &body.reason, 256)?;
-    let device = st.storage.get_device(id).await?;
-    let actor = Some(caller.actor.clone());
-    let queued = queue_command(st, actor, &device.id, make(reason), ACTION_TTL_SECS).await?;
+    let payload = make(reason);
+    let kind = payload.kind();
+    let (now, keys, actor) = (st.now(), st.keys.clone(), caller.actor.clone());
+    let device_id = id.clone();
+    let (queued, new) = st
+        .storage
+        .transact(move |tx| {
+            let sign = || {
+                crate::domain::commands::new_command(
+                    &keys,
+                    &id,
+                    payload.clone(),
+                    now,
+                    now.plus_secs(ACTION_TTL_SECS),
+                    false,
+                )
+            };
+            crate::domain::commands::queue_once(tx, &id, kind, &actor, &sign, now)
+        })
+        .await?;
+    if new {
+        st.wake(&crate::notify::device_topic(&device_id));
+    }
     Ok((StatusCode::ACCEPTED, Json(queued)))
 }
 

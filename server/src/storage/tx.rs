@@ -470,6 +470,14 @@ pub trait Tx {
         to: &str,
         now: Timestamp,
     ) -> Result<Vec<String>, StorageError>;
+    /// The newest command of `kind` for `device_id` not yet answered and still valid at
+    /// `now`: `(id, expires_at)`.
+    fn outstanding_command(
+        &self,
+        device_id: &str,
+        kind: &str,
+        now: Timestamp,
+    ) -> Result<Option<(String, Timestamp)>, StorageError>;
     /// Sets what IT marked the phone (`lost`, `retired`, or nothing).
     fn set_admin_state(&self, device_id: &str, state: Option<&str>) -> Result<(), StorageError>;
     /// Writes the readiness probe's row (proves the database takes writes).

@@ -426,6 +426,26 @@ impl Tx for SqliteTx<'_> {
         Ok(names)
     }
 
+    fn outstanding_command(
+        &self,
+        device_id: &str,
+        kind: &str,
+        now: Timestamp,
+    ) -> Result<Option<(String, Timestamp)>, StorageError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT id, expires_at FROM command
+                  WHERE device_id = ?1 AND kind = ?2 AND state IN ('pending', 'delivered')
+                    AND expires_at > ?3
+                  ORDER BY created_at DESC LIMIT 1",
+            )?
+            .query_row(params![device_id, kind, now.as_millis()], |r| {
+                Ok((r.get::<_, String>(0)?, Timestamp(r.get(1)?)))
+            })
+            .optional()?)
+    }
+
     fn set_admin_state(&self, device_id: &str, state: Option<&str>) -> Result<(), StorageError> {
         self.0
             .prepare_cached("UPDATE device SET admin_state = ?2 WHERE id = ?1")?
