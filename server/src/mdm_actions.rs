@@ -178,15 +178,15 @@ pub async fn send<S: Storage>(
     ApiJson(action): ApiJson<MdmAction>,
 ) -> Result<(StatusCode, Json<MdmCommandSent>), AppError> {
     caller.require_device_actions()?;
-    // The request itself first (a lost mode without a message is the caller's to fix,
-    // whatever the server's MDM), then the device, then the MDM.
+    let device = st.storage.get_device(id).await?;
+    // The request before the MDM: a lost mode without a message is the caller's to
+    // fix, whatever the server's MDM and the phone's enrollment in it.
     let clear_passcode = matches!(action, MdmAction::ClearPasscode {});
     let built = if clear_passcode {
         None
     } else {
         Some(build(action, None)?)
     };
-    let device = st.storage.get_device(id).await?;
     let udid = crate::mdm::target(&device).map_err(|why| AppError::Unprocessable(why.into()))?;
     let Some(mdm) = st.mdm.clone() else {
         return Err(AppError::Unprocessable(

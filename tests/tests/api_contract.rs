@@ -916,9 +916,24 @@ async fn custom_attributes_are_typed_role_checked_and_audited() {
             "{name}: {b}"
         );
     }
-    for bad in [
+    // A built-in name for another target or type is taken.
+    for taken in [
         json!({"target": "launchpad", "name": "Department", "value_type": "int"}),
         json!({"target": "device", "name": "Department", "value_type": "string"}),
+    ] {
+        let (s, b) = send(
+            &base,
+            Some(&admin),
+            &call(Method::POST, "/api/v1/attributes", Some(taken.clone())),
+        )
+        .await;
+        assert_eq!(
+            (s, b["code"].as_str()),
+            (409, Some("builtin_attribute")),
+            "{taken}: {b}"
+        );
+    }
+    for bad in [
         json!({"target": "launchpad", "name": "9lives", "value_type": "string"}),
         json!({"target": "launchpad", "name": "Wing", "value_type": "float"}),
         json!({"target": "cart", "name": "Wing", "value_type": "string"}),

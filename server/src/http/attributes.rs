@@ -85,15 +85,16 @@ fn checked_name(name: &str) -> Result<String, AppError> {
         ));
     }
     if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(n)) {
-        return Err(AppError::invalid(
-            "name",
-            format!("{n} is a built-in attribute"),
-        ));
+        // The name is taken, by the server itself.
+        return Err(AppError::ConflictWith {
+            code: "builtin_attribute",
+            message: format!("{n} is a built-in attribute name"),
+        });
     }
     Ok(n.to_owned())
 }
 
-#[utoipa::path(post, path = "/api/v1/attributes", tag = "admin", description = "Defines a custom attribute. A built-in one (Department, Facility, Launchpad Manager, Timezone on carts; Device Home, Device User on devices; as text) is already defined: 200 with it. Needs the admin role.", request_body = CreateAttribute, responses((status = 201, body = AttributeDef), (status = 200, description = "built in: already defined", body = AttributeDef), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)), security(("api_token" = [])))]
+#[utoipa::path(post, path = "/api/v1/attributes", tag = "admin", description = "Defines a custom attribute. A built-in one (Department, Facility, Launchpad Manager, Timezone on carts; Device Home, Device User on devices; as text) is already defined: 200 with it; another built-in name (or type) is taken: 409 `builtin_attribute`. Needs the admin role.", request_body = CreateAttribute, responses((status = 201, body = AttributeDef), (status = 200, description = "built in: already defined", body = AttributeDef), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)), security(("api_token" = [])))]
 /// `POST /api/v1/attributes`.
 pub async fn create<S: Storage>(
     State(st): State<AppState<S>>,
