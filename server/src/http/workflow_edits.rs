@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::workflows::{checked, checked_rule, name_taken, read_only, rule_taken, shown, synced};
+use super::workflows::{checked, checked_rule, read_only, rule_taken, saved, shown, synced};
 use crate::error::{AppError, ErrorBody};
 use crate::extract::{ApiJson, Caller};
 use crate::state::AppState;
@@ -131,7 +131,7 @@ pub async fn patch_workflow<S: Storage>(
     }
     checked(&st, &mut spec, &id).await?;
     secrets::seal(&st.keys, &mut spec)?;
-    save(&st, &caller, current, spec).await
+    saved(&st, &caller, current, spec).await
 }
 
 /// `POST /api/v1/workflows/{id}/move` body.
@@ -180,7 +180,7 @@ pub async fn move_workflow<S: Storage>(
     }
     let mut spec = current.spec.clone();
     spec.folder = to;
-    save(&st, &caller, current, spec).await
+    saved(&st, &caller, current, spec).await
 }
 
 /// What still runs workflow `id`: enabled rules deploying it, and workflows whose On
@@ -205,25 +205,4 @@ async fn still_used<S: Storage>(st: &AppState<S>, id: &str) -> Result<Vec<String
         }
     }
     Ok(users)
-}
-
-async fn save<S: Storage>(
-    st: &AppState<S>,
-    caller: &Caller,
-    current: Workflow,
-    spec: crate::workflows::model::WorkflowSpec,
-) -> Result<Json<Value>, AppError> {
-    let w = Workflow {
-        id: current.id,
-        spec,
-        created_at: current.created_at,
-        updated_at: st.now().as_millis(),
-    };
-    let w = st
-        .storage
-        .replace_workflow(w, caller.actor.clone(), st.now())
-        .await
-        .map_err(name_taken)?;
-    synced(st, caller).await?;
-    shown(st, caller, &w)
 }

@@ -201,8 +201,19 @@ pub async fn replace<S: Storage>(
     custom_only(&spec)?;
     checked(&st, &mut spec, &id).await?;
     secrets::seal(&st.keys, &mut spec)?;
+    saved(&st, &caller, current, spec).await
+}
+
+/// Stores `spec` (checked, secrets sealed) as the new version of `current`, then
+/// brings the policy in line with the check-in workflows; shown as `caller` may see it.
+pub(super) async fn saved<S: Storage>(
+    st: &AppState<S>,
+    caller: &Caller,
+    current: Workflow,
+    spec: WorkflowSpec,
+) -> Result<Json<Value>, AppError> {
     let w = Workflow {
-        id,
+        id: current.id,
         spec,
         created_at: current.created_at,
         updated_at: st.now().as_millis(),
@@ -212,8 +223,8 @@ pub async fn replace<S: Storage>(
         .replace_workflow(w, caller.actor.clone(), st.now())
         .await
         .map_err(name_taken)?;
-    synced(&st, &caller).await?;
-    shown(&st, &caller, &w)
+    synced(st, caller).await?;
+    shown(st, caller, &w)
 }
 
 #[utoipa::path(delete, path = "/api/v1/workflows/{id}", tag = "workflows", description = "Deletes a Custom Workflows workflow that no rule and no On Failure refers to. Needs the admin role.", params(("id" = String, Path)), responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("api_token" = [])))]
