@@ -86,6 +86,10 @@ impl From<StorageError> for AppError {
             StorageError::NotFound(what) => AppError::NotFound(format!("{what} not found")),
             StorageError::Conflict(what) => AppError::Conflict(format!("{what} already exists")),
             StorageError::Rejected(why) => AppError::Unprocessable(why),
+            StorageError::Changed(what) => AppError::ConflictWith {
+                code: "changed",
+                message: format!("{what} changed meanwhile; read it again and retry"),
+            },
             StorageError::InUse(why) => AppError::ConflictWith {
                 code: "in_use",
                 message: why,

@@ -871,3 +871,79 @@ async fn seed_000s_admin_journey_through_the_api() {
     assert!(rows.iter().all(|r| r.contains(",policy.")), "{csv}");
     server.stop().await.unwrap();
 }
+
+/// A patch is saved only onto the version it was merged into: a rule or workflow
+/// changed since is reported as changed (the PATCH handler then merges again), so two
+/// admins' patches never overwrite each other.
+#[tokio::test]
+async fn a_patch_merged_into_an_old_version_is_not_saved_over_a_newer_one() {
+    use lanyard_server::storage::{StorageError, WorkflowStore};
+    let server = TestServer::start().await.unwrap();
+    let base = server.base_url();
+    let t = server.token("admin").await.unwrap();
+    let (s, _) = req(
+        &base,
+        &t,
+        "POST",
+        "/api/v1/workflows/install-standard",
+        Some(site()),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let st = lanyard_server::open_state(&server.config(), lanyard_server::state::system_clock())
+        .unwrap();
+    let now = lanyard_e2e::harness::now();
+    let rules = st.storage.list_rules().await.unwrap();
+    let rule = rules.iter().find(|r| r.id == "check-in").unwrap().clone();
+    // Another admin changes the rule after this one read it.
+    let (s, _) = req(
+        &base,
+        &t,
+        "PATCH",
+        "/api/v1/rules/check-in",
+        Some(json!({"description": "changed by someone else"})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let mut mine = rule.spec.clone();
+    mine.enabled = !mine.enabled;
+    let stale = st
+        .storage
+        .replace_rule(
+            "check-in".into(),
+            mine.clone(),
+            Some(rule.spec.clone()),
+            "test".into(),
+            now,
+        )
+        .await;
+    assert!(
+        matches!(stale, Err(StorageError::Changed("rule"))),
+        "{stale:?}"
+    );
+    let (_, now_stored) = req(&base, &t, "GET", "/api/v1/rules", None).await;
+    let stored = now_stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "check-in")
+        .unwrap()
+        .clone();
+    assert_eq!(stored["description"], "changed by someone else");
+    assert_eq!(
+        stored["enabled"], rule.spec.enabled,
+        "the stale save changed nothing"
+    );
+
+    let w = st.storage.get_workflow("check-in".into()).await.unwrap();
+    let mut changed = w.clone();
+    changed.spec.description = "x".into();
+    let mut stale_base = w.spec.clone();
+    stale_base.description = "what it was before".into();
+    let r = st
+        .storage
+        .replace_workflow(changed, Some(stale_base), "test".into(), now)
+        .await;
+    assert!(matches!(r, Err(StorageError::Changed("workflow"))), "{r:?}");
+    server.stop().await.unwrap();
+}

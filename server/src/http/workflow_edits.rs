@@ -11,12 +11,12 @@ use super::workflows::{checked, checked_rule, read_only, rule_taken, saved, show
 use crate::error::{AppError, ErrorBody};
 use crate::extract::{ApiJson, Caller};
 use crate::state::AppState;
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 use crate::workflows::model::{Action, Condition, Folder, Rule, Trigger, Workflow, WorkflowModel};
 use crate::workflows::secrets;
 
 /// `PATCH /api/v1/rules/{id}` body: only the fields given change.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RulePatch {
     /// Name, unique (case-insensitive); the id stays.
@@ -40,7 +40,7 @@ pub struct RulePatch {
     pub enabled: Option<bool>,
 }
 
-#[utoipa::path(patch, path = "/api/v1/rules/{id}", tag = "workflows", description = "Changes part of a rule — e.g. `{\"enabled\": true}` — keeping every field not given (conditions are never dropped by leaving them out). Checked like a full rule. Needs the admin role.", params(("id" = String, Path)), request_body = RulePatch, responses((status = 200, body = Rule), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)), security(("api_token" = [])))]
+#[utoipa::path(patch, path = "/api/v1/rules/{id}", tag = "workflows", description = "Changes part of a rule — e.g. `{\"enabled\": true}` — keeping every field not given (conditions are never dropped by leaving them out). Checked like a full rule; merged again if another change landed meanwhile, so neither is lost. Needs the admin role.", params(("id" = String, Path)), request_body = RulePatch, responses((status = 200, body = Rule), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)), security(("api_token" = [])))]
 /// `PATCH /api/v1/rules/{id}`.
 pub async fn patch_rule<S: Storage>(
     State(st): State<AppState<S>>,
@@ -49,39 +49,52 @@ pub async fn patch_rule<S: Storage>(
     ApiJson(patch): ApiJson<RulePatch>,
 ) -> Result<Json<Rule>, AppError> {
     caller.require_admin()?;
-    let rules = st.storage.list_rules().await?;
-    let current = rules
-        .into_iter()
-        .find(|r| r.id == id)
-        .ok_or_else(|| AppError::NotFound(format!("no rule {id:?}")))?;
-    let mut spec = current.spec;
-    if let Some(v) = patch.name {
-        spec.name = v;
+    // The patch is merged into the rule as read and saved only if it is still that
+    // rule; a concurrent change makes it read and merge again, so neither is lost.
+    for _ in 0..MERGE_ATTEMPTS {
+        let rules = st.storage.list_rules().await?;
+        let current = rules
+            .into_iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| AppError::NotFound(format!("no rule {id:?}")))?;
+        let base = current.spec.clone();
+        let mut spec = current.spec;
+        let p = patch.clone();
+        if let Some(v) = p.name {
+            spec.name = v;
+        }
+        if let Some(v) = p.description {
+            spec.description = v;
+        }
+        if let Some(v) = p.trigger {
+            spec.trigger = v;
+        }
+        if let Some(v) = p.conditions {
+            spec.conditions = v;
+        }
+        if let Some(v) = p.workflows {
+            spec.workflows = v;
+        }
+        if let Some(v) = p.enabled {
+            spec.enabled = v;
+        }
+        checked_rule(&st, &mut spec).await?;
+        let rule = match st
+            .storage
+            .replace_rule(id.clone(), spec, Some(base), caller.actor.clone(), st.now())
+            .await
+        {
+            Err(StorageError::Changed(_)) => continue,
+            other => other.map_err(rule_taken)?,
+        };
+        synced(&st, &caller).await?;
+        return Ok(Json(rule));
     }
-    if let Some(v) = patch.description {
-        spec.description = v;
-    }
-    if let Some(v) = patch.trigger {
-        spec.trigger = v;
-    }
-    if let Some(v) = patch.conditions {
-        spec.conditions = v;
-    }
-    if let Some(v) = patch.workflows {
-        spec.workflows = v;
-    }
-    if let Some(v) = patch.enabled {
-        spec.enabled = v;
-    }
-    checked_rule(&st, &mut spec).await?;
-    let rule = st
-        .storage
-        .replace_rule(id, spec, caller.actor.clone(), st.now())
-        .await
-        .map_err(rule_taken)?;
-    synced(&st, &caller).await?;
-    Ok(Json(rule))
+    Err(StorageError::Changed("rule").into())
 }
+
+/// How often a patch is merged again when its record changed under it.
+const MERGE_ATTEMPTS: usize = 3;
 
 /// `PATCH /api/v1/workflows/{id}` body: only the fields given change.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -103,7 +116,7 @@ pub struct WorkflowPatch {
     pub actions: Option<Vec<Action>>,
 }
 
-#[utoipa::path(patch, path = "/api/v1/workflows/{id}", tag = "workflows", description = "Changes part of a Custom Workflows workflow, keeping every field not given (a stored Wi-Fi passphrase stays sealed). Checked like a full workflow; audited. Folders change with POST /api/v1/workflows/{id}/move. Needs the admin role.", params(("id" = String, Path)), request_body = WorkflowPatch, responses((status = 200, body = Workflow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, description = "the workflow is in a read-only folder", body = ErrorBody)), security(("api_token" = [])))]
+#[utoipa::path(patch, path = "/api/v1/workflows/{id}", tag = "workflows", description = "Changes part of a Custom Workflows workflow, keeping every field not given (a stored Wi-Fi passphrase stays sealed). Checked like a full workflow; audited; saved only onto the version it was merged into (409 `changed` when another change landed meanwhile: read it again). Folders change with POST /api/v1/workflows/{id}/move. Needs the admin role.", params(("id" = String, Path)), request_body = WorkflowPatch, responses((status = 200, body = Workflow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, description = "the workflow is in a read-only folder", body = ErrorBody)), security(("api_token" = [])))]
 /// `PATCH /api/v1/workflows/{id}`.
 pub async fn patch_workflow<S: Storage>(
     State(st): State<AppState<S>>,
@@ -131,7 +144,7 @@ pub async fn patch_workflow<S: Storage>(
     }
     checked(&st, &mut spec, &id).await?;
     secrets::seal(&st.keys, &mut spec)?;
-    saved(&st, &caller, current, spec).await
+    saved(&st, &caller, current, spec, true).await
 }
 
 /// `POST /api/v1/workflows/{id}/move` body.
@@ -180,7 +193,7 @@ pub async fn move_workflow<S: Storage>(
     }
     let mut spec = current.spec.clone();
     spec.folder = to;
-    saved(&st, &caller, current, spec).await
+    saved(&st, &caller, current, spec, true).await
 }
 
 /// What still runs workflow `id`: enabled rules deploying it, and workflows whose On

@@ -201,17 +201,20 @@ pub async fn replace<S: Storage>(
     custom_only(&spec)?;
     checked(&st, &mut spec, &id).await?;
     secrets::seal(&st.keys, &mut spec)?;
-    saved(&st, &caller, current, spec).await
+    saved(&st, &caller, current, spec, false).await
 }
 
-/// Stores `spec` (checked, secrets sealed) as the new version of `current`, then
-/// brings the policy in line with the check-in workflows; shown as `caller` may see it.
+/// Stores `spec` (checked, secrets sealed) as the new version of `current` — with
+/// `if_unchanged`, only while the stored one is still `current` — then brings the
+/// policy in line with the check-in workflows; shown as `caller` may see it.
 pub(super) async fn saved<S: Storage>(
     st: &AppState<S>,
     caller: &Caller,
     current: Workflow,
     spec: WorkflowSpec,
+    if_unchanged: bool,
 ) -> Result<Json<Value>, AppError> {
+    let base = if_unchanged.then(|| current.spec.clone());
     let w = Workflow {
         id: current.id,
         spec,
@@ -220,7 +223,7 @@ pub(super) async fn saved<S: Storage>(
     };
     let w = st
         .storage
-        .replace_workflow(w, caller.actor.clone(), st.now())
+        .replace_workflow(w, base, caller.actor.clone(), st.now())
         .await
         .map_err(name_taken)?;
     synced(st, caller).await?;
@@ -622,7 +625,7 @@ pub async fn replace_rule<S: Storage>(
     checked_rule(&st, &mut spec).await?;
     let rule = st
         .storage
-        .replace_rule(id, spec, caller.actor.clone(), st.now())
+        .replace_rule(id, spec, None, caller.actor.clone(), st.now())
         .await
         .map_err(rule_taken)?;
     synced(&st, &caller).await?;

@@ -38,6 +38,10 @@ pub enum StorageError {
     /// The request cannot be honoured in the current state (e.g. an exhausted token).
     #[error("{0}")]
     Rejected(String),
+    /// The record changed since the caller read it (a patch merged into an older
+    /// version): read it again and retry.
+    #[error("{0} changed meanwhile")]
+    Changed(&'static str),
     /// The record is still in use (a cart with phones in it, a user holding a phone):
     /// removing it would leave records pointing at nothing.
     #[error("{0}")]

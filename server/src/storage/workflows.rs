@@ -6,7 +6,7 @@ use lanyard_protocol::Timestamp;
 
 use super::StorageError;
 use crate::model::{Launchpad, Page};
-use crate::workflows::model::{Rule, RuleSpec, Workflow};
+use crate::workflows::model::{Rule, RuleSpec, Workflow, WorkflowSpec};
 use crate::workflows::run::{Email, NewRun, Run};
 
 /// Rewrites one stored JSON document in place; answers whether it changed (an `Err`
@@ -43,10 +43,12 @@ pub trait WorkflowStore: Clone + Send + Sync + 'static {
         actor: String,
         now: Timestamp,
     ) -> impl Future<Output = Result<Workflow, StorageError>> + Send;
-    /// Replaces a workflow's definition.
+    /// Replaces a workflow's definition. With `base`, only if the stored definition is
+    /// still `base` (the one a patch was merged into): `Changed` otherwise.
     fn replace_workflow(
         &self,
         workflow: Workflow,
+        base: Option<WorkflowSpec>,
         actor: String,
         now: Timestamp,
     ) -> impl Future<Output = Result<Workflow, StorageError>> + Send;
@@ -80,11 +82,13 @@ pub trait WorkflowStore: Clone + Send + Sync + 'static {
         actor: String,
         now: Timestamp,
     ) -> impl Future<Output = Result<Rule, StorageError>> + Send;
-    /// Replaces a rule (moving it last within its trigger if the trigger changed).
+    /// Replaces a rule (moving it last within its trigger if the trigger changed). With
+    /// `base`, only if the stored rule is still `base`: `Changed` otherwise.
     fn replace_rule(
         &self,
         id: String,
         spec: RuleSpec,
+        base: Option<RuleSpec>,
         actor: String,
         now: Timestamp,
     ) -> impl Future<Output = Result<Rule, StorageError>> + Send;

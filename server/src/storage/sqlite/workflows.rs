@@ -7,7 +7,7 @@ use super::{SqliteStorage, audit, get_device, get_launchpad, is_unique_violation
 use crate::model::{Launchpad, Page};
 use crate::storage::StorageError;
 use crate::storage::workflows::{JsonRewrite, NewEmail, WorkflowStore};
-use crate::workflows::model::{Rule, RuleSpec, Workflow};
+use crate::workflows::model::{Rule, RuleSpec, Workflow, WorkflowSpec};
 use crate::workflows::run::{Email, NewRun, Run, RunState, Step};
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StorageError> {
@@ -324,11 +324,15 @@ impl WorkflowStore for SqliteStorage {
     async fn replace_workflow(
         &self,
         w: Workflow,
+        base: Option<WorkflowSpec>,
         actor: String,
         now: Timestamp,
     ) -> Result<Workflow, StorageError> {
         self.write(move |tx| {
             let before = get_workflow(tx, &w.id)?;
+            if base.is_some_and(|b| b != before.spec) {
+                return Err(StorageError::Changed("workflow"));
+            }
             let changed = match tx.execute(
                 "UPDATE workflow SET name_key = ?2, spec_json = ?3, updated_at = ?4 WHERE id = ?1",
                 params![
@@ -445,11 +449,15 @@ impl WorkflowStore for SqliteStorage {
         &self,
         id: String,
         spec: RuleSpec,
+        base: Option<RuleSpec>,
         actor: String,
         now: Timestamp,
     ) -> Result<Rule, StorageError> {
         self.write(move |tx| {
             let before = get_rule(tx, &id)?;
+            if base.is_some_and(|b| b != before.spec) {
+                return Err(StorageError::Changed("rule"));
+            }
             let old_trigger = before.spec.trigger.kind();
             let new_trigger = spec.trigger.kind();
             let position = if old_trigger == new_trigger {
