@@ -79,6 +79,14 @@ async fn invalid_workflows_and_rules_are_refused_naming_the_problem() {
             json!({"name": "X", "model": "over_the_air", "folder": "checkout_workflows", "actions": [{"type": "reboot"}]}),
             "folder",
         ),
+        // iOS Express Checkout runs without the MDM: an MDM step is refused, named.
+        (
+            json!({"name": "X", "model": "express_checkout", "actions": [
+                {"type": "check_out_device", "display_text": "[Display Name]"},
+                {"type": "set_wallpaper", "image_base64": "iVBORw0KGgo=", "location": "lock_screen"}
+            ]}),
+            "actions[1]: set_wallpaper needs the MDM",
+        ),
     ];
     for (body, needle) in cases {
         let (s, b) = post("/api/v1/workflows", body.clone()).await;

@@ -7,7 +7,7 @@ use base64::Engine as _;
 
 use super::model::{
     Action, Condition, ConditionField, Operator, RuleSpec, Schedule, Trigger, Workflow,
-    WorkflowSpec,
+    WorkflowModel, WorkflowSpec,
 };
 use super::placeholder;
 use crate::error::AppError;
@@ -405,6 +405,22 @@ pub fn workflow(
     }
     for (i, a) in spec.actions.iter_mut().enumerate() {
         action(i, a, attrs)?;
+    }
+    // iOS Express Checkout: the locker app unlocks at once, on the phone, with no MDM
+    // round trip — the model's point (seed 000 makes it the default for checkout
+    // workflows "except in cases where it does not support required functionality").
+    // A step that needs the MDM belongs in a Device Enrollment Program or Over the Air
+    // workflow.
+    if spec.model == WorkflowModel::ExpressCheckout
+        && let Some((i, a)) = spec.actions.iter().enumerate().find(|(_, a)| a.needs_mdm())
+    {
+        return Err(AppError::invalid(
+            &format!("actions[{i}]"),
+            format!(
+                "{} needs the MDM, which an iOS Express Checkout workflow does not use; choose the Device Enrollment Program or Over the Air model",
+                a.kind()
+            ),
+        ));
     }
     let has_wifi = spec
         .actions
