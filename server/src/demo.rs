@@ -137,6 +137,7 @@ pub async fn seed<S: Storage>(st: &AppState<S>, server_url: &str) -> anyhow::Res
         expires_at: now.plus_secs(30 * 86_400),
         launchpad_id: None,
         department: None,
+        replaces_existing: false,
     };
     st.storage
         .create_enrollment_token(enrollment, ACTOR.into(), now)

@@ -26,6 +26,7 @@ async fn device_attributes_import_by_serial_with_typed_values() {
         expires_at: now.plus_secs(3600),
         launchpad_id: None,
         department: Some("4 West".into()),
+        replaces_existing: false,
     };
     st.storage
         .create_enrollment_token(token, "test".into(), now)

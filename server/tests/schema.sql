@@ -1,4 +1,4 @@
--- schema version 26
+-- schema version 27
 -- index attempt_window_start
 CREATE INDEX attempt_window_start ON attempt_window (window_start);
 -- index audit_log_target
@@ -224,7 +224,7 @@ CREATE TABLE enrollment_token (
         launchpad_id TEXT    REFERENCES launchpad (id) ON DELETE CASCADE,
         department   TEXT,
         created_at   INTEGER NOT NULL
-    , revoked_at INTEGER);
+    , revoked_at INTEGER, replaces_existing INTEGER NOT NULL DEFAULT 0);
 -- table job_lease
 CREATE TABLE job_lease (
         job     TEXT    PRIMARY KEY,

@@ -756,3 +756,72 @@ async fn an_idle_check_in_is_last_seen_not_a_row() {
     assert!(device_row(&admin, &phone.id).await["mdm_last_seen"].is_i64());
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_mdm_only_an_admins_re_enrollment_token_replaces_a_phone() {
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin().await;
+    let (link, _reader) = setup(&admin).await;
+    let info = device(70);
+    let old = RawPhone::enroll(&link, info.clone()).await.unwrap();
+    admin
+        .ok(
+            "/api/v1/attributes",
+            json!({"target": "device", "name": "Asset Tag", "value_type": "string"}),
+        )
+        .await;
+    let r = admin
+        .http
+        .put(format!(
+            "{}/api/v1/devices/{}/attributes/Asset%20Tag",
+            admin.base, old.id
+        ))
+        .bearer_auth(&admin.token)
+        .json(&json!({"value": "SMH-00070"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // An ordinary token cannot take a phone's identity: refused, and the way out named.
+    let (status, body) = RawPhone::enroll(&link, info.clone()).await.err().unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("udid_in_use")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("re-enrollment token"),
+        "{body}"
+    );
+    // Nor can a re-enrollment token take a UDID with another serial number.
+    let token = admin
+        .ok(
+            "/api/v1/enrollment-tokens",
+            json!({"label": "re-enroll 4W", "launchpad_id": "cart-1", "uses": 2, "replaces_existing": true}),
+        )
+        .await;
+    let relink = token["link"].as_str().unwrap();
+    let mut other = info.clone();
+    other.serial = Some("ROGUE9999999".into());
+    let (status, _) = RawPhone::enroll(relink, other).await.err().unwrap();
+    assert_eq!(status, 409);
+    // The erased phone with the admin's re-enrollment token replaces its old record.
+    let new = RawPhone::enroll(relink, info).await.unwrap();
+    let old_row = device_row(&admin, &old.id).await;
+    assert_eq!(old_row["admin_state"], "retired", "{old_row}");
+    let (_, attrs) = admin
+        .get(&format!("/api/v1/devices/{}/attributes", new.id))
+        .await;
+    assert_eq!(attrs["Asset Tag"], "SMH-00070", "{attrs}");
+    let (_, audit) = admin
+        .get("/api/v1/audit?action=enrollment_token.create")
+        .await;
+    assert!(
+        audit.to_string().contains("\"replaces_existing\":true"),
+        "{audit}"
+    );
+    server.stop().await.unwrap();
+}

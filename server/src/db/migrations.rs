@@ -485,6 +485,10 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX cart_tap_at ON cart_tap (at);
     CREATE INDEX cart_tap_launchpad ON cart_tap (launchpad_id, id);",
+    // v27: an enrollment token an admin made to re-enroll phones: a phone enrolling with
+    // it replaces the record holding its UDID and serial number (a phone erased without
+    // an MDM to vouch for it).
+    "ALTER TABLE enrollment_token ADD COLUMN replaces_existing INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Versions after which the database is vacuumed, because they dropped secrets that

@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         CREATE INDEX cart_tap_at ON cart_tap (at);
         CREATE INDEX cart_tap_launchpad ON cart_tap (launchpad_id, id);",
     ),
+    // As SQLite's v27.
+    (
+        27,
+        "ALTER TABLE enrollment_token ADD COLUMN replaces_existing BIGINT NOT NULL DEFAULT 0;",
+    ),
 ];
 
 /// The schema of SQLite's v23, in PostgreSQL's types.

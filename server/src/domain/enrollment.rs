@@ -61,7 +61,14 @@ pub fn enroll(
     let identity = match device.info.udid.as_deref() {
         Some(udid) => {
             let identity = tx.mdm_identity(udid)?;
-            match claim_udid(tx, device, udid, identity.as_ref(), now)? {
+            match claim_udid(
+                tx,
+                device,
+                udid,
+                identity.as_ref(),
+                token.replaces_existing,
+                now,
+            )? {
                 Ok(ghosts) => replaced = ghosts,
                 Err(refused) => return Ok(Err(refused)),
             }
@@ -113,6 +120,7 @@ fn claim_udid(
     device: &NewDevice,
     udid: &str,
     identity: Option<&MdmIdentity>,
+    replacing_token: bool,
     now: Timestamp,
 ) -> Result<Result<Vec<String>, Refused>, StorageError> {
     let mut ghosts = Vec::new();
@@ -132,12 +140,16 @@ fn claim_udid(
         }));
     }
     for holder in tx.udid_holders(udid)? {
-        let reenrolled = identity.is_some_and(|i| {
+        let vouched = identity.is_some_and(|i| {
             i.serial.is_some()
                 && i.serial.as_deref() == serial
                 && holder.serial.as_deref() == serial
                 && i.supersedes.as_deref() == Some(holder.device_id.as_str())
         });
+        // Without the MDM's word, an admin's: a token made to re-enroll replaces the
+        // record holding both this UDID and this serial number.
+        let by_admin = replacing_token && serial.is_some() && holder.serial.as_deref() == serial;
+        let reenrolled = vouched || by_admin;
         if !reenrolled {
             let detail = format!(
                 "an enrollment claimed this phone's UDID {udid} (serial {}) and was refused",

@@ -205,6 +205,10 @@ pub struct CreateEnrollmentToken {
         pattern = r"^[\t\n\u000B\u000C\r\u0085]*[^\u0000-\u001F\u007F-\u009F]*[\t\n\u000B\u000C\r\u0085]*$"
     )]
     department: Option<String>,
+    /// Re-enrollment: a phone enrolling with this token replaces (and inherits from)
+    /// the record holding its UDID and serial number — for phones erased without an MDM
+    /// to vouch for it. Give such a token few uses and a short life.
+    replaces_existing: Option<bool>,
 }
 
 /// A new enrollment token, shown once.
@@ -281,6 +285,7 @@ pub async fn create_enrollment_token<S: Storage>(
         expires_at,
         launchpad_id,
         department,
+        replaces_existing: body.replaces_existing.unwrap_or(false),
     };
     st.storage
         .create_enrollment_token(record, caller.actor.clone(), now)

@@ -93,8 +93,9 @@ pub async fn enroll<S: Storage>(
             return Err(AppError::ConflictWith {
                 code: "udid_in_use",
                 message: format!(
-                    "this UDID is already enrolled as device {holder}; retire that device first \
-                     (or, after an erase, let the phone enroll in the MDM again)"
+                    "this UDID is already enrolled as device {holder}; retire that device first, \
+                     enroll with a re-enrollment token (replaces_existing), or, after an erase, \
+                     let the phone enroll in the MDM again"
                 ),
             });
         }

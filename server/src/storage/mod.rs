@@ -129,6 +129,8 @@ pub struct NewEnrollmentToken {
     pub launchpad_id: Option<String>,
     /// Department (becomes Device Home).
     pub department: Option<String>,
+    /// A phone enrolling with it replaces the record holding its UDID and serial.
+    pub replaces_existing: bool,
 }
 
 /// A device to create at enrollment.

@@ -103,6 +103,8 @@ pub struct EnrollmentTokenRow {
     pub launchpad_id: Option<String>,
     /// The department that becomes their Device Home.
     pub department: Option<String>,
+    /// A phone enrolling with it replaces the record holding its UDID and serial.
+    pub replaces_existing: bool,
 }
 
 /// A cart's wait for the unplug of the phone it last granted.

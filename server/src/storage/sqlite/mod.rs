@@ -857,13 +857,14 @@ impl Storage for SqliteStorage {
                 }
             }
             tx.execute(
-                "INSERT INTO enrollment_token (token_hash, label, uses_left, expires_at, launchpad_id, department, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![t.token_hash, t.label, t.uses, t.expires_at.as_millis(), t.launchpad_id, t.department, now.as_millis()],
+                "INSERT INTO enrollment_token (token_hash, label, uses_left, expires_at, launchpad_id, department, created_at, replaces_existing)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![t.token_hash, t.label, t.uses, t.expires_at.as_millis(), t.launchpad_id, t.department, now.as_millis(), i64::from(t.replaces_existing)],
             )?;
             let after = serde_json::json!({
                 "label": t.label, "uses": t.uses, "expires_at": t.expires_at,
                 "launchpad_id": t.launchpad_id, "department": t.department,
+                "replaces_existing": t.replaces_existing,
             });
             audit(tx, &actor, "enrollment_token.create", "enrollment_token", &t.label, None, Some(after), now)?;
             Ok(())

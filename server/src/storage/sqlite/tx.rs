@@ -276,8 +276,8 @@ impl Tx for SqliteTx<'_> {
         Ok(self
             .0
             .prepare_cached(
-                "SELECT uses_left, expires_at, launchpad_id, department FROM enrollment_token
-                 WHERE token_hash = ?1 AND revoked_at IS NULL",
+                "SELECT uses_left, expires_at, launchpad_id, department, replaces_existing
+                 FROM enrollment_token WHERE token_hash = ?1 AND revoked_at IS NULL",
             )?
             .query_row([token_hash], |r| {
                 Ok(EnrollmentTokenRow {
@@ -287,6 +287,7 @@ impl Tx for SqliteTx<'_> {
                     expires_at: Timestamp(r.get(1)?),
                     launchpad_id: r.get(2)?,
                     department: r.get(3)?,
+                    replaces_existing: r.get::<_, i64>(4)? != 0,
                 })
             })
             .optional()?)
