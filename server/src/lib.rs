@@ -563,9 +563,17 @@ impl Server {
         })
     }
 
-    /// Brings what earlier versions stored up to this version's rules before serving:
-    /// secrets they kept in clear are sealed (an audited change by `system`).
+    /// Brings what earlier runs and versions stored up to this one before serving: a
+    /// lone server clears the job leases a crashed run left, and secrets earlier
+    /// versions kept in clear are sealed (an audited change by `system`).
     pub async fn upgrade_stored(&self) -> anyhow::Result<()> {
+        if self.lone {
+            // Whatever leases a crashed run left are its own: nobody else can hold one.
+            // Cleared here, before serving, so nothing taken after the start is lost.
+            if let Err(e) = self.state.storage.release_leases(None).await {
+                tracing::warn!(error = %e, "could not clear the job leases of an earlier run");
+            }
+        }
         let n = workflows::secrets::seal_stored(&self.state)
             .await
             .map_err(|e| anyhow::anyhow!("sealing secrets stored in clear: {e}"))?;
@@ -592,12 +600,6 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         metrics::handle();
-        if self.lone {
-            // Whatever leases a crashed run left are its own: nobody else can hold one.
-            if let Err(e) = self.state.storage.release_leases(None).await {
-                tracing::warn!(error = %e, "could not clear the job leases of an earlier run");
-            }
-        }
         let jobs = jobs::start(&self.state);
         let st = self.state.clone();
         let served = http::serve::serve(
@@ -633,7 +635,9 @@ pub async fn launch_with_listener(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    Server::open(&config)?.serve(listener, shutdown).await
+    let server = Server::open(&config)?;
+    server.upgrade_stored().await?;
+    server.serve(listener, shutdown).await
 }
 
 /// A server running on a background task, for tests and the embedded simulator.
