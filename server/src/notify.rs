@@ -1,4 +1,4 @@
-//! Wake-ups: a long-poll waiting for its phone's commands, taps waiting at a cart,
+//! Wake-ups: a long-poll waiting for its phone's commands,
 //! the workflow engine and the mailer. Whoever changes something notifies its topic;
 //! whoever waits subscribes to it first, then looks, then waits (so a change between
 //! the look and the wait is never missed).
@@ -20,11 +20,6 @@ pub fn device_topic(device_id: &str) -> String {
 /// The topic a phone's new long-poll signals to end its earlier ones (this process's).
 pub fn poll_topic(device_id: &str) -> String {
     format!("poll:{device_id}")
-}
-
-/// The topic of taps waiting at a cart.
-pub fn cart_topic(launchpad_id: &str) -> String {
-    format!("cart:{launchpad_id}")
 }
 
 /// The workflow engine's topic (a run was created, or something a run waits on).

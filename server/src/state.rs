@@ -59,7 +59,7 @@ pub struct AppState<S> {
     pub retention: crate::domain::retention::Retention,
     /// How long an MDM command may go unanswered before it is given up.
     pub mdm_deadline_secs: u64,
-    /// Wake-ups: long-polls, cart waits, the engine and the mailer.
+    /// Wake-ups: long-polls, the engine and the mailer.
     pub notifier: Arc<dyn crate::notify::Notifier>,
     /// The address phones and staff reach the server at, for links and QR codes
     /// (`None`: taken from each request's Host header).
@@ -79,7 +79,7 @@ pub struct AppState<S> {
     /// against the database (every sync compares versions; a change made by the CLI
     /// or another process is seen within [`POLICY_RECHECK`]).
     policy: Arc<std::sync::RwLock<Option<CheckedPolicy>>>,
-    /// Set once the server is stopping: long-polls answer, cart waits end, jobs finish
+    /// Set once the server is stopping: long-polls answer, jobs finish
     /// their pass and stop.
     stop: Arc<tokio::sync::watch::Sender<bool>>,
 }
@@ -207,16 +207,6 @@ impl<S: Storage> AppState<S> {
     /// then wait on it.
     pub fn waiter(&self, topic: &str) -> Arc<Notify> {
         self.notifier.subscribe(topic)
-    }
-
-    /// Wakes the carts whose waiting taps a phone freed by a lapsed grant may let
-    /// through.
-    pub fn wake_freed(&self, freed: &[crate::domain::grants::Freed]) {
-        for f in freed {
-            if let Some(cart) = &f.launchpad_id {
-                self.wake(&crate::notify::cart_topic(cart));
-            }
-        }
     }
 
     /// Wakes `topic`'s waiter (or lets its next wait return at once).

@@ -33,7 +33,7 @@ pub(crate) const SERVER_ACTOR: &str = "lanyard";
 pub struct Freed {
     /// The phone.
     pub device_id: String,
-    /// The cart it was last in (taps waiting there may go on).
+    /// The cart it was last in.
     pub launchpad_id: Option<String>,
 }
 
@@ -186,8 +186,6 @@ pub(crate) struct PhoneTap<'a> {
 pub(crate) struct PhoneDecision {
     /// The command answering the phone (a grant or a denial), stored.
     pub command: NewCommand,
-    /// Phones freed on the way (their carts may wake).
-    pub freed: Vec<Freed>,
 }
 
 /// Decides a tap on a phone and stores the answer, in the caller's transaction.
@@ -242,7 +240,7 @@ pub(crate) fn authorize_phone(
             },
         )?;
     }
-    Ok(PhoneDecision { command, freed })
+    Ok(PhoneDecision { command })
 }
 
 /// A badge tapped at a cart's reader.

@@ -183,13 +183,6 @@ pub async fn sync<S: Storage>(
             })
             .await?
     };
-    if had_events {
-        // A cart waiting on this phone's grant may be free now (unplugged or lapsed).
-        if let Some(cart) = &device.last_launchpad {
-            st.wake(&crate::http::launchpad::cart_key(cart));
-        }
-    }
-    st.wake_freed(&applied.freed);
     if applied.passcode_clear_requested {
         crate::mdm::request_passcode_clear(&st, &device).await;
     }
@@ -438,7 +431,6 @@ pub async fn authorize<S: Storage>(
             crate::domain::grants::authorize_phone(tx, &tap, &answer, now)
         })
         .await?;
-    st.wake_freed(&decision.freed);
     let signed = decision.command.signed;
     Ok(Json(AuthorizeResponse { command: signed }))
 }

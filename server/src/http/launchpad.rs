@@ -235,7 +235,7 @@ pub async fn tap<S: Storage>(
     let (cart_id, username) = (cart.id.clone(), user.username.clone());
     // The cart holds a grant for one undock window (and a little slack), then frees.
     let expires_at = now.plus_secs(window + HOLD_SLACK_SECS);
-    let (response, freed) = st
+    let response = st
         .storage
         .transact(move |tx| {
             let sign = |device_id: &str| {
@@ -255,38 +255,35 @@ pub async fn tap<S: Storage>(
                 min_battery,
                 hold_until: expires_at,
             };
-            let (claim, freed) = claim_at_cart(tx, &tap, &sign, now)?;
+            let (claim, _freed) = claim_at_cart(tx, &tap, &sign, now)?;
             let response = answer(claim, led, now);
             taps::record(
                 tx,
                 &NewCartTap {
                     launchpad_id: &cart_id,
                     username: Some(&username),
-                    beep: response.beep,
-                    reason: response.reason,
+                    beep: response.body.beep,
+                    reason: response.body.reason,
                     device_id: response.device.as_deref(),
                     port: response.body.port,
                     detail: &response.body.message,
                 },
                 now,
             )?;
-            Ok((response, freed))
+            Ok(response)
         })
         .await?;
-    st.wake_freed(&freed);
-    if response.beep == BEEP_SUCCESS
+    if response.body.beep == BEEP_SUCCESS
         && let Some(device) = &response.device
     {
         st.wake(&crate::notify::device_topic(device));
     }
-    tracing::info!(cart = %cart.id, user = %user.username, beep = response.beep, reason = response.reason, detail = %response.body.message, "cart tap");
+    tracing::info!(cart = %cart.id, user = %user.username, beep = response.body.beep, reason = response.body.reason, detail = %response.body.message, "cart tap");
     Ok(answered(response.body))
 }
 
 /// A claim's answer, and the phone it concerns (granted, or waited on).
 struct Answer {
-    beep: u8,
-    reason: &'static str,
     device: Option<String>,
     body: TapResponse,
 }
@@ -294,8 +291,6 @@ struct Answer {
 /// What the reader is told about `claim`.
 fn answer(claim: CartClaim, led: &'static str, now: lanyard_protocol::Timestamp) -> Answer {
     let refused = |beep: u8, reason: &'static str, message: String| Answer {
-        beep,
-        reason,
         device: None,
         body: TapResponse {
             beep,
@@ -309,8 +304,6 @@ fn answer(claim: CartClaim, led: &'static str, now: lanyard_protocol::Timestamp)
     };
     match claim {
         CartClaim::Granted { device_id, port } => Answer {
-            beep: BEEP_SUCCESS,
-            reason: reason::GRANTED,
             device: Some(device_id.clone()),
             body: TapResponse {
                 beep: BEEP_SUCCESS,
@@ -341,8 +334,6 @@ fn answer(claim: CartClaim, led: &'static str, now: lanyard_protocol::Timestamp)
                 port_name(port)
             );
             Answer {
-                beep: BEEP_NO_DEVICE,
-                reason: reason::CART_BUSY,
                 device: Some(device_id),
                 body: TapResponse {
                     beep: BEEP_NO_DEVICE,
@@ -379,11 +370,6 @@ fn cart_grant(
         display_text: display_text.clone(),
     });
     crate::domain::commands::new_command(keys, device_id, payload, now, expires_at, false)
-}
-
-/// The wake-up key for taps waiting at a cart.
-pub fn cart_key(cart: &str) -> String {
-    crate::notify::cart_topic(cart)
 }
 
 /// `POST /launchpad/v1/ports` body: what the cart's hub saw at one port.
@@ -423,8 +409,5 @@ pub async fn port_event<S: Storage>(
         .storage
         .launchpad_port_event(cart.id.clone(), body.port, serial, body.docked, st.now())
         .await?;
-    if !body.docked {
-        st.wake(&cart_key(&cart.id));
-    }
     Ok(Json(PortEventResult { device_id }))
 }

@@ -24,6 +24,5 @@ pub(crate) async fn sweep<S: Storage>(st: &AppState<S>) -> Result<usize, crate::
     if !freed.is_empty() {
         tracing::info!(freed = freed.len(), "lapsed grants freed");
     }
-    st.wake_freed(&freed);
     Ok(freed.len())
 }
